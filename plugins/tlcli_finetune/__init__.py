@@ -1,0 +1,1 @@
+"""Built-in plugin: fine-tune a pretrained vision backbone with its lower layers frozen."""

@@ -1,0 +1,102 @@
+"""The root command. Imports nothing heavy: `tlcli --help` must stay fast.
+
+Each command group lives in its own module and is joined here; plugins add theirs through the registry.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from tlcli import __version__
+from tlcli.errors import EXIT_USAGE, TlcliError
+
+HELP = """Adapt foundation models to your own small data: zero-shot, probes, fine-tuning, soft prompts.
+
+Data goes to stdout (JSON Lines with --json), progress and diagnostics to stderr.
+Exit codes: 0 ok, 1 the job failed, 2 bad usage or bad input. --debug shows tracebacks.
+"""
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tlcli {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    """The whole command tree: core commands, then every loaded plugin's."""
+    from tlcli.cli import layers, monitor, plugins_cmd, predict
+    from tlcli.registry import load_plugins
+
+    app = typer.Typer(
+        name="tlcli",
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode="rich",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ) -> None:
+        """tlcli root."""
+
+    plugins_cmd.register(app)
+    layers.register(app)
+    predict.register(app)
+    monitor.register(app)
+    for loaded in load_plugins().loaded:
+        loaded.plugin.register_commands(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run a command, map errors to one line and an exit code."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("TLCLI_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    if debug:
+        os.environ["TLCLI_DEBUG"] = "1"
+    command = typer.main.get_command(build_app())
+    try:
+        code = command.main(args=args, prog_name="tlcli", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        code = done.exit_code
+    except click.exceptions.Abort:
+        print("tlcli: aborted", file=sys.stderr)
+        code = 130
+    except click.UsageError as error:
+        if debug:
+            raise
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        print(f"tlcli: error: {error.format_message()}{hint}", file=sys.stderr)
+        code = EXIT_USAGE
+    except click.ClickException as error:
+        if debug:
+            raise
+        print(f"tlcli: error: {error.format_message()}", file=sys.stderr)
+        code = error.exit_code
+    except TlcliError as error:
+        if debug:
+            raise
+        print(f"tlcli: error: {error}", file=sys.stderr)
+        code = error.exit_code
+    except KeyboardInterrupt:
+        print("tlcli: interrupted", file=sys.stderr)
+        code = 130
+    except BrokenPipeError:
+        # `tlcli ... | head`: the reader left; not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
+    sys.exit(code or 0)

@@ -1,0 +1,63 @@
+"""`tlcli plugins`: what is installed, and what failed to load."""
+
+from __future__ import annotations
+
+import typer
+
+from tlcli.output import emit_json, print_table, warn
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plugins", help="List installed plugins and their commands.\n\nExample: tlcli plugins --json")(
+        plugins
+    )
+
+
+def plugins(json_output: bool = typer.Option(False, "--json", help="JSON Lines on stdout.")) -> None:
+    from tlcli.registry import load_plugins
+
+    found = load_plugins()
+    rows = []
+    for loaded in found.loaded:
+        commands = _commands_of(loaded.plugin)
+        row = {
+            "name": loaded.plugin.name,
+            "distribution": loaded.distribution,
+            "version": loaded.version,
+            "commands": commands,
+            "description": loaded.plugin.description,
+            "status": "ok",
+        }
+        rows.append(row)
+    for failure in found.failed:
+        rows.append(
+            {
+                "name": failure.entry_point,
+                "distribution": failure.distribution,
+                "version": None,
+                "commands": [],
+                "description": "",
+                "status": "failed",
+                "error": failure.error,
+            }
+        )
+    if json_output:
+        for row in rows:
+            emit_json(row)
+    else:
+        print_table(
+            "plugins",
+            ["name", "distribution", "version", "commands", "status"],
+            [[r["name"], r["distribution"], r["version"] or "-", ", ".join(r["commands"]), r["status"]] for r in rows],
+        )
+    for failure in found.failed:
+        warn(f"plugin {failure.entry_point} failed to load: {failure.error}")
+
+
+def _commands_of(plugin) -> list[str]:
+    """Names a plugin adds, found by registering it on a scratch app."""
+    scratch = typer.Typer()
+    plugin.register_commands(scratch)
+    names = [info.name or info.callback.__name__.replace("_", "-") for info in scratch.registered_commands]
+    names += [group.name for group in scratch.registered_groups if group.name]
+    return names

@@ -1,0 +1,119 @@
+"""Where output goes: data on stdout (JSON Lines with --json), people-facing text on stderr.
+
+Rich is used when stderr is a terminal; plain lines otherwise (CI logs, nohup, pipes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from functools import lru_cache
+from typing import Any
+
+
+@lru_cache(maxsize=1)
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=False)
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def info(message: str) -> None:
+    """A line for people, on stderr (plain when not a terminal)."""
+    if stderr_is_terminal():
+        stderr_console().print(message)
+    else:
+        print(_strip_markup(message), file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    info(f"[yellow]warning:[/yellow] {message}")
+
+
+def _strip_markup(message: str) -> str:
+    from rich.text import Text
+
+    return Text.from_markup(message).plain
+
+
+def _default(value: Any):
+    # numpy / torch scalars and paths end up here.
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json(record: Any) -> str:
+    """One compact JSON line; NaN/inf become null so every line is valid JSON."""
+    return json.dumps(_finite(record), default=_default, ensure_ascii=False)
+
+
+def emit_json(record: Any) -> None:
+    """Write one JSON line on stdout, flushed so pipelines see it at once."""
+    line = to_json(record)
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except UnicodeEncodeError:
+        sys.stdout.write(json.dumps(_finite(record), default=_default, ensure_ascii=True) + "\n")
+        sys.stdout.flush()
+
+
+def display_path(path: Any) -> str:
+    """A path printable on any terminal, even when its bytes are not UTF-8."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    """Tabular data on stdout: a rich table on a terminal, aligned plain text otherwise
+    (easy to grep and cut; use --json for anything more)."""
+    cells = [[_cell(c) for c in row] for row in rows]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in cells:
+            table.add_row(*row, style=None)
+        Console(highlight=False).print(table)
+        return
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    if title:
+        print(f"# {title}")
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    sys.stdout.flush()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return display_path(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)

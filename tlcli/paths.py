@@ -1,0 +1,58 @@
+"""Run folders and cache folders. ``TLCLI_HOME`` overrides the cache root (default ~/.cache/tlcli)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+RUNS_ROOT = Path("runs")
+
+# Files inside a run folder (see ARCHITECTURE.md, "Run folder").
+CONFIG_FILE = "config.json"
+EVENTS_FILE = "events.jsonl"
+METRICS_FILE = "metrics.json"
+CHECKPOINTS_DIR = "checkpoints"
+MODEL_DIR = "model"
+# Written by `tlcli monitor` (key `s`) or by hand; the engine checkpoints and ends with status "stopped".
+STOP_REQUEST_FILE = "stop-request"
+
+
+def tlcli_home() -> Path:
+    return Path(os.environ.get("TLCLI_HOME") or Path.home() / ".cache" / "tlcli")
+
+
+def cache_dir(kind: str) -> Path:
+    """A cache folder of one kind (``features``, ``text-embeddings``, ...), created on demand."""
+    path = tlcli_home() / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_run_dir(command: str, out: Path | None = None) -> Path:
+    """``out`` if given, else ``runs/<command>-<timestamp>`` (suffixed if taken)."""
+    if out is not None:
+        return Path(out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = RUNS_ROOT / f"{command}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

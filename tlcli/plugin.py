@@ -1,0 +1,50 @@
+"""The plugin interface: what a backend gives tlcli.
+
+A plugin is one way of adapting a model (fine-tuning, CLIP probes, soft prompts, RAG, ...). It is found
+through the entry-point group ``tlcli.plugins``; the entry point names a :class:`Plugin` object. Built-in
+plugins under ``plugins/`` register exactly like third-party ones.
+
+Loading a plugin must stay cheap: the module that defines the ``Plugin`` and its command functions imports
+nothing heavy (torch, open_clip, transformers) at top level. Heavy imports go inside the command bodies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    import typer
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """What a backend contributes.
+
+    name: unique, short, lower-case (``finetune``, ``clip``).
+    register_commands: called once with the root Typer app; adds the plugin's commands or groups.
+    predictors: model kinds this plugin can load for ``tlcli predict`` / ``tlcli evaluate``, mapped to
+        ``"module:function"``. The function takes ``(model_dir: Path, device: str)`` and returns a
+        :class:`ImagePredictor`. The string is imported only when such a model is used.
+    description: one line for ``tlcli plugins``.
+    """
+
+    name: str
+    register_commands: Callable[["typer.Typer"], None]
+    predictors: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+class ImagePredictor(Protocol):
+    """A trained image classifier that ``tlcli predict`` and ``tlcli evaluate`` can run.
+
+    labels: class names in output order.
+    transform: PIL RGB image -> float tensor (C, H, W), the model's own preprocessing.
+    predict: batch tensor (N, C, H, W) -> class probabilities (N, len(labels)), on the CPU.
+    """
+
+    labels: list[str]
+
+    def transform(self, image): ...
+
+    def predict(self, batch): ...
