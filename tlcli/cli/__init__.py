@@ -60,7 +60,7 @@ def build_app() -> typer.Typer:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run a command, map errors to one line and an exit code."""
-    import click
+    from typer.exceptions import Abort, Exit, TyperException
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("TLCLI_DEBUG") == "1"
@@ -70,22 +70,19 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(build_app())
     try:
         code = command.main(args=args, prog_name="tlcli", standalone_mode=False)
-    except click.exceptions.Exit as done:
+    except Exit as done:
         code = done.exit_code
-    except click.exceptions.Abort:
+    except Abort:
         print("tlcli: aborted", file=sys.stderr)
         code = 130
-    except click.UsageError as error:
+    except TyperException as error:  # usage errors from the parser: one line, exit 2
         if debug:
             raise
-        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
-        print(f"tlcli: error: {error.format_message()}{hint}", file=sys.stderr)
-        code = EXIT_USAGE
-    except click.ClickException as error:
-        if debug:
-            raise
-        print(f"tlcli: error: {error.format_message()}", file=sys.stderr)
-        code = error.exit_code
+        ctx = getattr(error, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = " ".join(error.format_message().split())
+        print(f"tlcli: error: {message}{hint}", file=sys.stderr)
+        code = getattr(error, "exit_code", EXIT_USAGE)
     except TlcliError as error:
         if debug:
             raise

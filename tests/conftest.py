@@ -1,0 +1,55 @@
+"""Shared fixtures. Each test folder may add its own conftest.py for its area."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+# Tests never reach a hub; make libraries fail fast instead of retrying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Run `tlcli ARGS...` in-process: returns exit code, stdout and stderr separately.
+
+    The working directory is a fresh tmp folder and TLCLI_HOME points inside it, so runs/ and caches
+    never leak between tests.
+    """
+    from typer.testing import CliRunner
+
+    from tlcli.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TLCLI_HOME", str(tmp_path / ".tlcli-home"))
+
+    def run(*args, input: str | None = None, env: dict | None = None) -> CliResult:
+        runner = CliRunner()
+        with runner.isolation(input=input, env=env) as streams:
+            try:
+                main([os.fspath(a) for a in args])
+                code = 0
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            stdout = streams[0].getvalue().decode("utf-8", "replace")
+            stderr = streams[1].getvalue().decode("utf-8", "replace")
+        return CliResult(code, stdout, stderr)
+
+    return run
