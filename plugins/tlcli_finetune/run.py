@@ -1,0 +1,83 @@
+"""One fine-tuning run: data, task, engine, summary. Called by the command (and by the TUI's worker)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tlcli.data.bad_files import BadFiles
+from tlcli.data.sources import load_labelled, stratified_split
+from tlcli.engine.callbacks import EventLog, Progress
+from tlcli.engine.loop import fit
+from tlcli.errors import Interrupted, UsageError
+from tlcli.models.vision import preprocessing_of
+from tlcli.output import emit_json, info, print_table
+from tlcli.paths import CONFIG_FILE, METRICS_FILE, atomic_write_text
+from tlcli_finetune.config import FinetuneConfig
+from tlcli_finetune.data import DecodedImages
+from tlcli_finetune.task import FinetuneTask, preprocessing_for
+
+
+def _split_data(cfg: FinetuneConfig):
+    samples = load_labelled(Path(cfg.data))
+    if cfg.val:
+        train, val = samples, load_labelled(Path(cfg.val))
+    elif cfg.val_split > 0:
+        train, val = stratified_split(samples, cfg.val_split, cfg.seed)
+    else:
+        train, val = samples, []
+    classes = sorted({s.label for s in train})
+    if len(classes) < 2:
+        raise UsageError(f"{cfg.data}: found {len(classes)} class; fine-tuning needs at least two")
+    unknown = sorted({s.label for s in val} - set(classes))
+    if unknown:
+        raise UsageError(f"validation labels not in the training data: {', '.join(unknown[:5])}; "
+                         f"add training images for them or drop them from --val")
+    return train, val, classes
+
+
+def run_finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool, json_output: bool, quiet: bool):
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    train_samples, val_samples, classes = _split_data(cfg)
+    preprocessing = preprocessing_for(cfg, preprocessing_of(cfg.model, "none" if cfg.weights else cfg.pretrained))
+
+    bad = BadFiles()
+    if not quiet:
+        info(f"decoding {len(train_samples) + len(val_samples)} images")
+    train = DecodedImages(train_samples, classes, preprocessing, bad)
+    val = DecodedImages(val_samples, classes, preprocessing, bad) if val_samples else None
+    bad.check(len(train_samples) + len(val_samples), cfg.max_bad)
+    if len(train) < 2:
+        raise UsageError(f"{cfg.data}: fewer than two readable training images")
+
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=1))
+    task = FinetuneTask(cfg, classes, train, val, preprocessing)
+    callbacks = [EventLog(run_dir, "finetune", "finetune"), Progress(quiet=quiet)]
+    for entry in bad.summary():
+        callbacks[0].on_log("warning", f"skipped {entry['path']}: {entry['reason']}")
+    result = fit(task, cfg, run_dir, callbacks=callbacks, resume=resume)
+
+    summary = {
+        "run_dir": str(run_dir), "status": result.status, "best_val_accuracy": result.best,
+        "final_metrics": result.final_metrics, "steps": result.steps, "epochs": result.epochs_done,
+        "wall_s": round(result.wall_s, 2), "images_per_s": round(result.samples_per_s, 1),
+        "trainable_params": result.trainable_params, "total_params": result.total_params,
+        "device": result.device, "precision": result.precision, "classes": classes,
+        "train_images": len(train), "val_images": len(val) if val else 0, "bad_files": bad.summary(),
+    }
+    if is_main:
+        atomic_write_text(run_dir / METRICS_FILE, json.dumps(summary, indent=1))
+        if json_output:
+            emit_json(summary)
+        else:
+            best = "-" if result.best is None else f"{result.best:.4f}"
+            print_table(f"finetune {result.status}", ["run", "best val acc", "wall", "trainable / total", "images/s"],
+                        [[str(run_dir), best, f"{result.wall_s:.1f}s",
+                          f"{result.trainable_params:,} / {result.total_params:,}", f"{result.samples_per_s:.1f}"]])
+    if result.status == "interrupted":
+        raise Interrupted(f"interrupted; checkpoint saved. Continue with: tlcli finetune --resume {run_dir}")
+    return summary

@@ -1,0 +1,110 @@
+"""The fine-tuning Task the shared engine runs: a pretrained backbone, a new head, frozen lower blocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tlcli.engine.params import discriminative_groups, freeze_until, list_blocks
+from tlcli.errors import UsageError
+from tlcli.models.vision import build_vision_model, load_backbone_weights, read_weights_file
+from tlcli.paths import MODEL_DIR
+from tlcli_finetune.config import FinetuneConfig
+from tlcli_finetune.data import DecodedImages, EvalImages, TrainImages, eval_transform, train_transform
+
+MODEL_KIND = "image-classifier"
+
+
+def preprocessing_for(cfg: FinetuneConfig, base: dict) -> dict:
+    pre = dict(base)
+    if cfg.image_size:  # keep the library's resize/crop ratio
+        pre["resize"] = max(cfg.image_size, round(cfg.image_size * base["resize"] / base["crop"]))
+        pre["crop"] = cfg.image_size
+    return pre
+
+
+class FinetuneTask:
+    def __init__(self, cfg: FinetuneConfig, classes: list[str], train: DecodedImages, val: DecodedImages | None,
+                 preprocessing: dict):
+        self.cfg, self.classes, self.preprocessing = cfg, classes, preprocessing
+        self._train, self._val = train, val
+        self.weights_report: dict | None = None
+
+    def describe(self) -> dict:
+        return {"model": self.cfg.model, "classes": self.classes, "freeze_until": self.cfg.freeze_until}
+
+    def build_model(self):
+        built = build_vision_model(self.cfg.model, "none" if self.cfg.weights else self.cfg.pretrained,
+                                   num_classes=len(self.classes))
+        if self.cfg.weights:
+            self.weights_report = load_backbone_weights(built.model, read_weights_file(Path(self.cfg.weights)),
+                                                        built.head_names)
+        blocks = list_blocks(built.model)
+        try:
+            freeze_until(blocks, self.cfg.freeze_until)
+        except ValueError:
+            raise UsageError(f"--freeze-until {self.cfg.freeze_until!r} is not a block of {self.cfg.model}; "
+                             f"valid names: {', '.join(b.name for b in blocks)}") from None
+        self._blocks = blocks
+        return built.model
+
+    def blocks(self, model):
+        return self._blocks
+
+    def param_groups(self, model, blocks, include_frozen: bool):
+        first = next((i for i, b in enumerate(blocks) if b.trainable), len(blocks))
+        return discriminative_groups(model, blocks, first, self.cfg.lr, self.cfg.lr_decay, self.cfg.weight_decay,
+                                     include_frozen=include_frozen)
+
+    def train_dataset(self):
+        return TrainImages(self._train, train_transform(self.preprocessing, self.cfg.augment))
+
+    def val_dataset(self):
+        return None if self._val is None else EvalImages(self._val, eval_transform(self.preprocessing))
+
+    def collate(self, items):
+        images = torch.stack([item[0] for item in items])
+        labels = torch.tensor([item[1] for item in items], dtype=torch.long)
+        return images, labels
+
+    def batch_size_of(self, batch) -> int:
+        return batch[1].shape[0]
+
+    def training_step(self, model, batch):
+        images, labels = batch
+        return F.cross_entropy(model(images), labels)
+
+    def validation_step(self, model, batch):
+        images, labels = batch
+        logits = model(images).float()
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        correct = (logits.argmax(dim=1) == labels).sum()
+        return {"val_loss": loss.item(), "val_accuracy": correct.item()}, labels.shape[0]
+
+    def export(self, model, run_dir: Path, result) -> None:
+        export_model(run_dir, model.state_dict(), self.classes, self.preprocessing, self.cfg.model)
+
+
+def export_model(run_dir: Path, state: dict, classes: list[str], preprocessing: dict, spec: str) -> Path:
+    """Write run_dir/model/ atomically: weights with the backbone's own names, labels, preprocessing."""
+    from safetensors.torch import save_file
+
+    final = Path(run_dir) / MODEL_DIR
+    tmp = Path(run_dir) / f".{MODEL_DIR}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp / "model.safetensors"),
+              metadata={"format": "pt", "tlcli_model": spec})
+    (tmp / "labels.json").write_text(json.dumps(classes, ensure_ascii=False, indent=1), encoding="utf-8")
+    (tmp / "preprocessing.json").write_text(json.dumps(preprocessing, indent=1), encoding="utf-8")
+    (tmp / "model.json").write_text(json.dumps({"kind": MODEL_KIND, "plugin": "finetune", "model": spec,
+                                                "num_classes": len(classes), "format": 1}, indent=1), encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final

@@ -1,0 +1,113 @@
+"""Duck-typed callbacks (Lightning Fabric's style): any object with some of these methods.
+
+on_run_start(info) · on_step_end(step, epoch, metrics, total_steps) · on_eval_end(step, epoch, metrics,
+monitor, best, is_best) · on_layers(step, epoch, blocks, unfrozen) · on_checkpoint(step, epoch, path, kind)
+· on_log(level, message) · on_run_end(result)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from tlcli.engine.events import EventWriter
+
+
+class EventLog:
+    """Writes runs/<run>/events.jsonl (see tlcli.engine.events for the format)."""
+
+    def __init__(self, run_dir: Path, command: str, plugin: str):
+        self.writer = EventWriter(run_dir / "events.jsonl", run=Path(run_dir).name)
+        self.command, self.plugin = command, plugin
+        self.step, self.epoch = 0, 0
+
+    def on_run_start(self, info):
+        self.step = info.get("resumed_from") or 0
+        self.writer.emit("run_start", {"command": self.command, "plugin": self.plugin, **info}, self.step, 0)
+
+    def on_step_end(self, step, epoch, metrics, total_steps):
+        self.step, self.epoch = step, epoch
+        self.writer.emit("metric", metrics, step, round(metrics.get("epoch_progress", epoch), 4))
+
+    def on_eval_end(self, step, epoch, metrics, monitor, best, is_best):
+        self.writer.emit("eval", {"metrics": metrics, "monitor": monitor, "best": best, "is_best": is_best},
+                         step, epoch)
+
+    def on_layers(self, step, epoch, blocks, unfrozen):
+        self.writer.emit("layers", {"blocks": blocks, "reason": "unfreeze", "unfrozen": unfrozen}, step, epoch)
+
+    def on_checkpoint(self, step, epoch, path, kind):
+        self.writer.emit("checkpoint", {"path": path, "kind": kind}, step, epoch)
+
+    def on_log(self, level, message):
+        self.writer.emit("log", {"level": level, "message": message}, self.step, self.epoch)
+
+    def on_run_end(self, result):
+        self.writer.emit("run_end", result, result.get("steps", self.step), self.epoch)
+        self.writer.close()
+
+
+class Progress:
+    """Progress on stderr: a rich bar on a terminal, a plain line every few seconds otherwise."""
+
+    def __init__(self, quiet: bool = False, plain_every_s: float = 5.0):
+        from tlcli.output import stderr_is_terminal
+
+        self.quiet = quiet
+        self.rich = stderr_is_terminal() and not quiet
+        self.plain_every_s = plain_every_s
+        self._last_plain = 0.0
+        self._bar = None
+        self._task = None
+
+    def on_run_start(self, info):
+        if self.quiet:
+            return
+        params = info["params"]
+        line = (f"training {info.get('model', '')} on {info['device']} ({info['precision']}): "
+                f"{params['trainable']:,} of {params['total']:,} parameters trainable, "
+                f"{info['train_samples']} train / {info['val_samples']} val samples, {info['total_steps']} steps")
+        self._print(line)
+        if self.rich:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+            from tlcli.output import stderr_console
+
+            self._bar = RichProgress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+                                     console=stderr_console(), transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task("train", total=info["total_steps"],
+                                            completed=info.get("resumed_from") or 0, status="")
+
+    def on_step_end(self, step, epoch, metrics, total_steps):
+        status = f"epoch {epoch} loss {metrics['loss']:.4f} {metrics['samples_per_s']:.0f} samples/s"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, status=status)
+        elif not self.quiet and (time.time() - self._last_plain > self.plain_every_s or step == total_steps):
+            self._last_plain = time.time()
+            self._print(f"step {step}/{total_steps} {status}")
+
+    def on_eval_end(self, step, epoch, metrics, monitor, best, is_best):
+        shown = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        self._print(f"epoch {epoch}: {shown}{' (best)' if is_best else ''}")
+
+    def on_layers(self, step, epoch, blocks, unfrozen):
+        self._print(f"epoch {epoch}: unfroze {', '.join(unfrozen)}")
+
+    def on_log(self, level, message):
+        self._print(f"{level}: {message}" if level != "info" else message)
+
+    def on_run_end(self, result):
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def _print(self, line: str) -> None:
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, file=sys.stderr, flush=True)
