@@ -1,0 +1,206 @@
+"""``hf:MODEL_ID_OR_DIR``: a local transformers causal LM.
+
+torch and transformers are imported inside the functions that need them, so importing this module (and
+``tlcli --help``) stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tlcli.errors import UsageError
+from tlcli.llm.base import LLM, Generation, cut_at_stop, sampling_params
+from tlcli.llm.spec import HFSpec
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(model))
+
+
+def _pick_device(requested: str) -> str:
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _pick_dtype(requested: str, device: str):
+    import torch
+
+    if requested != "auto":
+        return getattr(torch, requested)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.float16
+    return torch.float32  # half precision on CPU is slow and often unsupported
+
+
+class HFLLM(LLM):
+    """Loads the model once; ``generate`` runs batches of prompts with left padding and draws the ``n``
+    samples of every prompt in the same forward pass (``num_return_sequences``)."""
+
+    def __init__(self, spec: HFSpec):
+        self.spec = f"hf:{spec.model}"
+        self.options = spec
+        self.tokenizer, self.model = _load(spec)
+        self.device = str(self.model.device)
+        self.use_chat_template = spec.chat_template == "on" or (
+            spec.chat_template == "auto" and bool(getattr(self.tokenizer, "chat_template", None))
+        )
+        if spec.chat_template == "on" and not getattr(self.tokenizer, "chat_template", None):
+            raise UsageError(f"{self.spec}: chat_template=on but the tokenizer has no chat template; "
+                             "use chat_template=auto or off")
+        #: Number of times model.generate ran (benchmarks and tests read it).
+        self.forward_calls = 0
+
+    def _format(self, prompt: str) -> str:
+        if not self.use_chat_template:
+            return prompt
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
+
+    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None):
+        params = sampling_params(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                 stop=list(stop or []), seed=seed)
+        import torch
+
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        results: list[Generation] = []
+        size = self.options.batch_size
+        for start in range(0, len(prompts), size):
+            results.extend(self._generate_batch(list(prompts[start:start + size]), params))
+        return results
+
+    def _generate_batch(self, prompts: list[str], params) -> list[Generation]:
+        import torch
+
+        texts = [self._format(p) for p in prompts]
+        # A chat template already writes the special tokens (BOS and the like) into the text.
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True,
+                                 add_special_tokens=not self.use_chat_template).to(self.model.device)
+        sampling = params.temperature > 0
+        kwargs = dict(
+            max_new_tokens=params.max_tokens,
+            num_return_sequences=params.n,
+            do_sample=sampling,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        if sampling:
+            # top_k=0: only temperature and top_p shape sampling, as in the OpenAI API, whatever the
+            # model's generation_config says.
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
+        with torch.inference_mode():
+            output = self.model.generate(**encoded, **kwargs)
+        self.forward_calls += 1
+        prompt_len = encoded["input_ids"].shape[1]
+        generated = output[:, prompt_len:].tolist()
+        prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
+        eos_ids = self._eos_ids()
+        pad_id = self.tokenizer.pad_token_id
+        results = []
+        for i, _ in enumerate(prompts):
+            rows = generated[i * params.n:(i + 1) * params.n]
+            texts, counts, reasons = [], [], []
+            for row in rows:
+                count, ended = _completion_length(row, eos_ids, pad_id, bool(params.stop))
+                text = self.tokenizer.decode(row[:count], skip_special_tokens=True)
+                text, stopped = cut_at_stop(text, params.stop)
+                texts.append(text)
+                counts.append(count)
+                reasons.append("stop" if ended or stopped or count < params.max_tokens else "length")
+            results.append(Generation(texts, int(prompt_tokens[i]), counts, reasons))
+        return results
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        if eos is None:
+            return set()
+        return set(eos) if isinstance(eos, (list, tuple)) else {int(eos)}
+
+    def close(self) -> None:
+        self.model = None
+
+
+def _completion_length(row: list[int], eos_ids: set[int], pad_id: int | None,
+                       stopped_early: bool) -> tuple[int, bool]:
+    """Generated tokens up to and including the first end-of-text token. A row that a stop string ended
+    is padded without an end-of-text token, so there (only) trailing padding is not counted.
+    Returns (count, ended with an end-of-text token)."""
+    for index, token in enumerate(row):
+        if token in eos_ids:
+            return index + 1, True
+    count = len(row)
+    while stopped_early and count and pad_id is not None and row[count - 1] == pad_id:
+        count -= 1
+    return count, False
+
+
+def _load(spec: HFSpec):
+    model_ref = spec.model
+    if _looks_like_path(model_ref):
+        folder = Path(os.path.expanduser(model_ref))
+        if not folder.is_dir():
+            raise UsageError(f"hf model folder {model_ref!r} does not exist; pass a folder with config.json "
+                             "and weights (hf:./my-model) or a Hugging Face model id")
+        if not (folder / "config.json").is_file():
+            raise UsageError(f"hf model folder {model_ref!r} has no config.json; point hf: at the folder "
+                             "that save_pretrained() wrote")
+        model_ref = str(folder)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # Progress bars and advice from transformers would mix with our stderr lines.
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    device = _pick_device(spec.device)
+    dtype = _pick_dtype(spec.dtype, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_ref, trust_remote_code=spec.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(model_ref, dtype=dtype,
+                                                     trust_remote_code=spec.trust_remote_code)
+    except OSError as error:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+        hint = (" (HF_HUB_OFFLINE=1: only cached models load)" if offline else "")
+        raise UsageError(
+            f"cannot load hf model {spec.model!r}: not a local model folder and not in the Hugging Face "
+            f"cache{hint}; download it first (huggingface-cli download {spec.model}) or pass hf:PATH "
+            f"[{type(error).__name__}: {_first_line(error)}]"
+        ) from None
+    except ValueError as error:
+        if "trust_remote_code" in str(error):
+            raise UsageError(
+                f"hf model {spec.model!r} ships its own Python code; if you trust it, pass "
+                f"hf:{spec.model}?trust_remote_code=true"
+            ) from None
+        raise UsageError(f"cannot load hf model {spec.model!r}: {_first_line(error)}") from None
+    if tokenizer.pad_token is None:
+        # Causal LMs often have no pad token; the end-of-text token is the usual stand-in.
+        if tokenizer.eos_token is None:
+            raise UsageError(f"hf model {spec.model!r}: the tokenizer has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    # Left padding keeps every prompt's last token next to its first generated token.
+    tokenizer.padding_side = "left"
+    model.to(device)
+    model.eval()
+    return tokenizer, model
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

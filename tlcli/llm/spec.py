@@ -1,0 +1,168 @@
+"""LLM spec strings: parse, validate, and find one (flag, then ``TLCLI_LLM``, then the config file).
+
+Spec grammar (options are URL-style, after the last ``?``; unknown options are an error)::
+
+    hf:MODEL_ID_OR_DIR[?device=cpu&dtype=bfloat16&trust_remote_code=true&chat_template=off&batch_size=8]
+    openai:BASE_URL#MODEL[?api=completions&stream=true&api_key_env=MY_KEY&timeout=60&max_retries=4]
+    scripted:REPLIES.json      (a JSON list of reply texts, used in turn; for tests and dry runs)
+
+Config file (``TLCLI_CONFIG``, else ``./tlcli.toml``, else ``$TLCLI_HOME/config.toml``)::
+
+    [llm]
+    spec = "openai:http://127.0.0.1:8000/v1#qwen2.5-7b-instruct"
+    options = { api = "chat", timeout = 120 }   # used with the spec from this file only
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal, Union
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tlcli.errors import UsageError
+
+ENV_VAR = "TLCLI_LLM"
+CONFIG_ENV_VAR = "TLCLI_CONFIG"
+EXAMPLES = "hf:./my-model, hf:Qwen/Qwen2.5-0.5B-Instruct or openai:http://127.0.0.1:8000/v1#MODEL"
+
+
+class HFSpec(BaseModel):
+    """A local transformers causal LM: a Hugging Face id (from the local cache) or a folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["hf"] = "hf"
+    model: str = Field(min_length=1)
+    device: str = "auto"  # auto: cuda, then mps, then cpu
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # Custom modelling code runs arbitrary Python from the model folder: never on unless asked.
+    trust_remote_code: bool = False
+    chat_template: Literal["auto", "on", "off"] = "auto"
+    batch_size: int = Field(8, ge=1, le=1024)  # prompts per forward pass; each brings n rows
+
+
+class OpenAISpec(BaseModel):
+    """An OpenAI-compatible server (vLLM, llama.cpp server, Ollama, hosted APIs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["openai"] = "openai"
+    base_url: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api: Literal["chat", "completions"] = "chat"
+    # Key lookup: this variable if set, else TLCLI_LLM_API_KEY, else OPENAI_API_KEY; none is fine locally.
+    api_key_env: str | None = None
+    timeout: float = Field(60.0, gt=0)
+    connect_timeout: float = Field(5.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=20)
+    backoff: float = Field(0.5, ge=0)  # first retry delay in seconds; doubles each time
+    max_backoff: float = Field(30.0, ge=0)
+    stream: bool = False  # generate() reads the answer as server-sent events
+    concurrency: int = Field(4, ge=1, le=64)  # requests in flight when a call has several prompts
+
+
+class ScriptedSpec(BaseModel):
+    """Replies read from a JSON file, used in turn: pipelines and tests without a model."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["scripted"] = "scripted"
+    path: Path
+
+
+LLMSpec = Union[HFSpec, OpenAISpec, ScriptedSpec]
+
+
+def parse_spec(text: str, options: dict | None = None) -> LLMSpec:
+    """Parse ``hf:...`` / ``openai:...`` / ``scripted:...`` into a validated spec.
+
+    ``options`` (from a config file) are defaults; options written in the spec string win.
+    """
+    text = text.strip()
+    scheme, sep, rest = text.partition(":")
+    if not sep or scheme not in ("hf", "openai", "scripted"):
+        raise UsageError(f"LLM spec {text!r} is not understood: expected hf:..., openai:...#MODEL or scripted:FILE; "
+                         f"e.g. {EXAMPLES}")
+    values: dict = dict(options or {})
+    body, query = _split_options(rest)
+    values.update(query)
+    if scheme == "hf":
+        values["model"] = body
+        model_cls: type[BaseModel] = HFSpec
+    elif scheme == "openai":
+        base_url, hash_, model = body.partition("#")
+        if not hash_ or not model:
+            raise UsageError(f"LLM spec {text!r} names no model: write openai:BASE_URL#MODEL, "
+                             "e.g. openai:http://127.0.0.1:8000/v1#llama3")
+        values.update(base_url=base_url.rstrip("/"), model=model)
+        model_cls = OpenAISpec
+    else:
+        values["path"] = body
+        model_cls = ScriptedSpec
+    try:
+        return model_cls(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "spec"
+        allowed = ", ".join(k for k in model_cls.model_fields if k != "kind")
+        raise UsageError(
+            f"LLM spec {text!r}: option {where}={first.get('input')!r} is invalid ({first['msg']}); "
+            f"{scheme}: options are {allowed}"
+        ) from None
+
+
+def _split_options(rest: str) -> tuple[str, dict[str, str]]:
+    # The options follow the last "?"; a "?" inside an openai base URL's own query comes before "#".
+    head, sep, tail = rest.rpartition("?")
+    if not sep or ("#" in rest and "#" not in head):
+        return rest, {}
+    pairs = parse_qsl(tail, keep_blank_values=True, strict_parsing=False)
+    if not pairs and tail:
+        raise UsageError(f"LLM options {tail!r} are not key=value pairs joined by '&'")
+    return head, dict(pairs)
+
+
+def config_file() -> Path | None:
+    """The config file in effect, if any."""
+    explicit = os.environ.get(CONFIG_ENV_VAR)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise UsageError(f"{CONFIG_ENV_VAR}={explicit} is not a file; fix the path or unset it")
+        return path
+    from tlcli.paths import tlcli_home
+
+    for path in (Path("tlcli.toml"), tlcli_home() / "config.toml"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _from_config(path: Path) -> tuple[str, dict] | None:
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("llm")
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read config file {path}: {error}") from None
+    if table is None:
+        return None
+    extra = set(table) - {"spec", "options"}
+    if extra or not isinstance(table.get("spec"), str) or not isinstance(table.get("options", {}), dict):
+        raise UsageError(f"{path}: [llm] takes spec = \"hf:...\" and an optional options = {{...}} table; "
+                         f"found keys {sorted(table)}")
+    return table["spec"], dict(table.get("options", {}))
+
+
+def find_spec(flag: str | None = None) -> LLMSpec:
+    """The LLM to use: ``--llm`` if given, else ``TLCLI_LLM``, else ``[llm]`` in the config file."""
+    if flag:
+        return parse_spec(flag)
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return parse_spec(env)
+    path = config_file()
+    found = _from_config(path) if path else None
+    if found:
+        return parse_spec(*found)
+    raise UsageError(f"no LLM given: pass --llm (e.g. {EXAMPLES}), set {ENV_VAR}, "
+                     "or add [llm] spec = \"...\" to tlcli.toml")
