@@ -2,8 +2,51 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
+
+EXAMPLE = """
+Examples:
+
+  tlcli layers resnet50
+
+  tlcli layers timm:vit_small_patch16_224 --json
+
+  tlcli layers clip:ViT-B-32 --freeze-until transformer.resblocks.8
+"""
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("layers", help="Show a model's blocks in order, with parameter counts (the names "
+                "--freeze-until accepts). Works offline: structure only, no weights.\n" + EXAMPLE)(layers)
+
+
+def layers(
+    model: str = typer.Argument(..., help="torchvision name (resnet50), timm:NAME or clip:NAME."),
+    freeze_until: Optional[str] = typer.Option(None, "--freeze-until", help="Show which blocks this would freeze."),
+    json_output: bool = typer.Option(False, "--json", help="JSON Lines on stdout, one block a line."),
+) -> None:
+    from tlcli.engine.params import freeze_until as apply_freeze
+    from tlcli.engine.params import list_blocks
+    from tlcli.errors import UsageError
+    from tlcli.models.vision import build_vision_model
+    from tlcli.output import emit_json, print_table
+
+    built = build_vision_model(model, "none")
+    blocks = list_blocks(built.model)
+    if freeze_until is not None:
+        try:
+            apply_freeze(blocks, freeze_until)
+        except ValueError:
+            raise UsageError(f"--freeze-until {freeze_until!r} is not a block of {model}; valid names: "
+                             f"{', '.join(b.name for b in blocks)}") from None
+    rows = [{"index": i, "name": b.name, "params": b.num_params, "trainable": b.trainable}
+            for i, b in enumerate(blocks)]
+    if json_output:
+        for row in rows:
+            emit_json(row)
+        return
+    total = sum(r["params"] for r in rows)
+    print_table(f"{model}: {len(rows)} blocks, {total:,} parameters", ["#", "block", "params", "trainable"],
+                [[r["index"], r["name"], f"{r['params']:,}", "yes" if r["trainable"] else "frozen"] for r in rows])

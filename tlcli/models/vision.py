@@ -190,12 +190,20 @@ def _clip(spec: str, name: str, pretrained: str, num_classes: int | None) -> Vis
             raise UsageError(f"open_clip has no pretrained weights for {name}; use --pretrained none")
         tag = tags[0]
     try:
+        if tag is None:  # open_clip warns on the root logger about random init, which is what we asked for
+            import logging
+
+            logging.disable(logging.WARNING)
         model = open_clip.create_model(name, pretrained=tag)
     except Exception as error:
         if tag is None:
             raise
         raise UsageError(f"could not load open_clip weights {name}/{tag} ({type(error).__name__}: {error}); "
                          f"pass --weights PATH or --pretrained none") from None
+    finally:
+        import logging
+
+        logging.disable(logging.NOTSET)
     visual = model.visual
     cfg = getattr(visual, "preprocess_cfg", {}) or {}
     size = cfg.get("size", getattr(visual, "image_size", 224))
