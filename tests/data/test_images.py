@@ -157,6 +157,7 @@ def test_small_limit_refuses_before_decoding(small_jpeg, monkeypatch):
     assert load_image(path, max_pixels=6_000).size == (100, 60)  # at the limit is fine
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # pytest resets our filter
 def test_header_only_png_over_the_default_limit_is_refused(header_only_png):
     # 12000x12000 = 144 Mpx: over tlcli's limit, under the size where PIL itself raises.
     reason = bad_reason(header_only_png(12_000, 12_000))

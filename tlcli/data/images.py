@@ -41,7 +41,9 @@ __all__ = [
 # Formats PIL may identify a file as (JPEG covers MPO). Anything else (EPS runs Ghostscript, PSD, ICO, ...)
 # is "not an image" for tlcli: a smaller attack surface, no surprising subprocess for a renamed file.
 # TGA last: it has no magic number, so it must not claim files before the others had their look.
-ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "PPM", "JPEG2000", "AVIF", "QOI", "TGA")
+ALLOWED_FORMATS = (
+    "JPEG", "PNG", "GIF", "BMP", "DIB", "WEBP", "TIFF", "PPM", "JPEG2000", "AVIF", "QOI", "TGA",
+)  # fmt: skip
 
 # load_image checks the size itself and reports it as BadImage; PIL's warning for the same size would
 # only print a second, less clear line. (Where a stricter filter turns it into an error, it is caught.)

@@ -1,0 +1,192 @@
+"""Labelled image data: class folders or a CSV manifest, and a seeded stratified split."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence, TypeVar
+
+from tlcli.data.bad_files import BadFiles
+from tlcli.data.common import IMAGE_EXTENSIONS, warn_verbatim
+from tlcli.data.walk import walk_image_files
+from tlcli.errors import UsageError
+from tlcli.output import display_path
+
+# A first manifest row is a header when its cells name these columns (then their order may differ and
+# other columns are ignored). Without a header the columns are path,label.
+_PATH_COLUMNS = ("path", "file", "filename", "filepath", "file_path", "image", "image_path")
+_LABEL_COLUMNS = ("label", "class", "class_name", "target", "category")
+
+_LAYOUT_HELP = "DATA/<class>/<image>, one subfolder per class, or a CSV manifest with rows path,label"
+
+
+@dataclass(frozen=True)
+class LabelledSample:
+    path: Path
+    label: str
+
+
+_Sample = TypeVar("_Sample", bound=LabelledSample)
+
+
+def load_labelled(data: os.PathLike | str, *, bad_files: BadFiles | None = None) -> list[LabelledSample]:
+    """The samples of ``data``: a folder of class folders, or a ``.csv`` manifest; ``UsageError`` if
+    neither."""
+    data = Path(os.fsdecode(data))
+    if data.is_dir():
+        return scan_class_folders(data, bad_files=bad_files)
+    if data.is_file() and data.suffix.lower() == ".csv":
+        return read_manifest(data)
+    if not data.exists():
+        raise UsageError(f"{display_path(data)}: no such file or folder; expected {_LAYOUT_HELP}")
+    raise UsageError(f"{display_path(data)} is neither a folder nor a .csv file; expected {_LAYOUT_HELP}")
+
+
+def scan_class_folders(
+    root: os.PathLike | str,
+    *,
+    bad_files: BadFiles | None = None,
+    extensions: frozenset[str] = IMAGE_EXTENSIONS,
+) -> list[LabelledSample]:
+    """One sample per image under ``root/<class>/`` (nested folders included), labelled by ``<class>``.
+
+    Sorted by class, then path. Entries the walk had to skip (dangling links, links leaving ``root``)
+    go to ``bad_files`` (a fresh one that only prints them, if not given). A class folder without images
+    is left out with a warning. ``UsageError``, naming the expected layout, when there are no class
+    folders or no images in them.
+    """
+    root = Path(os.fsdecode(root))
+    if not root.is_dir():
+        raise UsageError(f"{display_path(root)} is not a folder; expected {_LAYOUT_HELP}")
+    files, skipped = walk_image_files(root, extensions=extensions)
+    (bad_files if bad_files is not None else BadFiles()).extend(skipped)
+
+    samples: list[LabelledSample] = []
+    loose: list[Path] = []
+    for path in files:
+        parts = path.relative_to(root).parts
+        if len(parts) == 1:
+            loose.append(path)
+        else:
+            samples.append(LabelledSample(path, parts[0]))
+
+    class_folders = _class_folder_names(root)
+    if not class_folders and not samples:
+        found = f"{len(loose)} images but no class subfolders" if loose else "no class subfolders"
+        raise UsageError(f"{display_path(root)} has {found}; expected {_LAYOUT_HELP}")
+    if not samples:
+        names = ", ".join(display_path(name) for name in class_folders[:5])
+        raise UsageError(
+            f"{display_path(root)}: the class folders ({names}{', ...' if len(class_folders) > 5 else ''}) "
+            f"hold no images (looked for {', '.join(sorted(extensions))})"
+        )
+    if loose:
+        where = display_path(root)
+        warn_verbatim(f"{len(loose)} images directly in {where} ignored: they are in no class folder")
+    labels = {sample.label for sample in samples}
+    for name in class_folders:
+        if name not in labels:
+            folder = display_path(root / name)
+            warn_verbatim(f"class folder {folder} has no images; class {display_path(name)} left out")
+    return samples
+
+
+def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
+    """The rows of a CSV manifest ``path,label`` (header optional), in file order.
+
+    Relative paths are resolved against the CSV's folder, so a manifest travels with its images. Files
+    are not opened here: a missing one is reported when loaded, like any bad file. ``UsageError`` with
+    the line number for a malformed row, and for a manifest with no rows.
+    """
+    csv_path = Path(os.fsdecode(csv_path))
+    base = csv_path.parent
+    samples: list[LabelledSample] = []
+    try:
+        # surrogateescape: a non-UTF-8 file name in the manifest still names the same file.
+        with open(csv_path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+            reader = csv.reader(handle)
+            columns: tuple[int, int] | None = None  # from the header; None: exactly path,label
+            for row in reader:
+                line = reader.line_num
+                cells = [cell.strip() for cell in row]
+                if not any(cells):
+                    continue
+                if not samples and columns is None and (header := _header_columns(cells)) is not None:
+                    columns = header
+                    continue
+                samples.append(_manifest_row(csv_path, line, cells, columns, base))
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise UsageError(f"cannot read manifest {display_path(csv_path)}: {reason}") from error
+    except csv.Error as error:
+        raise UsageError(f"{display_path(csv_path)}:{reader.line_num}: not valid CSV ({error})") from error
+    if not samples:
+        raise UsageError(f"{display_path(csv_path)} has no rows; expected lines path,label")
+    return samples
+
+
+def stratified_split(
+    samples: Sequence[_Sample], fraction: float, seed: int
+) -> tuple[list[_Sample], list[_Sample]]:
+    """``(train, val)``: about ``fraction`` of each class in val, chosen by ``seed``.
+
+    Deterministic for the same samples, fraction and seed. A class with at least 2 samples keeps at
+    least 1 in each part; a class with 1 sample stays in train. Both parts keep the input order.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise UsageError(f"--val-split {fraction}: expected a fraction between 0 and 1, e.g. 0.2")
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, sample in enumerate(samples):
+        by_label[sample.label].append(index)
+    rng = random.Random(seed)
+    val_indices: set[int] = set()
+    for label in sorted(by_label):  # sorted: the draw must not depend on which class came first
+        indices = by_label[label]
+        if len(indices) < 2:
+            continue
+        count = min(len(indices) - 1, max(1, math.floor(len(indices) * fraction + 0.5)))
+        val_indices.update(rng.sample(indices, count))
+    train = [sample for index, sample in enumerate(samples) if index not in val_indices]
+    val = [sample for index, sample in enumerate(samples) if index in val_indices]
+    return train, val
+
+
+def _class_folder_names(root: Path) -> list[str]:
+    try:
+        with os.scandir(root) as listing:
+            return sorted(e.name for e in listing if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        return []
+
+
+def _header_columns(cells: list[str]) -> tuple[int, int] | None:
+    lowered = [cell.lower() for cell in cells]
+    path_column = next((i for i, cell in enumerate(lowered) if cell in _PATH_COLUMNS), None)
+    label_column = next((i for i, cell in enumerate(lowered) if cell in _LABEL_COLUMNS), None)
+    if path_column is None or label_column is None:
+        return None
+    return path_column, label_column
+
+
+def _manifest_row(
+    csv_path: Path, line: int, cells: list[str], columns: tuple[int, int] | None, base: Path
+) -> LabelledSample:
+    where = f"{display_path(csv_path)}:{line}"
+    path_column, label_column = columns or (0, 1)
+    # Without a header a third column most likely means an unquoted comma in a path: refuse to guess.
+    fits = len(cells) > max(path_column, label_column) if columns else len(cells) == 2
+    if not fits:
+        got = display_path(",".join(cells))
+        raise UsageError(f"{where}: expected path,label, got {len(cells)} column(s): {got}")
+    path_text, label = cells[path_column], cells[label_column]
+    if not path_text:
+        raise UsageError(f"{where}: empty path; expected path,label")
+    if not label:
+        raise UsageError(f"{where}: empty label for {display_path(path_text)}; expected path,label")
+    path = Path(path_text)
+    return LabelledSample(path if path.is_absolute() else base / path, label)
