@@ -194,6 +194,17 @@ def test_truncated_jpeg(small_jpeg):
     assert bad_reason(path) == "truncated file"
 
 
+def test_bad_image_holds_no_decoder_state(tmp_path, small_jpeg):
+    path = small_jpeg(size=(64, 64))
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(BadImage) as caught:
+        load_image(path)
+    # No chained PIL error: its traceback would keep the partly decoded image alive.
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+    [(_, bad)] = list(load_images([path], workers=1))
+    assert isinstance(bad, BadImage) and bad.__traceback__ is None
+
+
 def test_text_file_named_jpg(tmp_path):
     path = tmp_path / "notes.jpg"
     path.write_text("not a picture\n")

@@ -79,7 +79,10 @@ def load_image(path: os.PathLike | str, *, max_pixels: int | None = DEFAULT_MAX_
     except BadImage:
         raise
     except Exception as error:  # corrupt data raises OSError, ValueError, SyntaxError, struct.error, ...
-        raise BadImage(path, describe_decode_error(error)) from error
+        reason = describe_decode_error(error)
+    # Raised outside the except block on purpose: a chained error would keep PIL's frames, and with them
+    # a partly decoded image, alive as long as the BadImage is (a BadFiles list may hold thousands).
+    raise BadImage(path, reason)
 
 
 def load_images(
@@ -103,7 +106,7 @@ def load_images(
         try:
             image = load_image(path, max_pixels=max_pixels)
         except BadImage as bad:
-            return bad
+            return bad.with_traceback(None)  # kept by the caller: hold no frames
         return transform(image) if transform is not None else image
 
     workers = default_workers() if workers is None else workers
