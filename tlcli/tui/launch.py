@@ -1,0 +1,80 @@
+"""`--tui`: run a training job in a worker thread while the dashboard watches its run folder."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+def run_with_dashboard(run_dir: Path, job: Callable[[], T]) -> T:
+    """Run `job` (the training, which writes run_dir/events.jsonl) in a worker thread while the dashboard shows
+    the run; when the job ends, the final summary stays on screen until `q`; returns job's result or re-raises
+    its exception after the app closes. Without a terminal (stdin or stdout not a TTY), prints a one-line note on
+    stderr that --tui is ignored and just returns job().
+
+    Leaving the dashboard with `q` while the job still runs does not abandon it: this waits for the job in the
+    terminal (a note says so); Ctrl-C then writes the stop request, so the run checkpoints and ends as stopped.
+    While the dashboard is up, what the job prints is swallowed: the event log is what it shows.
+    """
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("tlcli: --tui ignored: not a terminal", file=sys.stderr, flush=True)
+        return job()
+
+    from tlcli.tui.app import build_monitor_app
+
+    outcome = JobOutcome()
+    app = build_monitor_app(Path(run_dir), show_runs=False)
+    app.follow_job(outcome)
+
+    def work() -> None:
+        try:
+            outcome.result = job()
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome.error = error
+        finally:
+            outcome.done.set()
+
+    worker = threading.Thread(target=work, name="tlcli-job", daemon=True)
+    worker.start()
+    app.run()
+    if not outcome.done.is_set():
+        _wait_after_dashboard(Path(run_dir), outcome)
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.result
+
+
+class JobOutcome:
+    """Filled in by the job's thread; the app polls `done` (it may start before or after the job ends)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result = None
+        self.error: BaseException | None = None
+
+    @property
+    def error_line(self) -> str | None:
+        if self.error is None:
+            return None
+        text = " ".join(str(self.error).split())
+        name = type(self.error).__name__
+        return f"{name}: {text}" if text else name
+
+
+def _wait_after_dashboard(run_dir: Path, outcome: JobOutcome) -> None:
+    from tlcli.tui.stop import request_stop
+
+    print(f"tlcli: dashboard closed; training continues (watch it with: tlcli monitor {run_dir}). "
+          "Ctrl-C asks it to stop.", file=sys.stderr, flush=True)
+    try:
+        outcome.done.wait()
+    except KeyboardInterrupt:
+        request_stop(run_dir)
+        print("tlcli: stop requested; waiting for the checkpoint (Ctrl-C again to abandon)",
+              file=sys.stderr, flush=True)
+        outcome.done.wait()
+

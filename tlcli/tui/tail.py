@@ -1,0 +1,88 @@
+"""Incremental reading of an event log that another process is appending to.
+
+Same tolerance as `tlcli.engine.events.read_events`: a line without its newline is left for the next read
+(the writer is mid-write or died), a corrupt line is skipped, a line that is not an event is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# One read never takes more than this; a huge backlog is consumed over several polls so the UI keeps
+# getting updates while it catches up.
+MAX_READ_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class NewEvents:
+    """What one read found: the complete new events, and whether the file was replaced or truncated (the
+    reader must then start over from `events`)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    restarted: bool = False
+    more_pending: bool = False
+
+
+class EventTail:
+    """Remembers how far a log has been read; `read_new()` returns only what was appended since."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._offset = 0
+        self._inode: int | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self._inode is not None
+
+    def read_new(self) -> NewEvents:
+        try:
+            stat = os.stat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return NewEvents(restarted=self._forget())
+        found = NewEvents()
+        if self._inode is not None and (stat.st_ino != self._inode or stat.st_size < self._offset):
+            # Replaced (a sync tool renames a fresh copy into place) or truncated: read it again whole.
+            found.restarted = True
+            self._offset = 0
+        self._inode = stat.st_ino
+        if stat.st_size == self._offset:
+            return found
+        with open(self.path, "rb") as handle:
+            handle.seek(self._offset)
+            chunk = handle.read(min(stat.st_size - self._offset, MAX_READ_BYTES))
+        complete_end = chunk.rfind(b"\n") + 1
+        if complete_end == 0:
+            if len(chunk) == MAX_READ_BYTES:  # one absurdly long line: skip it rather than stall
+                self._offset += len(chunk)
+            return found
+        self._offset += complete_end
+        found.more_pending = self._offset < stat.st_size and len(chunk) == MAX_READ_BYTES
+        for line in chunk[:complete_end].splitlines():
+            event = parse_event_line(line)
+            if event is not None:
+                found.events.append(event)
+        return found
+
+    def _forget(self) -> bool:
+        had_file = self._inode is not None
+        self._inode = None
+        self._offset = 0
+        return had_file
+
+
+def parse_event_line(line: bytes) -> dict[str, Any] | None:
+    """One event, or None for a blank, corrupt or non-event line."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line.decode("utf-8", "replace"))
+    except json.JSONDecodeError:
+        return None
+    if isinstance(record, dict) and isinstance(record.get("kind"), str):
+        return record
+    return None
