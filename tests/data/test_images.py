@@ -320,7 +320,7 @@ def test_load_images_reads_ahead_only_a_bounded_number_of_paths(small_jpeg):
     for _ in range(3):
         next(stream)
     stream.close()  # the consumer stops early: no hang, queued work dropped
-    assert len(taken) <= 3 + 4 * 2 + 1
+    assert len(taken) <= 3 + 2 * 2 + 1
 
 
 def test_load_images_transform_errors_propagate(small_jpeg):

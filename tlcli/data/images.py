@@ -96,7 +96,7 @@ def load_images(
     order.
 
     Decoding runs on ``workers`` threads (default: ``default_workers()``; ``0`` decodes in the calling
-    thread); PIL releases the GIL while decoding, so threads scale. At most a few images per worker are
+    thread); PIL releases the GIL while decoding, so threads scale. At most two images per worker are
     decoded ahead of the consumer, so memory stays flat however many paths come in (``paths`` may be a
     lazy iterator). ``transform`` runs on the worker threads and must be thread-safe; an exception it
     raises is a bug, not a bad file, and propagates to the caller.
@@ -115,7 +115,7 @@ def load_images(
             yield index, decode(path)
         return
 
-    look_ahead = 4 * workers
+    look_ahead = 2 * workers  # enough to keep every worker busy; each waiting image costs memory
     pending: deque[tuple[int, Future]] = deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlcli-decode")
     try:
