@@ -75,6 +75,27 @@ def load_plugins() -> Plugins:
     return Plugins(loaded, failed)
 
 
+def register_commands(app) -> list[PluginFailure]:
+    """Let every loaded plugin add its commands; one that raises is reported (on stderr and by
+    ``tlcli plugins``) and the others still register."""
+    failures = []
+    for loaded in load_plugins().loaded:
+        try:
+            loaded.plugin.register_commands(app)
+        except Exception as error:  # a broken plugin must not take the CLI down
+            failures.append(PluginFailure(loaded.plugin.name, loaded.distribution, f"{type(error).__name__}: {error}"))
+    _REGISTER_FAILURES[:] = failures
+    return failures
+
+
+_REGISTER_FAILURES: list[PluginFailure] = []
+
+
+def all_failures() -> list[PluginFailure]:
+    """Plugins that failed to import, and those whose commands failed to register."""
+    return load_plugins().failed + list(_REGISTER_FAILURES)
+
+
 def _distribution(ep: EntryPoint) -> tuple[str, str]:
     dist = getattr(ep, "dist", None)
     if dist is None:

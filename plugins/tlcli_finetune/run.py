@@ -19,10 +19,10 @@ from tlcli_finetune.data import DecodedImages
 from tlcli_finetune.task import FinetuneTask, preprocessing_for
 
 
-def _split_data(cfg: FinetuneConfig):
-    samples = load_labelled(Path(cfg.data))
+def _split_data(cfg: FinetuneConfig, bad: BadFiles):
+    samples = load_labelled(Path(cfg.data), bad_files=bad)
     if cfg.val:
-        train, val = samples, load_labelled(Path(cfg.val))
+        train, val = samples, load_labelled(Path(cfg.val), bad_files=bad)
     elif cfg.val_split > 0:
         train, val = stratified_split(samples, cfg.val_split, cfg.seed)
     else:
@@ -39,15 +39,16 @@ def _split_data(cfg: FinetuneConfig):
 
 def run_finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool, json_output: bool, quiet: bool):
     is_main = int(os.environ.get("RANK", "0")) == 0
-    train_samples, val_samples, classes = _split_data(cfg)
+    bad = BadFiles()
+    train_samples, val_samples, classes = _split_data(cfg, bad)
+    skipped_in_walk = len(bad)  # files the folder walk could not use (dangling links...): count them too
     preprocessing = preprocessing_for(cfg, preprocessing_of(cfg.model, "none" if cfg.weights else cfg.pretrained))
 
-    bad = BadFiles()
     if not quiet:
         info(f"decoding {len(train_samples) + len(val_samples)} images")
     train = DecodedImages(train_samples, classes, preprocessing, bad)
     val = DecodedImages(val_samples, classes, preprocessing, bad) if val_samples else None
-    bad.check(len(train_samples) + len(val_samples), cfg.max_bad)
+    bad.check(len(train_samples) + len(val_samples) + skipped_in_walk, cfg.max_bad)
     if len(train) < 2:
         raise UsageError(f"{cfg.data}: fewer than two readable training images")
 

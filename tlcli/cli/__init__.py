@@ -29,7 +29,7 @@ def _version(value: bool) -> None:
 def build_app() -> typer.Typer:
     """The whole command tree: core commands, then every loaded plugin's."""
     from tlcli.cli import layers, monitor, plugins_cmd, predict
-    from tlcli.registry import load_plugins
+    from tlcli.registry import register_commands
 
     app = typer.Typer(
         name="tlcli",
@@ -53,8 +53,9 @@ def build_app() -> typer.Typer:
     layers.register(app)
     predict.register(app)
     monitor.register(app)
-    for loaded in load_plugins().loaded:
-        loaded.plugin.register_commands(app)
+    for failure in register_commands(app):
+        print(f"tlcli: warning: plugin {failure.entry_point} is broken and was skipped ({failure.error}); "
+              f"see `tlcli plugins`", file=sys.stderr)
     return app
 
 

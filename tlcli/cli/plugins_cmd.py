@@ -14,11 +14,15 @@ def register(app: typer.Typer) -> None:
 
 
 def plugins(json_output: bool = typer.Option(False, "--json", help="JSON Lines on stdout.")) -> None:
-    from tlcli.registry import load_plugins
+    from tlcli.registry import all_failures, load_plugins
 
     found = load_plugins()
+    failures = all_failures()
+    broken = {f.entry_point for f in failures}
     rows = []
     for loaded in found.loaded:
+        if loaded.plugin.name in broken:
+            continue
         commands = _commands_of(loaded.plugin)
         row = {
             "name": loaded.plugin.name,
@@ -29,7 +33,7 @@ def plugins(json_output: bool = typer.Option(False, "--json", help="JSON Lines o
             "status": "ok",
         }
         rows.append(row)
-    for failure in found.failed:
+    for failure in failures:
         rows.append(
             {
                 "name": failure.entry_point,
@@ -50,7 +54,7 @@ def plugins(json_output: bool = typer.Option(False, "--json", help="JSON Lines o
             ["name", "distribution", "version", "commands", "status"],
             [[r["name"], r["distribution"], r["version"] or "-", ", ".join(r["commands"]), r["status"]] for r in rows],
         )
-    for failure in found.failed:
+    for failure in failures:
         warn(f"plugin {failure.entry_point} failed to load: {failure.error}")
 
 
