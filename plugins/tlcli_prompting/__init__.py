@@ -1,0 +1,1 @@
+"""Chain-of-thought prompting for tlcli: templates, answer extraction, self-consistency, evaluation."""

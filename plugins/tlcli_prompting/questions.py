@@ -1,0 +1,76 @@
+"""Reading questions and exemplars from JSONL files (or stdin with ``-``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from tlcli.errors import UsageError
+
+
+def read_jsonl(source: str) -> list[tuple[int, object]]:
+    """(line number, parsed value) for every non-blank line of a file, or of stdin for ``-``."""
+    if source == "-":
+        lines = sys.stdin.read().splitlines()
+        label = "stdin"
+    else:
+        path = Path(source)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise UsageError(f"input file {source} does not exist; pass a JSONL file or - for stdin") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read {source}: {error}") from None
+        label = source
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, json.loads(line)))
+        except ValueError as error:
+            raise UsageError(f"{label} line {number} is not JSON ({error.msg}); "
+                             "write one object per line, e.g. {\"id\": 1, \"question\": \"...\"}") from None
+    return rows
+
+
+def read_questions(source: str) -> list[dict]:
+    """Question records: objects (``id`` defaults to the line number) or bare strings (the question)."""
+    records = []
+    for number, value in read_jsonl(source):
+        if isinstance(value, str):
+            value = {"question": value}
+        if not isinstance(value, dict):
+            raise UsageError(f"{source} line {number}: expected an object like {{\"question\": \"...\"}}, "
+                             f"got {type(value).__name__}")
+        record = dict(value)
+        record.setdefault("id", number)
+        records.append(record)
+    if not records:
+        raise UsageError(f"{source} holds no questions; write one JSON object per line")
+    ids = [r["id"] for r in records]
+    duplicate = next((i for i in ids if ids.count(i) > 1), None)
+    if duplicate is not None:
+        raise UsageError(f"{source}: id {duplicate!r} appears more than once; ids must be unique")
+    return records
+
+
+def read_exemplars(source: str):
+    """Worked examples for few-shot CoT: objects with question, rationale, answer (and optional choices)."""
+    from tlcli_prompting.templates import Exemplar
+
+    exemplars = []
+    for number, value in read_jsonl(source):
+        try:
+            exemplars.append(Exemplar.model_validate(value))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "line"
+            raise UsageError(f"{source} line {number}: {where} {first['msg'].lower()}; exemplars are "
+                             "{\"question\", \"rationale\", \"answer\"} objects") from None
+    if not exemplars:
+        raise UsageError(f"exemplars file {source} is empty")
+    return exemplars
