@@ -13,18 +13,17 @@ import typer
 from tlcli.errors import UsageError
 from tlcli.paths import RUNS_ROOT
 
-HELP = """Watch training live in the terminal: loss and validation curves, learning rates, throughput,
-memory, which layers are frozen or trainable, warnings and checkpoints.
-
-PATH is a run folder (its events.jsonl is tailed; the log may not exist yet) or a folder of runs
-(default ./runs: a table of runs; enter opens one, c on two runs overlays their curves).
-Reads only the run folder, so it works on a finished run, a crashed one, or a run synced from another
-machine. Keys: q quit, p pause updates, s ask the run to stop (it checkpoints and ends as stopped), ? help.
-
-Example:
-
-    tlcli monitor runs/finetune-20261123-101500
-"""
+# Rich help keeps single newlines, so each paragraph is one string.
+HELP = "\n\n".join([
+    "Watch training live in the terminal: loss and validation curves, learning rates, throughput, memory, "
+    "which layers are frozen or trainable, warnings and checkpoints.",
+    "PATH is a run folder (its events.jsonl is tailed; the log may not exist yet) or a folder of runs "
+    "(default ./runs: a table of runs; enter opens one, c on two runs overlays their curves). Only the run "
+    "folder is read, so it works on a finished run, a crashed one, or one synced from another machine.",
+    "Keys: q quit, p pause updates, s ask the run to stop (it checkpoints and ends as stopped), ? help.",
+    "Example:",
+    "    tlcli monitor runs/finetune-20261123-101500",
+])
 
 
 def monitor(

@@ -199,8 +199,7 @@ class RunState:
             self.params_trainable = trainable
 
     def _on_checkpoint(self, data: dict, step: int, when: float | None) -> None:
-        kind = data.get("kind") or "last"
-        self.add_log(when, step, "info", f"checkpoint ({kind}) {data.get('path', '')}".rstrip())
+        self.add_log(when, step, "info", f"saved {data.get('kind') or 'last'} checkpoint")
 
     def _on_log(self, data: dict, step: int, when: float | None) -> None:
         level = data.get("level") if data.get("level") in ("info", "warning", "error") else "info"

@@ -37,6 +37,7 @@ class CompareScreen(Screen):
         super().__init__()
         self.run_dirs = (Path(first), Path(second))
         self._reader = RunReader()
+        self._drawn_once = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="compare-table")
@@ -70,3 +71,4 @@ class CompareScreen(Screen):
             table.add_row(f"[{color}]■[/] {run.run_dir.name}", run.status, str(run.step), best,
                           duration(run.elapsed()))
         self.query_one("#compare-table", Static).update(table)
+        self._drawn_once = True
