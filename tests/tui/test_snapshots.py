@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import logs
+import tui_logs as logs
 from tlcli.tui.app import build_monitor_app
 from tlcli.tui.screens.compare import CompareScreen
 
