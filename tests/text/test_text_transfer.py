@@ -1,0 +1,116 @@
+"""`tlcli text zeroshot / probe / predict / evaluate` on the real all-MiniLM-L6-v2 (offline)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tlcli.models.text import Embedder
+
+LABELS = "sports,cooking,weather,computers,music"
+
+
+def test_zeroshot_json_lines_in_order(cli, minilm_dir):
+    result = cli("text", "zeroshot", "The striker scored twice in the second half", "-", "--labels", LABELS,
+                 "--json", "--top", "2", input="Preheat the oven and grease the tin\nHeavy snow is expected tonight\n")
+    assert result.exit_code == 0, result.stderr
+    lines = result.json_lines()
+    assert [line["text"] for line in lines] == ["The striker scored twice in the second half",
+                                                "Preheat the oven and grease the tin", "Heavy snow is expected tonight"]
+    assert [line["label"] for line in lines] == ["sports", "cooking", "weather"]
+    for line in lines:
+        assert set(line) == {"text", "label", "score", "top"}
+        assert len(line["top"]) == 2 and line["top"][0]["label"] == line["label"]
+        assert line["top"][0]["score"] >= line["top"][1]["score"]
+
+
+def test_zeroshot_bad_labels_and_template(cli):
+    bad = cli("text", "zeroshot", "hello", "--labels", "one")
+    assert bad.exit_code == 2 and "at least two" in bad.stderr
+    bad = cli("text", "zeroshot", "hello", "--labels", "a,b", "--label-template", "no slot")
+    assert bad.exit_code == 2 and "{}" in bad.stderr
+    none = cli("text", "zeroshot", "--labels", "a,b")
+    assert none.exit_code == 2 and "no texts" in none.stderr
+
+
+def test_missing_model_offline_is_usage_error(cli, tmp_path):
+    result = cli("text", "zeroshot", "hello", "--labels", "a,b", "--model", "nobody/no-such-model-xyz",
+                 env={"HF_HUB_OFFLINE": "1"})
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "nobody/no-such-model-xyz" in result.stderr
+    result = cli("text", "zeroshot", "hello", "--labels", "a,b", "--model", str(tmp_path / "absent"))
+    assert result.exit_code == 2 and "no such folder" in result.stderr
+
+
+def test_embedding_cache_reused(tmp_path, monkeypatch, minilm_dir):
+    monkeypatch.setenv("TLCLI_HOME", str(tmp_path))
+    texts = ["a cached sentence", "another one", "a cached sentence"]
+    first = Embedder().encode(texts)
+    assert first.dtype == np.float32 and first.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    shards = list(Embedder().cache_folder.glob("*.safetensors"))
+    assert len(shards) == 1 and len(list(Embedder().cache_folder.glob("*.json"))) == 1
+
+    fresh = Embedder()
+    monkeypatch.setattr(fresh, "_embed", lambda texts: pytest.fail(f"re-embedded {texts}"))
+    np.testing.assert_array_equal(fresh.encode(texts), first)
+
+
+def test_probe_predict_evaluate(cli, data_csv, minilm_dir):
+    result = cli("text", "probe", data_csv, "--out", "probe-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = result.json_lines()[0]
+    assert summary["val_accuracy"] >= 0.9
+    assert summary["train_texts"] + summary["val_texts"] == 275
+    assert len(summary["classes"]) == 5
+    files = {p.name for p in (Path("probe-run") / "model").iterdir()}
+    assert files == {"head.safetensors", "labels.json", "model.json", "preprocessing.json"}
+    meta = json.loads(open("probe-run/model/model.json").read())
+    assert meta["kind"] == "text-probe" and meta["model"] == "all-MiniLM-L6-v2"
+
+    predicted = cli("text", "predict", "probe-run", "Whisk the eggs with sugar", "Reboot the router", "--json")
+    assert predicted.exit_code == 0, predicted.stderr
+    assert [line["label"] for line in predicted.json_lines()] == ["cooking", "computers"]
+    assert 0 < predicted.json_lines()[0]["score"] <= 1
+
+    evaluated = cli("text", "evaluate", "probe-run", data_csv, "--json")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    report = evaluated.json_lines()[0]
+    assert report["n"] == 275 and report["accuracy"] >= 0.95
+
+    wrong = cli("text", "predict", ".", "hello")
+    assert wrong.exit_code == 2 and "model.json" in wrong.stderr
+
+
+def test_probe_accuracy_matches_sklearn(few_shot_csv, minilm_dir, tmp_path, monkeypatch):
+    """Our L-BFGS logistic regression vs scikit-learn's on the same embeddings: within 1 point."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tlcli_text.inputs import read_labelled_texts
+    from tlcli_text.probe import accuracy, fit_logistic
+
+    monkeypatch.setenv("TLCLI_HOME", str(tmp_path))
+    train, test = (read_labelled_texts(p) for p in few_shot_csv)
+    classes = sorted({s.label for s in train})
+    embedder = Embedder()
+    train_x, test_x = embedder.encode([s.text for s in train]), embedder.encode([s.text for s in test])
+    train_y = np.array([classes.index(s.label) for s in train])
+    test_y = np.array([classes.index(s.label) for s in test])
+    for decay in (1e-3, 1e-2, 1e-1):
+        ours = accuracy(fit_logistic(train_x, train_y, len(classes), decay), test_x, test_y)
+        reference = LogisticRegression(C=1.0 / (decay * len(train_y)), max_iter=5000, tol=1e-8)
+        theirs = reference.fit(train_x, train_y).score(test_x, test_y)
+        assert abs(ours - theirs) <= 0.01, (decay, ours, theirs)
+    assert ours >= 0.7
+
+
+def test_command_modules_import_nothing_heavy():
+    code = ("import sys, tlcli_text.plugin, tlcli_text.commands; "
+            "print([m for m in ('torch', 'transformers', 'sentence_transformers', 'numpy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
