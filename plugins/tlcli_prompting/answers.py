@@ -20,7 +20,9 @@ from decimal import Decimal, InvalidOperation
 
 NUMBER = r"-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 _NUMBER = re.compile(NUMBER)
-_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*(?P<x>[^\n]*)", re.IGNORECASE)
+# Only the marker: the phrase after it is cut to the end of its line by hand, so a later marker on the
+# same line is not swallowed by an earlier match.
+_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*", re.IGNORECASE)
 _LETTER_IN_PHRASE = re.compile(r"^\s*\(?\*{0,2}(?P<l>[A-Za-z])\*{0,2}\)?(?=$|[\s.,;:)])")
 _LETTER_ANYWHERE = re.compile(r"\((?P<a>[A-Z])\)|\b(?P<b>[A-Z])\)|\b(?:answer|option|choice)\s*:?\s*\(?(?P<c>[A-Z])\b",
                               re.IGNORECASE)
@@ -81,7 +83,7 @@ def extract_answer(text: str, has_choices: bool = False, regex: re.Pattern | Non
         return normalize(last.group(1) if regex.groups else last.group(0))
     said = list(_ANSWER_IS.finditer(text))
     for match in reversed(said):
-        found = _from_phrase(match.group("x"), has_choices)
+        found = _from_phrase(text[match.end():].split("\n", 1)[0], has_choices)
         if found:
             return normalize(found)
     if has_choices:
