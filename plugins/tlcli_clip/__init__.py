@@ -1,0 +1,1 @@
+"""Built-in plugin: CLIP zero-shot classification, linear probes on cached features, CoOp soft prompts."""

@@ -1,0 +1,22 @@
+"""Registration only: nothing heavy is imported here."""
+
+from __future__ import annotations
+
+from tlcli.plugin import Plugin
+
+
+def register_commands(app) -> None:
+    from tlcli_clip import commands
+
+    commands.register(app)
+
+
+plugin = Plugin(
+    name="clip",
+    register_commands=register_commands,
+    predictors={
+        "clip-probe": "tlcli_clip.predictor:load_probe_predictor",
+        "clip-coop": "tlcli_clip.predictor:load_coop_predictor",
+    },
+    description="CLIP zero-shot, linear probes on cached features, CoOp soft prompts, and compare.",
+)

@@ -1,0 +1,122 @@
+"""`tlcli zeroshot`: image features (cached) against label embeddings (cached), softmax, output."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from tlcli.data.bad_files import BadFiles
+from tlcli.data.sources import expand_paths, scan_class_folders
+from tlcli.errors import UsageError
+from tlcli.models.clip import load_clip
+from tlcli.output import display_path, emit_json, print_table
+from tlcli_clip.common import say
+from tlcli_clip.features import image_features
+from tlcli_clip.text import build_zero_shot_head, resolve_templates, zero_shot_probs
+
+UNKNOWN = "unknown"
+
+
+def classification_metrics(probs: torch.Tensor, truth: torch.Tensor, labels: list[str]) -> dict:
+    """clip_benchmark's names: acc1, acc5, mean_per_class_recall; plus the confusion matrix (rows: truth)."""
+    n, c = probs.shape
+    top = probs.topk(min(5, c), dim=1).indices
+    acc1 = (top[:, 0] == truth).float().mean().item() if n else 0.0
+    acc5 = (top == truth[:, None]).any(dim=1).float().mean().item() if n else 0.0
+    confusion = torch.zeros(c, c, dtype=torch.long)
+    for t, p in zip(truth.tolist(), top[:, 0].tolist()):
+        confusion[t, p] += 1
+    support = confusion.sum(dim=1)
+    present = support > 0
+    recall = (confusion.diag().float()[present] / support[present].float()).mean().item() if present.any() else 0.0
+    return {"acc1": acc1, "acc5": acc5, "mean_per_class_recall": recall, "samples": n,
+            "labels": labels, "confusion_matrix": confusion.tolist()}
+
+
+def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prompt: Path | None,
+                 top_k: int | None, threshold: float | None, evaluate: bool, options: dict, json_output: bool,
+                 quiet: bool) -> dict | None:
+    started = time.time()
+    bad = BadFiles()
+    truth_names: list[str] | None = None
+    if evaluate:
+        if len(args) != 1 or args[0] == "-" or not Path(args[0]).is_dir():
+            raise UsageError("--eval needs PATHS to be one folder with a subfolder per label")
+        samples = scan_class_folders(Path(args[0]), bad_files=bad)
+        paths = [s.path for s in samples]
+        truth_names = [s.label for s in samples]
+    else:
+        paths, skipped = expand_paths(args)
+        bad.extend(skipped)
+    if not paths:
+        raise UsageError(f"no images found in {' '.join(args)}; pass image files, folders or - (paths on stdin)")
+
+    coop = None
+    if prompt is not None:
+        from tlcli_clip.coop import load_prompt_run
+
+        coop = load_prompt_run(prompt)
+        model, pretrained = coop.meta["model"], coop.meta["pretrained"]
+        labels = labels or (sorted(set(truth_names)) if truth_names and not coop.meta["class_specific"] else None) \
+            or coop.labels
+    else:
+        model, pretrained = options["model"], options["pretrained"]
+        labels = labels or sorted(set(truth_names or []))
+    if truth_names is not None:
+        missing = sorted(set(truth_names) - set(labels))
+        if missing:
+            raise UsageError(f"--eval: label folders not among the labels: {', '.join(missing[:5])}; add them to --labels")
+
+    clip = load_clip(model, pretrained, options["device"], options["precision"])
+    say(quiet, f"zero-shot {len(paths)} images, {len(labels)} labels, {clip.spec['model']} "
+               f"({clip.spec['precision']}, {clip.device})")
+    if coop is not None:
+        head = coop.head(clip, labels)
+    else:
+        head = build_zero_shot_head(clip, labels, resolve_templates(templates), use_cache=options["use_cache"])
+    result = image_features(clip, paths, bad, batch_size=options["batch_size"], workers=options["workers"],
+                            use_cache=options["use_cache"])
+    bad.check(len(paths), options["max_bad"])
+    probs = zero_shot_probs(clip, result.features, head) if coop is None else coop.probs(clip, result.features, head)
+    k = min(len(labels), top_k or 5)
+    values, indices = probs.topk(k, dim=1)
+    rows = []
+    for row, i in enumerate(result.kept):
+        score = float(values[row, 0])
+        label = labels[int(indices[row, 0])]
+        if threshold is not None and score < threshold:
+            label = UNKNOWN
+        top = [[labels[int(j)], round(float(v), 6)] for v, j in zip(values[row], indices[row])]
+        record = {"path": display_path(paths[i]), "label": label, "score": round(score, 6), "top": top}
+        if truth_names is not None:
+            record["truth"] = truth_names[i]
+        rows.append(record)
+        if json_output:
+            emit_json(record)
+    if not json_output:
+        print_table(None, ["path", "label", "score", "top"],
+                    [[r["path"], r["label"], f"{r['score']:.3f}",
+                      ", ".join(f"{name} {p:.2f}" for name, p in r["top"][1:])] for r in rows])
+    summary = {"images": len(rows), "cached": result.cached, "computed": result.computed,
+               "bad_files": bad.summary(), "wall_s": round(time.time() - started, 3),
+               "images_per_s": round(len(rows) / max(1e-9, result.wall_s), 2), "precision": clip.spec["precision"]}
+    if truth_names is not None:
+        index = {name: i for i, name in enumerate(labels)}
+        truth = torch.tensor([index[truth_names[i]] for i in result.kept], dtype=torch.long)
+        summary["metrics"] = classification_metrics(probs, truth, labels)
+        metrics = summary["metrics"]
+        if json_output:
+            emit_json({"summary": summary})
+        else:
+            print_table("zero-shot accuracy", ["acc1", "acc5", "mean per-class recall", "images"],
+                        [[f"{metrics['acc1']:.4f}", f"{metrics['acc5']:.4f}",
+                          f"{metrics['mean_per_class_recall']:.4f}", metrics["samples"]]])
+            print_table("confusion (rows: truth, columns: predicted)", ["truth"] + labels,
+                        [[name] + counts for name, counts in zip(labels, metrics["confusion_matrix"])])
+    say(quiet, f"{len(rows)} images in {summary['wall_s']:.1f}s ({result.cached} cached, {result.computed} computed)")
+    return summary
+
+

@@ -1,0 +1,102 @@
+"""tlcli zeroshot against open_clip's own computation, on a tiny random model."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+
+
+def _reference_images(model, paths):
+    import open_clip
+    from PIL import Image
+
+    preprocess = open_clip.image_transform(model.visual.image_size, is_train=False)
+    return torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths])
+
+
+def test_single_template_equals_open_clip(cli, tiny_config, tiny_weights, image_folder, model_args, json_lines,
+                                         reference_model):
+    labels = ["cat", "dog", "fish"]
+    result = cli("zeroshot", image_folder, "--labels", ",".join(labels), "--templates", "single", "--json",
+                 "--top-k", "3", *model_args(tiny_config, tiny_weights))
+    assert result.exit_code == 0, result.stderr
+    records = json_lines(result.stdout)
+    assert len(records) == 36
+    model, tokenizer = reference_model
+    paths = [r["path"] for r in records]
+    with torch.no_grad():
+        image = model.encode_image(_reference_images(model, paths), normalize=True)
+        text = model.encode_text(tokenizer([f"a photo of a {c}." for c in labels]), normalize=True)
+        expected = (model.logit_scale.exp() * image @ text.T).softmax(dim=-1)
+    for row, record in enumerate(records):
+        got = {name: p for name, p in record["top"]}
+        for j, name in enumerate(labels):
+            assert got[name] == pytest.approx(float(expected[row, j]), abs=1e-5)
+        assert record["label"] == labels[int(expected[row].argmax())]
+
+
+def test_ensemble_equals_build_zero_shot_classifier(tiny_config, tiny_weights, tmp_path, monkeypatch,
+                                                   reference_model):
+    import open_clip
+
+    from tlcli.models.clip import load_clip
+    from tlcli_clip.text import build_zero_shot_head, resolve_templates
+
+    monkeypatch.setenv("TLCLI_HOME", str(tmp_path))
+    labels = ["cat", "dog", "goldfish"]
+    clip = load_clip(str(tiny_config), str(tiny_weights), "cpu", "fp32")
+    head = build_zero_shot_head(clip, labels, resolve_templates("ensemble"))
+    model, tokenizer = reference_model
+    expected = open_clip.build_zero_shot_classifier(model, tokenizer, labels, open_clip.OPENAI_IMAGENET_TEMPLATES)
+    assert head.shape == (3, 32)
+    torch.testing.assert_close(head, expected.T, atol=1e-5, rtol=0)
+    cached = build_zero_shot_head(clip, labels, resolve_templates("ensemble"))  # from the text cache
+    torch.testing.assert_close(cached, head)
+
+
+def test_eval_threshold_and_bad_files(cli, tiny_config, image_folder, tmp_path, model_args, json_lines):
+    result = cli("zeroshot", image_folder, "--eval", "--json", "--templates", "single", *model_args(tiny_config))
+    assert result.exit_code == 0, result.stderr
+    lines = json_lines(result.stdout)
+    summary = lines[-1]["summary"]
+    metrics = summary["metrics"]
+    assert set(metrics) >= {"acc1", "acc5", "mean_per_class_recall", "confusion_matrix"}
+    assert metrics["acc5"] == 1.0 and sum(map(sum, metrics["confusion_matrix"])) == 36
+    assert all("truth" in line for line in lines[:-1])
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    good = sorted((image_folder / "cat").iterdir())[:3]
+    listing = "\n".join(str(p) for p in [*good, broken]) + "\n"
+    result = cli("zeroshot", "-", "--labels", "cat,dog", "--threshold", "0.99", "--json", "--max-bad", "50%",
+                 "--templates", "single", *model_args(tiny_config), input=listing)
+    assert result.exit_code == 0, result.stderr
+    records = json_lines(result.stdout)
+    assert [r["label"] for r in records] == ["unknown"] * 3
+    assert "broken.jpg" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_usage_errors(cli, tiny_config, image_folder, model_args):
+    result = cli("zeroshot", image_folder, *model_args(tiny_config))
+    assert result.exit_code == 2 and "--labels" in result.stderr
+    result = cli("zeroshot", image_folder, "--labels", "cat,dog", "--model", "ViT-B-99")
+    assert result.exit_code == 2 and "ViT-B" in result.stderr
+    result = cli("zeroshot", image_folder, "--labels", "cat,dog", "--model", str(tiny_config))
+    assert result.exit_code == 2 and "--pretrained" in result.stderr
+
+
+def test_offline_without_cached_weights_fails_fast(cli, image_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.cache/clip either
+    started = time.time()
+    result = cli("zeroshot", image_folder, "--labels", "cat,dog", "--model", "ViT-B-32",
+                 "--pretrained", "laion2b_s34b_b79k")
+    assert time.time() - started < 10
+    assert result.exit_code == 2, result.stderr
+    assert "not cached" in result.stderr and "--pretrained FILE" in result.stderr
+    result = cli("zeroshot", image_folder, "--labels", "cat,dog", "--model", "hf-hub:nobody/nothing")
+    assert result.exit_code == 2 and "local-dir:" in result.stderr

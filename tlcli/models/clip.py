@@ -1,0 +1,389 @@
+"""Resolve a CLIP model (open_clip) from what the user typed, without ever hanging on the network.
+
+Accepted ``--model`` values (open_clip's own schemes, plus a config file):
+
+- an open_clip name (``ViT-B-32``) with ``--pretrained TAG`` (``laion2b_s34b_b79k``), a weights FILE, or ``none``;
+- ``hf-hub:ORG/NAME`` (config and weights from the Hugging Face hub, or its local cache);
+- ``local-dir:DIR`` (a folder with ``open_clip_config.json`` and a checkpoint);
+- a path to an open_clip model-config JSON (``{"embed_dim", "vision_cfg", "text_cfg"}``) with
+  ``--pretrained FILE`` (safetensors or an open_clip checkpoint) or ``--pretrained none`` (random init).
+
+Weights that are not on disk are only fetched when the hub answers within seconds; otherwise the error
+names the cache folder and how to pass a local file (open_clip alone retries for ~46 s). Random init is
+seeded, so ``--pretrained none`` gives the same model, and the same cached features, every time.
+
+Every loaded model carries a ``key``: a hash of the architecture, the weights (content), the image
+preprocessing and the precision. Feature and text-embedding caches are keyed by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tlcli.errors import UsageError
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+HUB_CHECK_TIMEOUT_S = 3.0
+RANDOM_INIT_SEED = 0
+KEY_VERSION = 1
+
+
+@dataclass
+class ClipModel:
+    """A loaded open_clip model, its tokenizer and eval preprocessing, and the identity used by caches."""
+
+    model: Any  # open_clip CLIP / CustomTextCLIP, eval mode, frozen
+    tokenizer: Any
+    preprocess: Any  # PIL RGB -> tensor (C, H, W)
+    spec: dict  # model, pretrained, weights id, preprocessing, precision: what `key` hashes
+    device: Any
+    dtype: Any
+    key: str = field(init=False)
+
+    def __post_init__(self):
+        self.key = hashlib.sha256(json.dumps(self.spec, sort_keys=True).encode()).hexdigest()[:32]
+
+    @property
+    def preprocess_cfg(self) -> dict:
+        return dict(self.spec["preprocessing"])
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.visual.output_dim)
+
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.detach().float().exp())
+
+    def logit_bias(self) -> float | None:
+        bias = getattr(self.model, "logit_bias", None)
+        return None if bias is None else float(bias.detach().float())
+
+    def encode_images(self, batch):
+        """Image features (not normalised), float32 on the CPU."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.encode_image(batch.to(self.device, self.dtype))
+        return out.float().cpu()
+
+    def encode_texts(self, texts: list[str], batch_size: int = 256):
+        """Normalised text features (N, D), float32 on the CPU."""
+        import torch
+        import torch.nn.functional as F
+
+        chunks = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                tokens = self.tokenizer(texts[i : i + batch_size]).to(self.device)
+                chunks.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu())
+        return torch.cat(chunks)
+
+
+# --- resolution ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Resolved:
+    name: str  # what open_clip.create_model gets
+    checkpoint: str | None  # a local file, or None (random init / the scheme's own)
+    weights_id: str
+    force_preprocess: dict
+    quick_gelu: bool = False
+    config_id: str = ""
+
+
+def resolve_precision(precision: str, device) -> str:
+    from tlcli.engine.device import cpu_has_bf16
+
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise UsageError(f"--precision {precision!r}: expected auto, fp32, bf16 or fp16")
+    if precision != "auto":
+        if precision == "fp16" and device.type == "cpu":
+            raise UsageError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
+        return precision
+    if device.type == "cuda":
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def load_clip(model: str = DEFAULT_MODEL, pretrained: str | None = None, device: str = "auto",
+              precision: str = "auto") -> ClipModel:
+    """The model ``model``/``pretrained`` names, on ``device`` in ``precision`` (auto: bf16 where the
+    hardware runs it natively, else fp32). ``UsageError`` naming what would work for anything unusable."""
+    import torch
+    import open_clip
+
+    from tlcli.engine.device import resolve_device
+
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    resolved = resolve_model(model, pretrained)
+    created = _create(resolved, model)
+    created.eval().requires_grad_(False)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[prec]
+    created.to(dev, dtype)
+    preprocessing = dict(open_clip.get_model_preprocess_cfg(created))
+    preprocessing = {k: list(v) if isinstance(v, tuple) else v for k, v in preprocessing.items()}
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    preprocess = image_transform_v2(PreprocessCfg(**preprocessing), is_train=False)
+    tokenizer = _tokenizer(resolved.name, model)
+    spec = {
+        "version": KEY_VERSION, "model": model, "arch": resolved.config_id or resolved.name,
+        "weights": resolved.weights_id, "quick_gelu": resolved.quick_gelu,
+        "preprocessing": preprocessing, "precision": prec,
+    }
+    return ClipModel(created, tokenizer, preprocess, spec, dev, dtype)
+
+
+def resolve_model(model: str, pretrained: str | None) -> _Resolved:
+    """Where the architecture and the weights come from; checks the disk before anything touches the
+    network."""
+    import open_clip
+
+    if model.startswith("local-dir:"):
+        folder = Path(model[len("local-dir:"):])
+        config = folder / "open_clip_config.json"
+        if not config.is_file():
+            raise UsageError(f"--model {model}: {folder} has no open_clip_config.json; a local-dir: folder needs "
+                             f"it and a checkpoint (open_clip_model.safetensors)")
+        checkpoints = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) + sorted(folder.glob("*.pth"))
+        weights = "none:" + _file_digest(config) if not checkpoints else _file_digest(checkpoints[0])
+        return _Resolved(f"local-dir:{folder}", None, weights, {}, config_id=_file_digest(config))
+    if model.startswith("hf-hub:"):
+        return _resolve_hf_hub(model)
+    if model.lower().endswith(".json") or (os.sep in model or "/" in model) and Path(model).is_file():
+        return _resolve_config_file(Path(model), pretrained)
+    known = open_clip.list_models()
+    if model not in known:
+        import difflib
+
+        close = difflib.get_close_matches(model, known, n=5, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"e.g. {', '.join(known[:6])}"
+        raise UsageError(f"--model {model!r} is not an open_clip model: {hint} (or hf-hub:ORG/NAME, "
+                         f"local-dir:DIR, or a model-config .json file)")
+    if pretrained is None or pretrained == "default":
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        pretrained = DEFAULT_PRETRAINED if DEFAULT_PRETRAINED in tags else (tags[0] if tags else "none")
+    if pretrained == "none":
+        return _Resolved(model, None, f"random-init:{RANDOM_INIT_SEED}", {})
+    if Path(pretrained).is_file():
+        return _Resolved(model, str(pretrained), _file_digest(Path(pretrained)), {})
+    cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        raise UsageError(f"--pretrained {pretrained!r} is neither a weight tag of {model} nor a file; tags: "
+                         f"{', '.join(tags) or '(none)'}; or pass a local weights FILE, or none")
+    force = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode", "size") if cfg.get(k) is not None}
+    path = _cached_tag_weights(cfg)
+    if path is None:
+        path = _download_tag_weights(model, pretrained, cfg)
+    return _Resolved(model, path, f"{model}/{pretrained}:{_file_digest(Path(path))}", force,
+                     quick_gelu=bool(cfg.get("quick_gelu", False)))
+
+
+def _resolve_config_file(path: Path, pretrained: str | None) -> _Resolved:
+    import open_clip
+
+    if not path.is_file():
+        raise UsageError(f"--model {path}: no such model-config file")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--model {path}: not a readable JSON model config ({error})") from None
+    config = config.get("model_cfg", config) if isinstance(config, dict) else config
+    if not isinstance(config, dict) or not all(k in config for k in ("embed_dim", "vision_cfg", "text_cfg")):
+        raise UsageError(f"--model {path}: an open_clip model config needs embed_dim, vision_cfg and text_cfg")
+    if pretrained in (None, "default"):
+        raise UsageError(f"--model {path} is a config file: pass --pretrained FILE (safetensors or an open_clip "
+                         f"checkpoint) or --pretrained none (random init)")
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    # Registered under a name of its own, so a config never shadows a built-in one of the same file name.
+    name = f"tlcli-config-{digest}"
+    _register_config(name, config)
+    if pretrained == "none":
+        return _Resolved(name, None, f"random-init:{RANDOM_INIT_SEED}", {}, config_id=digest)
+    file = Path(pretrained)
+    if not file.is_file():
+        raise UsageError(f"--pretrained {pretrained}: no such file; with a config file pass a weights FILE or none")
+    return _Resolved(name, str(file), _file_digest(file), {}, config_id=digest)
+
+
+_registered: set[str] = set()
+
+
+def _register_config(name: str, config: dict) -> None:
+    from open_clip import factory
+
+    if name not in _registered:
+        factory._MODEL_CONFIGS[name] = config  # open_clip's registry, as add_model_config fills it
+        _registered.add(name)
+
+
+def _hf_cache_dir() -> str:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return str(HF_HUB_CACHE)
+
+
+def _from_hf_cache(repo: str, filename: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo, filename)
+    except Exception:
+        return None
+    return found if isinstance(found, str) and os.path.isfile(found) else None
+
+
+def hub_reachable(host: str = "huggingface.co") -> bool:
+    """Whether the hub answers within HUB_CHECK_TIMEOUT_S (DNS included); False under HF_HUB_OFFLINE."""
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TLCLI_OFFLINE"):
+        return False
+    import socket
+
+    result: list[bool] = []
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=HUB_CHECK_TIMEOUT_S).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(HUB_CHECK_TIMEOUT_S + 0.5)
+    return bool(result and result[0])
+
+
+def _cached_tag_weights(cfg: dict) -> str | None:
+    hub = cfg.get("hf_hub") or ""
+    if hub:
+        repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for name in list(names):
+            if name.endswith((".bin", ".pth")):
+                names.insert(0, name[:-4] + ".safetensors")
+        for name in names:
+            found = _from_hf_cache(repo, name)
+            if found:
+                return found
+    url = cfg.get("url") or ""
+    if url:
+        target = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        if target.is_file():
+            return str(target)
+    return None
+
+
+def _download_tag_weights(model: str, tag: str, cfg: dict) -> str:
+    from open_clip.pretrained import download_pretrained
+
+    where = _hf_cache_dir() if cfg.get("hf_hub") else os.path.expanduser("~/.cache/clip")
+    advice = (f"Put the weights there (run once online), or pass --pretrained FILE (a safetensors or open_clip "
+              f"checkpoint of {model}), or --pretrained none for random init")
+    if not hub_reachable():
+        raise UsageError(f"weights {model}/{tag} are not cached and the hub cannot be reached (offline); looked in "
+                         f"{where}. {advice}")
+    try:
+        return download_pretrained(cfg)
+    except Exception as error:
+        raise UsageError(f"could not download weights {model}/{tag} ({type(error).__name__}); cache: {where}. "
+                         f"{advice}") from None
+
+
+def _resolve_hf_hub(model: str) -> _Resolved:
+    repo = model[len("hf-hub:"):]
+    config = _from_hf_cache(repo, "open_clip_config.json")
+    if config is not None:
+        folder = Path(config).parent
+        checkpoints = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pth")]
+        if checkpoints:
+            # Everything is cached: load it as a local folder, so nothing asks the hub for ETags.
+            return _Resolved(f"local-dir:{folder}", None, f"{repo}:{_file_digest(sorted(checkpoints)[0])}", {},
+                             config_id=_file_digest(Path(config)))
+    if not hub_reachable():
+        raise UsageError(f"--model {model}: not in the Hugging Face cache ({_hf_cache_dir()}) and the hub cannot "
+                         f"be reached (offline). Run once online, or download the repo and pass local-dir:DIR, "
+                         f"or an open_clip name with --pretrained FILE")
+    return _Resolved(model, None, f"{repo}:hub", {}, config_id=repo)
+
+
+def _create(resolved: _Resolved, model: str):
+    import torch
+    import open_clip
+
+    kwargs: dict[str, Any] = {}
+    if resolved.force_preprocess:
+        kwargs["force_preprocess_cfg"] = resolved.force_preprocess
+    if resolved.quick_gelu:
+        kwargs["force_quick_gelu"] = True
+    import logging
+
+    # open_clip logs on the root logger ("initialized randomly" for --pretrained none, which is the point);
+    # tlcli reports what matters itself.
+    logging.disable(logging.WARNING)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)  # --pretrained none: the same random model every time
+            return open_clip.create_model(resolved.name, pretrained=resolved.checkpoint, **kwargs)
+    except Exception as error:
+        detail = " ".join(str(error).split())[:300]
+        raise UsageError(f"could not build --model {model} ({type(error).__name__}: {detail}); check that the "
+                         f"weights file belongs to this architecture") from None
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _tokenizer(name: str, model: str):
+    import open_clip
+
+    config = open_clip.get_model_config(name) or {}
+    hf_name = (config.get("text_cfg") or {}).get("hf_tokenizer_name")
+    if hf_name and _from_hf_cache(hf_name, "tokenizer_config.json") is None and \
+            _from_hf_cache(hf_name, "tokenizer.json") is None and not hub_reachable():
+        raise UsageError(f"--model {model} uses the Hugging Face tokenizer {hf_name}, which must come from the hub "
+                         f"and is not in the cache ({_hf_cache_dir()}); run once online to cache it")
+    try:
+        return open_clip.get_tokenizer(name)
+    except Exception as error:
+        raise UsageError(f"could not load the tokenizer of --model {model} ({type(error).__name__}: {error})") from None
+
+
+# --- content digests -------------------------------------------------------------------------------------
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file's content, remembered per (path, size, mtime) so big weights are hashed once."""
+    from tlcli.paths import atomic_write_text, cache_dir
+
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read it ({error.strerror or error})") from None
+    stamp = f"{os.path.realpath(path)}|{info.st_size}|{info.st_mtime_ns}"
+    memo = cache_dir("digests") / (hashlib.sha256(stamp.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".json")
+    try:
+        return json.loads(memo.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    value = digest.hexdigest()
+    atomic_write_text(memo, json.dumps({"stamp": stamp, "sha256": value}))
+    return value
