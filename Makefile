@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(PY) examples/digits_transfer/run.py
+	$(PY) examples/text_transfer/run.py
 
 test: install
 	$(PY) -m pytest -q

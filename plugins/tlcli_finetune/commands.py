@@ -72,6 +72,7 @@ def finetune(
     workers: Optional[int] = typer.Option(None, "--workers", help="Data-loading worker processes."),
     early_stop: Optional[int] = typer.Option(None, "--early-stop", help="Stop after this many epochs without improvement."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Also checkpoint every N steps."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Write a metric event every N steps (default: ~500 per run)."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     max_bad: str = typer.Option("5%", "--max-bad", help="Abort (exit 2) if more unreadable files than this."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/finetune-<time>)."),
@@ -91,7 +92,7 @@ def finetune(
         "batch_size": batch_size, "accumulate": accumulate, "optimizer": optimizer, "scheduler": scheduler,
         "warmup": warmup, "clip_grad": clip_grad, "augment": augment, "image_size": image_size, "seed": seed,
         "device": device, "precision": precision, "workers": workers, "early_stop": early_stop,
-        "save_every": save_every, "compile": compile_model, "max_bad": parse_max_bad(max_bad),
+        "save_every": save_every, "log_every": log_every, "compile": compile_model, "max_bad": parse_max_bad(max_bad),
     }
     import os
 
@@ -159,7 +160,7 @@ def _resume_config(run_dir: Path, options: dict, given: set[str]):
     saved = run_dir / "config.json"
     if not saved.is_file():
         raise UsageError(f"--resume {run_dir}: no config.json there; pass the folder of a tlcli finetune run")
-    changed = given - {"resume", "json_output", "tui", "quiet", "workers", "data"}
+    changed = given - {"resume", "json_output", "tui", "quiet", "workers", "data", "log_every"}
     if changed:
         flags = ", ".join("--" + _FLAG_NAMES.get(n, n).replace("_", "-") for n in sorted(changed))
         raise UsageError(f"--resume continues the run exactly as configured; drop {flags}")
