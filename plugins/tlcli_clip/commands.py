@@ -243,7 +243,7 @@ def coop(
     cfg = _coop_config(CoopConfig, data=str(data), model=options["model"], pretrained=options["pretrained"],
                        n_ctx=n_ctx, init=init_phrase, class_specific=class_specific, shots=shots,
                        val_split=val_split, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                       device=device, precision=precision, feature_precision=precision, workers=workers,
+                       device=device, precision=precision, feature_precision=precision, decode_workers=workers,
                        use_cache=options["use_cache"], max_bad=options["max_bad"], early_stop=early_stop)
     run_coop(cfg, new_run_dir("coop", out), resume=False, json_output=json_output, quiet=quiet)
 
