@@ -1,0 +1,55 @@
+import pytest
+
+from tlcli.plugin import Plugin
+from tlcli.registry import LoadedPlugin, Plugins
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("resnet50", ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]),
+    ("efficientnet_b0", [f"features.{i}" for i in range(9)] + ["classifier"]),
+])
+def test_layers_lists_blocks_in_order(cli, model, expected):
+    result = cli("layers", model, "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = result.json_lines()
+    assert [r["name"] for r in rows] == expected
+    assert all(r["params"] > 0 and r["trainable"] for r in rows)
+
+
+def test_layers_of_transformers_split_their_stacks(cli):
+    vit = [r["name"] for r in cli("layers", "vit_b_16", "--json").json_lines()]
+    assert vit[:3] == ["class_token", "conv_proj", "encoder.pos_embedding"]
+    assert "encoder.layers.encoder_layer_11" in vit and vit[-1] == "heads"
+    clip = [r["name"] for r in cli("layers", "clip:ViT-B-32", "--json").json_lines()]
+    assert "transformer.resblocks.0" in clip and clip[-1] == "proj"
+
+
+def test_layers_freeze_preview_and_unknown_model(cli):
+    rows = cli("layers", "resnet18", "--freeze-until", "layer2", "--json").json_lines()
+    assert [r["trainable"] for r in rows] == [False, False, False, False, True, True, True]
+    unknown = cli("layers", "resnet17")
+    assert unknown.exit_code == 2 and "resnet18" in unknown.stderr
+
+
+def test_help_lists_every_command_with_a_purpose(cli):
+    text = cli("--help").stdout
+    for command in ("finetune", "layers", "predict", "evaluate", "plugins", "monitor"):
+        assert command in text
+
+
+def test_a_plugin_that_fails_to_register_is_reported_not_fatal(cli, monkeypatch):
+    import tlcli.registry as registry
+
+    def broken(app):
+        raise RuntimeError("boom")
+
+    real = registry.load_plugins()
+    fake = Plugins(real.loaded + [LoadedPlugin(Plugin(name="broken", register_commands=broken), "x", "1")],
+                   real.failed)
+    monkeypatch.setattr(registry, "load_plugins", lambda: fake)
+    result = cli("plugins", "--json")
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in result.json_lines()}
+    assert rows["broken"]["status"] == "failed" and "boom" in rows["broken"]["error"]
+    assert rows["finetune"]["status"] == "ok"
+    assert cli("layers", "resnet18", "--json").exit_code == 0
