@@ -116,7 +116,8 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
                           f"{metrics['mean_per_class_recall']:.4f}", metrics["samples"]]])
             print_table("confusion (rows: truth, columns: predicted)", ["truth"] + labels,
                         [[name] + counts for name, counts in zip(labels, metrics["confusion_matrix"])])
-    say(quiet, f"{len(rows)} images in {summary['wall_s']:.1f}s ({result.cached} cached, {result.computed} computed)")
+    say(quiet, f"{len(rows)} images in {summary['wall_s']:.1f}s ({result.cached} cached, {result.computed} computed; "
+               f"features: {summary['images_per_s']:.1f} images/s)")
     return summary
 
 

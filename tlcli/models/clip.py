@@ -35,20 +35,44 @@ RANDOM_INIT_SEED = 0
 KEY_VERSION = 1
 
 
-@dataclass
 class ClipModel:
-    """A loaded open_clip model, its tokenizer and eval preprocessing, and the identity used by caches."""
+    """A CLIP model (open_clip), its tokenizer and eval preprocessing, and the identity caches use.
 
-    model: Any  # open_clip CLIP / CustomTextCLIP, eval mode, frozen
-    tokenizer: Any
-    preprocess: Any  # PIL RGB -> tensor (C, H, W)
-    spec: dict  # model, pretrained, weights id, preprocessing, precision: what `key` hashes
-    device: Any
-    dtype: Any
-    key: str = field(init=False)
+    The network is built on first use: a run whose image features and label embeddings are all cached
+    never pays for building it (seconds for ViT-B-32). ``spec``/``key`` are computed from the inputs alone
+    (architecture, weights content, preprocessing settings, precision), so they are known before that.
+    """
 
-    def __post_init__(self):
-        self.key = hashlib.sha256(json.dumps(self.spec, sort_keys=True).encode()).hexdigest()[:32]
+    def __init__(self, spec: dict, device, dtype, build):
+        self.spec, self.device, self.dtype = spec, device, dtype
+        self.key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+        self._build = build
+        self._model = self._tokenizer = self._preprocess = None
+
+    @property
+    def model(self):
+        """The open_clip model: eval mode, frozen, on ``device`` in ``dtype``."""
+        if self._model is None:
+            self._model = self._build()
+        return self._model
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self.model  # noqa: B018  (registers a config-file model with open_clip first)
+            self._tokenizer = _tokenizer(self.spec["open_clip_name"], self.spec["model"])
+        return self._tokenizer
+
+    @property
+    def preprocess(self):
+        """PIL RGB -> tensor (C, H, W): open_clip's eval transform, from the built model's own settings."""
+        if self._preprocess is None:
+            from open_clip import get_model_preprocess_cfg
+            from open_clip.transform import PreprocessCfg, image_transform_v2
+
+            self._preprocess = image_transform_v2(PreprocessCfg(**get_model_preprocess_cfg(self.model)),
+                                                  is_train=False)
+        return self._preprocess
 
     @property
     def preprocess_cfg(self) -> dict:
@@ -56,7 +80,7 @@ class ClipModel:
 
     @property
     def embed_dim(self) -> int:
-        return int(self.model.visual.output_dim)
+        return int(self.spec["embed_dim"])
 
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().float().exp())
@@ -97,6 +121,16 @@ class _Resolved:
     force_preprocess: dict
     quick_gelu: bool = False
     config_id: str = ""
+    preprocessing: dict | None = None  # the final settings, None when unknown before loading
+    embed_dim: int | None = None
+    registered_config: dict | None = None  # a config file's content, registered with open_clip to build
+    files: list[str] = field(default_factory=list)  # local files the resolution read (for the memo)
+
+    def expect(self, model_cfg: dict | None, source: dict | None = None) -> "_Resolved":
+        if model_cfg:
+            self.preprocessing = _expected_preprocessing(model_cfg, source or {}, self.force_preprocess)
+            self.embed_dim = int(model_cfg["embed_dim"])
+        return self
 
 
 def resolve_precision(precision: str, device) -> str:
@@ -120,31 +154,97 @@ def resolve_precision(precision: str, device) -> str:
 def load_clip(model: str = DEFAULT_MODEL, pretrained: str | None = None, device: str = "auto",
               precision: str = "auto") -> ClipModel:
     """The model ``model``/``pretrained`` names, on ``device`` in ``precision`` (auto: bf16 where the
-    hardware runs it natively, else fp32). ``UsageError`` naming what would work for anything unusable."""
+    hardware runs it natively, else fp32). ``UsageError`` naming what would work for anything unusable.
+    Weights and config are checked now; the network itself is built on first use."""
     import torch
-    import open_clip
 
     from tlcli.engine.device import resolve_device
 
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
-    resolved = resolve_model(model, pretrained)
-    created = _create(resolved, model)
-    created.eval().requires_grad_(False)
+    resolved = _remembered_resolution(model, pretrained)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[prec]
-    created.to(dev, dtype)
-    preprocessing = dict(open_clip.get_model_preprocess_cfg(created))
-    preprocessing = {k: list(v) if isinstance(v, tuple) else v for k, v in preprocessing.items()}
-    from open_clip.transform import PreprocessCfg, image_transform_v2
 
-    preprocess = image_transform_v2(PreprocessCfg(**preprocessing), is_train=False)
-    tokenizer = _tokenizer(resolved.name, model)
+    def build():
+        if resolved.registered_config is not None:
+            _register_config(resolved.name, resolved.registered_config)
+        created = _create(resolved, model)
+        created.eval().requires_grad_(False)
+        return created.to(dev, dtype)
+
+    preprocessing, embed_dim = resolved.preprocessing, resolved.embed_dim
+    if preprocessing is None:  # an uncached hub model: its settings are known once it is loaded
+        built = build()
+        import open_clip
+
+        preprocessing = _plain(open_clip.get_model_preprocess_cfg(built))
+        embed_dim = int(built.visual.output_dim)
+        build = lambda: built  # noqa: E731
     spec = {
-        "version": KEY_VERSION, "model": model, "arch": resolved.config_id or resolved.name,
-        "weights": resolved.weights_id, "quick_gelu": resolved.quick_gelu,
-        "preprocessing": preprocessing, "precision": prec,
+        "version": KEY_VERSION, "model": model, "open_clip_name": resolved.name,
+        "arch": resolved.config_id or resolved.name, "weights": resolved.weights_id,
+        "quick_gelu": resolved.quick_gelu, "preprocessing": preprocessing, "precision": prec, "embed_dim": embed_dim,
     }
-    return ClipModel(created, tokenizer, preprocess, spec, dev, dtype)
+    return ClipModel(spec, dev, dtype, build)
+
+
+def _plain(cfg: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+
+
+def _expected_preprocessing(model_cfg: dict, source: dict, force: dict) -> dict:
+    """open_clip's final preprocessing settings (factory.create_model), without building the model:
+    defaults, then the weights' own settings, then the tower's image size, then forced values."""
+    from dataclasses import asdict
+
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+
+    cfg = merge_preprocess_dict(asdict(PreprocessCfg()), source or {})
+    size = (model_cfg.get("vision_cfg") or {}).get("image_size")
+    if size is not None:
+        cfg["size"] = [size, size] if isinstance(size, int) else list(size)
+    cfg = merge_preprocess_dict(cfg, force or {})
+    return _plain(cfg)
+
+
+def _stamp(path: str) -> str | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return f"{info.st_size}|{info.st_mtime_ns}"
+
+
+def _remembered_resolution(model: str, pretrained: str | None) -> _Resolved:
+    """``resolve_model``, remembered on disk while the local files it read are unchanged.
+
+    Importing open_clip costs seconds (it imports torchvision and more); a run whose features are all
+    cached should not pay that just to learn the cache key again.
+    """
+    from dataclasses import asdict
+    from importlib.metadata import version
+
+    from tlcli.paths import atomic_write_text, cache_dir
+
+    files = [model, model.removeprefix("local-dir:")] + ([pretrained] if pretrained else [])
+    stamps = {os.path.abspath(f): _stamp(f) for f in files}
+    ident = json.dumps([KEY_VERSION, model, pretrained, os.getcwd(), version("open_clip_torch"), stamps])
+    memo = cache_dir("models") / (hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".json")
+    try:
+        data = json.loads(memo.read_text(encoding="utf-8"))
+        if data.get("ident") == ident and all(_stamp(f) == stamp for f, stamp in data["file_stamps"].items()):
+            return _Resolved(**data["resolved"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    resolved = resolve_model(model, pretrained)
+    if resolved.preprocessing is not None and not resolved.name.startswith("hf-hub:"):
+        used = [p for p in [resolved.checkpoint, *resolved.files] if p]
+        if resolved.name.startswith("local-dir:"):
+            folder = resolved.name.removeprefix("local-dir:")
+            used += [os.path.join(folder, n) for n in sorted(os.listdir(folder))]
+        atomic_write_text(memo, json.dumps({"ident": ident, "resolved": asdict(resolved),
+                                            "file_stamps": {os.path.abspath(p): _stamp(p) for p in used}}))
+    return resolved
 
 
 def resolve_model(model: str, pretrained: str | None) -> _Resolved:
@@ -160,7 +260,8 @@ def resolve_model(model: str, pretrained: str | None) -> _Resolved:
                              f"it and a checkpoint (open_clip_model.safetensors)")
         checkpoints = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) + sorted(folder.glob("*.pth"))
         weights = "none:" + _file_digest(config) if not checkpoints else _file_digest(checkpoints[0])
-        return _Resolved(f"local-dir:{folder}", None, weights, {}, config_id=_file_digest(config))
+        return _Resolved(f"local-dir:{folder}", None, weights, {}, config_id=_file_digest(config)).expect(
+            *_local_config(config))
     if model.startswith("hf-hub:"):
         return _resolve_hf_hub(model)
     if model.lower().endswith(".json") or (os.sep in model or "/" in model) and Path(model).is_file():
@@ -177,9 +278,10 @@ def resolve_model(model: str, pretrained: str | None) -> _Resolved:
         tags = open_clip.list_pretrained_tags_by_model(model)
         pretrained = DEFAULT_PRETRAINED if DEFAULT_PRETRAINED in tags else (tags[0] if tags else "none")
     if pretrained == "none":
-        return _Resolved(model, None, f"random-init:{RANDOM_INIT_SEED}", {})
+        return _Resolved(model, None, f"random-init:{RANDOM_INIT_SEED}", {}).expect(open_clip.get_model_config(model))
     if Path(pretrained).is_file():
-        return _Resolved(model, str(pretrained), _file_digest(Path(pretrained)), {})
+        return _Resolved(model, str(pretrained), _file_digest(Path(pretrained)), {}).expect(
+            open_clip.get_model_config(model))
     cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(model)
@@ -189,8 +291,18 @@ def resolve_model(model: str, pretrained: str | None) -> _Resolved:
     path = _cached_tag_weights(cfg)
     if path is None:
         path = _download_tag_weights(model, pretrained, cfg)
+    # Loaded from the file with the tag's settings forced, so those are the model's final ones.
     return _Resolved(model, path, f"{model}/{pretrained}:{_file_digest(Path(path))}", force,
-                     quick_gelu=bool(cfg.get("quick_gelu", False)))
+                     quick_gelu=bool(cfg.get("quick_gelu", False))).expect(open_clip.get_model_config(model))
+
+
+def _local_config(path: Path) -> tuple[dict | None, dict]:
+    """(model_cfg, preprocess_cfg) of an open_clip_config.json; (None, {}) when unreadable (open_clip says why)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return data.get("model_cfg"), data.get("preprocess_cfg") or {}
+    except (OSError, ValueError, AttributeError):
+        return None, {}
 
 
 def _resolve_config_file(path: Path, pretrained: str | None) -> _Resolved:
@@ -211,13 +323,15 @@ def _resolve_config_file(path: Path, pretrained: str | None) -> _Resolved:
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     # Registered under a name of its own, so a config never shadows a built-in one of the same file name.
     name = f"tlcli-config-{digest}"
-    _register_config(name, config)
     if pretrained == "none":
-        return _Resolved(name, None, f"random-init:{RANDOM_INIT_SEED}", {}, config_id=digest)
-    file = Path(pretrained)
-    if not file.is_file():
-        raise UsageError(f"--pretrained {pretrained}: no such file; with a config file pass a weights FILE or none")
-    return _Resolved(name, str(file), _file_digest(file), {}, config_id=digest)
+        resolved = _Resolved(name, None, f"random-init:{RANDOM_INIT_SEED}", {}, config_id=digest).expect(config)
+    else:
+        file = Path(pretrained)
+        if not file.is_file():
+            raise UsageError(f"--pretrained {pretrained}: no such file; with a config file pass a weights FILE or none")
+        resolved = _Resolved(name, str(file), _file_digest(file), {}, config_id=digest).expect(config)
+    resolved.registered_config = config
+    return resolved
 
 
 _registered: set[str] = set()
@@ -313,7 +427,7 @@ def _resolve_hf_hub(model: str) -> _Resolved:
         if checkpoints:
             # Everything is cached: load it as a local folder, so nothing asks the hub for ETags.
             return _Resolved(f"local-dir:{folder}", None, f"{repo}:{_file_digest(sorted(checkpoints)[0])}", {},
-                             config_id=_file_digest(Path(config)))
+                             config_id=_file_digest(Path(config))).expect(*_local_config(Path(config)))
     if not hub_reachable():
         raise UsageError(f"--model {model}: not in the Hugging Face cache ({_hf_cache_dir()}) and the hub cannot "
                          f"be reached (offline). Run once online, or download the repo and pass local-dir:DIR, "
