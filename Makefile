@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-slow test-all bench clean
 
 install: $(STAMP)
 
@@ -19,6 +19,9 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
 
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"

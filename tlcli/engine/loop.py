@@ -243,7 +243,10 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
         return {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": best,
                 "bad_evals": bad_evals, "history": history, "wall_s": wall_before + time.time() - started}
 
+    last_saved = [time.time()]
+
     def checkpoint(kind: str, epoch: int, batch_in_epoch: int) -> None:
+        last_saved[0] = time.time()
         if dist_info.is_main:
             folder = save_checkpoint(ckpt_root, f"step-{step:08d}", model.state_dict(), optimizer.state_dict(),
                                      progress(epoch, batch_in_epoch), keep_prefix="step-")
@@ -352,8 +355,13 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
                     call("on_eval_end", step=step, epoch=epoch, metrics=final_metrics, monitor=cfg.monitor,
                          best=best, is_best=improved)
                 next_epoch, next_batch = (epoch + 1, 0) if epoch_complete else (epoch, micro_index)
-                checkpoint("last", next_epoch, next_batch)
-                if cfg.early_stop and bad_evals >= cfg.early_stop:
+                stopping = bool(cfg.early_stop and bad_evals >= cfg.early_stop)
+                final = stopping or next_epoch >= cfg.epochs or step >= total_steps
+                # Epochs of small data take seconds: a full checkpoint (weights + optimizer, fsynced) each
+                # time would cost more than the training. Ctrl-C and the stop request save one anyway.
+                if final or time.time() - last_saved[0] >= cfg.checkpoint_interval_s:
+                    checkpoint("last", next_epoch, next_batch)
+                if stopping:
                     call("on_log", level="info",
                          message=f"early stop: {cfg.monitor} did not improve for {bad_evals} evaluations")
                     break

@@ -29,6 +29,7 @@ class TrainConfig(BaseModel):
     workers: int | None = Field(None, ge=0)
     early_stop: int | None = Field(None, ge=1)
     save_every: int | None = Field(None, ge=1)
+    checkpoint_interval_s: float = Field(60.0, ge=0, description="epoch-end checkpoints at most this often")
     unfreeze_every: int | None = Field(None, ge=1)
     train_bn: bool = False
     monitor: str = "val_accuracy"

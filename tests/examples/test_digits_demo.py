@@ -1,0 +1,22 @@
+"""The `make demo` example end to end (slow: about a minute or two)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_transfer" / "run.py"
+
+
+@pytest.mark.slow
+def test_transfer_beats_training_from_scratch(tmp_path):
+    done = subprocess.run([sys.executable, str(EXAMPLE), "--work", str(tmp_path), "--json"], capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    transfer, scratch = rows
+    assert transfer["test_images"] > 800
+    assert transfer["trainable_params"] < scratch["trainable_params"]
+    assert transfer["test_top1"] > scratch["test_top1"] > 0.3
