@@ -21,7 +21,7 @@ from tlcli.models.clip import load_clip
 from tlcli.output import emit_json, print_table
 from tlcli.paths import CONFIG_FILE, METRICS_FILE, atomic_write_text
 from tlcli_clip.common import k_shot, labelled_features, say, split_data
-from tlcli_clip.probe import WEIGHT_DECAYS, accuracy, fit_logistic
+from tlcli_clip.probe import SWEEP_MAX_ITER, WEIGHT_DECAYS, accuracy, fit_logistic
 
 FALLBACK_WEIGHT_DECAY = 1e-2  # too few shots to hold any out: a moderate decay
 
@@ -36,9 +36,11 @@ def fit_probe_without_test(x: torch.Tensor, y: torch.Tensor, num_classes: int, i
         inner_train, inner_val = stratified_split(items, 0.25, seed)
         a = torch.tensor([item.index for item in inner_train])
         b = torch.tensor([item.index for item in inner_val])
-        scores = []
-        for candidate in WEIGHT_DECAYS:
-            weight, bias = fit_logistic(x[a], y[a], num_classes, candidate, init)
+        scores, previous = [], None
+        for candidate in sorted(WEIGHT_DECAYS, reverse=True):  # warm starts, as in probe.sweep
+            weight, bias = fit_logistic(x[a], y[a], num_classes, candidate, init, max_iter=SWEEP_MAX_ITER,
+                                        start=previous)
+            previous = (weight, bias)
             scores.append((accuracy(x[b], y[b], weight, bias), candidate))
         wd = max(scores)[1]
     weight, bias = fit_logistic(x, y, num_classes, wd, init)
