@@ -378,7 +378,8 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
     result = RunResult(
         status=status, steps=step, epochs_done=epoch + (1 if status == "finished" else 0), best=best,
         monitor=cfg.monitor, final_metrics=final_metrics, wall_s=wall,
-        samples_per_s=samples_seen / train_time if train_time else 0.0, trainable_params=trainable,
+        samples_per_s=samples_seen / train_time if train_time else 0.0,
+        trainable_params=count_params(model)[0],  # after gradual unfreezing, more than at the start
         total_params=total, device=str(device), precision=precision, history=history,
     )
     if status == "finished" and dist_info.is_main:
