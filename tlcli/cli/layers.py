@@ -18,8 +18,9 @@ Examples:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("layers", help="Show a model's blocks in order, with parameter counts (the names "
-                "--freeze-until accepts). Works offline: structure only, no weights.\n" + EXAMPLE)(layers)
+    app.command("layers", help="Show a model's blocks: the names --freeze-until accepts.\n\n"
+                "Blocks in input-to-output order with parameter counts. Works offline: structure only, "
+                "no weights.\n" + EXAMPLE)(layers)
 
 
 def layers(

@@ -22,8 +22,10 @@ Examples:
   find shots -name '*.jpg' | tlcli predict runs/my-run - --json > predictions.jsonl
 """
 
-EVALUATE_HELP = """Measure a trained run on labelled data: top-1/top-5 accuracy, per-class precision and
-recall, and a confusion matrix (also written as a picture).
+EVALUATE_HELP = """Measure a trained run on labelled data: accuracy, per-class recall, confusion matrix.
+
+Prints top-1/top-5 accuracy, mean per-class recall and per-class precision/recall, and writes the
+confusion matrix as a picture (SVG or PNG).
 
 Example:
 
