@@ -13,6 +13,7 @@ only ever taken at an optimizer-step boundary.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -280,7 +281,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
                     boundary = micro_index + 1 == group_start + group_size
                     batch = _to_device(batch, device, channels_last)
                     sync = boundary or not dist_info.enabled
-                    context = wrapped.no_sync() if not sync else _null()
+                    context = wrapped.no_sync() if not sync else contextlib.nullcontext()
                     with context:
                         with autocast(device, precision):
                             loss = task.training_step(compiled, batch)
@@ -392,14 +393,6 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
                                "monitor": cfg.monitor, "wall_s": wall, "samples_per_s": result.samples_per_s})
     distributed.teardown(dist_info)
     return result
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _better(value: float | None, best: float, mode: str) -> bool:
