@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from tlcli.cli.options import given_options, validated
 from tlcli.errors import UsageError
 
 EXAMPLE = """
@@ -30,16 +31,6 @@ def register(app: typer.Typer) -> None:
         help="Fine-tune a pretrained vision backbone with its lower layers frozen.\n\n"
         "DATA is a folder with one subfolder per class, or a CSV manifest (path,label).\n" + EXAMPLE,
     )(finetune)
-
-
-def _sources(ctx: typer.Context) -> set[str]:
-    """Names of the options the user gave on the command line (they override a --config file)."""
-    given = set()
-    for name in ctx.params:
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name != "DEFAULT":
-            given.add(name)
-    return given
 
 
 def finetune(
@@ -99,9 +90,9 @@ def finetune(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out is None and resume is None:
         raise UsageError("with torchrun, pass --out RUN_DIR so every process writes to the same run folder")
     if resume is not None:
-        run_dir, cfg = _resume_config(resume, options, _sources(ctx))
+        run_dir, cfg = _resume_config(resume, options, given_options(ctx))
     else:
-        cfg = _build_config(options, _sources(ctx), config)
+        cfg = _build_config(options, given_options(ctx), config)
         from tlcli.paths import new_run_dir
 
         run_dir = new_run_dir("finetune", out)
@@ -123,8 +114,6 @@ _FLAG_NAMES = {"compile_model": "compile"}
 
 
 def _build_config(options: dict, given: set[str], config_file: Path | None):
-    from pydantic import ValidationError
-
     from tlcli_finetune.config import FinetuneConfig
 
     merged = {k: v for k, v in options.items() if v is not None}
@@ -134,12 +123,7 @@ def _build_config(options: dict, given: set[str], config_file: Path | None):
         merged = {**merged, **{k: v for k, v in file_values.items() if k not in explicit}}
     if not merged.get("data"):
         raise UsageError("missing DATA: pass a folder of class subfolders or a CSV manifest (or --resume RUN_DIR)")
-    try:
-        return FinetuneConfig(**merged)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
-        raise UsageError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None
+    return validated(FinetuneConfig, **merged)
 
 
 def _read_toml(path: Path) -> dict:

@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
+from tlcli.cli.options import given_options, validated
 from tlcli.errors import UsageError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -152,15 +153,6 @@ def evaluate(
 
 # --- tlcli prompt-tune ----------------------------------------------------------------------------
 
-def _sources(ctx: typer.Context) -> set[str]:
-    given = set()
-    for name in ctx.params:
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name != "DEFAULT":
-            given.add(name)
-    return given
-
-
 def prompt_tune(
     ctx: typer.Context,
     data: Optional[Path] = typer.Argument(None, help="classify: CSV text,label; generate: CSV/JSONL input,target."),
@@ -203,7 +195,7 @@ def prompt_tune(
         "early_stop": early_stop, "save_every": save_every,
     }
     if resume is not None:
-        run_dir, cfg = _resume_config(resume, _sources(ctx))
+        run_dir, cfg = _resume_config(resume, given_options(ctx))
     else:
         cfg = _build_config(options)
         from tlcli.paths import new_run_dir
@@ -242,19 +234,12 @@ def prompt_tune_predict(
 
 
 def _build_config(options: dict):
-    from pydantic import ValidationError
-
     from tlcli_text.prompt_tune_config import PromptTuneConfig
 
     if not options.get("data"):
         raise UsageError("missing DATA: pass a CSV text,label (or input,target with --mode generate), "
                          "or --resume RUN_DIR")
-    try:
-        return PromptTuneConfig(**{k: v for k, v in options.items() if v is not None or k == "clip_grad"})
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
-        raise UsageError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None
+    return validated(PromptTuneConfig, **{k: v for k, v in options.items() if v is not None or k == "clip_grad"})
 
 
 def _resume_config(run_dir: Path, given: set[str]):
