@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 
+from tlcli.cli.options import validated
 from tlcli.errors import UsageError
 
 MODEL_HELP = "open_clip name, hf-hub:ORG/NAME, local-dir:DIR, or a model-config .json file."
@@ -217,6 +218,7 @@ def coop(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/coop-<time>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run."),
     json_output: bool = typer.Option(False, "--json"),
+    tui: bool = typer.Option(False, "--tui", help="Show the live dashboard while training."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     import json
@@ -224,12 +226,20 @@ def coop(
     from tlcli.paths import new_run_dir
     from tlcli_clip.coop import CoopConfig, run_coop
 
+    def train(cfg, run_dir, resume_run: bool):
+        job = lambda: run_coop(cfg, run_dir, resume=resume_run, json_output=json_output,  # noqa: E731
+                               quiet=quiet or tui)
+        if not tui:
+            return job()
+        from tlcli.tui.launch import run_with_dashboard
+
+        return run_with_dashboard(run_dir, job)
+
     if resume is not None:
         saved = resume / "config.json"
         if not saved.is_file():
             raise UsageError(f"--resume {resume}: no config.json there; pass the folder of a tlcli coop run")
-        cfg = CoopConfig(**json.loads(saved.read_text(encoding="utf-8")))
-        run_coop(cfg, resume, resume=True, json_output=json_output, quiet=quiet)
+        train(CoopConfig(**json.loads(saved.read_text(encoding="utf-8"))), resume, True)
         return
     if data is None:
         raise UsageError("missing DATA: pass a folder of class subfolders or a CSV manifest (or --resume RUN_DIR)")
@@ -240,23 +250,12 @@ def coop(
         raise UsageError(f"--shots {shots}: expected 1 or more images per class")
     if not 0.0 < val_split < 1.0:
         raise UsageError(f"--val-split {val_split}: expected a fraction between 0 and 1")
-    cfg = _coop_config(CoopConfig, data=str(data), model=options["model"], pretrained=options["pretrained"],
+    cfg = validated(CoopConfig, data=str(data), model=options["model"], pretrained=options["pretrained"],
                        n_ctx=n_ctx, init=init_phrase, class_specific=class_specific, shots=shots,
                        val_split=val_split, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                        device=device, precision=precision, feature_precision=precision, decode_workers=workers,
                        use_cache=options["use_cache"], max_bad=options["max_bad"], early_stop=early_stop)
-    run_coop(cfg, new_run_dir("coop", out), resume=False, json_output=json_output, quiet=quiet)
-
-
-def _coop_config(cls, **values):
-    from pydantic import ValidationError
-
-    try:
-        return cls(**values)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "options"
-        raise UsageError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None
+    train(cfg, new_run_dir("coop", out), False)
 
 
 # --- compare ---------------------------------------------------------------------------------------------
