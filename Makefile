@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 demo: install
 	$(PY) examples/digits_transfer/run.py
 	$(PY) examples/text_transfer/run.py
+	$(PY) examples/clip_zeroshot/run.py
 
 test: install
 	$(PY) -m pytest -q
