@@ -25,7 +25,7 @@ from torch import nn
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.engine.params import Block, ParamGroup
-from tlcli.engine.task import TrainConfig
+from tlcli.engine.task import TrainConfig, classification_sums
 from tlcli.errors import Interrupted, UsageError
 from tlcli.models.clip import ClipModel, load_clip
 from tlcli.output import emit_json, print_table
@@ -196,9 +196,7 @@ class CoopTask:
 
     def validation_step(self, model, batch):
         features, labels = batch
-        logits = model(features).float()
-        return {"val_loss": F.cross_entropy(logits, labels, reduction="sum").item(),
-                "val_accuracy": (logits.argmax(dim=1) == labels).sum().item()}, labels.shape[0]
+        return classification_sums(model(features), labels)
 
     def export(self, model, run_dir: Path, result) -> None:
         export_prompt(run_dir, model.ctx.detach().cpu(), self.classes, {**self.meta, "n_ctx": model.n_ctx})

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tlcli.engine.params import discriminative_groups, freeze_until, list_blocks
+from tlcli.engine.task import classification_sums
 from tlcli.errors import UsageError
 from tlcli.models.vision import build_vision_model, load_backbone_weights, read_weights_file
 from tlcli.paths import MODEL_DIR
@@ -81,10 +82,7 @@ class FinetuneTask:
 
     def validation_step(self, model, batch):
         images, labels = batch
-        logits = model(images).float()
-        loss = F.cross_entropy(logits, labels, reduction="sum")
-        correct = (logits.argmax(dim=1) == labels).sum()
-        return {"val_loss": loss.item(), "val_accuracy": correct.item()}, labels.shape[0]
+        return classification_sums(model(images), labels)
 
     def export(self, model, run_dir: Path, result) -> None:
         export_model(run_dir, model.state_dict(), self.classes, self.preprocessing, self.cfg.model)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from tlcli.engine.params import Block, ParamGroup
+from tlcli.engine.task import classification_sums
 from tlcli.errors import UsageError
 from tlcli.paths import MODEL_DIR
 from tlcli_text.soft_prompt import IGNORE_INDEX, PromptedCausalLM, PromptedEncoderClassifier, initial_prompt
@@ -194,10 +195,7 @@ class PromptTuneTask:
 
     def validation_step(self, model, batch):
         if self.cfg.mode == "classify":
-            logits = model(batch["input_ids"], batch["attention_mask"]).float()
-            loss = F.cross_entropy(logits, batch["labels"], reduction="sum")
-            correct = (logits.argmax(dim=1) == batch["labels"]).sum()
-            return {"val_loss": loss.item(), "val_accuracy": correct.item()}, batch["labels"].shape[0]
+            return classification_sums(model(batch["input_ids"], batch["attention_mask"]), batch["labels"])
         losses, counted, correct = model.token_losses(batch["input_ids"], batch["attention_mask"], batch["labels"])
         per_example = counted.sum(dim=1).clamp(min=1)
         return {"val_loss": (losses.sum(dim=1) / per_example).sum().item(),

@@ -80,3 +80,14 @@ class Task(Protocol):
 
     def export(self, model, run_dir: Path, result) -> None:
         """Write ``run_dir/model/`` (safetensors + labels + preprocessing) atomically."""
+
+
+def classification_sums(logits, labels) -> tuple[dict[str, float], int]:
+    """What a classifier's ``validation_step`` returns: summed cross-entropy and correct predictions, and
+    the number of samples (the engine averages over the whole validation set)."""
+    import torch.nn.functional as F
+
+    logits = logits.float()
+    loss = F.cross_entropy(logits, labels, reduction="sum")
+    correct = (logits.argmax(dim=1) == labels).sum()
+    return {"val_loss": loss.item(), "val_accuracy": correct.item()}, labels.shape[0]
