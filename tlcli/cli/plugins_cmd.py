@@ -54,7 +54,7 @@ def plugins(json_output: bool = typer.Option(False, "--json", help="JSON Lines o
             ["name", "distribution", "version", "commands", "status"],
             [[r["name"], r["distribution"], r["version"] or "-", ", ".join(r["commands"]), r["status"]] for r in rows],
         )
-    for failure in failures:
+    for failure in found.failed:  # register failures were already named when the CLI started
         warn(f"plugin {failure.entry_point} failed to load: {failure.error}")
 
 
