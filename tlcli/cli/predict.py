@@ -119,7 +119,7 @@ def predict(
             else:
                 rows.append([record["path"], record["label"], f"{record['score']:.3f}",
                              ", ".join(f"{label} {s:.2f}" for label, s in record["top"][1:])])
-    if not json_output:
+    if not json_output and rows:
         print_table(None, ["path", "label", "score", "next"], rows)
     bad.check(len(files) + len(skipped), limit)
 
