@@ -260,7 +260,7 @@ def load_prompt_run(path: Path) -> PromptRun:
 
 def run_coop(cfg: CoopConfig, run_dir: Path, resume: bool, json_output: bool, quiet: bool,
              emit: bool = True) -> dict:
-    from tlcli.engine.callbacks import EventLog, Progress
+    from tlcli.engine.callbacks import standard_callbacks
     from tlcli.engine.loop import fit
     from tlcli_clip.probe import model_reference
     from tlcli_clip.text import SINGLE_TEMPLATE, build_zero_shot_head, zero_shot_probs
@@ -291,9 +291,8 @@ def run_coop(cfg: CoopConfig, run_dir: Path, resume: bool, json_output: bool, qu
     if not resume:
         atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=1))
     task = CoopTask(cfg, split.classes, train, val if len(val.labels) else None, meta)
-    callbacks = [EventLog(run_dir, "coop", "clip"), Progress(quiet=quiet)]
-    for entry in bad.summary():
-        callbacks[0].on_log("warning", f"skipped {entry['path']}: {entry['reason']}")
+    callbacks = standard_callbacks(run_dir, "coop", "clip", quiet,
+                                   [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
     result = fit(task, cfg, run_dir, callbacks=callbacks, resume=resume)
     summary = {
         "run_dir": str(run_dir), "status": result.status, "val_accuracy": result.best,

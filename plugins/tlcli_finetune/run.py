@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import load_labelled, stratified_split
-from tlcli.engine.callbacks import EventLog, Progress
+from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
 from tlcli.errors import Interrupted, UsageError
 from tlcli.models.vision import preprocessing_of
@@ -57,9 +57,8 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool, json_output: 
         if not resume:
             atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=1))
     task = FinetuneTask(cfg, classes, train, val, preprocessing)
-    callbacks = [EventLog(run_dir, "finetune", "finetune"), Progress(quiet=quiet)]
-    for entry in bad.summary():
-        callbacks[0].on_log("warning", f"skipped {entry['path']}: {entry['reason']}")
+    callbacks = standard_callbacks(run_dir, "finetune", "finetune", quiet,
+                                   [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
     result = fit(task, cfg, run_dir, callbacks=callbacks, resume=resume)
 
     summary = {

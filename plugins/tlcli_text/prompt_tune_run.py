@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from tlcli.engine.callbacks import EventLog, Progress
+from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
 from tlcli.errors import Interrupted, UsageError
 from tlcli.output import display_path, emit_json, info, print_table
@@ -76,7 +76,7 @@ def run_prompt_tune(cfg: PromptTuneConfig, run_dir: Path, resume: bool, json_out
     if not resume:
         atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=1))
     task = PromptTuneTask(cfg, base, train, val, classes)
-    callbacks = [EventLog(run_dir, "prompt-tune", "text"), Progress(quiet=quiet)]
+    callbacks = standard_callbacks(run_dir, "prompt-tune", "text", quiet)
     result = fit(task, cfg, run_dir, callbacks=callbacks, resume=resume)
 
     summary = {

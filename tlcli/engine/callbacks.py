@@ -111,3 +111,13 @@ class Progress:
             self._bar.console.print(line, markup=False, highlight=False)
         else:
             print(line, file=sys.stderr, flush=True)
+
+
+def standard_callbacks(run_dir: Path, command: str, plugin: str, quiet: bool = False,
+                       warnings: list[str] = ()) -> list:
+    """The event log and the progress display every training command uses; ``warnings`` (files skipped
+    before training) go into the log first, so `tlcli monitor` shows them too."""
+    log = EventLog(run_dir, command, plugin)
+    for message in warnings:
+        log.on_log("warning", message)
+    return [log, Progress(quiet=quiet)]
