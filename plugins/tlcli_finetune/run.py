@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from tlcli.data.labelled import training_classes
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import load_labelled, stratified_split
 from tlcli.engine.callbacks import standard_callbacks
@@ -27,14 +28,7 @@ def _split_data(cfg: FinetuneConfig, bad: BadFiles):
         train, val = stratified_split(samples, cfg.val_split, cfg.seed)
     else:
         train, val = samples, []
-    classes = sorted({s.label for s in train})
-    if len(classes) < 2:
-        raise UsageError(f"{cfg.data}: found {len(classes)} class; fine-tuning needs at least two")
-    unknown = sorted({s.label for s in val} - set(classes))
-    if unknown:
-        raise UsageError(f"validation labels not in the training data: {', '.join(unknown[:5])}; "
-                         f"add training images for them or drop them from --val")
-    return train, val, classes
+    return train, val, training_classes(train, val, cfg.data)
 
 
 def run_finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool, json_output: bool, quiet: bool):

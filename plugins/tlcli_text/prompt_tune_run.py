@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from tlcli.data.labelled import training_classes
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
 from tlcli.errors import Interrupted, UsageError
@@ -43,12 +44,7 @@ def _split(cfg: PromptTuneConfig):
 def build_examples(cfg: PromptTuneConfig, base, train, val):
     budget = input_budget(cfg.max_length, base, cfg.virtual_tokens)
     if cfg.mode == "classify":
-        classes = sorted({s.label for s in train})
-        if len(classes) < 2:
-            raise UsageError(f"{display_path(cfg.data)}: found {len(classes)} class; classification needs two or more")
-        unknown = sorted({s.label for s in val} - set(classes))
-        if unknown:
-            raise UsageError(f"validation labels not in the training data: {', '.join(unknown[:5])}")
+        classes = training_classes(train, val, cfg.data, items="rows")
         index = {c: i for i, c in enumerate(classes)}
 
         def rows(samples):

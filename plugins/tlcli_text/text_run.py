@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tlcli.data.labelled import training_classes
 from tlcli.errors import UsageError
 from tlcli.models.text import Embedder
 from tlcli.output import display_path, emit_json, info, print_table
@@ -63,13 +64,7 @@ def _split(data: Path, val: Path | None, val_split: float, seed: int):
         train, held_out = samples, read_labelled_texts(val)
     else:
         train, held_out = stratified_split(samples, val_split, seed)
-    classes = sorted({s.label for s in train})
-    if len(classes) < 2:
-        raise UsageError(f"{display_path(data)}: found {len(classes)} class; a probe needs at least two")
-    unknown = sorted({s.label for s in held_out} - set(classes))
-    if unknown:
-        raise UsageError(f"validation labels not in the training data: {', '.join(unknown[:5])}; "
-                         "add training rows for them or drop them from --val")
+    classes = training_classes(train, held_out, data, items="rows")
     if not held_out:
         raise UsageError(f"{display_path(data)}: no validation rows; use more data or a larger --val-split")
     return train, held_out, classes

@@ -190,3 +190,17 @@ def _manifest_row(
         raise UsageError(f"{where}: empty label for {display_path(path_text)}; expected path,label")
     path = Path(path_text)
     return LabelledSample(path if path.is_absolute() else base / path, label)
+
+
+def training_classes(train: Sequence, val: Sequence, source, items: str = "images") -> list[str]:
+    """The sorted class names of ``train`` (objects with a ``label``). UsageError when there are fewer
+    than two, or when ``val`` has labels the training data lacks."""
+    classes = sorted({s.label for s in train})
+    if len(classes) < 2:
+        raise UsageError(f"{display_path(source)}: found {len(classes)} class; training a classifier needs at "
+                         f"least two")
+    unknown = sorted({s.label for s in val} - set(classes))
+    if unknown:
+        raise UsageError(f"validation labels not in the training data: {', '.join(unknown[:5])}; "
+                         f"add training {items} for them or drop them from --val")
+    return classes
