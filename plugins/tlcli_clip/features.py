@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor

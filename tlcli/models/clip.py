@@ -306,8 +306,6 @@ def _local_config(path: Path) -> tuple[dict | None, dict]:
 
 
 def _resolve_config_file(path: Path, pretrained: str | None) -> _Resolved:
-    import open_clip
-
     if not path.is_file():
         raise UsageError(f"--model {path}: no such model-config file")
     try:
