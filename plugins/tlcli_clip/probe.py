@@ -38,41 +38,15 @@ def fit_logistic(features: torch.Tensor, labels: torch.Tensor, num_classes: int,
 
     ``features`` are used as given (callers normalise them). ``start`` (W, b) only changes where the
     solver begins (a warm start from a neighbouring weight decay), not the optimum. Full batch, float64,
-    deterministic. The loss
-    and its gradient are computed by torch; the L-BFGS steps are SciPy's (scikit-learn's own solver),
-    because constructing a torch.optim optimizer imports torch._dynamo, 1.7 s here, more than a whole
-    cached probe run otherwise takes.
+    deterministic: tlcli.logistic's L-BFGS.
     """
-    from scipy.optimize import minimize
+    from tlcli.logistic import fit_logistic as solve
 
-    x = features.double()
-    y = labels.long()
-    dim = x.shape[1]
-    anchor = torch.zeros(num_classes, dim, dtype=torch.float64) if init is None else init.double()
-
-    def loss_and_grad(flat):
-        params = torch.from_numpy(flat).requires_grad_(True)
-        weight, bias = params[: num_classes * dim].view(num_classes, dim), params[num_classes * dim :]
-        loss = F.cross_entropy(x @ weight.T + bias, y) + 0.5 * weight_decay * (weight - anchor).pow(2).sum()
-        loss.backward()
-        return float(loss.detach()), params.grad.numpy().copy()
-
-    begin = (anchor, torch.zeros(num_classes, dtype=torch.float64)) if start is None else start
-    start_flat = torch.cat([begin[0].double().reshape(-1), begin[1].double()]).numpy()
-    # Small problems: one thread. Each step is microseconds of work, and on a busy machine OpenMP threads
-    # waiting for each other made a 27x32 fit take 5 s instead of 0.04 s.
-    threads = torch.get_num_threads()
-    if x.numel() * num_classes < 50_000_000:
-        torch.set_num_threads(1)
-    try:
-        with torch.enable_grad():
-            result = minimize(loss_and_grad, start_flat, jac=True, method="L-BFGS-B",
-                              options={"maxiter": max_iter, "gtol": 1e-7, "ftol": 1e-11})
-    finally:
-        torch.set_num_threads(threads)
-    solution = torch.from_numpy(result.x)
-    weight, bias = solution[: num_classes * dim].view(num_classes, dim), solution[num_classes * dim :]
-    return weight.float().contiguous(), bias.float().contiguous()
+    to_numpy = (lambda t: None if t is None else t.detach().double().numpy())
+    weight, bias = solve(to_numpy(features), labels.numpy(), num_classes, weight_decay, anchor=to_numpy(init),
+                         start=None if start is None else (to_numpy(start[0]), to_numpy(start[1])),
+                         max_iter=max_iter)
+    return torch.from_numpy(weight).float().contiguous(), torch.from_numpy(bias).float().contiguous()
 
 
 def accuracy(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> float:

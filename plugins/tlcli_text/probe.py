@@ -1,4 +1,4 @@
-"""Multinomial logistic regression on frozen embeddings, in torch: full-batch L-BFGS, L2 on the weights.
+"""Multinomial logistic regression on frozen embeddings: full-batch L-BFGS, L2 on the weights.
 
 The objective is ``mean cross-entropy + weight_decay / 2 * ||W||^2`` (bias not penalised), i.e.
 scikit-learn's ``LogisticRegression(C=1 / (weight_decay * n))``.
@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 DEFAULT_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -32,22 +30,11 @@ class LinearHead:
 
 def fit_logistic(features: np.ndarray, targets: np.ndarray, num_classes: int, weight_decay: float,
                  max_iter: int = 300) -> LinearHead:
-    """Minimise the objective above from zero weights; deterministic for the same inputs."""
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float64))
-    y = torch.from_numpy(np.asarray(targets, dtype=np.int64))
-    weight = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
-                                  tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+    """Minimise the objective above from zero weights (tlcli.logistic's L-BFGS); deterministic."""
+    from tlcli.logistic import fit_logistic as solve
 
-    def closure():
-        optimizer.zero_grad()
-        loss = F.cross_entropy(x @ weight.T + bias, y) + 0.5 * weight_decay * weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return LinearHead(weight.detach().float().numpy(), bias.detach().float().numpy())
+    weight, bias = solve(features, targets, num_classes, weight_decay, max_iter=max_iter, gtol=1e-9, ftol=1e-12)
+    return LinearHead(weight.astype(np.float32), bias.astype(np.float32))
 
 
 def accuracy(head: LinearHead, features: np.ndarray, targets: np.ndarray) -> float:
