@@ -100,3 +100,27 @@ def test_offline_without_cached_weights_fails_fast(cli, image_folder, tmp_path, 
     assert "not cached" in result.stderr and "--pretrained FILE" in result.stderr
     result = cli("zeroshot", image_folder, "--labels", "cat,dog", "--model", "hf-hub:nobody/nothing")
     assert result.exit_code == 2 and "local-dir:" in result.stderr
+
+
+def test_bf16_on_the_cpu_uses_packed_kernels_and_agrees_with_open_clip(tiny_config, tiny_weights, tmp_path,
+                                                                       monkeypatch, reference_model, image_folder):
+    import torch.nn.functional as F
+
+    from tlcli.models.clip import load_clip
+    from tlcli.models.packed import PackedLinear, packing_available
+
+    if not packing_available(torch.device("cpu"), torch.bfloat16):
+        pytest.skip("no oneDNN bf16 packed linear here")
+    monkeypatch.setenv("TLCLI_HOME", str(tmp_path))
+    clip = load_clip(str(tiny_config), str(tiny_weights), "cpu", "bf16")
+    fp32 = load_clip(str(tiny_config), str(tiny_weights), "cpu", "fp32")
+    assert clip.spec["kernels"] == "onednn-packed" and fp32.spec["kernels"] == "default"
+    assert clip.key != fp32.key  # separate feature caches
+    assert any(isinstance(m, PackedLinear) for m in clip.model.visual.modules())
+    model, _ = reference_model
+    paths = sorted(image_folder.glob("*/*"))[:8]
+    images = _reference_images(model, paths)
+    with torch.no_grad():
+        expected = model.encode_image(images)
+    got = clip.encode_images(images)
+    assert (1 - F.cosine_similarity(got, expected)).max() < 2e-3

@@ -1,0 +1,127 @@
+"""Faster bf16 inference on the CPU: linear layers with their weights pre-packed for oneDNN.
+
+A plain ``F.linear`` in bf16 re-lays-out its weight for oneDNN's kernels on every call; packing it once
+(what torch.compile's freezing pass does, here without the compile time) makes the image tower's matrix
+multiplications 10-15% faster with bit-identical outputs (tests/core/test_packed.py). Used for
+frozen, inference-only towers (CLIP's image encoder): packed weights are not trainable.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def packing_available(device: torch.device, dtype: torch.dtype) -> bool:
+    """bf16 on a CPU whose torch has oneDNN's packed linear, and where it gives F.linear's result."""
+    if device.type != "cpu" or dtype != torch.bfloat16 or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        weight = torch.randn(24, 16, dtype=dtype)
+        bias = torch.randn(24, dtype=dtype)
+        x = torch.randn(5, 16, dtype=dtype)
+        packed = PackedLinear.from_weights(weight, bias, rows=5)
+        return torch.equal(packed(x), F.linear(x, weight, bias))
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+
+
+class PackedLinear(nn.Module):
+    """``F.linear(x, weight, bias)`` with the weight packed for oneDNN (inference only)."""
+
+    def __init__(self, packed: torch.Tensor, bias: torch.Tensor | None, in_features: int, out_features: int,
+                 activation: str = "none"):
+        super().__init__()
+        self.packed, self.bias = packed, bias
+        self.in_features, self.out_features = in_features, out_features
+        self.activation = activation  # "gelu": GELU applied inside the kernel, on the float32 accumulator
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The packed (opaque oneDNN) weight: enough for code that asks a layer for its dtype or shape."""
+        return self.packed
+
+    @classmethod
+    def from_weights(cls, weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> "PackedLinear":
+        """``rows``: the typical number of input rows (batch x tokens), a hint for the packed layout."""
+        weight = weight.detach().contiguous()
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+        return cls(packed, None if bias is None else bias.detach().contiguous(), weight.shape[1], weight.shape[0])
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rows: int) -> "PackedLinear":
+        return cls.from_weights(linear.weight, linear.bias, rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]), self.packed, self.bias,
+                                                 self.activation, [], "none" if self.activation == "gelu" else "")
+        return out.view(*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed=oneDNN"
+
+
+class PackedSelfAttention(nn.Module):
+    """Drop-in for an ``nn.MultiheadAttention`` used as unmasked self-attention (a ViT's blocks): packed
+    input and output projections around ``F.scaled_dot_product_attention``. Any other use (a mask,
+    cross-attention, attention weights) goes to the original module."""
+
+    def __init__(self, attention: nn.MultiheadAttention, rows: int):
+        super().__init__()
+        self.original = attention
+        self.num_heads, self.batch_first = attention.num_heads, attention.batch_first
+        self.in_proj = PackedLinear.from_weights(attention.in_proj_weight, attention.in_proj_bias, rows)
+        self.out_proj = PackedLinear.from_linear(attention.out_proj, rows)
+
+    def forward(self, query, key, value, need_weights: bool = True, attn_mask=None, **kwargs):
+        if key is not query or value is not query or attn_mask is not None or need_weights or kwargs:
+            return self.original(query, key, value, need_weights=need_weights, attn_mask=attn_mask, **kwargs)
+        x = query if self.batch_first else query.transpose(0, 1)
+        batch, tokens, width = x.shape
+        head_dim = width // self.num_heads
+        qkv = self.in_proj(x).view(batch, tokens, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
+        # Explicit softmax(q k^T / sqrt(d)) v: for ViT's short sequences (50 tokens) two batched matmuls
+        # beat the CPU flash-attention kernel.
+        scores = torch.matmul(qkv[0] * head_dim ** -0.5, qkv[1].transpose(-2, -1))
+        out = torch.matmul(scores.softmax(dim=-1), qkv[2])
+        out = self.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))
+        return (out if self.batch_first else out.transpose(0, 1)), None
+
+
+def pack_for_inference(module: nn.Module, rows: int) -> int:
+    """Replace, in place, every ``nn.Linear`` and packable ``nn.MultiheadAttention`` under ``module`` by its
+    packed form; returns how many were replaced. ``module`` must be frozen and stay in eval mode."""
+    replaced = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.MultiheadAttention) and child._qkv_same_embed_dim and child.in_proj_bias is not None \
+                and child.bias_k is None and not child.add_zero_attn:
+            setattr(module, name, PackedSelfAttention(child, rows))
+            replaced += 1
+        elif isinstance(child, nn.Sequential):
+            replaced += _pack_sequential(child, rows)
+        elif type(child) is nn.Linear:
+            setattr(module, name, PackedLinear.from_linear(child, rows))
+            replaced += 1
+        else:
+            replaced += pack_for_inference(child, rows)
+    return replaced
+
+
+def _pack_sequential(sequence: nn.Sequential, rows: int) -> int:
+    """Pack a Sequential's linear layers; a Linear followed by an exact nn.GELU becomes one fused kernel."""
+    replaced = 0
+    children = list(sequence.named_children())
+    for i, (name, child) in enumerate(children):
+        if type(child) is not nn.Linear:
+            replaced += pack_for_inference(child, rows) if not isinstance(child, nn.GELU) else 0
+            continue
+        packed = PackedLinear.from_linear(child, rows)
+        following = children[i + 1][1] if i + 1 < len(children) else None
+        if type(following) is nn.GELU and following.approximate == "none":
+            packed.activation = "gelu"
+            setattr(sequence, children[i + 1][0], nn.Identity())
+        setattr(sequence, name, packed)
+        replaced += 1
+    return replaced
