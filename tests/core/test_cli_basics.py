@@ -33,3 +33,22 @@ def test_help_imports_no_heavy_library():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in done.stderr, done.stderr
+
+
+def test_a_real_process_skips_torch_teardown_but_keeps_output_and_exit_codes(tmp_path):
+    """With torch loaded, main() leaves by os._exit after flushing: every JSON line still reaches a
+    redirected stdout, atexit handlers run, and error exit codes are kept."""
+    out = tmp_path / "layers.jsonl"
+    with open(out, "w") as handle:
+        done = subprocess.run([sys.executable, "-m", "tlcli", "layers", "resnet18", "--json"], stdout=handle,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) > 5 and all(line.startswith("{") for line in lines)
+    code = ("import atexit, sys; import torch; from tlcli.cli import main\n"
+            "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+            "sys.argv[1:] = ['layers', 'no_such_model']\n"
+            "main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "tlcli: error:" in done.stderr and "atexit ran" in done.stderr
