@@ -6,7 +6,8 @@ In one run, on generated JPEGs (random-init weights, so no download is needed):
 
 1. reference: a plain open_clip loop (PIL decode, open_clip's preprocess, encode_image in fp32, batch 32);
 2. model only: the image tower's forward on ready tensors, bf16 weights (fp32 where the CPU lacks bf16),
-   batch 32: the ceiling for any pipeline;
+   batch 32: the ceiling for any pipeline; and, from a profile of that forward, the time its matrix
+   multiplications alone take (a bound no implementation of the same model in that precision can beat);
 3. tlcli zeroshot, as a user runs it (a fresh process, cold feature cache, --templates single);
    images/s counts the feature pipeline (decode + preprocess + model), the wall time everything;
 4. tlcli probe twice on the same images: the second run reads every feature from the cache.
@@ -31,6 +32,7 @@ import numpy as np
 
 TLCLI = [sys.executable, "-m", "tlcli"]
 CLASSES = ["apple", "boat", "cloud", "desk", "eagle"]
+MATMUL_OPS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::mkldnn_convolution")
 
 
 def make_jpegs(root: Path, count: int, seed: int = 0) -> list[Path]:
@@ -74,9 +76,12 @@ def reference_loop(model_name: str, paths: list[Path], batch_size: int = 32) -> 
     return len(paths) / (time.time() - started)
 
 
-def model_only(model_name: str, batches: int = 4, batch_size: int = 32, repeats: int = 3) -> tuple[float, str]:
-    """The best of ``repeats`` timings of ``batches`` forwards: on a shared machine the best one is the
-    closest to what the hardware does (bf16 kernels are also built on the first calls)."""
+def model_only(model_name: str, batches: int = 4, batch_size: int = 32, repeats: int = 3) -> dict:
+    """The image tower alone on ready tensors. ``best`` is the best of ``repeats`` timings of ``batches``
+    forwards (on a shared machine the best is the closest to what the hardware does; bf16 kernels are
+    also built on the first calls), ``median`` the median. ``matmul_bound`` profiles one forward: the
+    images/s if everything but its matrix multiplications (and the patch-embedding convolution) took no
+    time, with the GFLOP/s those reach."""
     import open_clip
     import torch
 
@@ -87,7 +92,7 @@ def model_only(model_name: str, batches: int = 4, batch_size: int = 32, repeats:
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     batch = torch.randn(batch_size, 3, size, size, dtype=dtype)
-    best = float("inf")
+    timings = []
     with torch.inference_mode():
         model.encode_image(batch)  # warm-up
         model.encode_image(batch)
@@ -95,8 +100,18 @@ def model_only(model_name: str, batches: int = 4, batch_size: int = 32, repeats:
             started = time.time()
             for _ in range(batches):
                 model.encode_image(batch)
-            best = min(best, time.time() - started)
-    return batches * batch_size / best, str(dtype).removeprefix("torch.")
+            timings.append(time.time() - started)
+        matmul_s, flops = float("inf"), 0
+        for _ in range(repeats):
+            with torch.profiler.profile(with_flops=True) as profile:
+                model.encode_image(batch)
+            events = [e for e in profile.key_averages() if e.key in MATMUL_OPS]
+            if sum(e.self_cpu_time_total for e in events) / 1e6 < matmul_s:
+                matmul_s, flops = sum(e.self_cpu_time_total for e in events) / 1e6, sum(e.flops for e in events)
+    rate = batches * batch_size
+    return {"best": rate / min(timings), "median": rate / sorted(timings)[len(timings) // 2],
+            "dtype": str(dtype).removeprefix("torch."), "matmul_bound": batch_size / matmul_s,
+            "matmul_gflops": flops / matmul_s / 1e9 if flops else float("nan")}
 
 
 def run_cli(args: list[str], home: Path) -> tuple[float, str, str]:
@@ -138,7 +153,10 @@ def main() -> None:
     print(f"# {results['machine']}; {args.images} JPEGs 320x240; {args.model} random init", file=sys.stderr)
 
     results["reference_images_per_s"] = reference_loop(args.model, paths)
-    results["model_only_images_per_s"], results["model_only_dtype"] = model_only(args.model)
+    only = model_only(args.model)
+    results.update({"model_only_images_per_s": only["best"], "model_only_median_images_per_s": only["median"],
+                    "model_only_dtype": only["dtype"], "matmul_bound_images_per_s": only["matmul_bound"],
+                    "matmul_gflops": only["matmul_gflops"]})
 
     model = ["--model", args.model, "--pretrained", "none"]
     home = work / "home-zeroshot"
@@ -167,7 +185,11 @@ def main() -> None:
     results["probe_second_run_speedup"] = first / second
     rows = [
         ("open_clip loop (fp32, batch 32)", f"{ref:.1f} img/s", ""),
-        (f"model-only forward ({results['model_only_dtype']}, batch 32)", f"{ceiling:.1f} img/s", ""),
+        (f"model-only forward ({results['model_only_dtype']}, batch 32)", f"{ceiling:.1f} img/s",
+         f"median {only['median']:.1f}; {ceiling / ref:.2f}x reference"),
+        ("  its matrix multiplications alone", f"{only['matmul_bound']:.1f} img/s",
+         f"{only['matmul_gflops']:.0f} GFLOP/s; {only['matmul_bound'] / ref:.2f}x reference "
+         f"(3x needs {3 * ref:.1f} img/s)"),
         (f"tlcli zeroshot features ({results['tlcli_zeroshot_precision']})", f"{ours:.1f} img/s",
          f"{ours / ref:.2f}x reference (goal 3x), {ours / ceiling:.0%} of model-only (goal >= 85%)"),
         ("tlcli zeroshot end to end (process start to exit)", f"{args.images / wall:.1f} img/s", f"{wall:.1f}s"),
