@@ -107,7 +107,7 @@ def test_bf16_on_the_cpu_uses_packed_kernels_and_agrees_with_open_clip(tiny_conf
     import torch.nn.functional as F
 
     from tlcli.models.clip import load_clip
-    from tlcli.models.packed import PackedLinear, packing_available
+    from tlcli.models.packed import ClassTokenOnlyBlock, PackedLinear, packing_available
 
     if not packing_available(torch.device("cpu"), torch.bfloat16):
         pytest.skip("no oneDNN bf16 packed linear here")
@@ -117,6 +117,7 @@ def test_bf16_on_the_cpu_uses_packed_kernels_and_agrees_with_open_clip(tiny_conf
     assert clip.spec["kernels"] == "onednn-packed" and fp32.spec["kernels"] == "default"
     assert clip.key != fp32.key  # separate feature caches
     assert any(isinstance(m, PackedLinear) for m in clip.model.visual.modules())
+    assert isinstance(clip.model.visual.transformer.resblocks[-1], ClassTokenOnlyBlock)
     model, _ = reference_model
     paths = sorted(image_folder.glob("*/*"))[:8]
     images = _reference_images(model, paths)

@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tlcli.models.packed import PackedLinear, PackedSelfAttention, pack_for_inference, packing_available
+from tlcli.models.packed import (ClassTokenOnlyBlock, PackedLinear, PackedSelfAttention, pack_for_inference,
+                                 packing_available)
 
 pytestmark = pytest.mark.skipif(not packing_available(torch.device("cpu"), torch.bfloat16),
                                 reason="this torch/CPU has no oneDNN bf16 packed linear")
@@ -59,3 +60,20 @@ def test_mlp_gelu_is_fused_and_open_clip_vit_agrees_with_the_unpacked_tower():
     # As close to the fp32 result as open_clip's own bf16 forward is.
     err = lambda out: (1 - F.cosine_similarity(out, truth)).max().item()  # noqa: E731
     assert err(ours) < 1e-3 and err(ours) < 2 * err(theirs) + 1e-5
+
+
+def test_class_token_only_last_block_gives_the_class_token_of_the_full_block():
+    import open_clip
+
+    torch.manual_seed(1)
+    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": 2, "width": 128, "patch_size": 16},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+    model = open_clip.model.CLIP(**cfg).eval().requires_grad_(False).to(BF16)
+    pack_for_inference(model.visual.transformer, rows=64)
+    last = model.visual.transformer.resblocks[-1]
+    tokens = torch.randn(4, 17, 128, dtype=BF16)
+    with torch.inference_mode():
+        full = last(tokens)
+        only = ClassTokenOnlyBlock(last)(tokens)
+    assert only.shape == (4, 1, 128)
+    torch.testing.assert_close(only.float(), full[:, :1].float(), atol=0.02, rtol=0.01)

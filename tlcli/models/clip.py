@@ -197,18 +197,24 @@ def load_clip(model: str = DEFAULT_MODEL, pretrained: str | None = None, device:
 
 
 def _pack_image_tower(model) -> None:
-    """bf16 on the CPU: pack the ViT image tower's linear layers for oneDNN (tlcli.models.packed), about a
-    quarter faster. Other towers (ResNets, timm) keep open_clip's modules. The tower is inference-only
-    here: CoOp trains prompts on cached image features and replaces it."""
-    from open_clip.transformer import VisionTransformer
+    """bf16 on the CPU: pack the ViT image tower's linear layers for oneDNN and run its last block for the
+    class token only (tlcli.models.packed): about 30% faster. Other towers (ResNets, timm) keep open_clip's
+    modules. The tower is inference-only here: CoOp trains prompts on cached image features."""
+    from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
-    from tlcli.models.packed import pack_for_inference
+    from tlcli.models.packed import ClassTokenOnlyBlock, PackedSelfAttention, pack_for_inference
 
     visual = model.visual
-    if isinstance(visual, VisionTransformer):
-        grid = visual.grid_size
-        tokens = grid[0] * grid[1] + 1
-        pack_for_inference(visual.transformer, rows=32 * tokens)
+    if not isinstance(visual, VisionTransformer):
+        return
+    grid = visual.grid_size
+    tokens = grid[0] * grid[1] + 1
+    pack_for_inference(visual.transformer, rows=32 * tokens)
+    last = visual.transformer.resblocks[-1]
+    if visual.attn_pool is None and visual.pool_type == "tok" and not visual.output_tokens \
+            and visual.transformer.batch_first and type(last) is ResidualAttentionBlock \
+            and isinstance(last.attn, PackedSelfAttention) and not hasattr(last, "ln_1_kv"):
+        visual.transformer.resblocks[-1] = ClassTokenOnlyBlock(last)
 
 
 def _plain(cfg: dict) -> dict:

@@ -79,15 +79,38 @@ class PackedSelfAttention(nn.Module):
         if key is not query or value is not query or attn_mask is not None or need_weights or kwargs:
             return self.original(query, key, value, need_weights=need_weights, attn_mask=attn_mask, **kwargs)
         x = query if self.batch_first else query.transpose(0, 1)
+        out = self.attend(x)
+        return (out if self.batch_first else out.transpose(0, 1)), None
+
+    def attend(self, x: torch.Tensor, query_tokens: int | None = None) -> torch.Tensor:
+        """Self-attention of ``x`` (batch, tokens, width); with ``query_tokens`` only the outputs of the
+        first that many tokens (keys and values still come from all of them)."""
         batch, tokens, width = x.shape
         head_dim = width // self.num_heads
         qkv = self.in_proj(x).view(batch, tokens, 3, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
+        queries = qkv[0] if query_tokens is None else qkv[0][:, :, :query_tokens]
         # Explicit softmax(q k^T / sqrt(d)) v: for ViT's short sequences (50 tokens) two batched matmuls
         # beat the CPU flash-attention kernel.
-        scores = torch.matmul(qkv[0] * head_dim ** -0.5, qkv[1].transpose(-2, -1))
+        scores = torch.matmul(queries * head_dim ** -0.5, qkv[1].transpose(-2, -1))
         out = torch.matmul(scores.softmax(dim=-1), qkv[2])
-        out = self.out_proj(out.transpose(1, 2).reshape(batch, tokens, width))
-        return (out if self.batch_first else out.transpose(0, 1)), None
+        return self.out_proj(out.transpose(1, 2).reshape(batch, queries.shape[2], width))
+
+
+class ClassTokenOnlyBlock(nn.Module):
+    """The last block of a ViT whose output is its class token (open_clip ``pool_type='tok'``): only that
+    token's output is needed, so attention output, MLP and residuals run for one token instead of all
+    (keys and values still see every token). Same result; about 6% fewer FLOPs for a 12-block ViT."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor, attn_mask=None) -> torch.Tensor:
+        block = self.block
+        if attn_mask is not None:
+            return block(x, attn_mask=attn_mask)
+        x = x[:, :1] + block.ls_1(block.attn.attend(block.ln_1(x), query_tokens=1))
+        return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
 def pack_for_inference(module: nn.Module, rows: int) -> int:
