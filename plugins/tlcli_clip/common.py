@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import LabelledSample, load_labelled, stratified_split
@@ -48,9 +48,23 @@ def split_data(data: str, val_split: float, seed: int, bad: BadFiles) -> Split:
 
 @dataclass
 class LabelledFeatures:
-    features: torch.Tensor  # (N, D) float32, not normalised
-    labels: torch.Tensor  # (N,) long
+    x: np.ndarray  # (N, D) float32, not normalised
+    y: np.ndarray  # (N,) int64 class indices
     paths: list[Path]
+
+    # As torch tensors (shared memory) for coop and compare; the probe stays in NumPy and, with every
+    # feature cached, never imports torch.
+    @property
+    def features(self):
+        import torch
+
+        return torch.from_numpy(self.x)
+
+    @property
+    def labels(self):
+        import torch
+
+        return torch.from_numpy(self.y)
 
 
 def labelled_features(clip, samples: list[LabelledSample], classes: list[str], bad: BadFiles, options: dict,
@@ -63,8 +77,8 @@ def labelled_features(clip, samples: list[LabelledSample], classes: list[str], b
     stats["cached"] = stats.get("cached", 0) + result.cached
     stats["computed"] = stats.get("computed", 0) + result.computed
     index = {c: i for i, c in enumerate(classes)}
-    labels = torch.tensor([index[samples[i].label] for i in result.kept], dtype=torch.long)
-    return LabelledFeatures(result.features, labels, [samples[i].path for i in result.kept])
+    labels = np.array([index[samples[i].label] for i in result.kept], dtype=np.int64)
+    return LabelledFeatures(result.array, labels, [samples[i].path for i in result.kept])
 
 
 def say(quiet: bool, message: str) -> None:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.common import BadImage
@@ -30,11 +29,18 @@ from tlcli.paths import atomic_write_bytes, atomic_write_text, cache_dir
 
 @dataclass
 class Features:
-    features: torch.Tensor  # (M, D) float32, not normalised, one row per readable input
+    array: np.ndarray  # (M, D) float32, not normalised, one row per readable input
     kept: list[int]  # index into the input paths of each row
     cached: int
     computed: int
     wall_s: float = 0.0
+
+    @property
+    def features(self):
+        """``array`` as a torch tensor (shares memory; imports torch, which a fully cached probe avoids)."""
+        import torch
+
+        return torch.from_numpy(self.array)
 
 
 def content_digest(path: Path) -> str | None:
@@ -113,9 +119,9 @@ def image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_s
         if on_progress is not None:
             on_progress(cached + computed + len(failed), len(paths))
     kept = sorted(rows)
-    dim = clip.embed_dim
-    features = torch.from_numpy(np.stack([rows[i] for i in kept])) if kept else torch.zeros(0, dim)
-    return Features(features.float(), kept, cached, computed, time.time() - started)
+    array = np.stack([rows[i] for i in kept]).astype(np.float32, copy=False) if kept \
+        else np.zeros((0, clip.embed_dim), dtype=np.float32)
+    return Features(array, kept, cached, computed, time.time() - started)
 
 
 def _batches(clip: ClipModel, paths: list[Path], batch_size: int, workers: int):
@@ -123,6 +129,8 @@ def _batches(clip: ClipModel, paths: list[Path], batch_size: int, workers: int):
     model never waits for a whole batch to be decoded after the previous one."""
     if not paths:
         return
+    import torch
+
     out: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 

@@ -118,3 +118,32 @@ def test_cache_invalidated_by_file_weights_and_preprocessing(cli, tiny_config, t
     config["preprocess_cfg"] = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}  # other preprocessing
     (folder / "open_clip_config.json").write_text(json.dumps(config))
     assert computed(*local) == 6
+
+
+def test_probe_on_cached_features_does_not_import_torch(cli, tiny_config, image_folder, model_args, json_lines,
+                                                         tmp_path):
+    """The second probe over the same images reads every feature from the cache and fits in NumPy: no
+    torch import (about 2 s of start-up), so it runs in about a second."""
+    import os
+    import subprocess
+    import sys
+
+    from tlcli.hardware import no_gpu_possible
+
+    if not no_gpu_possible():
+        pytest.skip("GPU device nodes present: device 'auto' has to ask torch")
+    args = ["probe", str(image_folder), "--json", "--weight-decay", "0.01", *map(str, model_args(tiny_config))]
+    first = cli(*args, "--out", "run1")
+    assert first.exit_code == 0, first.stderr
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('TORCH', 'torch' in sys.modules, file=sys.stderr))\n"
+            f"sys.argv[1:] = {args + ['--out', 'run2']!r}\n"
+            "from tlcli.cli import main\n"
+            "main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "TLCLI_PLUGINS": "clip"})
+    assert done.returncode == 0, done.stderr
+    summary = json_lines(done.stdout)[-1]
+    assert summary["computed"] == 0 and summary["cached"] == 36
+    assert summary["val_accuracy"] == json_lines(first.stdout)[-1]["val_accuracy"]
+    assert "TORCH False" in done.stderr

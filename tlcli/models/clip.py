@@ -43,11 +43,23 @@ class ClipModel:
     (architecture, weights content, preprocessing settings, precision), so they are known before that.
     """
 
-    def __init__(self, spec: dict, device, dtype, build):
-        self.spec, self.device, self.dtype = spec, device, dtype
+    def __init__(self, spec: dict, device_name: str, build):
+        self.spec, self.device_name = spec, device_name
         self.key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
         self._build = build
         self._model = self._tokenizer = self._preprocess = None
+
+    @property
+    def device(self):
+        import torch
+
+        return torch.device(self.device_name)
+
+    @property
+    def dtype(self):
+        import torch
+
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.spec["precision"]]
 
     @property
     def model(self):
@@ -133,48 +145,57 @@ class _Resolved:
         return self
 
 
-def resolve_precision(precision: str, device) -> str:
-    from tlcli.engine.device import cpu_has_bf16
+def resolve_precision(precision: str, device_type: str) -> str:
+    from tlcli.hardware import cpu_has_bf16
 
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise UsageError(f"--precision {precision!r}: expected auto, fp32, bf16 or fp16")
     if precision != "auto":
-        if precision == "fp16" and device.type == "cpu":
+        if precision == "fp16" and device_type == "cpu":
             raise UsageError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
         return precision
-    if device.type == "cuda":
+    if device_type == "cuda":
         import torch
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_bf16():
+    if device_type == "cpu" and cpu_has_bf16():
         return "bf16"
     return "fp32"
+
+
+def _resolve_device_name(device: str) -> str:
+    """``--device`` as a torch device string. "auto" on a machine with no GPU device nodes is the CPU
+    without asking torch (importing it costs ~2 s that a fully cached run otherwise never pays)."""
+    from tlcli.hardware import no_gpu_possible
+
+    if device == "cpu" or (device == "auto" and no_gpu_possible()):
+        return "cpu"
+    from tlcli.engine.device import resolve_device
+
+    return str(resolve_device(device))
 
 
 def load_clip(model: str = DEFAULT_MODEL, pretrained: str | None = None, device: str = "auto",
               precision: str = "auto") -> ClipModel:
     """The model ``model``/``pretrained`` names, on ``device`` in ``precision`` (auto: bf16 where the
     hardware runs it natively, else fp32). ``UsageError`` naming what would work for anything unusable.
-    Weights and config are checked now; the network itself is built on first use."""
-    import torch
-
-    from tlcli.engine.device import resolve_device
-
-    dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
+    Weights and config are checked now; the network itself is built on first use. On a CPU-only machine
+    with the model's resolution remembered, this imports neither torch nor open_clip."""
+    device_name = _resolve_device_name(device)
+    device_type = device_name.split(":")[0]
+    prec = resolve_precision(precision, device_type)
     resolved = _remembered_resolution(model, pretrained)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[prec]
-
-    from tlcli.models.packed import packing_available
-
-    kernels = "onednn-packed" if packing_available(dev, dtype) else "default"
+    kernels = "onednn-packed" if device_type == "cpu" and prec == "bf16" and _packing_available() else "default"
 
     def build():
+        import torch
+
         if resolved.registered_config is not None:
             _register_config(resolved.name, resolved.registered_config)
         created = _create(resolved, model)
         created.eval().requires_grad_(False)
-        created = created.to(dev, dtype)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[prec]
+        created = created.to(torch.device(device_name), dtype)
         if kernels == "onednn-packed":
             _pack_image_tower(created)
         return created
@@ -193,7 +214,32 @@ def load_clip(model: str = DEFAULT_MODEL, pretrained: str | None = None, device:
         "quick_gelu": resolved.quick_gelu, "preprocessing": preprocessing, "precision": prec, "embed_dim": embed_dim,
         "kernels": kernels,
     }
-    return ClipModel(spec, dev, dtype, build)
+    return ClipModel(spec, device_name, build)
+
+
+def _packing_available() -> bool:
+    """tlcli.models.packed.packing_available for bf16 on this CPU, remembered on disk per torch version
+    and CPU flags so that a fully cached run need not import torch to compute its cache key."""
+    from importlib.metadata import version
+
+    from tlcli.hardware import cpu_has_bf16
+    from tlcli.paths import atomic_write_text, cache_dir
+
+    ident = f"packing {version('torch')} bf16={cpu_has_bf16()}"
+    memo = cache_dir("models") / (hashlib.sha256(ident.encode()).hexdigest()[:32] + ".json")
+    try:
+        data = json.loads(memo.read_text(encoding="utf-8"))
+        if data.get("ident") == ident:
+            return bool(data["available"])
+    except (OSError, ValueError, KeyError):
+        pass
+    import torch
+
+    from tlcli.models.packed import packing_available
+
+    available = packing_available(torch.device("cpu"), torch.bfloat16)
+    atomic_write_text(memo, json.dumps({"ident": ident, "available": available}))
+    return available
 
 
 def _pack_image_tower(model) -> None:

@@ -1,0 +1,27 @@
+"""What the machine has, answered without importing torch (which costs ~2 s): commands whose inputs are
+all cached decide their cache keys from this and never load torch."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matmuls run natively (2-3x faster ResNet-50 training measured here)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def no_gpu_possible() -> bool:
+    """True only when torch certainly sees no GPU: Linux without NVIDIA, AMD (ROCm) or WSL GPU device
+    nodes (a GPU in a container is visible as these too). Anywhere else (macOS has MPS) ask torch."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(node) for node in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
