@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         code = 0
-    if argv is None:  # a real process, not a test calling main() in-process
-        exit_without_teardown(code or 0)
+    if argv is None and not debug:  # a real process, not a test calling main() in-process; --debug keeps
+        exit_without_teardown(code or 0)  # the normal exit, which profilers (python -m cProfile) need
     sys.exit(code or 0)
 
 
