@@ -52,3 +52,14 @@ def test_a_real_process_skips_torch_teardown_but_keeps_output_and_exit_codes(tmp
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "tlcli: error:" in done.stderr and "atexit ran" in done.stderr
+
+
+def test_reader_leaving_the_pipe_is_not_an_error():
+    """`tlcli ... | head`: stdout's reader is gone before the command writes; exit 0, no traceback
+    (Click alone would exit 1)."""
+    process = subprocess.Popen([sys.executable, "-m", "tlcli", "layers", "resnet18", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # torch takes a second to import: the reader leaves before any output
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert b"Traceback" not in stderr

@@ -5,6 +5,7 @@ Each command group lives in its own module and is joined here; plugins add their
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -93,13 +94,22 @@ def main(argv: list[str] | None = None) -> None:
         print("tlcli: interrupted", file=sys.stderr)
         code = 130
     except BrokenPipeError:
-        # `tlcli ... | head`: the reader left; not an error of ours.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        code = 0
+        code = _reader_left()
+    except SystemExit as done:
+        # Click turns a broken pipe into exit 1; `tlcli ... | head` is not a failure of ours.
+        if not (isinstance(done.__context__, OSError) and done.__context__.errno == errno.EPIPE):
+            raise
+        code = _reader_left()
     if argv is None and not debug:  # a real process, not a test calling main() in-process; --debug keeps
         exit_without_teardown(code or 0)  # the normal exit, which profilers (python -m cProfile) need
     sys.exit(code or 0)
+
+
+def _reader_left() -> int:
+    """stdout's reader went away (`tlcli ... | head`): send the rest to /dev/null and exit 0."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 def exit_without_teardown(code: int) -> None:
