@@ -83,14 +83,33 @@ class FeatureCache:
 
 def image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_size: int = 32,
                    workers: int | None = None, use_cache: bool = True, on_progress=None) -> Features:
-    """Features of every readable path, from the cache where possible; bad files go to ``bad``.
+    """Features of every readable path, from the cache where possible; bad files go to ``bad``."""
+    import time
+
+    started = time.time()
+    stats: dict = {}
+    kept: list[int] = []
+    chunks: list[np.ndarray] = []
+    for indices, rows in stream_image_features(clip, paths, bad, batch_size=batch_size, workers=workers,
+                                               use_cache=use_cache, on_progress=on_progress, stats=stats):
+        kept.extend(indices)
+        chunks.append(rows)
+    array = np.concatenate(chunks).astype(np.float32, copy=False) if kept \
+        else np.zeros((0, clip.embed_dim), dtype=np.float32)
+    return Features(array, kept, stats["cached"], stats["computed"], time.time() - started)
+
+
+def stream_image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_size: int = 32,
+                          workers: int | None = None, use_cache: bool = True, on_progress=None,
+                          stats: dict | None = None):
+    """Yield ``(indices, rows (k, D) float32)`` in input order, as soon as every earlier path is done:
+    cached rows at once, computed ones batch by batch (so `tlcli zeroshot --json | head` prints while
+    the model works). Bad files go to ``bad`` and are skipped. ``stats`` gets ``cached``/``computed``.
 
     Decoding runs on threads, a batch ahead of the model: the model works on one batch while the next
     is decoded.
     """
-    import time
-
-    started = time.time()
+    stats = {} if stats is None else stats
     cache = FeatureCache(clip, enabled=use_cache)
     workers = default_workers() if workers is None else workers
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -100,28 +119,39 @@ def image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_s
         hit = cache.get(digest)
         if hit is not None:
             rows[i] = hit
-    cached = len(rows)
+    stats["cached"], stats["computed"] = len(rows), 0
     missing = [i for i in range(len(paths)) if i not in rows]
-    computed = 0
     failed: set[int] = set()
+    position = 0  # every path before it has been yielded or skipped
+
+    def ready():
+        nonlocal position
+        indices = []
+        while position < len(paths) and (position in rows or position in failed):
+            if position in rows:
+                indices.append(position)
+            position += 1
+        return (indices, np.stack([rows.pop(i) for i in indices]).astype(np.float32, copy=False)) if indices else None
+
+    head = ready()
+    if head is not None:
+        yield head
     for batch_indices, batch, bad_items in _batches(clip, [paths[i] for i in missing], batch_size, workers):
         for item in bad_items:
             bad.add(item[1])
             failed.add(missing[item[0]])
-        if batch is None:
-            continue
-        out = clip.encode_images(batch).numpy()
-        for j, local in enumerate(batch_indices):
-            index = missing[local]
-            rows[index] = out[j]
-            cache.put(digests[index], out[j])
-        computed += len(batch_indices)
+        if batch is not None:
+            out = clip.encode_images(batch).numpy()
+            for j, local in enumerate(batch_indices):
+                index = missing[local]
+                rows[index] = out[j]
+                cache.put(digests[index], out[j])
+            stats["computed"] += len(batch_indices)
         if on_progress is not None:
-            on_progress(cached + computed + len(failed), len(paths))
-    kept = sorted(rows)
-    array = np.stack([rows[i] for i in kept]).astype(np.float32, copy=False) if kept \
-        else np.zeros((0, clip.embed_dim), dtype=np.float32)
-    return Features(array, kept, cached, computed, time.time() - started)
+            on_progress(stats["cached"] + stats["computed"] + len(failed), len(paths))
+        chunk = ready()
+        if chunk is not None:
+            yield chunk
 
 
 def _batches(clip: ClipModel, paths: list[Path], batch_size: int, workers: int):

@@ -13,7 +13,7 @@ from tlcli.errors import UsageError
 from tlcli.models.clip import load_clip
 from tlcli.output import display_path, emit_json, print_table
 from tlcli_clip.common import say
-from tlcli_clip.features import image_features
+from tlcli_clip.features import stream_image_features
 from tlcli_clip.text import build_zero_shot_head, resolve_templates, zero_shot_probs
 
 UNKNOWN = "unknown"
@@ -76,35 +76,47 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
         head = coop.head(clip, labels)
     else:
         head = build_zero_shot_head(clip, labels, resolve_templates(templates), use_cache=options["use_cache"])
-    result = image_features(clip, paths, bad, batch_size=options["batch_size"], workers=options["workers"],
-                            use_cache=options["use_cache"])
-    bad.check(len(paths), options["max_bad"])
-    probs = zero_shot_probs(clip, result.features, head) if coop is None else coop.probs(clip, result.features, head)
+    # Records go out as soon as their features are ready, in input order (a pipe sees the first lines
+    # while the model works); --max-bad is judged at the end, so a run that then fails has printed some.
+    stats: dict = {}
+    features_started = time.time()
     k = min(len(labels), top_k or 5)
-    values, indices = probs.topk(k, dim=1)
+    kept: list[int] = []
+    prob_chunks = []
     rows = []
-    for row, i in enumerate(result.kept):
-        score = float(values[row, 0])
-        label = labels[int(indices[row, 0])]
-        if threshold is not None and score < threshold:
-            label = UNKNOWN
-        top = [[labels[int(j)], round(float(v), 6)] for v, j in zip(values[row], indices[row])]
-        record = {"path": display_path(paths[i]), "label": label, "score": round(score, 6), "top": top}
-        if truth_names is not None:
-            record["truth"] = truth_names[i]
-        rows.append(record)
-        if json_output:
-            emit_json(record)
+    for indices, features in stream_image_features(clip, paths, bad, batch_size=options["batch_size"],
+                                                   workers=options["workers"], use_cache=options["use_cache"],
+                                                   stats=stats):
+        features = torch.from_numpy(features)
+        probs = zero_shot_probs(clip, features, head) if coop is None else coop.probs(clip, features, head)
+        values, top_indices = probs.topk(k, dim=1)
+        for row, i in enumerate(indices):
+            score = float(values[row, 0])
+            label = labels[int(top_indices[row, 0])]
+            if threshold is not None and score < threshold:
+                label = UNKNOWN
+            top = [[labels[int(j)], round(float(v), 6)] for v, j in zip(values[row], top_indices[row])]
+            record = {"path": display_path(paths[i]), "label": label, "score": round(score, 6), "top": top}
+            if truth_names is not None:
+                record["truth"] = truth_names[i]
+            rows.append(record)
+            if json_output:
+                emit_json(record)
+        kept.extend(indices)
+        prob_chunks.append(probs)
+    features_s = time.time() - features_started
+    bad.check(len(paths), options["max_bad"])
+    probs = torch.cat(prob_chunks) if prob_chunks else torch.zeros(0, len(labels))
     if not json_output:
         print_table(None, ["path", "label", "score", "top"],
                     [[r["path"], r["label"], f"{r['score']:.3f}",
                       ", ".join(f"{name} {p:.2f}" for name, p in r["top"][1:])] for r in rows])
-    summary = {"images": len(rows), "cached": result.cached, "computed": result.computed,
+    summary = {"images": len(rows), "cached": stats["cached"], "computed": stats["computed"],
                "bad_files": bad.summary(), "wall_s": round(time.time() - started, 3),
-               "images_per_s": round(len(rows) / max(1e-9, result.wall_s), 2), "precision": clip.spec["precision"]}
+               "images_per_s": round(len(rows) / max(1e-9, features_s), 2), "precision": clip.spec["precision"]}
     if truth_names is not None:
         index = {name: i for i, name in enumerate(labels)}
-        truth = torch.tensor([index[truth_names[i]] for i in result.kept], dtype=torch.long)
+        truth = torch.tensor([index[truth_names[i]] for i in kept], dtype=torch.long)
         summary["metrics"] = classification_metrics(probs, truth, labels)
         metrics = summary["metrics"]
         if json_output:
@@ -115,7 +127,7 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
                           f"{metrics['mean_per_class_recall']:.4f}", metrics["samples"]]])
             print_table("confusion (rows: truth, columns: predicted)", ["truth"] + labels,
                         [[name] + counts for name, counts in zip(labels, metrics["confusion_matrix"])])
-    say(quiet, f"{len(rows)} images in {summary['wall_s']:.1f}s ({result.cached} cached, {result.computed} computed; "
+    say(quiet, f"{len(rows)} images in {summary['wall_s']:.1f}s ({stats['cached']} cached, {stats['computed']} computed; "
                f"features: {summary['images_per_s']:.1f} images/s)")
     return summary
 
