@@ -17,14 +17,17 @@ from tlcli.engine.events import EventWriter
 class EventLog:
     """Writes runs/<run>/events.jsonl (see tlcli.engine.events for the format)."""
 
-    def __init__(self, run_dir: Path, command: str, plugin: str):
+    def __init__(self, run_dir: Path, command: str, plugin: str, warnings: list[str] = ()):
         self.writer = EventWriter(run_dir / "events.jsonl", run=Path(run_dir).name)
         self.command, self.plugin = command, plugin
         self.step, self.epoch = 0, 0
+        self.warnings = list(warnings)  # from before the run (skipped files): logged right after run_start
 
     def on_run_start(self, info):
         self.step = info.get("resumed_from") or 0
         self.writer.emit("run_start", {"command": self.command, "plugin": self.plugin, **info}, self.step, 0)
+        for message in self.warnings:
+            self.on_log("warning", message)
 
     def on_step_end(self, step, epoch, metrics, total_steps):
         self.step, self.epoch = step, epoch
@@ -116,8 +119,5 @@ class Progress:
 def standard_callbacks(run_dir: Path, command: str, plugin: str, quiet: bool = False,
                        warnings: list[str] = ()) -> list:
     """The event log and the progress display every training command uses; ``warnings`` (files skipped
-    before training) go into the log first, so `tlcli monitor` shows them too."""
-    log = EventLog(run_dir, command, plugin)
-    for message in warnings:
-        log.on_log("warning", message)
-    return [log, Progress(quiet=quiet)]
+    before training) go into the log after run_start, so `tlcli monitor` shows them too."""
+    return [EventLog(run_dir, command, plugin, warnings), Progress(quiet=quiet)]
