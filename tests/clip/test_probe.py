@@ -147,3 +147,20 @@ def test_probe_on_cached_features_does_not_import_torch(cli, tiny_config, image_
     assert summary["computed"] == 0 and summary["cached"] == 36
     assert summary["val_accuracy"] == json_lines(first.stdout)[-1]["val_accuracy"]
     assert "TORCH False" in done.stderr
+
+
+def test_predict_and_evaluate_work_on_a_probe_run(cli, tiny_config, image_folder, model_args, json_lines):
+    """The core commands load the probe's head by its model kind; on easy data the sweep's tie-break
+    (lower validation loss) gives confident probabilities, not the near-uniform ones of the strongest decay."""
+    trained = cli("probe", image_folder, "--json", "--out", "run", *model_args(tiny_config))
+    assert trained.exit_code == 0, trained.stderr
+    summary = json_lines(trained.stdout)[-1]
+    assert summary["val_accuracy"] == 1.0 and summary["weight_decay"] < 1.0
+    evaluated = cli("evaluate", "run", image_folder, "--json")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    report = json_lines(evaluated.stdout)[-1]
+    assert report["n"] == 36 and report["top1"] == 1.0
+    predicted = cli("predict", "run", image_folder / "fish" / "fish01.png", "--json")
+    assert predicted.exit_code == 0, predicted.stderr
+    record = json_lines(predicted.stdout)[-1]
+    assert record["label"] == "fish" and record["score"] > 0.5
