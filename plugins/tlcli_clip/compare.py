@@ -54,7 +54,7 @@ class _Item:
 
 def run_compare(config: dict, run_dir: Path, json_output: bool, quiet: bool) -> dict:
     from tlcli_clip.coop import CoopConfig, run_coop
-    from tlcli_clip.text import build_zero_shot_head, resolve_templates, zero_shot_probs
+    from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 
     started = time.time()
     bad = BadFiles()
@@ -87,10 +87,10 @@ def run_compare(config: dict, run_dir: Path, json_output: bool, quiet: bool) -> 
         say(quiet, f"{method} ({'-' if shots is None else f'{shots}-shot'}): accuracy {acc:.4f} in {wall:.1f}s")
 
     t = time.time()
-    head = build_zero_shot_head(clip, classes, resolve_templates(config["templates"]), config["use_cache"])
-    probs = zero_shot_probs(clip, val.features, head)
-    record("zeroshot", None, (probs.argmax(dim=1) == val.labels).float().mean().item(), 0, time.time() - t)
-    init = clip.logit_scale() * head
+    head = label_embeddings(clip, classes, resolve_templates(config["templates"]), config["use_cache"])
+    probs = zero_shot_probs(clip, val.x, head)
+    record("zeroshot", None, float((probs.argmax(axis=1) == val.y).mean()), 0, time.time() - t)
+    init = clip.logit_scale() * torch.from_numpy(head)
 
     for shots in sorted(config["shots"]):
         chosen = k_shot(pool, shots, config["seed"])

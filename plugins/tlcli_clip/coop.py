@@ -237,10 +237,11 @@ class PromptRun:
         with torch.inference_mode():
             return encoder.text_features().float().cpu()
 
-    def probs(self, clip: ClipModel, features: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    def probs(self, clip: ClipModel, features, head: torch.Tensor):
+        """NumPy probabilities of NumPy ``features`` against ``head`` (from ``self.head``)."""
         from tlcli_clip.text import zero_shot_probs
 
-        return zero_shot_probs(clip, features, head)
+        return zero_shot_probs(clip, features, head.numpy())
 
 
 def load_prompt_run(path: Path) -> PromptRun:
@@ -263,7 +264,7 @@ def run_coop(cfg: CoopConfig, run_dir: Path, resume: bool, json_output: bool, qu
     from tlcli.engine.callbacks import standard_callbacks
     from tlcli.engine.loop import fit
     from tlcli_clip.probe import model_reference
-    from tlcli_clip.text import SINGLE_TEMPLATE, build_zero_shot_head, zero_shot_probs
+    from tlcli_clip.text import SINGLE_TEMPLATE, label_embeddings, zero_shot_probs
 
     started = time.time()
     bad = BadFiles()
@@ -280,8 +281,8 @@ def run_coop(cfg: CoopConfig, run_dir: Path, resume: bool, json_output: bool, qu
         raise UsageError(f"{cfg.data}: fewer than two readable training images")
     zero_shot = None
     if len(val.labels):
-        head = build_zero_shot_head(clip, split.classes, [SINGLE_TEMPLATE], cfg.use_cache)
-        zero_shot = (zero_shot_probs(clip, val.features, head).argmax(dim=1) == val.labels).float().mean().item()
+        head = label_embeddings(clip, split.classes, [SINGLE_TEMPLATE], cfg.use_cache)
+        zero_shot = float((zero_shot_probs(clip, val.x, head).argmax(axis=1) == val.y).mean())
     model_ref, pretrained_ref = model_reference(cfg.model, cfg.pretrained)
     meta = {"model": model_ref, "pretrained": pretrained_ref, "precision": clip.spec["precision"],
             "n_ctx": cfg.n_ctx, "class_specific": cfg.class_specific, "init": cfg.init}

@@ -108,10 +108,9 @@ def sweep(train_x, train_y, val_x, val_y, num_classes, init=None, decays=WEIGHT_
 
 
 def zero_shot_init(clip: ClipModel, classes: list[str], templates: str, use_cache: bool) -> np.ndarray:
-    from tlcli_clip.text import build_zero_shot_head, resolve_templates
+    from tlcli_clip.text import label_embeddings, resolve_templates
 
-    head = build_zero_shot_head(clip, classes, resolve_templates(templates), use_cache)
-    return clip.logit_scale() * head.double().numpy()
+    return clip.logit_scale() * label_embeddings(clip, classes, resolve_templates(templates), use_cache).astype(np.float64)
 
 
 def model_reference(model: str, pretrained: str | None) -> tuple[str, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import expand_paths, scan_class_folders
@@ -14,25 +14,29 @@ from tlcli.models.clip import load_clip
 from tlcli.output import display_path, emit_json, print_table
 from tlcli_clip.common import say
 from tlcli_clip.features import stream_image_features
-from tlcli_clip.text import build_zero_shot_head, resolve_templates, zero_shot_probs
+from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 
 UNKNOWN = "unknown"
 
 
-def classification_metrics(probs: torch.Tensor, truth: torch.Tensor, labels: list[str]) -> dict:
+def classification_metrics(probs: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict:
     """clip_benchmark's names: acc1, acc5, mean_per_class_recall; plus the confusion matrix (rows: truth)."""
     n, c = probs.shape
-    top = probs.topk(min(5, c), dim=1).indices
-    acc1 = (top[:, 0] == truth).float().mean().item() if n else 0.0
-    acc5 = (top == truth[:, None]).any(dim=1).float().mean().item() if n else 0.0
-    confusion = torch.zeros(c, c, dtype=torch.long)
-    for t, p in zip(truth.tolist(), top[:, 0].tolist()):
-        confusion[t, p] += 1
-    support = confusion.sum(dim=1)
+    top = top_indices_of(probs, min(5, c))
+    acc1 = float((top[:, 0] == truth).mean()) if n else 0.0
+    acc5 = float((top == truth[:, None]).any(axis=1).mean()) if n else 0.0
+    confusion = np.zeros((c, c), dtype=np.int64)
+    np.add.at(confusion, (truth, top[:, 0]), 1)
+    support = confusion.sum(axis=1)
     present = support > 0
-    recall = (confusion.diag().float()[present] / support[present].float()).mean().item() if present.any() else 0.0
+    recall = float((np.diag(confusion)[present] / support[present]).mean()) if present.any() else 0.0
     return {"acc1": acc1, "acc5": acc5, "mean_per_class_recall": recall, "samples": n,
             "labels": labels, "confusion_matrix": confusion.tolist()}
+
+
+def top_indices_of(probs: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each row's ``k`` largest values, largest first (ties: the lower index first)."""
+    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
 
 
 def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prompt: Path | None,
@@ -71,11 +75,11 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
 
     clip = load_clip(model, pretrained, options["device"], options["precision"])
     say(quiet, f"zero-shot {len(paths)} images, {len(labels)} labels, {clip.spec['model']} "
-               f"({clip.spec['precision']}, {clip.device})")
+               f"({clip.spec['precision']}, {clip.device_name})")
     if coop is not None:
         head = coop.head(clip, labels)
     else:
-        head = build_zero_shot_head(clip, labels, resolve_templates(templates), use_cache=options["use_cache"])
+        head = label_embeddings(clip, labels, resolve_templates(templates), use_cache=options["use_cache"])
     # Records go out as soon as their features are ready, in input order (a pipe sees the first lines
     # while the model works); --max-bad is judged at the end, so a run that then fails has printed some.
     stats: dict = {}
@@ -87,9 +91,9 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
     for indices, features in stream_image_features(clip, paths, bad, batch_size=options["batch_size"],
                                                    workers=options["workers"], use_cache=options["use_cache"],
                                                    stats=stats):
-        features = torch.from_numpy(features)
         probs = zero_shot_probs(clip, features, head) if coop is None else coop.probs(clip, features, head)
-        values, top_indices = probs.topk(k, dim=1)
+        top_indices = top_indices_of(probs, k)
+        values = np.take_along_axis(probs, top_indices, axis=1)
         for row, i in enumerate(indices):
             score = float(values[row, 0])
             label = labels[int(top_indices[row, 0])]
@@ -106,7 +110,7 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
         prob_chunks.append(probs)
     features_s = time.time() - features_started
     bad.check(len(paths), options["max_bad"])
-    probs = torch.cat(prob_chunks) if prob_chunks else torch.zeros(0, len(labels))
+    probs = np.concatenate(prob_chunks) if prob_chunks else np.zeros((0, len(labels)), dtype=np.float32)
     if not json_output:
         print_table(None, ["path", "label", "score", "top"],
                     [[r["path"], r["label"], f"{r['score']:.3f}",
@@ -116,7 +120,7 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
                "images_per_s": round(len(rows) / max(1e-9, features_s), 2), "precision": clip.spec["precision"]}
     if truth_names is not None:
         index = {name: i for i, name in enumerate(labels)}
-        truth = torch.tensor([index[truth_names[i]] for i in kept], dtype=torch.long)
+        truth = np.array([index[truth_names[i]] for i in kept], dtype=np.int64)
         summary["metrics"] = classification_metrics(probs, truth, labels)
         metrics = summary["metrics"]
         if json_output:

@@ -125,3 +125,34 @@ def test_bf16_on_the_cpu_uses_packed_kernels_and_agrees_with_open_clip(tiny_conf
         expected = model.encode_image(images)
     got = clip.encode_images(images)
     assert (1 - F.cosine_similarity(got, expected)).max() < 2e-3
+
+
+def test_zeroshot_on_cached_features_and_labels_imports_neither_torch_nor_open_clip(
+        cli, tiny_config, tiny_weights, image_folder, model_args, json_lines, tmp_path):
+    """A second zeroshot over the same images and labels reads image features, label embeddings and the
+    logit scale from the cache: same lines, in a fraction of a second instead of ~7 s of imports."""
+    import os
+    import subprocess
+    import sys
+
+    from tlcli.hardware import no_gpu_possible
+
+    if not no_gpu_possible():
+        pytest.skip("GPU device nodes present: device 'auto' has to ask torch")
+    args = ["zeroshot", str(image_folder), "--labels", "cat,dog,fish", "--json", "--eval",
+            *map(str, model_args(tiny_config, tiny_weights))]
+    first = cli(*args)
+    assert first.exit_code == 0, first.stderr
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('LOADED', 'torch' in sys.modules, 'open_clip' in sys.modules,"
+            " file=sys.stderr))\n"
+            f"sys.argv[1:] = {args!r}\n"
+            "from tlcli.cli import main\n"
+            "main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "TLCLI_PLUGINS": "clip"})
+    assert done.returncode == 0, done.stderr
+    assert "LOADED False False" in done.stderr
+    again, before = json_lines(done.stdout), json_lines(first.stdout)
+    assert [r for r in again if "summary" not in r] == [r for r in before if "summary" not in r]
+    assert again[-1]["summary"]["cached"] == 36 and again[-1]["summary"]["metrics"] == before[-1]["summary"]["metrics"]

@@ -95,11 +95,29 @@ class ClipModel:
         return int(self.spec["embed_dim"])
 
     def logit_scale(self) -> float:
-        return float(self.model.logit_scale.detach().float().exp())
+        return self._scalars()["logit_scale"]
 
     def logit_bias(self) -> float | None:
-        bias = getattr(self.model, "logit_bias", None)
-        return None if bias is None else float(bias.detach().float())
+        return self._scalars()["logit_bias"]
+
+    def _scalars(self) -> dict:
+        """exp(logit_scale) and logit_bias, remembered on disk under the model's key (which hashes the
+        weights): a zero-shot run on cached features and label embeddings then never builds the model."""
+        if getattr(self, "_scalar_values", None) is None:
+            from tlcli.paths import atomic_write_text, cache_dir
+
+            memo = cache_dir("models") / f"{self.key}-logit.json"
+            try:
+                values = json.loads(memo.read_text(encoding="utf-8"))
+                values = {"logit_scale": float(values["logit_scale"]),
+                          "logit_bias": None if values["logit_bias"] is None else float(values["logit_bias"])}
+            except (OSError, ValueError, KeyError, TypeError):
+                bias = getattr(self.model, "logit_bias", None)
+                values = {"logit_scale": float(self.model.logit_scale.detach().float().exp()),
+                          "logit_bias": None if bias is None else float(bias.detach().float())}
+                atomic_write_text(memo, json.dumps(values))
+            self._scalar_values = values
+        return self._scalar_values
 
     def encode_images(self, batch):
         """Image features (not normalised), float32 on the CPU."""
