@@ -163,11 +163,13 @@ def _batches(clip: ClipModel, paths: list[Path], batch_size: int, workers: int):
 
     out: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
+    split = clip.split_preprocess  # PIL steps on the decode threads, tensor steps once per batch here
+    transform, collate = (split.per_image, split.batch) if split is not None else (clip.preprocess, torch.stack)
 
     def produce():
         try:
             indices, tensors, bads = [], [], []
-            for index, result in load_images(paths, transform=clip.preprocess, workers=workers):
+            for index, result in load_images(paths, transform=transform, workers=workers):
                 if stop.is_set():
                     return
                 if isinstance(result, BadImage):
@@ -176,10 +178,10 @@ def _batches(clip: ClipModel, paths: list[Path], batch_size: int, workers: int):
                 indices.append(index)
                 tensors.append(result)
                 if len(tensors) == batch_size:
-                    out.put((indices, torch.stack(tensors), bads))
+                    out.put((indices, collate(tensors), bads))
                     indices, tensors, bads = [], [], []
             if tensors or bads:
-                out.put((indices, torch.stack(tensors) if tensors else None, bads))
+                out.put((indices, collate(tensors) if tensors else None, bads))
             out.put(None)
         except BaseException as error:  # a bug in the transform: re-raised in the consumer
             out.put(error)

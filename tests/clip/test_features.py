@@ -31,3 +31,29 @@ def test_stream_yields_in_input_order_as_batches_finish(tiny_config, image_folde
     assert seen[0][1] < len(calls)  # the first rows came out before the model had seen every batch
     full = image_features(clip, paths, BadFiles())
     assert full.kept == order and full.cached == 10
+
+
+def test_split_preprocess_equals_open_clips_transform_bit_for_bit():
+    """The decode threads run the PIL steps, the batch runs to-tensor + normalise: same bits as open_clip's
+    whole transform per image, for each resize mode and for images smaller than the crop."""
+    import torch
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    from PIL import Image
+    from torchvision.transforms import Compose, ToTensor
+
+    from tlcli.models.clip import SplitPreprocess
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in
+              [(240, 320), (300, 97), (40, 40), (224, 224), (17, 500)]]
+    for resize_mode in ("shortest", "longest", "squash"):
+        cfg = PreprocessCfg(size=(64, 48), mean=(0.2, 0.4, 0.6), std=(0.3, 0.25, 0.5), resize_mode=resize_mode,
+                            interpolation="bicubic", fill_color=7)
+        transform = image_transform_v2(cfg, is_train=False)
+        split = SplitPreprocess.of(transform)
+        assert split is not None, resize_mode
+        expected = torch.stack([transform(image) for image in images])
+        arrays = [split.per_image(image) for image in images]
+        assert all(a.dtype == np.uint8 and a.shape == (64, 48, 3) for a in arrays)
+        assert torch.equal(split.batch(arrays), expected), resize_mode
+    assert SplitPreprocess.of(Compose([ToTensor()])) is None  # another shape: the caller keeps the whole transform

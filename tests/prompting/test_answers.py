@@ -1,5 +1,3 @@
-import re
-
 import pytest
 
 from tlcli.errors import UsageError

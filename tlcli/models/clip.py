@@ -87,6 +87,14 @@ class ClipModel:
         return self._preprocess
 
     @property
+    def split_preprocess(self) -> "SplitPreprocess | None":
+        """``preprocess`` cut into per-image PIL steps and a batched tensor tail (see SplitPreprocess);
+        None when the transform does not have open_clip's usual shape."""
+        if not hasattr(self, "_split"):
+            self._split = SplitPreprocess.of(self.preprocess)
+        return self._split
+
+    @property
     def preprocess_cfg(self) -> dict:
         return dict(self.spec["preprocessing"])
 
@@ -138,6 +146,55 @@ class ClipModel:
                 tokens = self.tokenizer(texts[i : i + batch_size]).to(self.device)
                 chunks.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu())
         return torch.cat(chunks)
+
+
+class SplitPreprocess:
+    """open_clip's eval transform in two parts, equal to it bit for bit: ``per_image`` runs its PIL steps
+    (resize, crop, convert to RGB) and returns the pixels as a uint8 (H, W, 3) array, on the decode
+    threads; ``batch`` runs its to-tensor and normalise steps on a stack of those, once per batch.
+
+    Why: each small per-image tensor op on a decode thread starts torch's intra-op threads there, and
+    they fight the model for the cores. On 2 cores the to-tensor and normalise steps took 3.4-4.5 ms an
+    image that way against 0.85 ms on one thread, more than decoding and resizing together.
+    """
+
+    def __init__(self, pil_steps: list, mean, std):
+        import torch
+
+        self.pil_steps = pil_steps
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    @classmethod
+    def of(cls, transform) -> "SplitPreprocess | None":
+        from open_clip.transform import MaybeConvertMode, MaybeToTensor
+        from torchvision.transforms import Compose, Normalize, ToTensor
+
+        steps = list(transform.transforms) if isinstance(transform, Compose) else []
+        if len(steps) < 3:
+            return None
+        convert, to_tensor, normalize = steps[-3:]
+        if not (isinstance(convert, MaybeConvertMode) and convert.mode == "RGB"
+                and type(to_tensor) in (MaybeToTensor, ToTensor) and type(normalize) is Normalize
+                and not normalize.inplace):
+            return None
+        return cls(steps[:-2], normalize.mean, normalize.std)
+
+    def per_image(self, image):
+        import numpy as np
+
+        for step in self.pil_steps:
+            image = step(image)
+        return np.asarray(image)
+
+    def batch(self, arrays: list):
+        """(N, 3, H, W) float32 from ``per_image`` results: torchvision's to_tensor (``/ 255``) then
+        normalize (``- mean``, ``/ std``), the same float32 operations in the same order."""
+        import numpy as np
+        import torch
+
+        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        return pixels.to(torch.float32).div_(255).sub_(self.mean).div_(self.std)
 
 
 # --- resolution ------------------------------------------------------------------------------------------
