@@ -10,7 +10,7 @@ import sys
 import torch
 from safetensors.torch import load_file
 
-COMMON = ["--model", "resnet18", "--image-size", "32", "--workers", "0", "--precision", "fp32", "--augment", "none",
+COMMON = ["--model", "resnet18", "--image-size", "32", "--workers", "0", "--device", "cpu", "--precision", "fp32", "--augment", "none",
           "--epochs", "2", "--freeze-until", "layer4", "--quiet", "--optimizer", "sgd", "--lr", "0.05"]
 
 

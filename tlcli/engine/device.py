@@ -16,7 +16,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", _local_rank())
+            return _cuda_for_this_process()
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -25,8 +25,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device mps: Apple MPS is not available here; use --device auto or cpu")
     if name == "cuda":
-        return torch.device("cuda", _local_rank())
+        return _cuda_for_this_process()
     return torch.device(name)
+
+
+def _cuda_for_this_process() -> torch.device:
+    """This process's GPU: under torchrun, the one numbered LOCAL_RANK (one process per GPU)."""
+    rank, count = _local_rank(), torch.cuda.device_count()
+    if rank >= count:
+        raise UsageError(f"torchrun started local process {rank} but only {count} CUDA GPU(s) are visible: "
+                         f"use --nproc-per-node {count} (one process per GPU), or --device cpu")
+    return torch.device("cuda", rank)
 
 
 def _local_rank() -> int:
