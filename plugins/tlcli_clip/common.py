@@ -72,7 +72,7 @@ def labelled_features(clip, samples: list[LabelledSample], classes: list[str], b
     """Features of ``samples`` (bad files reported and dropped), counting cache hits into ``stats``."""
     from tlcli_clip.features import image_features
 
-    result = image_features(clip, [s.path for s in samples], bad, batch_size=options.get("batch_size", 32),
+    result = image_features(clip, [s.path for s in samples], bad, batch_size=options.get("batch_size"),
                             workers=options.get("workers"), use_cache=options.get("use_cache", True))
     stats["cached"] = stats.get("cached", 0) + result.cached
     stats["computed"] = stats.get("computed", 0) + result.computed

@@ -9,6 +9,7 @@ never read again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -59,6 +60,9 @@ class FeatureCache:
     def __init__(self, clip: ClipModel, enabled: bool = True):
         self.enabled = enabled
         self.root = cache_dir("features") / clip.key
+        self._writes: queue.Queue | None = None
+        self._writer: threading.Thread | None = None
+        self._error: OSError | None = None
         if enabled and not (self.root / "meta.json").exists():
             atomic_write_text(self.root / "meta.json", json.dumps(clip.spec, indent=1))
 
@@ -74,14 +78,40 @@ class FeatureCache:
             return None
 
     def put(self, digest: str | None, row: np.ndarray) -> None:
+        """Queue ``row`` for writing on a background thread (each write fsyncs: ~0.5 ms here, more on
+        network or virtual disks, which the model's thread should not wait for); ``flush`` waits."""
         if not self.enabled or digest is None:
             return
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(row, dtype=np.float32), allow_pickle=False)
-        atomic_write_bytes(self._path(digest), buffer.getvalue())
+        if self._writes is None:
+            self._writes = queue.Queue(maxsize=4096)
+            self._writer = threading.Thread(target=self._write_queued, name="tlcli-feature-cache", daemon=True)
+            self._writer.start()
+        self._writes.put((digest, np.array(row, dtype=np.float32)))
+
+    def flush(self) -> None:
+        """Wait until every queued row is on disk; raise the first error a write met."""
+        if self._writes is not None:
+            self._writes.put(None)
+            self._writer.join()
+            self._writes = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _write_queued(self) -> None:
+        while (item := self._writes.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the error is raised by flush
+            digest, row = item
+            buffer = io.BytesIO()
+            np.save(buffer, row, allow_pickle=False)
+            try:
+                atomic_write_bytes(self._path(digest), buffer.getvalue())
+            except OSError as error:
+                self._error = error
 
 
-def image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_size: int = 32,
+def image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_size: int | None = None,
                    workers: int | None = None, use_cache: bool = True, on_progress=None) -> Features:
     """Features of every readable path, from the cache where possible; bad files go to ``bad``."""
     import time
@@ -99,7 +129,7 @@ def image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_s
     return Features(array, kept, stats["cached"], stats["computed"], time.time() - started)
 
 
-def stream_image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_size: int = 32,
+def stream_image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_size: int | None = None,
                           workers: int | None = None, use_cache: bool = True, on_progress=None,
                           stats: dict | None = None):
     """Yield ``(indices, rows (k, D) float32)`` in input order, as soon as every earlier path is done:
@@ -111,6 +141,8 @@ def stream_image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, 
     """
     stats = {} if stats is None else stats
     cache = FeatureCache(clip, enabled=use_cache)
+    if batch_size is None:  # on an H100, ViT-B-32: 600 images/s at 32, 902 at 256 (decoding-bound either way)
+        batch_size = 32 if clip.device_name == "cpu" else 256
     workers = default_workers() if workers is None else workers
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         digests = list(pool.map(content_digest, paths)) if use_cache else [None] * len(paths)
@@ -136,35 +168,52 @@ def stream_image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, 
     head = ready()
     if head is not None:
         yield head
-    for batch_indices, batch, bad_items in _batches(clip, [paths[i] for i in missing], batch_size, workers):
-        for item in bad_items:
-            bad.add(item[1])
-            failed.add(missing[item[0]])
-        if batch is not None:
-            out = clip.encode_images(batch).numpy()
-            for j, local in enumerate(batch_indices):
-                index = missing[local]
-                rows[index] = out[j]
-                cache.put(digests[index], out[j])
-            stats["computed"] += len(batch_indices)
-        if on_progress is not None:
-            on_progress(stats["cached"] + stats["computed"] + len(failed), len(paths))
-        chunk = ready()
-        if chunk is not None:
-            yield chunk
+    transform, collate, to_model = _pipeline(clip) if missing else (None, None, None)
+    try:
+        for batch_indices, batch, bad_items in _batches([paths[i] for i in missing], transform, collate,
+                                                        batch_size, workers):
+            for item in bad_items:
+                bad.add(item[1])
+                failed.add(missing[item[0]])
+            if batch is not None:
+                out = clip.encode_images(to_model(batch)).numpy()
+                for j, local in enumerate(batch_indices):
+                    index = missing[local]
+                    rows[index] = out[j]
+                    cache.put(digests[index], out[j])
+                stats["computed"] += len(batch_indices)
+            if on_progress is not None:
+                on_progress(stats["cached"] + stats["computed"] + len(failed), len(paths))
+            chunk = ready()
+            if chunk is not None:
+                yield chunk
+    except BaseException:  # an error, Ctrl-C, or the consumer stopped early: keep what was computed
+        with contextlib.suppress(OSError):
+            cache.flush()
+        raise
+    cache.flush()
 
 
-def _batches(clip: ClipModel, paths: list[Path], batch_size: int, workers: int):
-    """Yield ``(indices, tensor batch or None, [(index, BadImage)])``, decoded by a producer thread so the
-    model never waits for a whole batch to be decoded after the previous one."""
+def _pipeline(clip: ClipModel):
+    """``(transform, collate, to_model)``: per image on the decode threads, per batch on the producer
+    thread, per batch before the model. (Imports torch and open_clip: only called with work to do.)"""
+    split = clip.split_preprocess  # PIL steps per image, tensor steps once per batch
+    if split is None:
+        import torch
+
+        return clip.preprocess, torch.stack, lambda batch: batch
+    if clip.device.type == "cpu":
+        return split.per_image, split.batch, lambda batch: batch
+    return split.per_image, split.stack, lambda pixels: split.normalise(pixels, clip.device)  # on the GPU
+
+
+def _batches(paths: list[Path], transform, collate, batch_size: int, workers: int):
+    """Yield ``(indices, collate(transformed images) or None, [(index, BadImage)])``, decoded by a producer
+    thread so the model never waits for a whole batch to be decoded after the previous one."""
     if not paths:
         return
-    import torch
-
     out: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
-    split = clip.split_preprocess  # PIL steps on the decode threads, tensor steps once per batch here
-    transform, collate = (split.per_image, split.batch) if split is not None else (clip.preprocess, torch.stack)
 
     def produce():
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def test_stream_yields_in_input_order_as_batches_finish(tiny_config, image_folder, tmp_path, monkeypatch):
@@ -56,4 +57,43 @@ def test_split_preprocess_equals_open_clips_transform_bit_for_bit():
         arrays = [split.per_image(image) for image in images]
         assert all(a.dtype == np.uint8 and a.shape == (64, 48, 3) for a in arrays)
         assert torch.equal(split.batch(arrays), expected), resize_mode
+        assert torch.equal(split.normalise(split.stack(arrays), torch.device("cpu")), expected), resize_mode
     assert SplitPreprocess.of(Compose([ToTensor()])) is None  # another shape: the caller keeps the whole transform
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+def test_split_preprocess_on_the_gpu_equals_open_clips_transform_bit_for_bit():
+    """On a GPU the uint8 pixels are copied over and normalised there: still the same bits."""
+    import torch
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    from PIL import Image
+
+    from tlcli.models.clip import SplitPreprocess
+
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(240, 320), (50, 90)]]
+    transform = image_transform_v2(PreprocessCfg(size=224), is_train=False)
+    split = SplitPreprocess.of(transform)
+    on_gpu = split.normalise(split.stack([split.per_image(image) for image in images]), torch.device("cuda"))
+    assert on_gpu.device.type == "cuda" and on_gpu.is_contiguous()
+    assert torch.equal(on_gpu.cpu(), torch.stack([transform(image) for image in images]))
+
+
+def test_cache_writes_run_in_the_background_and_flush_waits_for_them_or_raises(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from tlcli_clip.features import FeatureCache
+
+    monkeypatch.setenv("TLCLI_HOME", str(tmp_path / "home"))
+    cache = FeatureCache(SimpleNamespace(key="model-key", spec={"model": "x"}))
+    rows = {f"{i:064x}": np.full(8, i, dtype=np.float32) for i in range(50)}
+    for digest, row in rows.items():
+        cache.put(digest, row)
+    cache.flush()
+    assert all(np.array_equal(cache.get(digest), row) for digest, row in rows.items())
+
+    (cache.root / "ab").write_text("a file where the entry's folder should be")
+    cache.put("ab" + "0" * 62, rows["0" * 64])
+    with pytest.raises(OSError):
+        cache.flush()
+    cache.flush()  # the error was reported once
