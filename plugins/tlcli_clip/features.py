@@ -62,7 +62,7 @@ class FeatureCache:
         self.root = cache_dir("features") / clip.key
         self._writes: queue.Queue | None = None
         self._writer: threading.Thread | None = None
-        self._error: OSError | None = None
+        self._error: Exception | None = None
         if enabled and not (self.root / "meta.json").exists():
             atomic_write_text(self.root / "meta.json", json.dumps(clip.spec, indent=1))
 
@@ -103,11 +103,11 @@ class FeatureCache:
             if self._error is not None:
                 continue  # drain: the error is raised by flush
             digest, row = item
-            buffer = io.BytesIO()
-            np.save(buffer, row, allow_pickle=False)
             try:
+                buffer = io.BytesIO()
+                np.save(buffer, row, allow_pickle=False)
                 atomic_write_bytes(self._path(digest), buffer.getvalue())
-            except OSError as error:
+            except Exception as error:  # kept for flush; the thread must live on, or put() would block
                 self._error = error
 
 
@@ -188,7 +188,7 @@ def stream_image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, 
             if chunk is not None:
                 yield chunk
     except BaseException:  # an error, Ctrl-C, or the consumer stopped early: keep what was computed
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(Exception):
             cache.flush()
         raise
     cache.flush()
