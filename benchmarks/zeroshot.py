@@ -226,6 +226,11 @@ def main() -> None:
         ("  of which its own work (summary wall_s)", f"{s2['wall_s']:.1f}s", ""),
         ("  python -c 'import torch' (the floor of any torch command)", f"{floor:.1f}s", "best of 3"),
     ]
+    report(rows, results, work)
+
+
+def report(rows: list[tuple[str, str, str]], results: dict, work: Path) -> None:
+    """Print ``(measure, value, note)`` rows as a table; every figure goes to ``work/results.json``."""
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:
         print(f"{name.ljust(width)}  {value:>12}  {note}")

@@ -17,7 +17,6 @@ Prints a table; results.json goes to the temporary work folder it names.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from zeroshot import CLASSES, machine, make_jpegs, run_cli  # noqa: E402
+from zeroshot import CLASSES, machine, make_jpegs, report, run_cli  # noqa: E402
 
 
 def _sync():
@@ -141,11 +140,7 @@ def main() -> None:
         rate, wall = results[f"tlcli_b{batch}_images_per_s"], results[f"tlcli_b{batch}_wall_s"]
         rows.append((f"tlcli zeroshot --device cuda ({results['tlcli_precision']}, batch {batch})", rate,
                      f"{rate / ref:.1f}x reference, {rate / decode:.0%} of decode alone; wall {wall:.1f}s"))
-    width = max(len(r[0]) for r in rows)
-    for name, rate, note in rows:
-        print(f"{name.ljust(width)}  {rate:9.0f} img/s  {note}")
-    (work / "results.json").write_text(json.dumps(results, indent=1))
-    print(f"# details: {work / 'results.json'}", file=sys.stderr)
+    report([(name, f"{rate:.0f} img/s", note) for name, rate, note in rows], results, work)
 
 
 if __name__ == "__main__":
