@@ -26,12 +26,16 @@ class Plugin:
     predictors: model kinds this plugin can load for ``tlcli predict`` / ``tlcli evaluate``, mapped to
         ``"module:function"``. The function takes ``(model_dir: Path, device: str)`` and returns a
         :class:`ImagePredictor`. The string is imported only when such a model is used.
+    llm_backends: LLM spec schemes this plugin serves, mapped to ``"module:factory"``; ``--llm
+        SCHEME:TARGET?k=v`` calls ``factory(TARGET, {"k": "v"})``, which returns a
+        :class:`tlcli.llm.base.LLM`. Built-in schemes (hf, openai, scripted) cannot be replaced.
     description: one line for ``tlcli plugins``.
     """
 
     name: str
     register_commands: Callable[["typer.Typer"], None]
     predictors: dict[str, str] = field(default_factory=dict)
+    llm_backends: dict[str, str] = field(default_factory=dict)
     description: str = ""
 
 

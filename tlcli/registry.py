@@ -44,6 +44,13 @@ class Plugins:
                 return loaded.plugin.predictors[kind]
         return None
 
+    def llm_backend_for(self, scheme: str) -> str | None:
+        """The ``"module:factory"`` of the first loaded plugin serving LLM spec scheme ``scheme``."""
+        for loaded in self.loaded:
+            if scheme in loaded.plugin.llm_backends:
+                return loaded.plugin.llm_backends[scheme]
+        return None
+
 
 def _allowed() -> set[str] | None:
     value = os.environ.get("TLCLI_PLUGINS", "").strip()
