@@ -25,10 +25,25 @@ from tlcli.hardware import cpu_has_bf16
 from tlcli.models.text import DEFAULT_TEXT_MODEL, load_sentence_transformer, model_key
 
 
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when torch sees a GPU, else "cpu" (without importing torch where none can exist)."""
+    if device != "auto":
+        return device
+    from tlcli.hardware import no_gpu_possible
+
+    if no_gpu_possible():
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_precision(precision: str, device: str) -> str:
     """"auto" -> "bf16" on a CPU with native bf16 or a CUDA device, else "fp32"."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise UsageError(f"--precision {precision}: expected auto, bf16 or fp32")
+    if precision not in ("auto", "bf16", "fp32", "fp16"):
+        raise UsageError(f"--precision {precision}: expected auto, bf16, fp16 or fp32")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise UsageError(f"--precision fp16 needs a CUDA device (got --device {device}); use bf16 or fp32")
     if precision != "auto":
         return precision
     if device.startswith("cuda"):
@@ -42,8 +57,8 @@ class TextEmbedder:
     def __init__(self, model: str = DEFAULT_TEXT_MODEL, *, device: str = "cpu", precision: str = "auto",
                  batch_size: int = 64, token_budget: int = 8192):
         self.model = model
-        self.device = device
-        self.precision = resolve_precision(precision, device)
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.batch_size = batch_size
         self.token_budget = token_budget
 
@@ -69,7 +84,10 @@ class TextEmbedder:
 
     @property
     def dimension(self) -> int:
-        return int(self.sentence_transformer.get_sentence_embedding_dimension())
+        st = self.sentence_transformer
+        # sentence-transformers 5 renamed the method; older releases only have the long name.
+        getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        return int(getter())
 
     @cached_property
     def _fast_parts(self):
@@ -91,9 +109,10 @@ class TextEmbedder:
         if mode not in ("mean", "cls") or getattr(pooling, "include_prompt", True) is False:
             return None
         transformer = modules[0].auto_model
-        if self.precision == "bf16":
+        if self.precision in ("bf16", "fp16"):
             # A copy: the cached SentenceTransformer is shared with other callers, who expect fp32.
-            transformer = copy.deepcopy(transformer).to(torch.bfloat16)
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            transformer = copy.deepcopy(transformer).to(dtype)
         transformer.eval()
         return transformer, mode
 

@@ -19,6 +19,12 @@ from tlcli_rag.store import HNSW_EF_SEARCH, Manifest, connect_readonly, require_
 
 MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60  # the constant of Cormack et al. (2009); ranks deeper than ~60 barely count
+# English function words dropped from lexical queries: in an OR query they match nearly every chunk and
+# drown the words that matter. Python keywords (and, or, not, in, is, if, for...) are deliberately kept.
+STOPWORDS = frozenset("""a an the of to do does did how what which when where why who whom i you we my your
+it its this that these those be been are was were can could should would will may might me us they them their
+there here than then so such some any very just also about into onto over under up down out on at by from
+with as""".split())
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,7 @@ class IndexReader:
     def lexical(self, query: str, k: int, filters: list[Filter]) -> list[tuple[int, float]]:
         """Top ``k`` (id, -BM25) by FTS5 over the chunk text and heading; any query word may match."""
         words = list(dict.fromkeys(re.findall(r"\w+", query.lower())))
+        words = [w for w in words if w not in STOPWORDS] or words
         if not words:
             return []
         match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
