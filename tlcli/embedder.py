@@ -113,6 +113,12 @@ class TextEmbedder:
             # A copy: the cached SentenceTransformer is shared with other callers, who expect fp32.
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
             transformer = copy.deepcopy(transformer).to(dtype)
+            if self.device == "cpu":
+                from tlcli.models.packed import pack_for_inference, packing_available
+
+                if packing_available(torch.device("cpu"), dtype):
+                    # oneDNN-packed weights: the same result, without re-laying-out each weight per call.
+                    pack_for_inference(transformer, rows=self.token_budget)
         transformer.eval()
         return transformer, mode
 
