@@ -6,8 +6,8 @@ forward pass is run here instead of through ``SentenceTransformer.encode``:
 
 - every text is tokenised once, up front, then batched longest first so each batch pads to lengths close
   to its own; a batch holds at most ``token_budget`` tokens, so short texts go in big batches;
-- on CPUs with native bf16 (AVX-512 BF16 / AMX) the transformer runs in bf16, pooling and normalisation
-  in float32; elsewhere everything is float32 (bit-for-bit the library's result);
+- in float32 by default on a CPU (the library's result to ~1e-7); bf16 on CUDA, or with
+  ``precision="bf16"`` (packed oneDNN linears on the CPU), with pooling and normalisation in float32;
 - rows come back float32, L2-normalised, in the order of the input.
 
 Any other layout (a Dense layer, another pooling) falls back to ``SentenceTransformer.encode``.
@@ -21,7 +21,6 @@ from typing import Sequence
 import numpy as np
 
 from tlcli.errors import UsageError
-from tlcli.hardware import cpu_has_bf16
 from tlcli.models.text import DEFAULT_TEXT_MODEL, load_sentence_transformer, model_key
 
 
@@ -39,16 +38,19 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """"auto" -> "bf16" on a CPU with native bf16 or a CUDA device, else "fp32"."""
+    """"auto" -> "bf16" on a CUDA device, "fp32" elsewhere.
+
+    Not bf16 on CPUs with AVX-512 BF16: for this small BERT (MiniLM) bf16 measured 0.56x the speed of
+    fp32 on such a CPU (benchmarks/rag.py; the README has the figures), unlike convolutional image towers.
+    ``--precision bf16`` still asks for it.
+    """
     if precision not in ("auto", "bf16", "fp32", "fp16"):
         raise UsageError(f"--precision {precision}: expected auto, bf16, fp16 or fp32")
     if precision == "fp16" and not device.startswith("cuda"):
         raise UsageError(f"--precision fp16 needs a CUDA device (got --device {device}); use bf16 or fp32")
     if precision != "auto":
         return precision
-    if device.startswith("cuda"):
-        return "bf16"
-    return "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
+    return "bf16" if device.startswith("cuda") else "fp32"
 
 
 class TextEmbedder:

@@ -109,7 +109,7 @@ def build_index(config: IndexConfig, progress: Progress | None = None) -> IndexS
         progress({"stage": "hashed", "files": len(current), "changed": len(changed) + len(added),
                   "removed": len(removed)})
         if not (removed or changed or added):
-            bad.check(len(found) + len(bad), config.max_bad)
+            bad.check(len(found) + len(skipped), config.max_bad)
             summary.chunks = _chunk_count(writer)
             summary.index_type = old.index_type if old else ""
             summary.skipped = bad.summary()
@@ -128,7 +128,7 @@ def build_index(config: IndexConfig, progress: Progress | None = None) -> IndexS
                 records.append(FileRecord(file.source, digest, file.size, file.mtime))
             except DocumentError as error:
                 bad.add(BadFile(file.path, str(error)))
-        bad.check(len(found) + len(bad), config.max_bad)
+        bad.check(len(found) + len(skipped), config.max_bad)
         # A changed file that cannot be read any more is dropped from the index rather than left stale.
         unreadable_changed = [s for s in changed if s not in {r.path for r in records}]
         chunk_lists = chunk_documents(documents, HFTokenizer(embedder.tokenizer),

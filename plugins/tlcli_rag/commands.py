@@ -107,7 +107,7 @@ def index(
 
         def progress(event: dict) -> None:
             data = {**event, "files": event.get("files_total", event.get("files")), "files_done": event.get("files")}
-            run.emit("index", data, stage=event.get("stage"))
+            run.emit("index", data)
             now = time.monotonic()
             if not quiet and (now - last_said[0] > 2 or event.get("chunks") == event.get("chunks_total")):
                 last_said[0] = now

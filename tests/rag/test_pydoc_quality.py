@@ -45,12 +45,15 @@ def test_flat_equals_exact_numpy_on_real_embeddings(pydoc_index):
     queries = Searcher(pydoc_index / ".tlcli-index").embedder.encode([q for q, _ in read_qrels(QUESTIONS)])
     found = reader.dense(queries, 10)
     scores = queries @ vectors.T
+    position = {int(i): p for p, i in enumerate(ids)}
     for q, row in enumerate(found):
-        expected = ids[np.argsort(-scores[q], kind="stable")[:10]]
         got = [i for i, _ in row]
-        # Equal up to ties in the last float bits: compare scores exactly, ids where scores differ.
-        np.testing.assert_allclose([s for _, s in row], np.sort(scores[q])[::-1][:10], rtol=0, atol=1e-5)
-        assert got[:5] == expected[:5].tolist()
+        assert len(set(got)) == 10
+        # Identical chunks (pydoc repeats topics, e.g. `if` inside `compound`) tie exactly, so compare the
+        # NumPy score of each returned id with NumPy's own top 10, rank by rank.
+        numpy_scores = scores[q][[position[i] for i in got]]
+        np.testing.assert_allclose(numpy_scores, np.sort(scores[q])[::-1][:10], rtol=0, atol=1e-5)
+        np.testing.assert_allclose([s for _, s in row], numpy_scores, rtol=0, atol=1e-5)
 
 
 def test_hnsw_recall_at_10_against_flat(pydoc_index):
