@@ -71,6 +71,7 @@ class Solver:
         self.state = LoopState()
         self.transcript: list[tuple[str, str]] = []  # (agent, final text) of every finished turn
         self.usage: dict[str, AgentUsage] = {}
+        self.last_answers: list[str] = []  # the non-empty replies of the latest finished turn
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -78,6 +79,7 @@ class Solver:
         started = time.monotonic()
         self.state = LoopState()
         self.transcript = [("user", task)]
+        self.last_answers = []
         self._record({"agent": "user", "role": "user", "content": task})
         answer: str | None = None
         stop: Stop | None = None
@@ -101,9 +103,10 @@ class Solver:
                     except StopIteration as done:
                         finals[reply.agent] = done.value
                         del pending[reply.agent]
-            for agent in agents:  # in agent order, so a parallel round reads the same every time
-                if agent in finals:
-                    self.transcript.append((agent, finals[agent]))
+            finished = [(agent, finals[agent]) for agent in agents if agent in finals]  # in agent order
+            self.transcript.extend(finished)
+            if any(text.strip() for _, text in finished):
+                self.last_answers = [text for _, text in finished if text.strip()]
             if role.name == self.team.answer_from and finals:
                 answer = finals[next(a for a in agents if a in finals)]
             if stop is not None:
@@ -124,11 +127,9 @@ class Solver:
                        self.state.completion_tokens, self.usage)
 
     def _best_so_far(self) -> str | None:
-        """The latest answer any agent gave, when the answering role never finished a turn."""
-        for agent, text in reversed(self.transcript[1:]):
-            if text.strip():
-                return text
-        return None
+        """The latest answer any agent gave, when the answering role never finished a turn (of a parallel
+        round, the first copy's)."""
+        return self.last_answers[0] if self.last_answers else None
 
     def _cap_reply_length(self, requests) -> None:
         headroom = token_headroom(self.termination, self.state)

@@ -1,0 +1,81 @@
+"""Budgets: composable values, and a model that never stops ends within one round of each budget."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from agent_helpers import make_solver
+from tlcli_agents.termination import (AllOf, AnyOf, LoopState, MaxTokens, MaxTurns, TextMention, Timeout,
+                                      token_headroom)
+
+
+def test_values_combine_with_or_and_and():
+    state = LoopState(turns=3, prompt_tokens=40, completion_tokens=10)
+    rule = MaxTurns(5) | MaxTokens(50) | TextMention("APPROVE", by="critic")
+    assert isinstance(rule, AnyOf) and len(rule.parts) == 3
+    assert rule.check(state).reason.startswith("token budget of 50")
+    assert (MaxTurns(5) | MaxTokens(60)).check(state) is None
+    both = MaxTurns(3) & MaxTokens(60)
+    assert isinstance(both, AllOf) and both.check(state) is None
+    assert (MaxTurns(3) & MaxTokens(50)).check(state).status == "budget_exhausted"
+    state.last_replies = [("solver", "APPROVE")]
+    assert TextMention("APPROVE", by="critic").check(state) is None
+    state.last_replies = [("critic", "Looks right. APPROVE")]
+    assert TextMention("APPROVE", by="critic").check(state).status == "solved"
+    assert token_headroom(MaxTurns(2) | (MaxTokens(70) | MaxTokens(55)), state) == 5
+
+
+def never_approves(messages):
+    return "Still thinking, not done yet " * 5
+
+
+@pytest.mark.parametrize("max_turns", [1, 4, 7])
+def test_turn_budget_holds(fake_llm, max_turns):
+    llm = fake_llm([never_approves])
+    solver, _ = make_solver(llm, max_turns=max_turns)
+    outcome = solver.solve("never ends")
+    assert outcome.status == "budget_exhausted" and "turn budget" in outcome.reason
+    assert outcome.turns == max_turns and len(llm.calls) == max_turns
+    assert outcome.answer is not None  # the best answer so far, not nothing
+
+
+def test_token_budget_holds_within_one_turn(fake_llm):
+    llm = fake_llm([never_approves])
+    solver, _ = make_solver(llm, max_turns=1000, max_tokens=500)
+    outcome = solver.solve("never ends")
+    total = outcome.prompt_tokens + outcome.completion_tokens
+    assert outcome.status == "budget_exhausted" and "token budget" in outcome.reason
+    last_call = llm.calls[-1]
+    # Before the last call the team was under budget; that call alone took it over.
+    assert total >= 500
+    assert total - outcome.per_agent[list(outcome.per_agent)[-1]].prompt_tokens < 500 + 30
+    assert last_call["max_tokens"] <= 64  # replies are capped to what is left
+
+
+def test_time_budget_holds_within_one_turn(fake_llm):
+    llm = fake_llm([never_approves], latency=0.05)
+    solver, _ = make_solver(llm, max_turns=1000, timeout=0.3)
+    started = time.monotonic()
+    outcome = solver.solve("never ends")
+    assert outcome.status == "budget_exhausted" and "time budget" in outcome.reason
+    assert time.monotonic() - started < 0.3 + 0.05 + 0.1
+    assert 4 <= outcome.turns <= 7
+
+
+def test_a_model_that_only_calls_tools_still_stops(fake_llm):
+    llm = fake_llm(["plan"] + ['{"tool": "calculator", "arguments": {"expression": "1+1"}}'] * 100)
+    solver, events = make_solver(llm, tools=["calculator"], max_turns=6)
+    outcome = solver.solve("loop on tools")
+    assert outcome.status == "budget_exhausted" and outcome.turns == 6
+    assert sum(1 for e in events if e["role"] == "tool") == 5
+    assert outcome.answer == "plan"  # the solver never finished a turn: the best earlier reply
+
+
+def test_debate_round_counts_once_and_budget_stops_before_the_judge(fake_llm):
+    llm = fake_llm(["a", "b", "c", "judged"])
+    solver, _ = make_solver(llm, team="debate", max_turns=1)
+    outcome = solver.solve("t")
+    assert outcome.turns == 1 and outcome.status == "budget_exhausted" and len(llm.calls) == 1
+    assert outcome.answer == "a"
