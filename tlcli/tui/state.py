@@ -26,10 +26,12 @@ from tlcli.engine.events import writer_alive
 
 STALE_AFTER_S = 600.0
 MAX_LOG_LINES = 2000
+MAX_TRANSCRIPT = 1000
 # Per series; past this, every other point is dropped, so a long run keeps its whole shape in bounded memory.
 MAX_SERIES_POINTS = 2000
 ENDED_STATUSES = ("finished", "stopped", "interrupted", "failed")
-# Fields that make a plugin's own event kind readable in the log panel (an agent's `message` lines).
+# Fields that make a plugin's own event kind readable in the log panel (agents' `message` events have
+# their own transcript panel).
 TEXT_FIELDS = ("message", "content", "text")
 
 
@@ -72,6 +74,27 @@ class LogLine:
 
 
 @dataclass
+class TranscriptEntry:
+    """One agent message (a `message` event): who, which chat role, the text, tool calls and results."""
+
+    step: int
+    agent: str
+    role: str  # user / assistant / tool
+    content: str
+    tool_name: str | None = None
+    tool_calls: list[str] = field(default_factory=list)  # "name(arguments)" of each call
+    ok: bool = True
+
+
+@dataclass
+class AgentUsage:
+    turns: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tool_calls: int = 0
+
+
+@dataclass
 class Block:
     name: str
     params: int
@@ -110,6 +133,9 @@ class RunState:
     blocks: list[Block] = field(default_factory=list)
     logs: deque = field(default_factory=lambda: deque(maxlen=MAX_LOG_LINES))
     log_count: int = 0  # lines ever added; the log panel appends the ones it has not shown
+    transcript: deque = field(default_factory=lambda: deque(maxlen=MAX_TRANSCRIPT))
+    transcript_count: int = 0  # entries ever added; the transcript panel appends the ones it has not shown
+    agents: dict[str, AgentUsage] = field(default_factory=dict)
     end: dict[str, Any] | None = None
     end_time: float | None = None
     status: str = "waiting"
@@ -225,7 +251,29 @@ class RunState:
         if data.get("error"):
             self.add_log(when, step, "error", str(data["error"]))
 
+    def _on_message(self, data: dict, step: int) -> None:
+        """An agent's turn: into the transcript, and its usage into the per-agent tally."""
+        agent = str(data.get("agent") or data.get("name") or "?")
+        role = str(data.get("role") or "assistant")
+        calls = [f"{c.get('name')}({c.get('arguments')})" for c in data.get("tool_calls") or [] if isinstance(c, dict)]
+        entry = TranscriptEntry(step, agent, role, str(data.get("content") or ""),
+                                data.get("tool_name") if isinstance(data.get("tool_name"), str) else None,
+                                calls, data.get("ok") is not False)
+        self.transcript.append(entry)
+        self.transcript_count += 1
+        if role == "assistant":
+            tally = self.agents.setdefault(agent, AgentUsage())
+            tally.turns += 1
+            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            tally.prompt_tokens += _int(usage.get("prompt_tokens"), 0) or 0
+            tally.completion_tokens += _int(usage.get("completion_tokens"), 0) or 0
+        elif role == "tool" and entry.tool_name and agent in self.agents:
+            self.agents[agent].tool_calls += 1
+
     def _on_plugin_kind(self, kind: str, data: dict, step: int, when: float | None) -> None:
+        if kind == "message":  # shown by the transcript panel, not the log
+            self._on_message(data, step)
+            return
         text = next((data[f] for f in TEXT_FIELDS if isinstance(data.get(f), str)), None)
         if text is None:
             return
@@ -315,6 +363,8 @@ class RunState:
         copied.memory = dict(self.memory)
         copied.blocks = list(self.blocks)
         copied.logs = deque(self.logs, maxlen=MAX_LOG_LINES)
+        copied.transcript = deque(self.transcript, maxlen=MAX_TRANSCRIPT)
+        copied.agents = {name: copy.copy(tally) for name, tally in self.agents.items()}
         return copied
 
 
