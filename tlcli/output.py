@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import sys
 from functools import lru_cache
@@ -24,8 +25,23 @@ def stderr_is_terminal() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
+# C0 controls but tab, DEL and the C1 range: ESC/OSC sequences (OSC 52 writes the clipboard), a carriage
+# return that hides what came before, a newline that forges a second line.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` fit for a terminal line: control characters shown as escapes (``\\x1b``, ``\\n``) and secrets
+    masked. Everything that writes names or messages for people goes through this."""
+    from tlcli.secrets import redact_text
+
+    text = redact_text(str(text))
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def info(message: str) -> None:
-    """A line for people, on stderr (plain when not a terminal)."""
+    """A line for people, on stderr (plain when not a terminal); control characters escaped."""
+    message = terminal_safe(message)
     if stderr_is_terminal():
         stderr_console().print(message)
     else:
@@ -82,11 +98,11 @@ def emit_json(record: Any) -> None:
 
 
 def display_path(path: Any) -> str:
-    """A path printable on any terminal, even when its bytes are not UTF-8."""
+    """A path printable on any terminal, even when its bytes are not UTF-8 or hold control characters."""
     text = os.fspath(path)
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return terminal_safe(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:

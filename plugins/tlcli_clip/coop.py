@@ -25,7 +25,7 @@ from torch import nn
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.engine.params import Block, ParamGroup
-from tlcli.engine.task import TrainConfig, classification_sums
+from tlcli.engine.task import Task, TrainConfig, classification_sums
 from tlcli.errors import Interrupted, UsageError
 from tlcli.models.clip import ClipModel, load_clip
 from tlcli.output import emit_json, print_table
@@ -159,7 +159,7 @@ class FeatureSet(torch.utils.data.Dataset):
         return self.features[index], self.labels[index]
 
 
-class CoopTask:
+class CoopTask(Task):
     def __init__(self, cfg: CoopConfig, classes: list[str], train, val, meta: dict):
         self.cfg, self.classes, self.train, self.val, self.meta = cfg, classes, train, val, meta
 

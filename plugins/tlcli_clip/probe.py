@@ -148,7 +148,7 @@ def export_probe(run_dir: Path, clip: ClipModel, classes: list[str], weight: np.
 
 
 def run_probe(config: dict, run_dir: Path, json_output: bool, quiet: bool) -> dict:
-    from tlcli.engine.events import EventWriter
+    from tlcli.events import EventWriter
 
     started = time.time()
     bad = BadFiles()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tlcli.engine.params import discriminative_groups, freeze_until, list_blocks
-from tlcli.engine.task import classification_sums
+from tlcli.engine.task import Task, classification_sums
 from tlcli.errors import UsageError
 from tlcli.models.vision import build_vision_model, load_backbone_weights, read_weights_file
 from tlcli.paths import MODEL_DIR
@@ -29,7 +29,7 @@ def preprocessing_for(cfg: FinetuneConfig, base: dict) -> dict:
     return pre
 
 
-class FinetuneTask:
+class FinetuneTask(Task):
     def __init__(self, cfg: FinetuneConfig, classes: list[str], train: DecodedImages, val: DecodedImages | None,
                  preprocessing: dict):
         self.cfg, self.classes, self.preprocessing = cfg, classes, preprocessing

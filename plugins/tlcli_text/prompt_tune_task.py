@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from tlcli.engine.params import Block, ParamGroup
-from tlcli.engine.task import classification_sums
+from tlcli.engine.task import Task, classification_sums
 from tlcli.errors import UsageError
 from tlcli.paths import MODEL_DIR
 from tlcli_text.soft_prompt import IGNORE_INDEX, PromptedCausalLM, PromptedEncoderClassifier, initial_prompt
@@ -144,7 +144,7 @@ def collate(items: list[dict], pad: int) -> dict:
 
 # --- the Task --------------------------------------------------------------------------------------------
 
-class PromptTuneTask:
+class PromptTuneTask(Task):
     def __init__(self, cfg, base: Base, train: Examples, val: Examples | None, classes: list[str] | None):
         self.cfg, self.base, self.classes = cfg, base, classes
         self._train, self._val = train, val

@@ -27,10 +27,27 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _no_type_for_flags() -> None:
+    """Typer 0.29 with Click 8.5 shows a ``<bool>`` type after every flag in rich help; a flag takes no value."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_tlcli", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._tlcli = True
+    TyperOption.display_type_rich = display_type_rich
+
+
 def build_app() -> typer.Typer:
     """The whole command tree: core commands, then every loaded plugin's."""
     from tlcli.cli import layers, monitor, plugins_cmd, predict
     from tlcli.registry import register_commands
+
+    _no_type_for_flags()
 
     app = typer.Typer(
         name="tlcli",
@@ -88,7 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     except TlcliError as error:
         if debug:
             raise
-        print(f"tlcli: error: {error}", file=sys.stderr)
+        from tlcli.output import terminal_safe
+
+        kind = "" if error.exit_code == 0 else "error: "  # e.g. --resume of a finished run: said, not failed
+        print(f"tlcli: {kind}{terminal_safe(str(error))}", file=sys.stderr)
         code = error.exit_code
     except KeyboardInterrupt:
         print("tlcli: interrupted", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""What the dashboard knows about one run, folded from its events (see `tlcli/engine/events.py`).
+"""What the dashboard knows about one run, folded from its events (see `tlcli/events.py`).
 
 Plain Python, no Textual: the watcher thread folds events into a `RunState` and hands the screen a
 `snapshot()`, which the screen only reads.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tlcli.engine.events import writer_alive
+from tlcli.events import writer_alive
 
 STALE_AFTER_S = 600.0
 MAX_LOG_LINES = 2000

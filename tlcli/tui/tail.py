@@ -1,16 +1,17 @@
 """Incremental reading of an event log that another process is appending to.
 
-Same tolerance as `tlcli.engine.events.read_events`: a line without its newline is left for the next read
+Same tolerance as `tlcli.events.read_events`: a line without its newline is left for the next read
 (the writer is mid-write or died), a corrupt line is skipped, a line that is not an event is ignored.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tlcli.events import parse_event_line
 
 # One read never takes more than this; a huge backlog is consumed over several polls so the UI keeps
 # getting updates while it catches up.
@@ -73,16 +74,3 @@ class EventTail:
         self._inode = None
         self._offset = 0
         return had_file
-
-
-def parse_event_line(line: bytes) -> dict[str, Any] | None:
-    """One event, or None for a blank, corrupt or non-event line."""
-    if not line.strip():
-        return None
-    try:
-        record = json.loads(line.decode("utf-8", "replace"))
-    except json.JSONDecodeError:
-        return None
-    if isinstance(record, dict) and isinstance(record.get("kind"), str):
-        return record
-    return None

@@ -6,7 +6,9 @@ monitor``, scripts). It imports nothing heavy so that readers can use it.
 Every line::
 
     {"time": 1732350000.12, "run": "finetune-20261123-101500", "kind": "metric",
-     "step": 40, "epoch": 1, "data": {...}}
+     "step": 40, "epoch": 1, "stage": null, "data": {...}}
+
+``stage`` names the part of a multi-stage run (``pretrain``, ``round-2``, ``seed-3``) or is null.
 
 ``time`` is Unix seconds; ``step`` counts optimizer steps done so far; ``epoch`` is 0-based and may be
 fractional in ``metric`` lines (``epoch_progress``). Kinds and their ``data``:
@@ -21,11 +23,15 @@ eval        {"metrics": {"val_loss", "val_accuracy", ...}, "monitor": name, "bes
 layers      {"blocks": [{"name", "params", "trainable"}], "reason": "unfreeze", "unfrozen": [name]}
 checkpoint  {"path", "kind": "last" | "best" | "interrupt"}
 log         {"level": "info" | "warning" | "error", "message"}
+warning     {"message"}  (also written as log lines with level "warning" by older runs)
+index       {"files", "files_done", "chunks", "chunks_per_s", ...}   an index build's progress
+message     {"agent", "role", "content", "tool_calls", "tool_name", "usage"}   an agent's turn
 run_end     {"status": "finished" | "stopped" | "interrupted" | "failed", "best": value | null,
              "monitor": name, "wall_s", "steps", "error": str | null}
 
-Plugins may add their own kinds (an agent's ``message`` lines); readers must ignore kinds they don't
-know and tolerate a torn last line.
+Plugins may add their own kinds; readers must ignore kinds they don't know and tolerate a torn last line.
+Readers go through :func:`parse_event_line`, which never raises and normalises the envelope (a hostile or
+corrupt log can carry ``"step": Infinity`` or a 4 MB line; the dashboard must survive both).
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-KINDS = ("run_start", "metric", "eval", "layers", "checkpoint", "log", "run_end")
+KINDS = ("run_start", "metric", "eval", "layers", "checkpoint", "log", "warning", "index", "message", "run_end")
+# Longer lines are not events (a reader skips them rather than hold megabytes per line).
+MAX_LINE_BYTES = 1024 * 1024
 RUN_STATUSES = ("running", "finished", "stopped", "interrupted", "failed")
 
 
@@ -50,7 +58,8 @@ class EventWriter:
         self.enabled = enabled
         self._handle = None
 
-    def emit(self, kind: str, data: dict[str, Any], step: int = 0, epoch: float = 0) -> None:
+    def emit(self, kind: str, data: dict[str, Any], step: int = 0, epoch: float = 0,
+             stage: str | None = None) -> None:
         if not self.enabled:
             return
         if self._handle is None:
@@ -59,7 +68,7 @@ class EventWriter:
         from tlcli.output import to_json
 
         record = {"time": round(time.time(), 3), "run": self.run, "kind": kind, "step": step,
-                  "epoch": epoch, "data": data}
+                  "epoch": epoch, "stage": stage, "data": data}
         self._handle.write(to_json(record) + "\n")
         self._handle.flush()
 
@@ -79,18 +88,53 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
         for line in handle:
             if not line.endswith("\n"):
                 return  # torn last line: the writer is mid-write or died
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and "kind" in record:
+            record = parse_event_line(line)
+            if record is not None:
                 yield record
+
+
+def _number(value: Any, default: float, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    if not (low <= value <= high):  # NaN fails both comparisons
+        return default
+    return value
+
+
+def parse_event_line(line: str | bytes) -> dict[str, Any] | None:
+    """One event with a well-typed envelope, or None for a blank, torn, corrupt, oversized or non-event line.
+
+    Never raises. ``data`` is always a dict, ``step`` an int >= 0, ``epoch`` a finite float >= 0, ``time``
+    a finite float or None, ``run``/``stage`` strings or None: readers can use them without checks.
+    """
+    if len(line) > MAX_LINE_BYTES:
+        return None
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "replace")
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+        return None
+    data = record.get("data")
+    when = _number(record.get("time"), None, 0, 1e11)
+    record["time"] = float(when) if when is not None else None
+    record["step"] = int(_number(record.get("step"), 0, 0, 1e15))
+    record["epoch"] = float(_number(record.get("epoch"), 0.0, 0, 1e9))
+    record["data"] = data if isinstance(data, dict) else {}
+    for key in ("run", "stage"):
+        if not isinstance(record.get(key), str):
+            record[key] = None
+    return record
 
 
 def writer_alive(pid: int | None) -> bool:
     """Whether the process that writes a run still exists (same machine only)."""
-    if not pid:
-        return False
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31:
+        return False  # 0, -1 and absurd values name no process of ours (os.kill(-1, 0) means "all")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
