@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from tlcli.cli import options
+
 agents_app = typer.Typer(
     name="agents",
     help="Teams of LLM agents that plan, solve and check each other, with allow-listed tools and budgets.\n\n"
@@ -22,7 +24,6 @@ DEFAULT_MAX_TOTAL_TOKENS = 20_000
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_REPLY_TOKENS = 512
 SCRIPTED_NOTE = "scripted model answers: no language model is available offline"
-LLM_HELP = "hf:MODEL_DIR, openai:BASE_URL#MODEL or scripted:REPLIES.json (default: $TLCLI_LLM, then tlcli.toml)."
 TOOLS_HELP = ("Comma-separated tools: calculator, files:DIR (read-only), rag:INDEX_DIR (rag plugin), "
               "mcp:'COMMAND ARGS'#TOOL,TOOL (an MCP server over stdio, tools allow-listed by name).")
 
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
 @agents_app.command("teams")
 def teams(
     show: Optional[str] = typer.Option(None, "--show", help="Print one team's TOML (a built-in name or a file)."),
-    json_output: bool = typer.Option(False, "--json", help="JSON Lines on stdout."),
+    json_output: bool = options.json_(),
 ) -> None:
     """List the built-in teams, or print one with --show.
 
@@ -93,20 +94,20 @@ def _read_task(task: str) -> str:
 @agents_app.command("solve")
 def solve(
     task: str = typer.Argument(..., help="The task, or - to read it from stdin."),
-    llm: Optional[str] = typer.Option(None, "--llm", help=LLM_HELP),
+    llm: Optional[str] = options.llm(),
     team: str = typer.Option("plan-solve-critique", "--team", help="plan-solve-critique, debate, or a team .toml file."),
     tools: Optional[str] = typer.Option(None, "--tools", help=TOOLS_HELP),
     max_turns: int = typer.Option(DEFAULT_MAX_TURNS, "--max-turns", min=1, help="Model-call rounds for the whole team."),
     max_total_tokens: int = typer.Option(DEFAULT_MAX_TOTAL_TOKENS, "--max-total-tokens", min=1,
                                          help="Prompt + completion tokens for the whole team."),
     timeout: float = typer.Option(DEFAULT_TIMEOUT_S, "--timeout", min=0.001, help="Wall-clock seconds for the whole run."),
-    max_tokens: int = typer.Option(DEFAULT_REPLY_TOKENS, "--max-tokens", min=1, help="Length of one reply, in tokens."),
-    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="Sampling temperature (a role may set its own)."),
-    seed: Optional[int] = typer.Option(0, "--seed", help="Sampling seed, where the backend supports one."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/agents-TIME)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty --out folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No transcript on stderr."),
-    json_output: bool = typer.Option(False, "--json", help="Summary as the last JSON line on stdout."),
+    max_tokens: Optional[int] = options.max_tokens(),
+    temperature: Optional[float] = options.temperature(),
+    seed: int = options.seed(),
+    out: Optional[Path] = options.out(),
+    overwrite: bool = options.overwrite(),
+    quiet: bool = options.quiet(),
+    json_output: bool = options.json_(),
 ) -> None:
     """Solve a task with a team of agents; every message goes to the run folder's events.jsonl.
 
@@ -121,6 +122,9 @@ def solve(
     from tlcli_agents.teams import load_team, team_path
     from tlcli_agents.tools import build_toolbox
 
+    options.check_out_path(out)
+    max_tokens = DEFAULT_REPLY_TOKENS if max_tokens is None else max_tokens
+    temperature = 0.0 if temperature is None else temperature
     text = _read_task(task)
     chosen = load_team(team)
     specs = _split_tools(tools)
@@ -129,9 +133,7 @@ def solve(
     info(f"budgets: {max_turns} turns, {max_total_tokens} tokens, {timeout:g} s "
          "(--max-turns, --max-total-tokens, --timeout)")
     backend = resolve_llm(llm)
-    if not hasattr(backend, "chat"):
-        raise UsageError(f"the {backend.spec} backend has no chat API in this tlcli; update tlcli")
-    if str(backend.spec).startswith("scripted"):
+    if getattr(backend, "scripted", False):
         info(SCRIPTED_NOTE)
     toolbox = build_toolbox(specs)
     model = LiveModel(backend, chosen.parallel)
@@ -217,7 +219,7 @@ def replay(
     run_dir: Path = typer.Argument(..., help="A run folder written by 'tlcli agents solve'."),
     team: Optional[str] = typer.Option(None, "--team", help="Replay with another team (default: the recorded one)."),
     tools: Optional[str] = typer.Option(None, "--tools", help="Replay with other tools (default: the recorded ones)."),
-    json_output: bool = typer.Option(False, "--json", help="Summary as the last JSON line on stdout."),
+    json_output: bool = options.json_(),
 ) -> None:
     """Re-run a recorded task against its recorded model answers (no backend): same tool calls, same result,
     or the first step where the replay diverges.

@@ -71,7 +71,7 @@ class Solver:
         self.state = LoopState()
         self.transcript: list[tuple[str, str]] = []  # (agent, final text) of every finished turn
         self.usage: dict[str, AgentUsage] = {}
-        self.last_answers: list[str] = []  # the non-empty replies of the latest finished turn
+        self.last_answers: list[str] = []  # the latest non-empty replies of a fallback_from role
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -105,7 +105,7 @@ class Solver:
                         del pending[reply.agent]
             finished = [(agent, finals[agent]) for agent in agents if agent in finals]  # in agent order
             self.transcript.extend(finished)
-            if any(text.strip() for _, text in finished):
+            if role.name in self.team.fallback_from and any(text.strip() for _, text in finished):
                 self.last_answers = [text for _, text in finished if text.strip()]
             if role.name == self.team.answer_from and finals:
                 answer = finals[next(a for a in agents if a in finals)]
@@ -127,8 +127,8 @@ class Solver:
                        self.state.completion_tokens, self.usage)
 
     def _best_so_far(self) -> str | None:
-        """The latest answer any agent gave, when the answering role never finished a turn (of a parallel
-        round, the first copy's)."""
+        """When the answering role never finished a turn: the latest answer of a ``fallback_from`` role (of a
+        parallel round, the first copy's), else None."""
         return self.last_answers[0] if self.last_answers else None
 
     def _cap_reply_length(self, requests) -> None:

@@ -49,6 +49,9 @@ class Team(BaseModel):
     description: str = ""
     start: str
     answer_from: str  # whose latest reply is the team's answer
+    # Roles whose latest reply stands in for the answer when a budget ends the run before answer_from
+    # has spoken (a debate's solvers, before the judge); none: the answer is then null.
+    fallback_from: list[str] = Field(default_factory=list)
     stop: StopRule | None = None
     # What a parallel role's n copies do over HTTP: "auto" runs threads on HTTP backends and one batched
     # call with n samples elsewhere.
@@ -63,7 +66,9 @@ class Team(BaseModel):
         known = set(names)
         for where, name in [("start", self.start), ("answer_from", self.answer_from)] + [
             (f"{r.name}.next", r.next) for r in self.roles
-        ] + ([("stop.by", self.stop.by)] if self.stop and self.stop.by else []):
+        ] + ([("stop.by", self.stop.by)] if self.stop and self.stop.by else []) + [
+            ("fallback_from", name) for name in self.fallback_from
+        ]:
             if name not in known and not (where.endswith(".next") and name == END):
                 raise ValueError(f"{where} = {name!r} is not a role of the team ({', '.join(names)})")
         return self

@@ -38,7 +38,8 @@ def test_turn_budget_holds(fake_llm, max_turns):
     outcome = solver.solve("never ends")
     assert outcome.status == "budget_exhausted" and "turn budget" in outcome.reason
     assert outcome.turns == max_turns and len(llm.calls) == max_turns
-    assert outcome.answer is not None  # the best answer so far, not nothing
+    # The best answer so far: the solver's latest; with one turn only the planner spoke, so none.
+    assert outcome.answer == (never_approves([]) if max_turns >= 2 else None)
 
 
 def test_token_budget_holds_within_one_turn(fake_llm):
@@ -70,7 +71,7 @@ def test_a_model_that_only_calls_tools_still_stops(fake_llm):
     outcome = solver.solve("loop on tools")
     assert outcome.status == "budget_exhausted" and outcome.turns == 6
     assert sum(1 for e in events if e["role"] == "tool") == 5
-    assert outcome.answer == "plan"  # the solver never finished a turn: the best earlier reply
+    assert outcome.answer is None  # the solver never finished a turn, and a plan is not an answer
 
 
 def test_debate_round_counts_once_and_budget_stops_before_the_judge(fake_llm):

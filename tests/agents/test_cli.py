@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import events_of, last_json
+from agent_helpers import events_of, last_json
 
 SCRIPT = ["1. add", '{"tool": "calculator", "arguments": {"expression": "17 * 23 + 4"}}', "395",
           "Not shown as a sum.", '{"tool": "read_file", "arguments": {"path": "facts.txt"}}',

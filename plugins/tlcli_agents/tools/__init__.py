@@ -7,7 +7,8 @@ refused and not run, whatever the model (or a document it read) says.
 
 Tools from other plugins (``rag:DIR``) come through the plugin surface: ``Plugin.tools = {"rag":
 "module:factory"}``; ``factory(arg: str)`` returns a list of objects with ``name``, ``description``,
-``parameters`` (JSON schema) and ``run(arguments: dict) -> str``. No plugin module is imported by name.
+``parameters`` (JSON schema) and ``run(arguments: dict) -> str`` (or one such object). No plugin module
+is imported by name.
 """
 
 from __future__ import annotations
@@ -132,8 +133,11 @@ def plugin_tools(kind: str, arg: str) -> list[Tool]:
                          f"built-in tools are {TOOL_SPECS}")
     module_name, _, attr = target.partition(":")
     factory = getattr(import_module(module_name), attr)
+    made_tools = factory(arg)
+    if hasattr(made_tools, "name"):  # one tool object rather than a list
+        made_tools = [made_tools]
     tools = []
-    for made in factory(arg):
+    for made in made_tools:
         run = getattr(made, "run", None) or made
         tools.append(Tool(str(made.name), kind, str(getattr(made, "description", "")),
                           dict(getattr(made, "parameters", {"type": "object", "properties": {}})), run))
