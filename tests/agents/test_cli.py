@@ -124,3 +124,16 @@ def test_replay_of_a_folder_that_is_not_a_run(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     result = cli("agents", "replay", str(tmp_path / "empty"))
     assert result.exit_code == 2 and "not an agents run folder" in result.stderr
+
+
+def test_a_backend_failure_mid_run_is_a_failed_run_with_a_summary(cli, use_llm, fake_llm):
+    def broken(messages):
+        raise ConnectionError("server went away")
+
+    use_llm(fake_llm(["plan", broken]))
+    result = cli("agents", "solve", "t", "--llm", "fake:", "--out", "runs/f", "--json")
+    assert result.exit_code == 1 and "server went away" in result.stderr
+    summary = last_json(result.stdout)
+    assert summary["status"] == "failed" and summary["turns"] == 1 and summary["answer"] is None
+    end = events_of(Path("runs/f"))[-1]
+    assert end["kind"] == "run_end" and end["data"]["status"] == "failed"
