@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -24,8 +24,9 @@ DEFAULT_MAX_TOTAL_TOKENS = 20_000
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_REPLY_TOKENS = 512
 SCRIPTED_NOTE = "scripted model answers: no language model is available offline"
-TOOLS_HELP = ("Comma-separated tools: calculator, files:DIR (read-only), rag:INDEX_DIR (rag plugin), "
-              "mcp:'COMMAND ARGS'#TOOL,TOOL (an MCP server over stdio, tools allow-listed by name).")
+TOOLS_HELP = ("Tools, comma-separated or repeated: calculator, files:DIR (read-only), rag:INDEX_DIR (rag plugin), "
+              "mcp:'COMMAND ARGS'#TOOL,TOOL (an MCP server over stdio, its tools allow-listed by name; it takes "
+              "the rest of its --tools value).")
 
 
 def register(app: typer.Typer) -> None:
@@ -66,19 +67,20 @@ def teams(
                 [[r["name"], r["roles"], r["stop"], r["description"]] for r in rows])
 
 
-def _split_tools(tools: Optional[str]) -> list[str]:
-    """Comma-separated specs; a comma inside an MCP spec's allow-list (mcp:CMD#a,b) stays with it."""
-    if not tools:
-        return []
+def _split_tools(values: Optional[List[str]]) -> list[str]:
+    """``--tools`` values (repeatable), each comma-separated; an ``mcp:`` spec takes the rest of its value,
+    so its own allow-list (``mcp:CMD#a,b``) keeps its commas."""
     specs: list[str] = []
-    for part in tools.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if specs and specs[-1].startswith("mcp:") and "#" in specs[-1] and ":" not in part:
-            specs[-1] += "," + part
-        else:
-            specs.append(part)
+    for value in values or []:
+        rest = value
+        while rest:
+            part, _, tail = rest.partition(",")
+            if part.strip().startswith("mcp:"):
+                specs.append(rest.strip())
+                break
+            if part.strip():
+                specs.append(part.strip())
+            rest = tail
     return specs
 
 
@@ -96,7 +98,7 @@ def solve(
     task: str = typer.Argument(..., help="The task, or - to read it from stdin."),
     llm: Optional[str] = options.llm(),
     team: str = typer.Option("plan-solve-critique", "--team", help="plan-solve-critique, debate, or a team .toml file."),
-    tools: Optional[str] = typer.Option(None, "--tools", help=TOOLS_HELP),
+    tools: Optional[List[str]] = typer.Option(None, "--tools", help=TOOLS_HELP),
     max_turns: int = typer.Option(DEFAULT_MAX_TURNS, "--max-turns", min=1, help="Model-call rounds for the whole team."),
     max_total_tokens: int = typer.Option(DEFAULT_MAX_TOTAL_TOKENS, "--max-total-tokens", min=1,
                                          help="Prompt + completion tokens for the whole team."),
@@ -218,7 +220,8 @@ def _report(outcome, summary: dict, json_output: bool) -> None:
 def replay(
     run_dir: Path = typer.Argument(..., help="A run folder written by 'tlcli agents solve'."),
     team: Optional[str] = typer.Option(None, "--team", help="Replay with another team (default: the recorded one)."),
-    tools: Optional[str] = typer.Option(None, "--tools", help="Replay with other tools (default: the recorded ones)."),
+    tools: Optional[List[str]] = typer.Option(None, "--tools", help="Replay with other tools (default: the recorded "
+                                              "ones); as for solve."),
     json_output: bool = options.json_(),
 ) -> None:
     """Re-run a recorded task against its recorded model answers (no backend): same tool calls, same result,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tlcli.secrets import redact
 from tlcli_agents.models import ReplayExhausted, ReplayModel
 from tlcli_agents.runfolder import read_recording
 from tlcli_agents.solver import Settings, Solver
@@ -61,7 +62,8 @@ def replay_run(run_dir: Path, team: str | None = None, tool_specs: list[str] | N
     toolbox = build_toolbox(specs)
     try:
         solver = Solver(chosen, toolbox, ReplayModel(events, bool(config.get("supports_tools"))), rule,
-                        lambda kind, data, step: replayed.append(json.loads(json.dumps(data))),
+                        # Masked as the recording was (Run.emit masks secrets), so the two compare.
+                        lambda kind, data, step: replayed.append(json.loads(json.dumps(redact(data)))),
                         Settings(settings.get("max_tokens", 512), settings.get("temperature", 0.0), settings.get("seed")))
         try:
             outcome = solver.solve(config["task"])

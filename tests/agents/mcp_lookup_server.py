@@ -1,6 +1,9 @@
 """A tiny MCP server over stdio for the tests: two tools, one of which the tests never allow-list."""
 
-from mcp.server.mcpserver import MCPServer
+try:  # mcp 2
+    from mcp.server.mcpserver import MCPServer
+except ImportError:  # mcp 1
+    from mcp.server.fastmcp import FastMCP as MCPServer
 
 server = MCPServer("tlcli-test-lookup")
 CAPITALS = {"france": "Paris", "peru": "Lima"}

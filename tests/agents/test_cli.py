@@ -137,3 +137,12 @@ def test_a_backend_failure_mid_run_is_a_failed_run_with_a_summary(cli, use_llm, 
     assert summary["status"] == "failed" and summary["turns"] == 1 and summary["answer"] is None
     end = events_of(Path("runs/f"))[-1]
     assert end["kind"] == "run_end" and end["data"]["status"] == "failed"
+
+
+def test_tools_values_split_on_commas_and_mcp_keeps_its_list():
+    from tlcli_agents.commands import _split_tools
+
+    assert _split_tools(["calculator,files:docs", "mcp:python srv.py#search,fetch_chunk"]) == [
+        "calculator", "files:docs", "mcp:python srv.py#search,fetch_chunk"]
+    assert _split_tools(["calculator, mcp:srv#a,b"]) == ["calculator", "mcp:srv#a,b"]
+    assert _split_tools(None) == [] and _split_tools([" , "]) == []
