@@ -49,6 +49,11 @@ def parse_action(text: str) -> Action:
     arguments = obj.get("arguments", obj.get("args", {}))
     if not isinstance(name, str) or not name:
         return Action("malformed", error="the tool call names no tool: write {\"tool\": NAME, \"arguments\": {...}}")
+    if isinstance(arguments, str):  # arguments written as JSON text, as in the OpenAI wire format
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError as error:
+            return Action("malformed", tool=name, error=f"the arguments of {name} are not valid JSON ({error})")
     if not isinstance(arguments, dict):
         return Action("malformed", tool=name, error=f"the arguments of {name} must be a JSON object")
     return Action("call", tool=name, arguments=arguments)

@@ -14,7 +14,8 @@ def test_calls_in_several_shapes():
     for text in ['{"tool": "calculator", "arguments": {"expression": "1+1"}}',
                  'Let me compute.\n```json\n{"tool": "calculator", "arguments": {"expression": "1+1"}}\n```',
                  'I will call {"tool": "calculator", "arguments": {"expression": "1+1"}} now',
-                 '{"name": "calculator", "arguments": {"expression": "1+1"}}']:
+                 '{"name": "calculator", "arguments": {"expression": "1+1"}}',
+                 '{"tool": "calculator", "arguments": "{\\"expression\\": \\"1+1\\"}"}']:
         action = parse_action(text)
         assert (action.kind, action.tool, action.arguments) == ("call", "calculator", {"expression": "1+1"}), text
 
@@ -23,6 +24,7 @@ def test_malformed_calls_are_named():
     assert parse_action('{"tool": "calculator", "arguments": {"expression": ').kind == "malformed"
     assert "names no tool" in parse_action('{"tool": 3}').error
     assert "JSON object" in parse_action('{"tool": "calculator", "arguments": [1]}').error
+    assert "not valid JSON" in parse_action('{"tool": "calculator", "arguments": "{oops"}').error
 
 
 def test_data_cannot_close_its_wrapper():

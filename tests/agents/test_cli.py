@@ -1,9 +1,11 @@
-"""`tlcli agents teams | solve | replay` through the CLI, on the fake backend."""
+"""`tlcli agents teams | solve | replay` through the CLI, on a fake backend and the scripted one."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 from agent_helpers import events_of, last_json
 
@@ -146,3 +148,24 @@ def test_tools_values_split_on_commas_and_mcp_keeps_its_list():
         "calculator", "files:docs", "mcp:python srv.py#search,fetch_chunk"]
     assert _split_tools(["calculator, mcp:srv#a,b"]) == ["calculator", "mcp:srv#a,b"]
     assert _split_tools(None) == [] and _split_tools([" , "]) == []
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "agents"
+
+
+@pytest.mark.parametrize("native", ["true", "false"])
+def test_scripted_backend_native_and_text_tool_calls_then_replay(cli, native):
+    result = cli("agents", "solve", "What do 23 pens and the paper bag cost?", "--llm",
+                 f"scripted:{EXAMPLE / 'replies.json'}?native_tools={native}", "--team", str(EXAMPLE / "team.toml"),
+                 "--tools", f"calculator,files:{EXAMPLE / 'notes'}", "--out", "runs/s", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "scripted model answers: no language model is available offline" in result.stderr
+    summary = last_json(result.stdout)
+    assert summary["status"] == "solved" and summary["answer"].endswith("cost 395 cents.")
+    tools = [e["data"] for e in events_of(Path("runs/s")) if e["kind"] == "message" and e["data"]["role"] == "tool"]
+    assert [(t["tool_name"], t["ok"]) for t in tools] == [("read_file", True), ("calculator", True), ("calculator", True)]
+    assert tools[-1]["content"] == "395" and "paper bag: 4 cents" in tools[0]["content"]
+    config = json.loads(Path("runs/s/config.json").read_text())
+    assert config["supports_tools"] is (native == "true")
+    replay = cli("agents", "replay", "runs/s", "--json")
+    assert replay.exit_code == 0 and last_json(replay.stdout)["replay"] == "exact"
