@@ -10,6 +10,7 @@ import tui_logs as logs
 from tui_helpers import wait_until, widget_text
 from tlcli.tui.app import build_monitor_app
 from tlcli.tui.state import load_run
+from tlcli.tui.widgets.run_header import RunHeader
 from tlcli.tui.widgets.transcript import TranscriptPanel
 
 
@@ -39,6 +40,8 @@ async def test_transcript_panel_shows_messages_and_usage(tmp_path):
         assert "solver 3t 734 tok 1 tools" in text and "total 1,430 tok" in text
         assert "→ calculator" in text and "↳ calculator: 391" in text
         assert "critic APPROVE" in text
+        header = widget_text(app, app.screen.query_one(RunHeader))
+        assert "turn 6  8 messages  3 agents" in header and "epoch" not in header
 
 
 @pytest.mark.anyio
