@@ -78,7 +78,7 @@ class FakeChatLLM:
     _next: int = 0
 
     def chat(self, messages, n=1, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None, tools=None):
-        self.calls.append({"messages": messages, "n": n, "temperature": temperature, "max_tokens": max_tokens,
+        self.calls.append({"time": time.monotonic(), "messages": messages, "n": n, "temperature": temperature, "max_tokens": max_tokens,
                            "seed": seed, "tools": tools})
         if self.latency:
             time.sleep(self.latency)

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 
 from agent_helpers import events_of, last_json
@@ -44,15 +41,13 @@ def test_native_tool_calls_over_the_wire(cli, options):
 def test_debate_sends_the_solvers_concurrently(cli):
     script = {"solver": ["395", "395", "394"], "judge": ["395"]}
     with AgentServer(by_role(script), latency=0.3) as server:
-        started = time.monotonic()
         result = cli("agents", "solve", "17 * 23 + 4?", "--llm", server.spec(), "--team", "debate",
                      "--out", "runs/debate", "--json")
-        wall = time.monotonic() - started
     assert result.exit_code == 0, result.stderr
     summary = last_json(result.stdout)
     assert summary["answer"] == "395" and summary["turns"] == 2
     assert server.peak_in_flight == 3 and all(b.get("n", 1) == 1 for b in server.requests)
-    assert len(server.requests) == 4 and wall < 4 * 0.3  # three at once, then the judge
+    assert len(server.requests) == 4  # three at once (peak 3 in flight), then the judge
     assert set(summary["per_agent"]) == {"solver-1", "solver-2", "solver-3", "judge"}
     judge = server.requests[-1]["messages"][-1]["content"]
     assert "[solver-1]" in judge and "[solver-3]" in judge
