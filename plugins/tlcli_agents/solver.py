@@ -72,6 +72,7 @@ class Solver:
         self.transcript: list[tuple[str, str]] = []  # (agent, final text) of every finished turn
         self.usage: dict[str, AgentUsage] = {}
         self.last_answers: list[str] = []  # the latest non-empty replies of a fallback_from role
+        self.answer: str | None = None  # the answering role's latest reply
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -81,14 +82,14 @@ class Solver:
         self.transcript = [("user", task)]
         self.last_answers = []
         self._record({"agent": "user", "role": "user", "content": task})
-        answer: str | None = None
+        self.answer = None
         stop: Stop | None = None
         speaker = self.team.start
         while speaker != END:
             role = self.team.role(speaker)
             agents = [role.name] if role.n == 1 else [f"{role.name}-{i + 1}" for i in range(role.n)]
-            turns = {agent: self._turn(agent, role) for agent in agents}
-            pending = {agent: next(turn) for agent, turn in turns.items()}
+            speaking = {agent: self._turn(agent, role) for agent in agents}
+            pending = {agent: next(turn) for agent, turn in speaking.items()}
             finals: dict[str, str] = {}
             while pending:
                 stop = self.termination.check(self.state)  # the one place every stop rule is asked
@@ -99,7 +100,7 @@ class Solver:
                 self._account(role, replies)
                 for reply in replies:
                     try:
-                        pending[reply.agent] = turns[reply.agent].send(reply)
+                        pending[reply.agent] = speaking[reply.agent].send(reply)
                     except StopIteration as done:
                         finals[reply.agent] = done.value
                         del pending[reply.agent]
@@ -108,14 +109,17 @@ class Solver:
             if role.name in self.team.fallback_from and any(text.strip() for _, text in finished):
                 self.last_answers = [text for _, text in finished if text.strip()]
             if role.name == self.team.answer_from and finals:
-                answer = finals[next(a for a in agents if a in finals)]
+                self.answer = finals[next(a for a in agents if a in finals)]
             if stop is not None:
                 break
             speaker = role.next
+        answer = self.answer
         if stop is None:  # the team reached its end: a last reply may still carry the stop mention
             stop = self.termination.check(self.state)
             if stop is None or stop.status != SOLVED:
-                stop = Stop(SOLVED, "the team finished") if answer else Stop("gave_up", "the team ended with no answer")
+                stop = Stop(SOLVED, "the team finished")
+        if stop.status == SOLVED and not (answer or "").strip():
+            stop = Stop("gave_up", f"{stop.reason}, but {self.team.answer_from} gave no answer")
         if answer is None and stop.status == BUDGET_EXHAUSTED:
             answer = self._best_so_far()
         return Outcome(stop.status, answer, stop.reason, self.state.turns, self.state.prompt_tokens,
@@ -123,7 +127,7 @@ class Solver:
 
     def failed(self, reason: str) -> Outcome:
         """The outcome when the backend broke mid-run: status failed, the best answer so far."""
-        return Outcome("failed", self._best_so_far(), reason, self.state.turns, self.state.prompt_tokens,
+        return Outcome("failed", self.answer if self.answer is not None else self._best_so_far(), reason, self.state.turns, self.state.prompt_tokens,
                        self.state.completion_tokens, self.usage)
 
     def _best_so_far(self) -> str | None:

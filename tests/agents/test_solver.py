@@ -141,3 +141,24 @@ def test_debate_solvers_run_concurrently_over_http(fake_llm):
     assert peak[0] == 3 and all(c["n"] == 1 for c in llm.calls)
     assert time.monotonic() - started < 0.2 * 4 - 0.1  # 3 concurrent + 1 judge, not 4 in a row
     assert outcome.answer == "judged"
+
+
+def test_approval_before_any_answer_is_not_solved(fake_llm):
+    # The solver answers with nothing (an empty reply), the critic approves anyway.
+    llm = fake_llm(["plan", "", "APPROVE"])
+    solver, _ = make_solver(llm)
+    outcome = solver.solve("t")
+    assert outcome.status == "gave_up" and "solver gave no answer" in outcome.reason
+
+
+def test_a_failure_keeps_the_answer_so_far(fake_llm):
+    def broken(messages):
+        raise ConnectionError("gone")
+
+    llm = fake_llm(["plan", "It is 4.", broken])
+    solver, _ = make_solver(llm)
+    try:
+        solver.solve("2+2")
+    except ConnectionError:
+        outcome = solver.failed("gone")
+    assert outcome.status == "failed" and outcome.answer == "It is 4." and outcome.turns == 2
