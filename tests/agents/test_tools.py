@@ -124,3 +124,17 @@ def test_plugin_tools_come_through_the_registry(monkeypatch):
     box = build_toolbox(["notrag:whatever"])
     assert box.call(["notrag"], "root", {"x": 9}) == ("3.0", True)
     assert box.call(["calculator"], "root", {"x": 9})[1] is False
+
+
+def test_failing_or_huge_tool_results_are_messages(monkeypatch):
+    from tlcli_agents.tools import MAX_RESULT_CHARS, Tool, ToolBox
+
+    def boom(arguments):
+        raise RuntimeError("index is corrupt")
+
+    box = ToolBox()
+    box.add(Tool("boom", "rag", "fails", {"type": "object"}, boom))
+    box.add(Tool("big", "rag", "floods", {"type": "object"}, lambda a: "x" * (MAX_RESULT_CHARS + 5)))
+    assert box.call(["rag"], "boom", {}) == ("error: boom failed (RuntimeError: index is corrupt)", False)
+    text, ok = box.call(["rag"], "big", "{}")
+    assert ok and len(text) < MAX_RESULT_CHARS + 100 and text.endswith(f"of {MAX_RESULT_CHARS + 5}]")

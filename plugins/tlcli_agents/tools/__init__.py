@@ -20,6 +20,7 @@ from typing import Any, Callable
 from tlcli.errors import UsageError
 
 TOOL_SPECS = "calculator, files:DIR, rag:DIR, mcp:COMMAND#TOOL,TOOL"
+MAX_RESULT_CHARS = 20_000  # what one tool result may put into the conversation
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,16 @@ class ToolBox:
         if not isinstance(arguments, dict):
             return f"error: the arguments of {name} must be a JSON object, got {type(arguments).__name__}", False
         try:
-            return str(permitted[name].run(arguments)), True
+            text = str(permitted[name].run(arguments))
         except ToolError as error:
             return f"error: {error}", False
         except (TypeError, ValueError, KeyError) as error:
             return f"error: {name} could not use these arguments ({type(error).__name__}: {error})", False
+        except Exception as error:  # a plugin's or server's tool failing is the model's news, not a crash
+            return f"error: {name} failed ({type(error).__name__}: {error})", False
+        if len(text) > MAX_RESULT_CHARS:
+            text = text[:MAX_RESULT_CHARS] + f"\n[truncated: the first {MAX_RESULT_CHARS} characters of {len(text)}]"
+        return text, True
 
     def close(self) -> None:
         for close in self.closers:
