@@ -162,3 +162,16 @@ def test_a_failure_keeps_the_answer_so_far(fake_llm):
     except ConnectionError:
         outcome = solver.failed("gone")
     assert outcome.status == "failed" and outcome.answer == "It is 4." and outcome.turns == 2
+
+
+def test_a_debate_solver_that_calls_a_tool_finishes_alone_before_the_judge(fake_llm):
+    llm = fake_llm(["12", '{"tool": "calculator", "arguments": {"expression": "3 * 4"}}', "13", "It is 12.",
+                    "Final: 12"])
+    solver, events = make_solver(llm, team="debate", tools=["calculator"])
+    outcome = solver.solve("3 * 4?")
+    assert [c["n"] for c in llm.calls] == [3, 1, 1]  # the round, solver-2's follow-up, the judge
+    assert llm.calls[1]["messages"][-1]["content"].startswith('<tool_result source="calculator">')
+    assert outcome.turns == 3 and outcome.answer == "Final: 12"
+    judge = llm.calls[2]["messages"][-1]["content"]
+    assert "[solver-2]\nIt is 12." in judge and judge.index("[solver-1]") < judge.index("[solver-2]") < judge.index("[solver-3]")
+    assert outcome.per_agent["solver-2"].turns == 2 and outcome.per_agent["solver-2"].tool_calls == 1
