@@ -109,6 +109,7 @@ def solve(
     out: Optional[Path] = options.out(),
     overwrite: bool = options.overwrite(),
     quiet: bool = options.quiet(),
+    tui: bool = options.tui(),
     json_output: bool = options.json_(),
 ) -> None:
     """Solve a task with a team of agents; every message goes to the run folder's events.jsonl.
@@ -122,6 +123,8 @@ def solve(
     from tlcli_agents.runfolder import create_run
     from tlcli_agents.solver import Settings, Solver
     from tlcli_agents.teams import load_team, team_path
+    from tlcli.paths import STOP_REQUEST_FILE
+    from tlcli_agents.termination import StopRequested
     from tlcli_agents.tools import build_toolbox
 
     options.check_out_path(out)
@@ -146,16 +149,23 @@ def solve(
                   "supports_tools": model.supports_tools}
         with create_run(out, overwrite, config) as run:
             info(f"team {chosen.name} on {backend.spec}; tools: {', '.join(toolbox.tools) or 'none'}; run {run.path}")
-            emit = _emitter(run, quiet)
-            solver = Solver(chosen, toolbox, model, termination, emit, Settings(max_tokens, temperature, seed))
+            emit = _emitter(run, quiet or tui)
+            stoppable = termination | StopRequested(run.path / STOP_REQUEST_FILE)
+            solver = Solver(chosen, toolbox, model, stoppable, emit, Settings(max_tokens, temperature, seed))
             try:
-                outcome = solver.solve(text)
+                if tui:
+                    from tlcli.tui.launch import run_with_dashboard
+
+                    outcome = run_with_dashboard(run.path, lambda: solver.solve(text))
+                else:
+                    outcome = solver.solve(text)
             except (UsageError, KeyboardInterrupt):
                 raise
             except Exception as error:  # a backend failure ends the run as failed, with what it had
                 outcome = solver.failed(f"{type(error).__name__}: {error}")
             summary = outcome.summary() | {"run": str(run.path)}
-            run.finish("failed" if outcome.status == "failed" else "finished", metrics=summary)
+            stopped = (run.path / STOP_REQUEST_FILE).exists()
+            run.finish("failed" if outcome.status == "failed" else "stopped" if stopped else "finished", metrics=summary)
     finally:
         toolbox.close()
         model.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 BUDGET_EXHAUSTED = "budget_exhausted"
@@ -128,6 +129,18 @@ class TextMention(_Combinable):
         for role, reply in state.last_replies:
             if (self.by is None or role == self.by) and self.text in reply:
                 return Stop(SOLVED, f"{role} said {self.text}")
+        return None
+
+
+@dataclass(frozen=True)
+class StopRequested(_Combinable):
+    """The user asked the run to stop: ``tlcli monitor``'s ``s`` key, or the file created by hand."""
+
+    path: Path
+
+    def check(self, state: LoopState) -> Stop | None:
+        if self.path.exists():
+            return Stop(BUDGET_EXHAUSTED, f"stopped on request ({self.path.name})")
         return None
 
 

@@ -169,3 +169,23 @@ def test_scripted_backend_native_and_text_tool_calls_then_replay(cli, native):
     assert config["supports_tools"] is (native == "true")
     replay = cli("agents", "replay", "runs/s", "--json")
     assert replay.exit_code == 0 and last_json(replay.stdout)["replay"] == "exact"
+
+
+def test_a_stop_request_ends_the_run_cleanly(cli, use_llm, fake_llm):
+    def stop_after_planning(messages):
+        Path("runs/stop/stop-request").write_text("{}")  # what tlcli monitor's s key writes
+        return "the plan"
+
+    use_llm(fake_llm([stop_after_planning, "never reached"]))
+    result = cli("agents", "solve", "t", "--llm", "fake:", "--out", "runs/stop", "--json")
+    summary = last_json(result.stdout)
+    assert result.exit_code == 0 and summary["status"] == "budget_exhausted" and summary["turns"] == 1
+    assert summary["reason"] == "stopped on request (stop-request)"
+    assert events_of(Path("runs/stop"))[-1]["data"]["status"] == "stopped"
+
+
+def test_tui_without_a_terminal_is_ignored(cli, use_llm, fake_llm):
+    use_llm(fake_llm(["plan", "4", "APPROVE"]))
+    result = cli("agents", "solve", "2+2", "--llm", "fake:", "--out", "runs/t", "--tui", "--json")
+    assert result.exit_code == 0 and "--tui ignored: not a terminal" in result.stderr
+    assert last_json(result.stdout)["answer"] == "4"
