@@ -45,6 +45,8 @@ def parse_action(text: str) -> Action:
         obj, _ = json.JSONDecoder().raw_decode(candidate if candidate is not None else text[start:])
     except ValueError as error:
         return Action("malformed", error=f"the tool call is not valid JSON ({error})")
+    if "tool" not in obj and "arguments" not in obj:
+        return Action("answer")  # {"name": ...} alone is data in an answer, not a call
     name = obj.get("tool", obj.get("name"))
     arguments = obj.get("arguments", obj.get("args", {}))
     if not isinstance(name, str) or not name:

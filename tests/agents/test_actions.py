@@ -8,6 +8,7 @@ from tlcli_agents.actions import as_data, parse_action
 def test_plain_text_is_an_answer():
     assert parse_action("The answer is 42.").kind == "answer"
     assert parse_action("Use {braces} freely").kind == "answer"
+    assert parse_action('The record is {"name": "Ada", "born": 1815}.').kind == "answer"
 
 
 def test_calls_in_several_shapes():
