@@ -65,3 +65,22 @@ def test_transcript_snapshot(snap_compare, tmp_path, monkeypatch):
         await pilot.pause()
 
     assert snap_compare(build_monitor_app(Path("runs/agents")), terminal_size=(100, 30), run_before=loaded)
+
+
+def test_odd_message_events_fold_without_raising_and_stay_bounded():
+    from tlcli.tui.state import MAX_AGENTS, RunState
+
+    state = RunState(Path("x"))
+    for data in [{"agent": 3, "role": None, "content": {"a": 1}, "tool_calls": 7, "usage": "many"},
+                 {"agent": "a", "role": "assistant", "content": "line one\nline two\x1b[2J",
+                  "tool_calls": [{"name": "calc\x07", "arguments": "{" * 5000}, "junk"],
+                  "usage": {"prompt_tokens": -5, "completion_tokens": float("nan")}},
+                 {"role": "tool", "tool_name": ["x"], "content": None}]:
+        state.apply({"kind": "message", "step": 1, "data": data})
+    for i in range(MAX_AGENTS + 10):
+        state.apply({"kind": "message", "step": 2, "data": {"agent": f"agent-{i}", "role": "assistant",
+                                                              "usage": {"prompt_tokens": 1, "completion_tokens": 1}}})
+    entry = state.transcript[1]
+    assert entry.content == "line one line two\\x1b[2J" and entry.tool_calls[0].startswith("calc\\x07({{")
+    assert len(entry.tool_calls[0]) < 300 and state.agents["a"].prompt_tokens == 0
+    assert len(state.agents) == MAX_AGENTS + 1 and state.agents["(others)"].turns == 10 + 2
