@@ -51,6 +51,9 @@ def test_debate_sends_the_solvers_concurrently(cli):
     assert set(summary["per_agent"]) == {"solver-1", "solver-2", "solver-3", "judge"}
     judge = server.requests[-1]["messages"][-1]["content"]
     assert "[solver-1]" in judge and "[solver-3]" in judge
+    # The server is gone; the replay needs none, whatever order the concurrent answers arrived in.
+    replay = cli("agents", "replay", "runs/debate", "--json")
+    assert replay.exit_code == 0 and last_json(replay.stdout)["replay"] == "exact"
 
 
 def test_budget_holds_against_a_server_that_never_stops(cli):
