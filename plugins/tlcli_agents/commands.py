@@ -137,12 +137,13 @@ def solve(
     termination = _termination(chosen, **budgets)
     info(f"budgets: {max_turns} turns, {max_total_tokens} tokens, {timeout:g} s "
          "(--max-turns, --max-total-tokens, --timeout)")
-    backend = resolve_llm(llm)
-    if getattr(backend, "scripted", False):
-        info(SCRIPTED_NOTE)
-    toolbox = build_toolbox(specs)
-    model = LiveModel(backend, chosen.parallel)
+    toolbox = build_toolbox(specs)  # before the model: a bad --tools fails in a second, not after a load
+    model = None
     try:
+        backend = resolve_llm(llm)
+        if getattr(backend, "scripted", False):
+            info(SCRIPTED_NOTE)
+        model = LiveModel(backend, chosen.parallel)
         config = {"command": "agents solve", "task": text, "llm": backend.spec, "team": team,
                   "team_file": str(team_path(team)), "team_data": chosen.model_dump(), "tools": specs,
                   "budgets": budgets, "settings": {"max_tokens": max_tokens, "temperature": temperature, "seed": seed},
@@ -168,7 +169,8 @@ def solve(
             run.finish("failed" if outcome.status == "failed" else "stopped" if stopped else "finished", metrics=summary)
     finally:
         toolbox.close()
-        model.close()
+        if model is not None:
+            model.close()
     _report(outcome, summary, json_output)
     if outcome.status == "failed":
         raise JobFailed(f"the agents run failed: {outcome.reason}")
