@@ -118,7 +118,7 @@ def solve(
     """
     from tlcli.errors import JobFailed, UsageError
     from tlcli.llm import resolve_llm
-    from tlcli.output import emit_json, info
+    from tlcli.output import info
     from tlcli_agents.models import LiveModel
     from tlcli_agents.runfolder import create_run
     from tlcli_agents.solver import Settings, Solver

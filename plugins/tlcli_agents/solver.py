@@ -9,12 +9,11 @@ termination rule before every round. Every message, tool call and tool result is
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
-from tlcli_agents.actions import as_data, parse_action, text_protocol_prompt, DATA_RULE
+from tlcli_agents.actions import DATA_RULE, as_data, parse_action, text_protocol_prompt
 from tlcli_agents.models import Reply, Request
 from tlcli_agents.teams import END, Role, Team
 from tlcli_agents.termination import BUDGET_EXHAUSTED, SOLVED, LoopState, Stop, token_headroom
@@ -231,7 +230,3 @@ def summary_line(outcome: Outcome) -> str:
 def usage_rows(outcome: Outcome) -> list[list]:
     return [[agent, u.turns, u.prompt_tokens, u.completion_tokens, u.tool_calls, u.refused]
             for agent, u in outcome.per_agent.items()]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

@@ -7,8 +7,7 @@ import time
 import pytest
 
 from agent_helpers import make_solver
-from tlcli_agents.termination import (AllOf, AnyOf, LoopState, MaxTokens, MaxTurns, TextMention, Timeout,
-                                      token_headroom)
+from tlcli_agents.termination import AllOf, AnyOf, LoopState, MaxTokens, MaxTurns, TextMention, token_headroom
 
 
 def test_values_combine_with_or_and_and():

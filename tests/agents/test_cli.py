@@ -108,8 +108,6 @@ def test_replay_reports_a_changed_team(cli, use_llm, fake_llm, tmp_path):
     assert solve_with_files(cli, use_llm, fake_llm, tmp_path).exit_code == 0
     team = json.loads(Path("runs/r1/config.json").read_text())["team_data"]
     team["roles"][0]["next"] = "critic"  # planner -> critic: the solver's first turn disappears
-    import tomllib  # noqa: F401  (the team file is TOML; write it by hand)
-
     lines = [f'name = "changed"', f'start = "planner"', f'answer_from = "solver"',
              '[stop]', 'mention = "APPROVE"', 'by = "critic"']
     for role in team["roles"]:

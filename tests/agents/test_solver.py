@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -50,11 +49,6 @@ def test_native_tool_calls_use_the_tools_parameter(fake_llm):
     follow_up = llm.calls[2]["messages"]
     assert follow_up[-2]["tool_calls"][0]["function"]["name"] == "calculator"
     assert follow_up[-1]["role"] == "tool" and follow_up[-1]["tool_call_id"] == "c1" and "1024" in follow_up[-1]["content"]
-
-
-class Spy:
-    def __init__(self):
-        self.runs = 0
 
 
 def test_a_tool_outside_the_allow_list_is_refused_and_not_run(fake_llm, monkeypatch):
