@@ -25,7 +25,10 @@ def stderr_is_terminal() -> bool:
 
 
 def info(message: str) -> None:
-    """A line for people, on stderr (plain when not a terminal)."""
+    """A line for people, on stderr (plain when not a terminal); credentials are masked."""
+    from tlcli.secrets import safe_message
+
+    message = safe_message(message)
     if stderr_is_terminal():
         stderr_console().print(message)
     else:

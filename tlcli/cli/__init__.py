@@ -82,13 +82,17 @@ def main(argv: list[str] | None = None) -> None:
             raise
         ctx = getattr(error, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        message = " ".join(error.format_message().split())
+        from tlcli.secrets import safe_message
+
+        message = safe_message(" ".join(error.format_message().split()))
         print(f"tlcli: error: {message}{hint}", file=sys.stderr)
         code = getattr(error, "exit_code", EXIT_USAGE)
     except TlcliError as error:
         if debug:
             raise
-        print(f"tlcli: error: {error}", file=sys.stderr)
+        from tlcli.secrets import safe_message
+
+        print(f"tlcli: error: {safe_message(error)}", file=sys.stderr)
         code = error.exit_code
     except KeyboardInterrupt:
         print("tlcli: interrupted", file=sys.stderr)
