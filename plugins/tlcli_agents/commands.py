@@ -120,6 +120,7 @@ def solve(
     from tlcli.llm import resolve_llm
     from tlcli.output import info
     from tlcli_agents.models import LiveModel
+    from tlcli_agents.prices import add_costs, configured_prices
     from tlcli_agents.runfolder import create_run
     from tlcli_agents.solver import Settings, Solver
     from tlcli_agents.teams import load_team, team_path
@@ -137,6 +138,7 @@ def solve(
     termination = _termination(chosen, **budgets)
     info(f"budgets: {max_turns} turns, {max_total_tokens} tokens, {timeout:g} s "
          "(--max-turns, --max-total-tokens, --timeout)")
+    prices = configured_prices()
     toolbox = build_toolbox(specs)  # before the model: a bad --tools fails in a second, not after a load
     model = None
     try:
@@ -164,7 +166,7 @@ def solve(
                 raise
             except Exception as error:  # a backend failure ends the run as failed, with what it had
                 outcome = solver.failed(f"{type(error).__name__}: {error}")
-            summary = outcome.summary() | {"run": str(run.path)}
+            summary = add_costs(outcome.summary(), prices) | {"run": str(run.path)}
             stopped = (run.path / STOP_REQUEST_FILE).exists()
             run.finish("failed" if outcome.status == "failed" else "stopped" if stopped else "finished", metrics=summary)
     finally:
@@ -218,7 +220,8 @@ def _report(outcome, summary: dict, json_output: bool) -> None:
     from tlcli.output import emit_json, info
     from tlcli_agents.solver import summary_line, usage_rows
 
-    info(summary_line(outcome))
+    cost = summary.get("cost")
+    info(summary_line(outcome) + (f"; cost {cost['total']:.6g} {cost['currency']}" if cost else ""))
     info("agent        turns  prompt  completion  tools  refused")
     for agent, turns, prompt, completion, calls, refused in usage_rows(outcome):
         info(f"{agent:<12} {turns:>5}  {prompt:>6}  {completion:>10}  {calls:>5}  {refused:>7}")

@@ -187,3 +187,22 @@ def test_tui_without_a_terminal_is_ignored(cli, use_llm, fake_llm):
     result = cli("agents", "solve", "2+2", "--llm", "fake:", "--out", "runs/t", "--tui", "--json")
     assert result.exit_code == 0 and "--tui ignored: not a terminal" in result.stderr
     assert last_json(result.stdout)["answer"] == "4"
+
+
+def test_costs_come_from_configured_prices_only(cli, use_llm, fake_llm, tmp_path):
+    use_llm(fake_llm(["plan", "4", "APPROVE"]))
+    plain = last_json(cli("agents", "solve", "2+2", "--llm", "fake:", "--out", "runs/c0", "--json").stdout)
+    assert "cost" not in plain and "cost" not in plain["per_agent"]["solver"]
+    Path("tlcli.toml").write_text("[agents.prices]\ncurrency = \"EUR\"\nprompt_per_million = 2.0\n"
+                                  "completion_per_million = 10.0\n")
+    use_llm(fake_llm(["plan", "4", "APPROVE"]))
+    result = cli("agents", "solve", "2+2", "--llm", "fake:", "--out", "runs/c1", "--json")
+    summary = last_json(result.stdout)
+    tokens = summary["tokens"]
+    assert summary["cost"] == {"currency": "EUR", "total": round((tokens["prompt"] * 2 + tokens["completion"] * 10) / 1e6, 6)}
+    solver = summary["per_agent"]["solver"]
+    assert solver["cost"] == round((solver["prompt_tokens"] * 2 + solver["completion_tokens"] * 10) / 1e6, 6)
+    assert "EUR" in result.stderr
+    Path("tlcli.toml").write_text("[agents.prices]\nprompt_per_million = -1\ncompletion_per_million = 1\n")
+    bad = cli("agents", "solve", "2+2", "--llm", "fake:", "--out", "runs/c2")
+    assert bad.exit_code == 2 and "[agents.prices]" in bad.stderr
