@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -40,6 +41,16 @@ def test_mcp_without_an_allow_list_names_the_offered_tools():
         build_toolbox([f"mcp:{COMMAND}"])
 
 
-def test_mcp_server_that_does_not_start_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="did not start"):
+def test_mcp_server_that_does_not_start_is_a_usage_error_with_what_it_said(tmp_path):
+    with pytest.raises(UsageError, match="did not start.*it said: .*missing.py"):
         build_toolbox([f"mcp:{sys.executable} {tmp_path / 'missing.py'}#x"])
+
+
+def test_mcp_tools_work_when_stderr_has_no_file_descriptor(cli, tmp_path):
+    """In-process CLI runs (and some IDEs) give sys.stderr no fileno; the server's stderr must not need it."""
+    (tmp_path / "replies.json").write_text(json.dumps([
+        "plan", {"tool_calls": [{"name": "capital", "arguments": {"country": "France"}}]}, "Paris", "APPROVE"]))
+    result = cli("agents", "solve", "Capital of France?", "--llm", f"scripted:{tmp_path / 'replies.json'}",
+                 "--tools", f"mcp:{COMMAND}#capital", "--out", "runs/m", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["answer"] == "Paris"

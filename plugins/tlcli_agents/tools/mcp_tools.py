@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+import tempfile
 import threading
 from concurrent.futures import Future
 
@@ -38,6 +39,8 @@ class MCPConnection:
         self._ready: Future = Future()
         self._closing: asyncio.Event | None = None
         self._session = None
+        # The server's own stderr goes to a file, not over the transcript; its tail explains a failed start.
+        self.errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         self._main = asyncio.run_coroutine_threadsafe(self._serve(), self._loop)
 
     async def _serve(self) -> None:
@@ -47,7 +50,7 @@ class MCPConnection:
         self._closing = asyncio.Event()
         params = StdioServerParameters(command=self.argv[0], args=self.argv[1:])
         try:
-            async with stdio_client(params) as (read, write):
+            async with stdio_client(params, errlog=self.errlog) as (read, write):
                 async with ClientSession(read, write) as session:
                     await session.initialize()
                     self._session = session
@@ -63,9 +66,20 @@ class MCPConnection:
         try:
             return self._ready.result(timeout=CONNECT_TIMEOUT_S).tools
         except Exception as error:
+            said = self.stderr_tail()
             self.close()
             raise UsageError(f"--tools mcp:{shlex.join(self.argv)}: the MCP server did not start "
-                             f"({type(error).__name__}: {error}); check the command runs on its own") from None
+                             f"({type(error).__name__}: {error}){'; it said: ' + said if said else ''}; "
+                             "check the command runs on its own") from None
+
+    def stderr_tail(self, lines: int = 3) -> str:
+        try:
+            self.errlog.flush()
+            self.errlog.seek(0)
+            tail = [line.strip() for line in self.errlog.read()[-4000:].splitlines() if line.strip()][-lines:]
+        except (OSError, ValueError):
+            return ""
+        return " / ".join(tail)
 
     def call(self, name: str, arguments: dict) -> str:
         future = asyncio.run_coroutine_threadsafe(self._session.call_tool(name, arguments), self._loop)
@@ -95,6 +109,7 @@ class MCPConnection:
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
+        self.errlog.close()
 
 
 def mcp_tools(spec: str) -> tuple[list[Tool], callable]:
