@@ -54,3 +54,13 @@ def test_mcp_tools_work_when_stderr_has_no_file_descriptor(cli, tmp_path):
                  "--tools", f"mcp:{COMMAND}#capital", "--out", "runs/m", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1])["answer"] == "Paris"
+
+
+def test_the_server_gets_no_secrets(monkeypatch):
+    from tlcli_agents.tools.mcp_tools import server_environment
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-pass")
+    monkeypatch.setenv("TLCLI_LLM_API_KEY", "secret")
+    monkeypatch.setenv("TLCLI_HOME", "/tmp/home")
+    env = server_environment()
+    assert env["TLCLI_HOME"] == "/tmp/home" and "OPENAI_API_KEY" not in env and "TLCLI_LLM_API_KEY" not in env

@@ -27,9 +27,10 @@ def test_solver_searches_a_rag_index_through_rag_serve(cli, use_llm, fake_llm, t
     (docs / "weather.md").write_text("# Weather\n\nFog rolls in most mornings in October.\n")
     indexed = cli("rag", "index", str(docs), "--index", str(tmp_path / "idx"))
     assert indexed.exit_code == 0, indexed.stderr
-    use_llm(fake_llm(["1. search the notes", {"tool_calls": [{"name": "search", "arguments": {
-        "query": "what is the lighthouse keeper's cat called", "k": 2}}]}, "The cat is called Biscuit.", "APPROVE"],
-        supports_tools=True))
+    # Lexical search: the server answers without loading the encoder a second time.
+    search = {"name": "search", "arguments": {"query": "lighthouse keeper cat", "k": 2, "mode": "lexical"}}
+    use_llm(fake_llm(["1. search the notes", {"tool_calls": [search]}, "The cat is called Biscuit.", "APPROVE"],
+                     supports_tools=True))
     command = shlex.join([sys.executable, "-m", "tlcli", "rag", "serve", "--index", str(tmp_path / "idx")])
     result = cli("agents", "solve", "What is the keeper's cat called?", "--llm", "fake:", "--tools",
                  f"mcp:{command}#search", "--out", "runs/rag", "--json")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import tempfile
 import threading
@@ -18,6 +19,16 @@ from tlcli_agents.tools import Tool, ToolError
 
 CONNECT_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 60.0
+
+
+# Passed on to the server on top of the SDK's minimal environment (PATH, HOME, ...): where Python and tlcli
+# find their packages, caches and offline switches. Never API keys or tokens.
+PASSED_ON = ("PYTHONPATH", "VIRTUAL_ENV", "TLCLI_HOME", "TLCLI_PLUGINS", "TLCLI_CONFIG", "HF_HOME",
+             "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TMPDIR", "LANG", "LC_ALL")
+
+
+def server_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in PASSED_ON if name in os.environ}
 
 
 def parse_mcp_spec(spec: str) -> tuple[list[str], list[str]]:
@@ -48,7 +59,7 @@ class MCPConnection:
         from mcp.client.stdio import stdio_client
 
         self._closing = asyncio.Event()
-        params = StdioServerParameters(command=self.argv[0], args=self.argv[1:])
+        params = StdioServerParameters(command=self.argv[0], args=self.argv[1:], env=server_environment())
         try:
             async with stdio_client(params, errlog=self.errlog) as (read, write):
                 async with ClientSession(read, write) as session:
