@@ -4,6 +4,7 @@
    solver calls the calculator forever and whose critic never approves, for --turns rounds, writing every
    message into a real run folder (events.jsonl). The time inside ``llm.chat`` is measured apart; the rest,
    divided by the turns, is the solver's overhead (prompt building, tool calls, parsing, events, budgets).
+   Measured again without writing events, to show what the Run's event writing costs.
 2. Debate: the solvers' round of a debate with n solvers (concurrent requests, as the solver sends them to an
    HTTP backend) against n sequential chat calls, both on a fake OpenAI-compatible server on 127.0.0.1 that
    answers each request after a fixed latency.
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "agents"))  # the fake server the tests use
 
 
-def overhead_per_turn(turns: int) -> dict:
+def overhead_per_turn(turns: int, write_events: bool = True) -> dict:
     from tlcli.llm.scripted import ScriptedLLM
     from tlcli.run import Run
     from tlcli_agents.models import LiveModel
@@ -53,8 +54,9 @@ def overhead_per_turn(turns: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         run = Run.create("agents", Path(folder) / "run", plugin="agents", config={})
         run.start()
+        emit = (lambda kind, data, step: run.emit(kind, data, step=step)) if write_events else (lambda *a: None)
         solver = Solver(team, build_toolbox(["calculator"]), LiveModel(llm), TextMention("APPROVE", "critic") | MaxTurns(turns),
-                        lambda kind, data, step: run.emit(kind, data, step=step), Settings())
+                        emit, Settings())
         started = time.perf_counter()
         outcome = solver.solve("What is 17 * 23 + 4?")
         wall = time.perf_counter() - started
@@ -101,9 +103,12 @@ def main() -> None:
 
     overhead = [overhead_per_turn(args.turns) for _ in range(args.repeats)]
     per_turn = statistics.median(o["overhead_ms_per_turn"] for o in overhead)
+    no_events = statistics.median(overhead_per_turn(args.turns, write_events=False)["overhead_ms_per_turn"]
+                                  for _ in range(args.repeats))
     model_per_turn = statistics.median(o["model_ms_per_turn"] for o in overhead)
     rows = {"overhead": {"turns": args.turns, "overhead_ms_per_turn": round(per_turn, 3),
                          "scripted_model_ms_per_turn": round(model_per_turn, 3),
+                         "without_events_ms_per_turn": round(no_events, 3),
                          "all_runs_ms": [round(o["overhead_ms_per_turn"], 3) for o in overhead]}}
     rows["debate"] = []
     for n in args.n:
@@ -119,6 +124,8 @@ def main() -> None:
     o = rows["overhead"]
     print(f"solver overhead: {o['overhead_ms_per_turn']:.2f} ms per turn (median of {args.repeats} runs of "
           f"{args.turns} turns; goal < 5 ms); the scripted model took {o['scripted_model_ms_per_turn']:.2f} ms per turn")
+    print(f"  the same without writing events.jsonl (Run.emit, which masks secrets in every event): "
+          f"{o['without_events_ms_per_turn']:.2f} ms per turn")
     print(f"debate solvers' round on a fake server answering after {args.latency:g} s per request:")
     print("   n  concurrent  sequential  speedup  goal (0.8 n)")
     for d in rows["debate"]:
