@@ -53,7 +53,7 @@ def replay_run(run_dir: Path, team: str | None = None, tool_specs: list[str] | N
     metrics = _metrics(Path(run_dir))
     # No clock in a replay: it stops where the recording stopped, or earlier by the team's own rule.
     rule = MaxTurns(budgets.get("max_turns", 10**9)) | MaxTokens(budgets.get("max_total_tokens", 10**12))
-    if metrics.get("turns") is not None:
+    if metrics.get("turns") is not None and metrics.get("status") != "failed":  # a failed one runs out instead
         rule = rule | MaxTurns(int(metrics["turns"]))
     if chosen.stop is not None:
         rule = TextMention(chosen.stop.mention, chosen.stop.by) | rule
@@ -73,6 +73,9 @@ def replay_run(run_dir: Path, team: str | None = None, tool_specs: list[str] | N
     finally:
         toolbox.close()
     difference = first_difference(recorded, replayed)
+    if difference is None and exhausted and metrics.get("status") == "failed":
+        exhausted = None  # the recorded run failed at this very call: the replay ends where it did
+        outcome.reason = metrics.get("reason", outcome.reason)
     if difference is None and exhausted:
         difference = {"index": len(replayed), "recorded": "nothing (the recording ended)", "replayed": exhausted}
     if difference is None and metrics and (metrics.get("status"), metrics.get("answer")) != (outcome.status, outcome.answer):

@@ -206,3 +206,15 @@ def test_costs_come_from_configured_prices_only(cli, use_llm, fake_llm, tmp_path
     Path("tlcli.toml").write_text("[agents.prices]\nprompt_per_million = -1\ncompletion_per_million = 1\n")
     bad = cli("agents", "solve", "2+2", "--llm", "fake:", "--out", "runs/c2")
     assert bad.exit_code == 2 and "[agents.prices]" in bad.stderr
+
+
+def test_a_failed_run_replays_exactly_up_to_its_failure(cli, use_llm, fake_llm):
+    def broken(messages):
+        raise ConnectionError("server went away")
+
+    use_llm(fake_llm(["plan", "It is 4.", broken]))
+    assert cli("agents", "solve", "2+2", "--llm", "fake:", "--out", "runs/f").exit_code == 1
+    replay = cli("agents", "replay", "runs/f", "--json")
+    result = last_json(replay.stdout)
+    assert replay.exit_code == 0 and result["replay"] == "exact"
+    assert result["status"] == "failed" and result["answer"] == "It is 4." and result["turns"] == 2
