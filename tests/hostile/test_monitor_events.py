@@ -113,7 +113,7 @@ def test_escape_sequences_and_newlines_in_messages_are_shown_escaped():
                   logs.line("message", {"role": "assistant\x1b[31m", "content": "key sk-abcdefghijkl0123"})])
     texts = [line.text for line in state.logs]
     assert "bad \\x1b]52;c;ZXZpbA==\\x07\\nwarning: forged" in texts
-    assert "assistant\\x1b[31m: key ***" in texts
+    assert any(t.startswith("assistant\\x1b[31m: key ") and "abcdefghijkl0123" not in t for t in texts)
     assert all("\n" not in t and "\x1b" not in t for t in texts)
 
 
