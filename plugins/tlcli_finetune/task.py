@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tlcli.engine.params import discriminative_groups, freeze_until, list_blocks
+from tlcli.engine.params import block_name, discriminative_groups, freeze_until, list_blocks
 from tlcli.engine.task import Task, classification_sums
 from tlcli.errors import UsageError
 from tlcli.models.vision import build_vision_model, load_backbone_weights, read_weights_file
@@ -43,7 +43,7 @@ class FinetuneTask(Task):
                                                         built.head_names)
         blocks = list_blocks(built.model)
         try:
-            freeze_until(blocks, self.cfg.freeze_until)
+            freeze_until(blocks, block_name(blocks, self.cfg.freeze_until))
         except ValueError:
             raise UsageError(f"--freeze-until {self.cfg.freeze_until!r} is not a block of {self.cfg.model}; "
                              f"valid names: {', '.join(b.name for b in blocks)}") from None
