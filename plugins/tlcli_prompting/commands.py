@@ -32,7 +32,7 @@ def list_templates(json_output: bool = typer.Option(False, "--json", help="JSON 
     Example: tlcli prompt list --json
     """
     from tlcli.output import emit_json, print_table
-    from tlcli_prompting.templates import available, load_template
+    from tlcli.prompts.templates import available, load_template
 
     rows = []
     for name, _ in available():
@@ -55,7 +55,7 @@ def _template(template_ref: str, exemplars_path: Optional[Path], strict: bool = 
     silently not given to a template that takes none."""
     from tlcli.errors import UsageError
     from tlcli_prompting.questions import read_exemplars
-    from tlcli_prompting.templates import load_template
+    from tlcli.prompts.templates import load_template
 
     template = load_template(template_ref)
     exemplars = read_exemplars(str(exemplars_path)) if exemplars_path else None
@@ -122,7 +122,7 @@ _S = _sampling_options()
 
 
 def _settings(template, n, temperature, top_p, max_tokens, stop, seed, batch_size, answer_regex):
-    from tlcli_prompting.answers import compile_answer_regex
+    from tlcli.prompts.answers import compile_answer_regex
     from tlcli_prompting.runner import settings_for
 
     return settings_for(template, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,

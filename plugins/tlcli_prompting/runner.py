@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from tlcli.llm import LLM, SamplingParams, sampling_params
-from tlcli_prompting.answers import extract_answer, majority_vote
-from tlcli_prompting.templates import Exemplar, Template
+from tlcli.prompts.answers import extract_answer, majority_vote
+from tlcli.prompts.templates import Exemplar, Template
 
 # Sampling several answers greedily gives n copies; when the user asks for n > 1 and neither they nor
 # the template chose a temperature, use the value Wang et al. found robust for self-consistency.
