@@ -33,9 +33,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 def terminal_safe(text: str) -> str:
     """``text`` fit for a terminal line: control characters shown as escapes (``\\x1b``, ``\\n``) and secrets
     masked. Everything that writes names or messages for people goes through this."""
-    from tlcli.secrets import redact_text
+    from tlcli.secrets import safe_message
 
-    text = redact_text(str(text))
+    text = safe_message(str(text))
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 

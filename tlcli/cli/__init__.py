@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         ctx = getattr(error, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        message = " ".join(error.format_message().split())
+        from tlcli.secrets import safe_message
+
+        message = safe_message(" ".join(error.format_message().split()))
         print(f"tlcli: error: {message}{hint}", file=sys.stderr)
         code = getattr(error, "exit_code", EXIT_USAGE)
     except TlcliError as error:
