@@ -50,8 +50,12 @@ class SoftPromptModel:
         meta, pre = model.meta, model.preprocessing
         self.mode = meta.get("mode", "classify")
         self.labels = model.labels if self.mode == "classify" else []
-        self.cfg = PromptTuneConfig(data="-", mode=self.mode, model=meta["model"],
-                                    virtual_tokens=meta["virtual_tokens"], max_length=pre.get("max_length", 128))
+        try:
+            self.cfg = PromptTuneConfig(data="-", mode=self.mode, model=meta["model"],
+                                        virtual_tokens=meta["virtual_tokens"], max_length=pre.get("max_length", 128))
+        except (KeyError, ValueError):  # pydantic's ValidationError is a ValueError
+            raise UsageError(f"{display_path(model.path)}/model.json: not a readable prompt-tune export "
+                             "(mode, virtual_tokens, max_length); re-run tlcli prompt-tune") from None
         self.base = load_base(self.cfg.mode, self.cfg.model)
         module = PromptTuneTask(self.cfg, self.base, Examples([]), None, self.labels or None).build_model()
         try:
