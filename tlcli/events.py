@@ -79,15 +79,24 @@ class EventWriter:
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Every complete, valid line of an event log; a torn or corrupt line is skipped."""
+    """Every complete, valid line of an event log; a torn, corrupt or oversized line is skipped.
+
+    Lines are read at most ``MAX_LINE_BYTES`` at a time, so a hostile multi-gigabyte line costs no memory."""
     try:
-        handle = open(path, "r", encoding="utf-8", errors="replace")
+        handle = open(path, "rb")
     except FileNotFoundError:
         return
     with handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                return  # torn last line: the writer is mid-write or died
+        while True:
+            line = handle.readline(MAX_LINE_BYTES + 1)
+            if not line.endswith(b"\n"):
+                if len(line) <= MAX_LINE_BYTES:
+                    return  # the end, or a torn last line: the writer is mid-write or died
+                while not line.endswith(b"\n"):  # an oversized line: skip to its end
+                    line = handle.readline(MAX_LINE_BYTES)
+                    if not line:
+                        return
+                continue
             record = parse_event_line(line)
             if record is not None:
                 yield record

@@ -126,6 +126,16 @@ def test_a_line_over_four_megabytes_does_not_stop_the_reader(tmp_path):
     assert RunReader().read(run).step == 20
 
 
+def test_read_events_skips_an_oversized_line_whole(tmp_path, monkeypatch):
+    from tlcli import events
+
+    monkeypatch.setattr(events, "MAX_LINE_BYTES", 1000)
+    forged = '{"kind": "run_end", "data": {"status": "finished"}}'
+    path = logs.write(tmp_path / "r", logs.run_start() + "#" * 5000 + forged + "\n" + logs.metric(10)
+                      + logs.metric(20)[:-5]) / "events.jsonl"  # the last line is torn
+    assert [e["kind"] for e in events.read_events(path)] == ["run_start", "metric"]
+
+
 def test_a_fragment_of_a_huge_line_never_passes_for_an_event(tmp_path, monkeypatch):
     monkeypatch.setattr(tail_module, "MAX_READ_BYTES", 1024)
     forged = '{"kind": "run_end", "data": {"status": "finished"}}'
