@@ -211,10 +211,9 @@ def test_debug_shows_the_oserror(monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device", "x")
 
     monkeypatch.setattr(tlcli_cli, "build_app", lambda: fake_command_app(body))
-    monkeypatch.delenv("TLCLI_DEBUG", raising=False)
+    monkeypatch.setenv("TLCLI_DEBUG", "0")  # main() sets it to 1; monkeypatch puts the old state back
     with pytest.raises(OSError):
         tlcli_cli.main(["job", "--debug"])
-    monkeypatch.delenv("TLCLI_DEBUG", raising=False)
 
 
 # ---- a NUL byte in a path from stdin -------------------------------------------------------------------------
