@@ -158,6 +158,16 @@ def test_an_events_file_that_is_a_folder_is_said_once(tmp_path):
     assert len(errors) == 1 and "is a directory" in errors[0], errors
 
 
+def test_thousands_of_metric_names_or_blocks_stay_bounded():
+    from tlcli.tui.state import MAX_BLOCKS, MAX_METRICS
+
+    state = fold([logs.line("eval", {"metrics": {f"m{i}": 0.5 for i in range(5000)}}, step=1),
+                  logs.line("eval", {"metrics": {"m0": 0.7, "new": 0.1}}, step=2),
+                  logs.line("layers", {"blocks": [{"name": f"b{i}", "params": 1} for i in range(20000)]})])
+    assert len(state.val) == MAX_METRICS and state.val["m0"].values == [0.5, 0.7] and "new" not in state.val
+    assert len(state.blocks) == MAX_BLOCKS
+
+
 def test_absurd_durations_and_times_show_a_dash():
     assert duration(float("inf")) == duration(float("nan")) == duration(1e300) == "-"
     assert clock(1e300) == "-"
