@@ -36,6 +36,9 @@ def terminal_safe(text: str) -> str:
     from tlcli.secrets import redact_text
 
     text = redact_text(str(text))
+    # Lone surrogates (a JSON "\udc80", a non-UTF-8 file name decoded with surrogateescape) cannot be
+    # written to a UTF-8 terminal: shown as \udc80 rather than raising UnicodeEncodeError.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 

@@ -66,6 +66,12 @@ def render_everything(state: RunState) -> None:
     if state.epochs:
         f"{state.epochs:g}"
     f"{state.epoch:.2f}"
+    shown = [line.text for line in state.logs] + [line.level for line in state.logs] + list(state.val)
+    shown += [state.name, state.command, state.plugin, state.model, state.device, state.precision]
+    shown += [b.name for b in state.blocks] + list(state.lr)
+    for text in shown:
+        text.encode("utf-8")  # strict, as a UTF-8 terminal needs
+        assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in text), repr(text)
 
 
 @pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
@@ -115,6 +121,18 @@ def test_escape_sequences_and_newlines_in_messages_are_shown_escaped():
     assert "bad \\x1b]52;c;ZXZpbA==\\x07\\nwarning: forged" in texts
     assert "assistant\\x1b[31m: key ***" in texts
     assert all("\n" not in t and "\x1b" not in t for t in texts)
+
+
+def test_lone_surrogates_and_deep_nesting_become_printable_text():
+    deep = "[" * 900 + "]" * 900
+    state = fold([logs.run_start(pid=os.getpid()),
+                  '{"kind": "log", "data": {"level": "info", "message": "a\\udc80b"}}\n',
+                  '{"kind": "log", "data": {"message": %s}}\n' % deep])
+    texts = [line.text for line in state.logs]
+    assert "a\\udc80b" in texts
+    for text in texts:
+        text.encode("utf-8")  # strict: what a UTF-8 terminal accepts
+    assert state.unreadable_events == 0
 
 
 def test_a_line_over_four_megabytes_does_not_stop_the_reader(tmp_path):
@@ -177,7 +195,8 @@ def test_absurd_durations_and_times_show_a_dash():
 # ---- property tests: generated event lines --------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats()
+    | st.text(st.characters(codec=None, exclude_categories=()), max_size=20),  # controls and lone surrogates too
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
