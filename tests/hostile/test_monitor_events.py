@@ -253,3 +253,19 @@ def test_generated_events_fold_even_without_the_parser(events):
     state.judge_status(now=logs.START)
     render_everything(state)
     assert state.unreadable_events == 0
+
+
+def test_a_run_folder_that_cannot_be_looked_into_is_not_a_run(tmp_path, monkeypatch):
+    from tlcli.tui import runs
+
+    logs.write(tmp_path / "ok", logs.finished_run())
+    (tmp_path / "locked").mkdir()
+    real_is_file = Path.is_file
+
+    def is_file(self):
+        if self.parent.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)  # root ignores chmod 000, so the EACCES is patched in
+    assert [p.name for p in runs.find_runs(tmp_path)] == ["ok"]
