@@ -228,3 +228,26 @@ def test_a_nul_byte_in_a_path_from_stdin_is_skipped_and_named(tmp_path):
     assert paths == [good]
     assert [b.reason for b in bad] == ["NUL byte in the path"]
     assert str(bad[0]).endswith("b\\x00.jpg: NUL byte in the path")
+
+
+def test_an_io_error_on_one_entry_skips_it_and_names_it(tmp_path, monkeypatch):
+    from tlcli.data import walk
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "b.jpg").write_bytes(b"x")
+
+    class Failing:
+        """A DirEntry whose type cannot be read (EIO from a failing disk or a stale mount)."""
+
+        def __init__(self, entry):
+            self.name, self.path = entry.name, entry.path
+
+        def is_symlink(self):
+            raise OSError(errno.EIO, "Input/output error")
+
+    real_classify = walk._classify
+    monkeypatch.setattr(walk, "_classify", lambda entry, path, *rest: real_classify(
+        Failing(entry) if entry.name == "a.jpg" else entry, path, *rest))
+    found, bad = walk.walk_image_files(tmp_path)
+    assert found == [tmp_path / "b.jpg"]
+    assert [(b.path.name, b.reason) for b in bad] == [("a.jpg", "unreadable (input/output error)")]
