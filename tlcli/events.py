@@ -69,8 +69,13 @@ class EventWriter:
 
         record = {"time": round(time.time(), 3), "run": self.run, "kind": kind, "step": step,
                   "epoch": epoch, "stage": stage, "data": data}
-        self._handle.write(to_json(record) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(to_json(record) + "\n")
+            self._handle.flush()
+        except OSError as error:  # a full disk: say which file, for the one-line error at the top
+            if error.filename is not None:
+                raise
+            raise OSError(error.errno, error.strerror, str(self.path)) from None
 
     def close(self) -> None:
         if self._handle is not None:
