@@ -165,7 +165,8 @@ def test_a_read_only_out_folder_is_one_line(read_only_dir, run_main):
 @pytest.mark.parametrize("code, words", [
     (errno.ENOSPC, "no space left on device: {path}; free some space, or pass --out a folder on a disk with room, "
                    "and run again"),
-    (errno.EACCES, "permission denied: {path}; make it writable, or pass --out a folder that you can write"),
+    (errno.EACCES, "permission denied: {path}; check its permissions, or for outputs pass --out a folder that "
+                   "you can write"),
     (errno.EROFS, "read-only file system: {path}; pass --out a folder on a writable disk"),
 ])
 def test_an_oserror_escaping_a_command_is_one_line_exit_2(run_main, tmp_path, code, words):
@@ -195,6 +196,15 @@ def test_a_native_library_full_disk_error_is_one_line(run_main):
 
     exit_code, err = run_main(body)
     assert exit_code == 2 and err.startswith("tlcli: error: no space left on device;")
+
+
+def test_an_oserror_with_only_a_message_keeps_it(run_main):
+    def body(out):
+        raise OSError("cannot identify image file 'x.jpg'")
+
+    exit_code, err = run_main(body)
+    assert exit_code == 2
+    assert err == "tlcli: error: cannot identify image file 'x.jpg'; run again with --debug for the details\n"
 
 
 def test_other_exceptions_still_show_their_traceback(monkeypatch):

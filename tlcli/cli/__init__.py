@@ -141,8 +141,9 @@ _OS_ERRORS = {
     errno.ENOSPC: ("no space left on device", "free some space, or {where} on a disk with room, and run again"),
     errno.EDQUOT: ("disk quota exceeded", "free some space, or {where} on a disk with room, and run again"),
     errno.EROFS: ("read-only file system", "{where} on a writable disk"),
-    errno.EACCES: ("permission denied", "make it writable, or {where} that you can write"),
-    errno.EPERM: ("operation not permitted", "make it writable, or {where} that you can write"),
+    # Reading an input or writing an output: the error does not say which, so the fix names both.
+    errno.EACCES: ("permission denied", "check its permissions, or for outputs {where} that you can write"),
+    errno.EPERM: ("operation not permitted", "check its permissions, or for outputs {where} that you can write"),
     errno.EMFILE: ("too many open files", "raise the limit (ulimit -n) or pass fewer --workers"),
     errno.ENAMETOOLONG: ("file name too long", "use a shorter folder name"),
 }
@@ -153,7 +154,7 @@ def os_error_line(error: BaseException) -> str | None:
     says ``(os error N)``, as safetensors does); None for anything else. Names the path when known."""
     import re
 
-    from tlcli.output import display_path
+    from tlcli.output import display_path, terminal_safe
 
     if isinstance(error, OSError):
         code, path = error.errno, error.filename
@@ -164,8 +165,10 @@ def os_error_line(error: BaseException) -> str | None:
         code, path = int(found.group(1)), None
     what, fix = _OS_ERRORS.get(code, (None, None))
     if what is None:
-        what = ((error.strerror if isinstance(error, OSError) else None) or
-                (os.strerror(code) if code else type(error).__name__)).lower()
+        if code is None:  # OSError("message") as some libraries raise it: the message is all there is
+            what = terminal_safe(" ".join(str(error).split())) or type(error).__name__
+        else:
+            what = ((error.strerror if isinstance(error, OSError) else None) or os.strerror(code)).lower()
         fix = "run again with --debug for the details"
     where = _where_writes_go(path)
     line = f"{what}: {display_path(path)}" if path else what
