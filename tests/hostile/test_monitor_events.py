@@ -269,3 +269,55 @@ def test_a_run_folder_that_cannot_be_looked_into_is_not_a_run(tmp_path, monkeypa
 
     monkeypatch.setattr(Path, "is_file", is_file)  # root ignores chmod 000, so the EACCES is patched in
     assert [p.name for p in runs.find_runs(tmp_path)] == ["ok"]
+
+
+@st.composite
+def appended_log(draw):
+    """Lines (events, junk, long ones) and the chunk sizes in which a writer appends their bytes."""
+    lines = draw(st.lists(st.one_of(
+        event_dicts().map(json.dumps),
+        st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").decode("latin-1")),
+        st.integers(60, 200).map(lambda n: json.dumps({"kind": "log", "data": {"message": "x" * n}})),
+    ), max_size=10))
+    blob = "".join(line + "\n" for line in lines).encode("utf-8")
+    cuts = sorted(draw(st.lists(st.integers(0, len(blob)), max_size=8)))
+    return lines, blob, cuts
+
+
+@settings(max_examples=60, deadline=None)
+@given(appended_log())
+def test_the_tail_reads_each_short_enough_line_once_however_the_writes_are_cut(appended):
+    """However a writer's bytes arrive (torn mid-line, several lines at once), the tail yields exactly the
+    events of the complete lines that fit one read, each once, in order."""
+    import tempfile
+
+    lines, blob, cuts = appended
+    limit = 128
+    expected = [parse_event_line(line) for line in lines if len((line + "\n").encode()) <= limit]
+    expected = [e for e in expected if e is not None]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "events.jsonl"
+        path.write_bytes(b"")
+        tail, got, done = EventTail(path), [], 0
+        original = tail_module.MAX_READ_BYTES
+        tail_module.MAX_READ_BYTES = limit
+        try:
+            for cut in cuts + [len(blob)]:
+                with open(path, "ab") as handle:
+                    handle.write(blob[done:cut])
+                done = max(done, cut)
+                for _ in range(len(blob) // limit + 3):
+                    got += tail.read_new().events
+        finally:
+            tail_module.MAX_READ_BYTES = original
+    assert got == expected
+
+
+def test_a_carriage_return_does_not_split_a_line(tmp_path):
+    forged = '{"kind": "run_end", "data": {"status": "finished"}}'
+    path = logs.write(tmp_path / "r", logs.run_start(pid=os.getpid()) + "junk\r" + forged + "\n"
+                      + logs.metric(10)) / "events.jsonl"
+    assert [e["kind"] for e in EventTail(path).read_new().events] == ["run_start", "metric"]
+    from tlcli.events import read_events
+
+    assert [e["kind"] for e in read_events(path)] == ["run_start", "metric"]
