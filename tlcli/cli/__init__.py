@@ -45,7 +45,7 @@ def _no_type_for_flags() -> None:
 def build_app() -> typer.Typer:
     """The whole command tree: core commands, then every loaded plugin's."""
     from tlcli.cli import layers, monitor, plugins_cmd, predict
-    from tlcli.registry import register_commands
+    from tlcli.registry import PanelApp, register_commands
 
     _no_type_for_flags()
 
@@ -67,10 +67,11 @@ def build_app() -> typer.Typer:
     ) -> None:
         """tlcli root."""
 
-    plugins_cmd.register(app)
-    layers.register(app)
-    predict.register(app)
-    monitor.register(app)
+    core = PanelApp(app, "Core")
+    plugins_cmd.register(core)
+    layers.register(core)
+    predict.register(core)
+    monitor.register(core)
     for failure in register_commands(app):
         from tlcli.output import terminal_safe
 
