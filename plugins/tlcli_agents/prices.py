@@ -11,8 +11,6 @@ Without that table no cost is reported (tlcli never guesses a price).
 
 from __future__ import annotations
 
-import tomllib
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tlcli.errors import UsageError
@@ -29,20 +27,19 @@ class Prices(BaseModel):
 
 
 def configured_prices() -> Prices | None:
+    from tlcli.config_file import read_options_file
     from tlcli.llm.spec import config_file
 
     path = config_file()
     if path is None:
         return None
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("agents", {}).get("prices")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError) as error:
-        raise UsageError(f"cannot read [agents.prices] in {path}: {error}") from None
+    agents = read_options_file(path, option="config file").get("agents")
+    table = agents.get("prices") if isinstance(agents, dict) else None
     if table is None:
         return None
     try:
         return Prices(**table)
-    except (ValidationError, TypeError) as error:
+    except (ValidationError, TypeError) as error:  # TypeError: prices that are not a table
         raise UsageError(f"{path}: [agents.prices] needs prompt_per_million and completion_per_million "
                          f"(numbers >= 0) and an optional currency ({str(error).splitlines()[0]})") from None
 
