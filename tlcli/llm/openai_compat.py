@@ -319,7 +319,8 @@ class OpenAILLM(LLM):
 
     def stream(self, prompt, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None):
         if self.options.api == "chat":
-            yield from super().stream(prompt, temperature, top_p, max_tokens, stop, seed)
+            yield from self.chat_stream([{"role": "user", "content": prompt}], temperature, top_p, max_tokens,
+                                        stop, seed)
             return
         params = sampling_params(n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                  stop=list(stop or []), seed=seed)

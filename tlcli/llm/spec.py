@@ -47,6 +47,8 @@ class HFSpec(BaseModel):
     trust_remote_code: bool = False
     chat_template: Literal["auto", "on", "off"] = "auto"
     batch_size: int = Field(8, ge=1, le=1024)  # prompts per forward pass; each brings n rows
+    # n samples of a prompt share one prefill: its KV cache is computed once and expanded to n rows.
+    share_prefill: bool = True
 
 
 class OpenAISpec(BaseModel):
