@@ -24,19 +24,30 @@ class Plugin:
     name: unique, short, lower-case (``finetune``, ``clip``).
     register_commands: called once with the root Typer app; adds the plugin's commands or groups.
     predictors: model kinds this plugin can load for ``tlcli predict`` / ``tlcli evaluate``, mapped to
-        ``"module:function"``. The function takes ``(model_dir: Path, device: str)`` and returns a
-        :class:`ImagePredictor`. The string is imported only when such a model is used.
+        ``"module:function"``. The function takes ``(model_dir: Path, device: str)`` and returns an
+        :class:`ImagePredictor` or a :class:`TextPredictor`. The string is imported only when such a model is used.
+    embedders: text-embedding model families this plugin provides (``name -> "module:factory"``).
     llm_backends: LLM spec schemes this plugin serves, mapped to ``"module:factory"``; ``--llm
         SCHEME:TARGET?k=v`` calls ``factory(TARGET, {"k": "v"})``, which returns a
         :class:`tlcli.llm.base.LLM`. Built-in schemes (hf, openai, scripted) cannot be replaced.
+    tools: agent tools (``"rag" -> "module:factory"``); the factory takes the tool's argument (``rag:DIR`` gives
+        ``"DIR"``) and returns a tool object (see the agents plugin).
     description: one line for ``tlcli plugins``.
+    help_panel: the heading its commands appear under in ``tlcli --help`` (default: the name, capitalised).
     """
 
     name: str
     register_commands: Callable[["typer.Typer"], None]
     predictors: dict[str, str] = field(default_factory=dict)
+    embedders: dict[str, str] = field(default_factory=dict)
     llm_backends: dict[str, str] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    help_panel: str = ""
+
+    @property
+    def panel(self) -> str:
+        return self.help_panel or self.name.capitalize()
 
 
 class ImagePredictor(Protocol):
@@ -52,3 +63,25 @@ class ImagePredictor(Protocol):
     def transform(self, image): ...
 
     def predict(self, batch): ...
+
+
+class TextPredictor(Protocol):
+    """A trained text classifier for ``tlcli predict`` / ``tlcli evaluate``.
+
+    modality: ``"text"`` (an :class:`ImagePredictor` has none, or ``"image"``).
+    labels: class names in output order.
+    predict_texts: list of strings -> class probabilities, a float array (N, len(labels)).
+    """
+
+    modality: str
+    labels: list[str]
+
+    def predict_texts(self, texts: list[str]): ...
+
+
+def resolve_target(target: str):
+    """The object a ``"module:attribute"`` string names (imported now, not at plugin load)."""
+    import importlib
+
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)

@@ -39,16 +39,23 @@ class Plugins:
         return next((p.plugin for p in self.loaded if p.plugin.name == name), None)
 
     def predictor_for(self, kind: str) -> str | None:
-        for loaded in self.loaded:
-            if kind in loaded.plugin.predictors:
-                return loaded.plugin.predictors[kind]
-        return None
+        return self._lookup("predictors", kind)
 
     def llm_backend_for(self, scheme: str) -> str | None:
-        """The ``"module:factory"`` of the first loaded plugin serving LLM spec scheme ``scheme``."""
+        return self._lookup("llm_backends", scheme)
+
+    def tool_for(self, name: str) -> str | None:
+        return self._lookup("tools", name)
+
+    def embedder_for(self, name: str) -> str | None:
+        return self._lookup("embedders", name)
+
+    def _lookup(self, hook: str, key: str) -> str | None:
+        """The first loaded plugin's ``"module:attr"`` for ``key`` in one of its hook tables."""
         for loaded in self.loaded:
-            if scheme in loaded.plugin.llm_backends:
-                return loaded.plugin.llm_backends[scheme]
+            table = getattr(loaded.plugin, hook)
+            if key in table:
+                return table[key]
         return None
 
 
@@ -88,7 +95,7 @@ def register_commands(app) -> list[PluginFailure]:
     failures = []
     for loaded in load_plugins().loaded:
         try:
-            loaded.plugin.register_commands(app)
+            loaded.plugin.register_commands(PanelApp(app, loaded.plugin.panel))
         except Exception as error:  # a broken plugin must not take the CLI down
             failures.append(PluginFailure(loaded.plugin.name, loaded.distribution, f"{type(error).__name__}: {error}"))
     _REGISTER_FAILURES[:] = failures
@@ -96,6 +103,25 @@ def register_commands(app) -> list[PluginFailure]:
 
 
 _REGISTER_FAILURES: list[PluginFailure] = []
+
+
+class PanelApp:
+    """The root app as a plugin sees it: its commands and groups land under the plugin's heading in
+    ``tlcli --help`` unless it names another panel itself."""
+
+    def __init__(self, app, panel: str):
+        self._app, self._panel = app, panel
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("rich_help_panel", self._panel)
+        return self._app.command(*args, **kwargs)
+
+    def add_typer(self, *args, **kwargs):
+        kwargs.setdefault("rich_help_panel", self._panel)
+        return self._app.add_typer(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._app, name)
 
 
 def all_failures() -> list[PluginFailure]:

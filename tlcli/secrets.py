@@ -31,6 +31,10 @@ _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]*:[^/\s@]*@")
 _SECRET_PAIR = re.compile(r"(?i)\b((?:api[_-]?key|access[_-]?token|token|secret|password|passwd|auth)"
                           r"[\"']?\s*[=:]\s*[\"']?)([^\s&\"',;}]{4,})")
 _SECRET_NAME = re.compile(r"(?i)(api[_-]?key|token|secret|password|passwd|credential|authorization)")
+# A config *key* is secret only when its whole last word says so: ``max_tokens`` and ``api_key_env`` (the
+# name of a variable) are not.
+_SECRET_KEY = re.compile(r"(?i)(^|[_-])(api[_-]?key|apikey|secret|password|passwd|authorization|credentials?|"
+                         r"token|access[_-]?token|auth[_-]?token)$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _WEIGHTS_ONLY = re.compile(r"weights_only", re.IGNORECASE)
 _FALSE = re.compile(r"\bFalse\b")
@@ -49,7 +53,17 @@ def _environment_secrets() -> list[str]:
             if len(value) >= MIN_SECRET and _SECRET_NAME.search(name) and not name.endswith("_ENV")]
 
 
-def redact(text: Any) -> str:
+def redact(value: Any) -> Any:
+    """``value`` with every credential masked: a string is scanned (see the module docstring), a dict or
+    list is masked recursively like a config (:func:`redact_config`), anything else is returned as it is."""
+    if isinstance(value, (dict, list, tuple)):
+        return redact_config(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact_text(value)
+
+
+def redact_text(text: Any) -> str:
     """``text`` as a string with every credential masked (see the module docstring)."""
     text = str(text)
     # Longest first, so a secret containing another is masked whole.
@@ -75,7 +89,7 @@ def _is_basic_credential(token: str) -> bool:
 
 def looks_secret(key: str) -> bool:
     """Whether a config or header name says its value is a secret."""
-    return bool(_SECRET_NAME.search(key))
+    return bool(_SECRET_KEY.search(key))
 
 
 def redact_config(value: Any) -> Any:
@@ -86,7 +100,7 @@ def redact_config(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact_config(v) for v in value]
     if isinstance(value, str):
-        return redact(value)
+        return redact_text(value)
     return value
 
 
@@ -94,8 +108,12 @@ def safe_message(text: Any) -> str:
     """A message fit for a terminal or a log: redacted, and without advice to load pickles (torch's own
     errors suggest re-running ``torch.load`` with ``weights_only=False``; tlcli never does that)."""
     lines = []
-    for line in redact(text).split("\n"):
+    for line in redact_text(text).split("\n"):
         sentences = _SENTENCE_END.split(line)
         kept = [s for s in sentences if not (_WEIGHTS_ONLY.search(s) and _FALSE.search(s) and _ADVICE.search(s))]
         lines.append(" ".join(kept) if len(kept) != len(sentences) else line)
     return "\n".join(lines)
+
+
+# The name the rest of the code base used first.
+remember_secret = register_secret

@@ -13,10 +13,10 @@ from tlcli.engine.checkpoint import latest_checkpoint, load_checkpoint, save_che
 from tlcli.engine.loop import EpochBatches, fit
 from tlcli.engine.params import ParamGroup, discriminative_groups, freeze_until, list_blocks
 from tlcli.engine.schedule import lr_factor
-from tlcli.engine.task import TrainConfig
+from tlcli.engine.task import Task, TrainConfig
 
 
-class TensorTask:
+class TensorTask(Task):
     """A linear classifier on fixed tensors: small enough to replay exactly by hand."""
 
     def __init__(self, x, y, lr=0.1):

@@ -74,7 +74,8 @@ def test_run_folder_contents_and_predict_evaluate(cli, colour_data, resnet18_ini
     assert predicted.exit_code == 0, predicted.stderr
     lines = predicted.json_lines()
     assert len(lines) == 36
-    assert all(len(line["top"]) == 2 and line["top"][0] == [line["label"], line["score"]] for line in lines)
+    assert all(len(line["top"]) == 2 and line["top"][0] == {"label": line["label"], "score": line["score"]}
+               for line in lines)
     correct = sum(line["label"] == line["path"].split("/")[-2] for line in lines)
     assert correct >= 18  # well above chance (12) after a few steps on colour classes
 
@@ -83,7 +84,8 @@ def test_run_folder_contents_and_predict_evaluate(cli, colour_data, resnet18_ini
     data = report.json_lines()[0]
     assert data["n"] == 36
     assert sum(map(sum, data["confusion"])) == 36
-    assert data["top1"] == pytest.approx(correct / 36)  # evaluate agrees with predict
+    assert data["accuracy"] == pytest.approx(correct / 36)  # evaluate agrees with predict
+    assert sum(c["support"] for c in data["per_class"].values()) == 36
     assert (run / "confusion.svg").read_text().startswith("<svg")
 
 
@@ -134,7 +136,7 @@ def test_bad_files_are_skipped_and_counted_against_max_bad(cli, colour_data, tmp
     skipped = {entry["path"].rsplit("/", 1)[-1] for entry in ok.json_lines()[-1]["bad_files"]}
     assert skipped == {"zz-broken.png", "empty.jpg"}
     assert "zz-broken.png" in ok.stderr
-    from tlcli.engine.events import read_events
+    from tlcli.events import read_events
 
     kinds = [(e["kind"], e["data"].get("level")) for e in read_events(tmp_path / "ok" / "events.jsonl")]
     assert kinds[0] == ("run_start", None)  # the log opens with run_start; the skipped files follow it

@@ -1,11 +1,13 @@
 """Hostile-input fixtures: a fake OpenAI-compatible server on 127.0.0.1 that can misbehave on purpose
 (drip bytes, stall or cut a stream, answer JSON of the wrong shape, echo the caller's key), and a
-helper that collects everything a run wrote so a test can grep it for secrets."""
+helper that collects everything a run wrote so a test can grep it for secrets; small real file systems
+(tmpfs) where the machine allows mounting them."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -135,3 +137,30 @@ def clean_llm_env(monkeypatch):
     for name in ("TLCLI_LLM", "TLCLI_CONFIG", "TLCLI_LLM_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL",
                  "TLCLI_LLM_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+
+
+def _mount_tmpfs(where: Path, options: str) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 256 KiB tmpfs (a disk that fills up); skipped where mounting is not allowed (not root)."""
+    where = tmp_path / "small-disk"
+    if not _mount_tmpfs(where, "size=256k"):
+        pytest.skip("cannot mount a tmpfs here (needs root); the patched-writer tests cover this")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A real read-only file system (EROFS even for root, unlike chmod); skipped where mounting is not
+    allowed."""
+    where = tmp_path / "read-only"
+    if not _mount_tmpfs(where, "ro,size=64k"):
+        pytest.skip("cannot mount a read-only tmpfs here (needs root); the patched tests cover this")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)

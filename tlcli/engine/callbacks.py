@@ -11,44 +11,52 @@ import sys
 import time
 from pathlib import Path
 
-from tlcli.engine.events import EventWriter
+from tlcli.events import EventWriter
 
 
 class EventLog:
-    """Writes runs/<run>/events.jsonl (see tlcli.engine.events for the format)."""
+    """Writes the run's events.jsonl (see tlcli.events for the format) through its :class:`tlcli.run.Run`
+    (or, for callers that only have a folder, an EventWriter of its own). ``stage`` marks every event of
+    one part of a multi-stage run."""
 
-    def __init__(self, run_dir: Path, command: str, plugin: str, warnings: list[str] = ()):
-        self.writer = EventWriter(run_dir / "events.jsonl", run=Path(run_dir).name)
-        self.command, self.plugin = command, plugin
+    def __init__(self, run, command: str, plugin: str, warnings: list[str] = (), stage: str | None = None):
+        if hasattr(run, "emit"):
+            self._emit, self._close = run.emit, (lambda: None)
+        else:
+            writer = EventWriter(Path(run) / "events.jsonl", run=Path(run).name)
+            self._emit, self._close = writer.emit, writer.close
+        self.command, self.plugin, self.stage = command, plugin, stage
         self.step, self.epoch = 0, 0
         self.warnings = list(warnings)  # from before the run (skipped files): logged right after run_start
 
+    def emit(self, kind, data, step, epoch):
+        self._emit(kind, data, step, epoch, stage=self.stage)
+
     def on_run_start(self, info):
         self.step = info.get("resumed_from") or 0
-        self.writer.emit("run_start", {"command": self.command, "plugin": self.plugin, **info}, self.step, 0)
+        self.emit("run_start", {"command": self.command, "plugin": self.plugin, **info}, self.step, 0)
         for message in self.warnings:
             self.on_log("warning", message)
 
     def on_step_end(self, step, epoch, metrics, total_steps):
         self.step, self.epoch = step, epoch
-        self.writer.emit("metric", metrics, step, round(metrics.get("epoch_progress", epoch), 4))
+        self.emit("metric", metrics, step, round(metrics.get("epoch_progress", epoch), 4))
 
     def on_eval_end(self, step, epoch, metrics, monitor, best, is_best):
-        self.writer.emit("eval", {"metrics": metrics, "monitor": monitor, "best": best, "is_best": is_best},
-                         step, epoch)
+        self.emit("eval", {"metrics": metrics, "monitor": monitor, "best": best, "is_best": is_best}, step, epoch)
 
     def on_layers(self, step, epoch, blocks, unfrozen):
-        self.writer.emit("layers", {"blocks": blocks, "reason": "unfreeze", "unfrozen": unfrozen}, step, epoch)
+        self.emit("layers", {"blocks": blocks, "reason": "unfreeze", "unfrozen": unfrozen}, step, epoch)
 
     def on_checkpoint(self, step, epoch, path, kind):
-        self.writer.emit("checkpoint", {"path": path, "kind": kind}, step, epoch)
+        self.emit("checkpoint", {"path": path, "kind": kind}, step, epoch)
 
     def on_log(self, level, message):
-        self.writer.emit("log", {"level": level, "message": message}, self.step, self.epoch)
+        self.emit("log", {"level": level, "message": message}, self.step, self.epoch)
 
     def on_run_end(self, result):
-        self.writer.emit("run_end", result, result.get("steps", self.step), self.epoch)
-        self.writer.close()
+        self.emit("run_end", result, result.get("steps", self.step), self.epoch)
+        self._close()
 
 
 class Progress:
@@ -110,14 +118,18 @@ class Progress:
     def _print(self, line: str) -> None:
         if self.quiet:
             return
+        from tlcli.output import terminal_safe
+
+        line = terminal_safe(line)
         if self._bar is not None:
             self._bar.console.print(line, markup=False, highlight=False)
         else:
             print(line, file=sys.stderr, flush=True)
 
 
-def standard_callbacks(run_dir: Path, command: str, plugin: str, quiet: bool = False,
-                       warnings: list[str] = ()) -> list:
+def standard_callbacks(run, command: str, plugin: str, quiet: bool = False,
+                       warnings: list[str] = (), stage: str | None = None) -> list:
     """The event log and the progress display every training command uses; ``warnings`` (files skipped
-    before training) go into the log after run_start, so `tlcli monitor` shows them too."""
-    return [EventLog(run_dir, command, plugin, warnings), Progress(quiet=quiet)]
+    before training) go into the log after run_start, so `tlcli monitor` shows them too. ``run`` is a
+    :class:`tlcli.run.Run` (or a run folder's path)."""
+    return [EventLog(run, command, plugin, warnings, stage), Progress(quiet=quiet)]

@@ -14,6 +14,7 @@ only ever taken at an optimizer-step boundary.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 from tlcli.engine import distributed
 from tlcli.engine.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from tlcli.engine.device import autocast, resolve_device, resolve_precision
+from tlcli.engine.frozen import FrozenParts
 from tlcli.engine.params import apply_train_mode, block_states, count_params, set_trainable
 from tlcli.engine.schedule import lr_factor
 from tlcli.engine.task import Task, TrainConfig
@@ -89,17 +91,20 @@ class EpochBatches(Sampler):
 
 
 class _StopFlags:
-    """Ctrl-C and the run folder's stop-request file both ask the loop to end at the next step."""
+    """Ctrl-C, SIGTERM (docker stop, SLURM, timeout) and the run folder's stop-request file all ask the
+    loop to end after the current step. Ctrl-C ends as "interrupted", the other two as "stopped"."""
 
     def __init__(self, run_dir: Path):
         self.stop_file = run_dir / STOP_REQUEST_FILE
         self.interrupted = False
-        self._previous = None
+        self.terminated = False
+        self._previous: dict = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._on_sigint)
+            for signum, handler in ((signal.SIGINT, self._on_sigint), (signal.SIGTERM, self._on_sigterm)):
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, handler)
         return self
 
     def _on_sigint(self, signum, frame):
@@ -107,12 +112,19 @@ class _StopFlags:
             raise KeyboardInterrupt
         self.interrupted = True
 
+    def _on_sigterm(self, signum, frame):
+        self.terminated = True
+
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
     def stop_requested(self) -> bool:
-        return self.stop_file.exists()
+        return self.terminated or self.stop_file.exists()
+
+    def clear_request(self) -> None:
+        """The request was honoured: remove it, so a later --resume does not stop again at once."""
+        self.stop_file.unlink(missing_ok=True)
 
 
 class _Callbacks:
@@ -160,8 +172,14 @@ def _build_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
     raise UsageError(f"--optimizer {name!r} is not known; use adamw or sgd")
 
 
-def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool = False) -> RunResult:
-    """Train ``task`` as ``cfg`` says, writing checkpoints into ``run_dir``. Returns how it ended."""
+def fit(task: Task, cfg: TrainConfig, run, callbacks=(), resume: bool = False) -> RunResult:
+    """Train ``task`` as ``cfg`` says, writing checkpoints into the run folder (a :class:`tlcli.run.Run`
+    or its path). Returns how it ended.
+
+    However it ends (finished, stopped, interrupted), the best model so far is exported to ``model/``
+    once at least one step was taken; a later ``--resume`` continues a stopped or interrupted run.
+    """
+    run_dir = Path(getattr(run, "path", run))
     started = time.time()
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
@@ -171,6 +189,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
 
     # --- model, blocks, optimizer -------------------------------------------------------------
     model = task.build_model()
+    frozen = FrozenParts(model, task.frozen_modules(model))
     blocks = task.blocks(model)
     first_trainable = next((i for i, b in enumerate(blocks) if b.trainable), len(blocks))
     channels_last = device.type in ("cuda", "cpu") and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
@@ -223,7 +242,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
         step, start_epoch, skip_batches = p["step"], p["epoch"], p["batch_in_epoch"]
         best, bad_evals, history, wall_before = p["best"], p["bad_evals"], p["history"], p["wall_s"]
         _apply_unfreeze_stage(blocks, first_trainable, cfg.unfreeze_every, start_epoch)
-        model.load_state_dict(state["model"])
+        frozen.load_trainable_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         restore_rng(*state["rng"])
         resumed_from = step
@@ -249,7 +268,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
     def checkpoint(kind: str, epoch: int, batch_in_epoch: int) -> None:
         last_saved[0] = time.time()
         if dist_info.is_main:
-            folder = save_checkpoint(ckpt_root, f"step-{step:08d}", model.state_dict(), optimizer.state_dict(),
+            folder = save_checkpoint(ckpt_root, f"step-{step:08d}", frozen.trainable_state(model), optimizer.state_dict(),
                                      progress(epoch, batch_in_epoch), keep_prefix="step-")
             call("on_checkpoint", step=step, epoch=epoch, path=str(folder), kind=kind)
         distributed.barrier(dist_info)
@@ -267,6 +286,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
                     if dist_info.enabled:  # DDP must see the new set of trainable parameters
                         compiled = wrapped = distributed.wrap(model, dist_info, device)
                 apply_train_mode(model, cfg.train_bn)
+                frozen.keep_eval()
                 skip = skip_batches if epoch == start_epoch else 0
                 sampler.set_epoch(epoch, skip)
                 micro_total = micro_per_epoch
@@ -274,6 +294,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
                 stop_reason = None
                 interval_start, interval_wait, interval_samples, loss_sum, loss_count = time.time(), 0.0, 0, 0.0, 0
                 fetch_start = time.time()
+                skip_group = False
                 for batch in train_loader:
                     interval_wait += time.time() - fetch_start
                     group_start = (micro_index // cfg.accumulate) * cfg.accumulate
@@ -287,13 +308,29 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
                             loss = task.training_step(compiled, batch)
                         scaled = loss.float() / group_size
                         (scaler.scale(scaled) if scaler else scaled).backward()
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        if not cfg.skip_nonfinite:
+                            raise JobFailed(f"the loss became {loss_value} at step {step + 1}; the last good "
+                                            "checkpoint is kept. Lower --lr (or --clip-grad), or pass "
+                                            "--skip-nonfinite to skip such steps")
+                        optimizer.zero_grad(set_to_none=True)
+                        call("on_log", level="warning", message=f"skipped a batch with loss {loss_value} "
+                             f"at step {step + 1} (--skip-nonfinite)")
+                        skip_group = True
                     n = task.batch_size_of(batch)
                     samples_seen += n * dist_info.world
                     interval_samples += n * dist_info.world
-                    loss_sum += float(loss.detach())
-                    loss_count += 1
+                    if math.isfinite(loss_value):
+                        loss_sum += loss_value
+                        loss_count += 1
                     micro_index += 1
                     if not boundary:
+                        fetch_start = time.time()
+                        continue
+                    if skip_group:  # a non-finite micro-batch poisoned this step's gradients: drop the step
+                        skip_group = False
+                        optimizer.zero_grad(set_to_none=True)
                         fetch_start = time.time()
                         continue
                     factor = lr_factor(cfg.scheduler, step, total_steps, warmup)
@@ -311,6 +348,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
                         optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
+                    task.on_optimizer_step(model, step)
                     if step % log_every == 0 or step == total_steps:
                         now = time.time()
                         elapsed = max(1e-9, now - interval_start)
@@ -342,13 +380,15 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
                     break
                 # --- end of epoch (or of the step budget): evaluate, early stop, checkpoint ----------
                 epoch_complete = micro_index >= micro_total
-                if val_loader is not None:
-                    final_metrics = evaluate(task, model, val_loader, device, precision, dist_info)
+                whole_set = task.evaluate(model, device) if dist_info.is_main or not dist_info.enabled else None
+                if whole_set is not None or val_loader is not None:
+                    final_metrics = whole_set if whole_set is not None else evaluate(
+                        task, model, val_loader, device, precision, dist_info)
                     improved = best is None or _better(final_metrics.get(cfg.monitor), best, cfg.monitor_mode)
                     if improved and final_metrics.get(cfg.monitor) is not None:
                         best, bad_evals = final_metrics[cfg.monitor], 0
                         if dist_info.is_main:
-                            save_checkpoint(ckpt_root, f"best-step-{step:08d}", model.state_dict(), None,
+                            save_checkpoint(ckpt_root, f"best-step-{step:08d}", frozen.trainable_state(model), None,
                                             progress(epoch, micro_index), keep_prefix="best-step-")
                     else:
                         bad_evals += 1
@@ -383,10 +423,12 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, callbacks=(), resume: bool 
         trainable_params=count_params(model)[0],  # after gradual unfreezing, more than at the start
         total_params=total, device=str(device), precision=precision, history=history,
     )
-    if status == "finished" and dist_info.is_main:
+    if status != "finished":
+        flags.clear_request()
+    if dist_info.is_main and (status == "finished" or step > 0):
         best_folder, _ = latest_checkpoint(ckpt_root, prefix="best-step-")
         if best_folder is not None:  # export the best model seen, not merely the last one
-            model.load_state_dict(load_checkpoint(best_folder)["model"])
+            frozen.load_trainable_state(model, load_checkpoint(best_folder)["model"])
         model.to("cpu").to(memory_format=torch.contiguous_format)
         task.export(model, run_dir, result)
     call("on_run_end", result={"status": status, "error": None, "steps": step, "best": best,
@@ -421,19 +463,19 @@ def evaluate(task: Task, model, loader, device, precision: str, dist_info) -> di
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
-    count = 0
+    counts: dict[str, float] = {}
     for batch in loader:
         batch = _to_device(batch, device, False)
         with autocast(device, precision):
             values, n = task.validation_step(model, batch)
         for key, value in values.items():
             sums[key] = sums.get(key, 0.0) + float(value)
-        count += n
-    sums["__count"] = float(count)
-    sums = distributed.all_reduce_sum(sums, dist_info)
-    count = sums.pop("__count")
+            # one count for every metric, or each its own (tokens for a loss, sequences for an accuracy)
+            counts[key] = counts.get(key, 0.0) + float(n[key] if isinstance(n, dict) else n)
+    totals = distributed.all_reduce_sum({**sums, **{f"__count:{k}": v for k, v in counts.items()}}, dist_info)
     if was_training:
         model.train()
-    if not count:
+    if not counts:
         raise JobFailed("the validation set produced no batches")
-    return {key: value / count for key, value in sums.items()}
+    return {key: totals[key] / totals[f"__count:{key}"] if totals[f"__count:{key}"] else float("nan")
+            for key in sums}

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _max_bad_share(value: Any) -> float:
+    from tlcli.data.bad_files import parse_max_bad
+
+    return parse_max_bad(value)
+
+
+# ``--max-bad`` as a config field: "5%", "0.05" or 0.05 (a config file may say max_bad = "5%").
+MaxBadShare = Annotated[float, BeforeValidator(_max_bad_share)]
 
 
 class TrainConfig(BaseModel):
     """Options of the shared loop. Plugins embed these in their own config."""
 
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: `--lr inf` or a NaN in a config file is a usage error, not a run that trains to NaN.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1)
@@ -36,6 +47,7 @@ class TrainConfig(BaseModel):
     monitor_mode: Literal["max", "min"] = "max"
     compile: bool = False
     log_every: int | None = Field(None, ge=1)
+    skip_nonfinite: bool = Field(False, description="skip steps whose loss is inf/NaN instead of failing the run")
 
     def resolved_workers(self) -> int:
         if self.workers is not None:
@@ -43,43 +55,85 @@ class TrainConfig(BaseModel):
         return min(4, max(0, (os.cpu_count() or 1) - 1))
 
 
-class Task(Protocol):
-    """A unit of training the engine can run. Plugins implement this; the engine knows nothing else.
+class Task:
+    """A unit of training the engine can run. A plugin subclasses it and overrides what it needs; the
+    engine knows nothing else about the plugin.
+
+    Must override: ``build_model``, ``train_dataset``, ``training_step`` and ``describe`` (at least
+    ``command``, ``plugin``, ``model`` for the run_start event). The rest has defaults.
 
     Datasets: ``train_dataset()[(index, seed)]`` returns one sample, augmented with randomness drawn only
     from ``seed`` (so data order and augmentation survive resume and worker count);
-    ``val_dataset()[index]`` returns one unaugmented sample (or the whole method returns None).
+    ``val_dataset()[index]`` returns one unaugmented sample (or the method returns None).
     """
 
     def describe(self) -> dict[str, Any]:
-        """For the run_start event: at least ``command``, ``plugin`` and ``model``."""
+        raise NotImplementedError
 
     def build_model(self):
         """The model with its initial freezing applied (frozen parameters have requires_grad False)."""
+        raise NotImplementedError
+
+    def frozen_modules(self, model) -> list[str]:
+        """Dotted names of submodules that never train (a frozen CLIP, a teacher). The engine keeps them
+        in eval mode with no gradients, leaves them out of checkpoints, parameter groups and DDP, and
+        counts their parameters as frozen."""
+        return []
 
     def blocks(self, model) -> list:
         """The model's blocks (tlcli.engine.params.Block) in input-to-output order."""
+        from tlcli.engine.params import list_blocks
+
+        return list_blocks(model)
 
     def param_groups(self, model, blocks, include_frozen: bool) -> list:
         """tlcli.engine.params.ParamGroup list; with include_frozen, frozen blocks get groups too (for
-        gradual unfreezing)."""
+        gradual unfreezing). Default: one group at ``self.lr`` (``cfg.lr``), no decay on biases and norms."""
+        from tlcli.engine.params import discriminative_groups
 
-    def train_dataset(self): ...
+        cfg = getattr(self, "cfg", None)
+        lr = getattr(self, "lr", None) or getattr(cfg, "lr", 1e-3)
+        decay = getattr(cfg, "weight_decay", 0.0) or 0.0
+        first = next((i for i, b in enumerate(blocks) if b.trainable), len(blocks))
+        return discriminative_groups(model, blocks, first, lr, 1.0, decay, include_frozen)
 
-    def val_dataset(self): ...
+    def train_dataset(self):
+        raise NotImplementedError
 
-    def collate(self, items: list) -> Any: ...
+    def val_dataset(self):
+        return None
 
-    def batch_size_of(self, batch) -> int: ...
+    def collate(self, items: list) -> Any:
+        from torch.utils.data import default_collate
+
+        return default_collate(items)
+
+    def batch_size_of(self, batch) -> int:
+        first = batch[0] if isinstance(batch, (list, tuple)) else batch
+        if isinstance(first, dict):
+            first = next(iter(first.values()))
+        return len(first)
 
     def training_step(self, model, batch):
         """The loss (a scalar tensor) of one batch."""
+        raise NotImplementedError
 
-    def validation_step(self, model, batch) -> tuple[dict[str, float], int]:
-        """Per-batch sums of metrics (``val_loss``, ``val_accuracy``...) and the number of samples."""
+    def validation_step(self, model, batch) -> tuple[dict[str, float], int | dict[str, int]]:
+        """Per-batch sums of metrics (``val_loss``, ``val_accuracy``...) and how many samples they sum over:
+        one int for all, or ``{metric: count}`` where metrics count different things (tokens, samples)."""
+        raise NotImplementedError(f"{type(self).__name__} has a validation set but no validation_step")
+
+    def evaluate(self, model, device) -> dict[str, float] | None:
+        """Metrics over the whole validation set at once (a kNN accuracy needs every feature); None (the
+        default) means: average ``validation_step`` over batches instead."""
+        return None
+
+    def on_optimizer_step(self, model, step: int) -> None:
+        """After every optimizer step (an EMA teacher's update, a schedule of the task's own)."""
 
     def export(self, model, run_dir: Path, result) -> None:
-        """Write ``run_dir/model/`` (safetensors + labels + preprocessing) atomically."""
+        """Write ``run_dir/model/`` atomically (``tlcli.artifacts.write_model`` into a temporary folder that
+        is renamed into place; the Run's ``model_writer()`` does both)."""
 
 
 def classification_sums(logits, labels) -> tuple[dict[str, float], int]:

@@ -17,7 +17,6 @@ Config file (``TLCLI_CONFIG``, else ``./tlcli.toml``, else ``$TLCLI_HOME/config.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Literal, Union
 from urllib.parse import parse_qsl
@@ -195,10 +194,9 @@ def config_file() -> Path | None:
 
 
 def _from_config(path: Path) -> tuple[str, dict] | None:
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("llm")
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read config file {path}: {error}") from None
+    from tlcli.config_file import read_options_file
+
+    table = read_options_file(path, option="config file").get("llm")
     if table is None:
         return None
     extra = set(table) - {"spec", "options"}

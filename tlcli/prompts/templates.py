@@ -12,6 +12,7 @@ A template file starts with a Jinja comment holding the header::
     max_tokens = 256
     stop = ["\\nQ:"]
     answer_fallback = "none"          # "first-line": use the first line when no answer is found
+    system = ""                       # a system message, sent where the backend has a chat API
     -#}
     Q: {{ question }}
     A:
@@ -57,6 +58,7 @@ class TemplateMeta(BaseModel):
     max_tokens: int = Field(256, ge=1)
     stop: list[str] = Field(default_factory=list)
     answer_fallback: Literal["none", "first-line"] = "none"
+    system: str = ""  # the system message, for backends with a chat API (see tlcli_prompting.runner)
 
 
 class Exemplar(BaseModel):

@@ -1,0 +1,124 @@
+"""A run's exported model, ``model/``: written and read the same way by every plugin.
+
+Layout: ``model.json`` (``kind``, ``plugin``, ``format`` and the plugin's own fields), ``labels.json`` (class
+names in output order) when the model classifies, ``preprocessing.json`` when it has one, and tensors as
+safetensors (never pickle). Write it inside :meth:`tlcli.run.Run.model_writer` so it appears in one rename.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tlcli.errors import UsageError
+
+MODEL_JSON = "model.json"
+LABELS_JSON = "labels.json"
+PREPROCESSING_JSON = "preprocessing.json"
+FORMAT = 1
+
+
+def write_model(folder: Path, *, kind: str, plugin: str, tensors: dict[str, Any] | None = None,
+                weights_file: str = "model.safetensors", labels: list[str] | None = None,
+                preprocessing: dict | None = None, **meta: Any) -> Path:
+    """Write one exported model into ``folder`` (a temporary folder from ``Run.model_writer``).
+
+    ``tensors`` may hold torch tensors or NumPy arrays (not both); they are copied to contiguous CPU memory.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if tensors:
+        _save_tensors(tensors, folder / weights_file, {"format": "pt", "tlcli_kind": kind})
+    if labels is not None:
+        _write_json(folder / LABELS_JSON, list(labels))
+    if preprocessing is not None:
+        _write_json(folder / PREPROCESSING_JSON, preprocessing)
+    _write_json(folder / MODEL_JSON, {"kind": kind, "plugin": plugin, "format": FORMAT,
+                                      "weights": weights_file if tensors else None,
+                                      **({"num_classes": len(labels)} if labels is not None else {}), **meta})
+    return folder
+
+
+@dataclass
+class ModelFiles:
+    """A ``model/`` folder, checked: ``meta`` (model.json), ``labels``, ``preprocessing``."""
+
+    path: Path
+    meta: dict
+    labels: list[str] = field(default_factory=list)
+    preprocessing: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.meta.get("kind", "")
+
+    def tensors(self, name: str | None = None, framework: str = "pt") -> dict[str, Any]:
+        """The tensors of ``name`` (default: the file model.json names) as torch tensors or NumPy arrays."""
+        name = name or self.meta.get("weights") or "model.safetensors"
+        return load_tensors(self.path / name, framework)
+
+
+def model_dir_of(path: Path) -> Path:
+    """A run folder's ``model/``, or ``path`` itself when it is a model folder."""
+    path = Path(path)
+    return path / "model" if (path / "model").is_dir() else path
+
+
+def read_model(path: Path) -> ModelFiles:
+    """The model of a run folder (or of a ``model/`` folder), with one-line errors for every way it can be
+    missing or broken."""
+    folder = model_dir_of(path)
+    meta = _read_json(folder / MODEL_JSON, f"{path}: no model/{MODEL_JSON}; pass a finished run folder "
+                                            "(is the run still going, or did it stop before exporting?)")
+    if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
+        raise UsageError(f"{folder / MODEL_JSON}: not a tlcli model description (no \"kind\"); re-export the run")
+    labels = _read_json(folder / LABELS_JSON, None) if (folder / LABELS_JSON).exists() else []
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise UsageError(f"{folder / LABELS_JSON}: expected a JSON list of label names")
+    preprocessing = (_read_json(folder / PREPROCESSING_JSON, None)
+                     if (folder / PREPROCESSING_JSON).exists() else {})
+    return ModelFiles(folder, meta, labels, preprocessing if isinstance(preprocessing, dict) else {})
+
+
+def load_tensors(path: Path, framework: str = "pt") -> dict[str, Any]:
+    """A safetensors file; a missing, truncated or corrupt file is a usage error naming it."""
+    if not Path(path).is_file():
+        raise UsageError(f"{path}: missing; the run's export is incomplete, re-run or re-export it")
+    try:
+        if framework == "np":
+            from safetensors.numpy import load_file
+        else:
+            from safetensors.torch import load_file
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises its own error types for corrupt headers and data
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UsageError(f"{path}: not a readable safetensors file ({first}); re-export the run") from None
+
+
+def _save_tensors(tensors: dict[str, Any], path: Path, metadata: dict[str, str]) -> None:
+    first = next(iter(tensors.values()))
+    if hasattr(first, "detach"):
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(path),
+                  metadata=metadata)
+    else:
+        import numpy as np
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=metadata)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _read_json(path: Path, missing_message: str | None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(missing_message or f"{path}: missing") from None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{path}: unreadable ({type(error).__name__}); re-export the run") from None
