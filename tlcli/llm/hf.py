@@ -198,7 +198,10 @@ class HFLLM(LLM):
         # prefill itself on a small model (and nothing reads them).
         prefix = self.model.base_model(input_ids=input_ids[:, :-1], attention_mask=mask[:, :-1],
                                        position_ids=positions[:, :-1], use_cache=True)
-        cache = getattr(prefix, "cache", None) or prefix.past_key_values
+        cache = getattr(prefix, "cache", None) or getattr(prefix, "past_key_values", None)
+        if not hasattr(cache, "batch_repeat_interleave"):
+            # A model without a standard KV cache (recurrent or custom): copy the prompts instead.
+            return self.model.generate(**encoded, **self._generate_kwargs(params, params.n))
         cache.batch_repeat_interleave(params.n)
         return self.model.generate(
             input_ids=input_ids.repeat_interleave(params.n, dim=0),
