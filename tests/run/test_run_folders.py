@@ -94,8 +94,10 @@ def test_overwrite_replaces_a_run_only_after_the_new_one_started(cli, image_fold
 
 def test_resume_of_a_finished_run_changes_nothing(cli, image_folder, clip_args, tmp_path):
     run = tmp_path / "coop"
-    done = cli("coop", image_folder, "--epochs", "2", "--n-ctx", "2", "--out", run, "-q", *clip_args)
+    done = cli("coop", image_folder, "--epochs", "2", "--n-ctx", "2", "--out", run, "--tui", *clip_args)
     assert done.exit_code == 0, done.stderr
+    # --tui without a terminal: no dashboard, and the plain progress lines are still there (nohup logs)
+    assert "--tui ignored" in done.stderr and "training" in done.stderr and "epoch 1" in done.stderr
     before = snapshot(run)
     again = cli("coop", "--resume", run)
     assert again.exit_code == 0
