@@ -113,27 +113,16 @@ def finetune(
 
 
 def _build_config(ctx: typer.Context, config_file: Path | None):
+    from tlcli.config_file import read_options_file
     from tlcli_finetune.config import FinetuneConfig
 
     values = {k: v for k, v in options.config_values(ctx, rename=RENAMED).items() if v is not None}
     if config_file is not None:
         explicit = {RENAMED.get(k, k) for k in options.given_options(ctx)}
-        values.update({k: v for k, v in _read_toml(config_file).items() if k not in explicit})
+        values.update({k: v for k, v in read_options_file(config_file).items() if k not in explicit})
     if not values.get("data"):
         raise UsageError("missing DATA: pass a folder of class subfolders or a CSV manifest (or --resume RUN_DIR)")
     return options.validated(FinetuneConfig, **values)
-
-
-def _read_toml(path: Path) -> dict:
-    import tomllib
-
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, IsADirectoryError):
-        raise UsageError(f"--config {path}: no such file") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise UsageError(f"--config {path}: not valid UTF-8 TOML ({error})") from None
-    return {key.replace("-", "_"): value for key, value in values.items()}
 
 
 def _saved_config(run, workers: int | None):

@@ -12,6 +12,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from tlcli.output import display_path, terminal_safe
 from tlcli.tui.state import ENDED_STATUSES, RunState
 from tlcli.tui.stop import request_stop
 from tlcli.tui.watcher import EventLogWatcher, RunUpdated
@@ -86,9 +87,16 @@ class RunScreen(Screen):
             self.notify(f"the run has already {run.status}", severity="warning")
             return
         if not self.run_dir.is_dir():
-            self.notify(f"no run folder {self.run_dir} yet", severity="warning")
+            self.notify(f"no run folder {display_path(self.run_dir)} yet", severity="warning", markup=False)
             return
-        request_stop(self.run_dir)
+        try:
+            request_stop(self.run_dir)
+        except OSError as error:  # a read-only or foreign run folder (synced from elsewhere)
+            reason = (error.strerror or type(error).__name__).lower()
+            self.query_one(RunLog).note(f"cannot ask the run to stop: {reason} writing the stop-request "
+                                        f"file in {display_path(self.run_dir)}", "error")
+            self.notify(f"cannot write the stop request ({reason})", severity="error", markup=False)
+            return
         self.query_one(RunLog).note("stop requested: the run will checkpoint and end as stopped", "warning")
         self.notify("stop requested; the run checkpoints and stops")
 
@@ -107,6 +115,6 @@ class RunScreen(Screen):
         """Called by `--tui` when the training thread returns."""
         log = self.query_one(RunLog)
         if error:
-            log.note(f"training raised: {error}", "error")
+            log.note(f"training raised: {terminal_safe(error)}", "error")
         log.note("training ended — press q to quit")
         self.notify("training ended — press q to quit", timeout=8)
