@@ -12,67 +12,65 @@ from tlcli.data.sources import expand_paths, scan_class_folders
 from tlcli.errors import UsageError
 from tlcli.models.clip import load_clip
 from tlcli.output import display_path, emit_json, print_table
+from tlcli.evaluation import classification_report, classifier_records
+from tlcli.features import stream_image_features
 from tlcli_clip.common import say
-from tlcli_clip.features import stream_image_features
 from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 
 UNKNOWN = "unknown"
 
 
-def classification_metrics(probs: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict:
-    """clip_benchmark's names: acc1, acc5, mean_per_class_recall; plus the confusion matrix (rows: truth)."""
-    n, c = probs.shape
-    top = top_indices_of(probs, min(5, c))
-    acc1 = float((top[:, 0] == truth).mean()) if n else 0.0
-    acc5 = float((top == truth[:, None]).any(axis=1).mean()) if n else 0.0
-    confusion = np.zeros((c, c), dtype=np.int64)
-    np.add.at(confusion, (truth, top[:, 0]), 1)
-    support = confusion.sum(axis=1)
-    present = support > 0
-    recall = float((np.diag(confusion)[present] / support[present]).mean()) if present.any() else 0.0
-    return {"acc1": acc1, "acc5": acc5, "mean_per_class_recall": recall, "samples": n,
-            "labels": labels, "confusion_matrix": confusion.tolist()}
-
-
-def top_indices_of(probs: np.ndarray, k: int) -> np.ndarray:
-    """Indices of each row's ``k`` largest values, largest first (ties: the lower index first)."""
-    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
-
-
-def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prompt: Path | None,
-                 top_k: int | None, threshold: float | None, evaluate: bool, options: dict, json_output: bool,
-                 quiet: bool) -> dict | None:
-    started = time.time()
-    bad = BadFiles()
-    truth_names: list[str] | None = None
+def _inputs(args: list[str], evaluate: bool, bad: BadFiles) -> tuple[list[Path], list[str] | None]:
+    """The image paths, and with ``--eval`` each one's true label (its class folder)."""
     if evaluate:
         if len(args) != 1 or args[0] == "-" or not Path(args[0]).is_dir():
             raise UsageError("--eval needs PATHS to be one folder with a subfolder per label")
         samples = scan_class_folders(Path(args[0]), bad_files=bad)
-        paths = [s.path for s in samples]
-        truth_names = [s.label for s in samples]
+        paths, truth_names = [s.path for s in samples], [s.label for s in samples]
     else:
         paths, skipped = expand_paths(args)
         bad.extend(skipped)
+        truth_names = None
     if not paths:
         raise UsageError(f"no images found in {' '.join(args)}; pass image files, folders or - (paths on stdin)")
+    return paths, truth_names
 
-    coop = None
-    if prompt is not None:
-        from tlcli_clip.coop import load_prompt_run
 
-        coop = load_prompt_run(prompt)
-        model, pretrained = coop.meta["model"], coop.meta["pretrained"]
+def _resolve_labels(labels: list[str] | None, truth_names: list[str] | None, coop) -> list[str]:
+    """``--labels``, else the learned prompts' own (class-specific) or the class folders' names."""
+    if coop is not None:
         labels = labels or (sorted(set(truth_names)) if truth_names and not coop.meta["class_specific"] else None) \
             or coop.labels
     else:
-        model, pretrained = options["model"], options["pretrained"]
         labels = labels or sorted(set(truth_names or []))
     if truth_names is not None:
         missing = sorted(set(truth_names) - set(labels))
         if missing:
             raise UsageError(f"--eval: label folders not among the labels: {', '.join(missing[:5])}; add them to --labels")
+    return labels
 
+
+def _print_metrics(metrics: dict, labels: list[str]) -> None:
+    print_table("zero-shot accuracy", ["accuracy", "top-5 accuracy", "mean recall", "images"],
+                [[f"{metrics['accuracy']:.4f}", f"{metrics['top5_accuracy']:.4f}", f"{metrics['mean_recall']:.4f}",
+                  metrics["n"]]])
+    print_table("confusion (rows: truth, columns: predicted)", ["truth"] + labels,
+                [[name] + counts for name, counts in zip(labels, metrics["confusion"])])
+
+
+def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prompt: Path | None,
+                 top_k: int, threshold: float | None, evaluate: bool, options: dict, json_output: bool,
+                 quiet: bool) -> dict | None:
+    started = time.time()
+    bad = BadFiles()
+    paths, truth_names = _inputs(args, evaluate, bad)
+    coop = None
+    if prompt is not None:
+        from tlcli_clip.coop import load_prompt_run
+
+        coop = load_prompt_run(prompt)
+    labels = _resolve_labels(labels, truth_names, coop)
+    model, pretrained = (coop.meta["model"], coop.meta["pretrained"]) if coop else (options["model"], options["pretrained"])
     clip = load_clip(model, pretrained, options["device"], options["precision"])
     say(quiet, f"zero-shot {len(paths)} images, {len(labels)} labels, {clip.spec['model']} "
                f"({clip.spec['precision']}, {clip.device_name})")
@@ -84,23 +82,17 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
     # while the model works); --max-bad is judged at the end, so a run that then fails has printed some.
     stats: dict = {}
     features_started = time.time()
-    k = min(len(labels), top_k or 5)
     kept: list[int] = []
     prob_chunks = []
     rows = []
     for indices, features in stream_image_features(clip, paths, bad, batch_size=options["batch_size"],
                                                    workers=options["workers"], use_cache=options["use_cache"],
-                                                   stats=stats):
+                                                   stats=stats, quiet=quiet):
         probs = zero_shot_probs(clip, features, head) if coop is None else coop.probs(clip, features, head)
-        top_indices = top_indices_of(probs, k)
-        values = np.take_along_axis(probs, top_indices, axis=1)
-        for row, i in enumerate(indices):
-            score = float(values[row, 0])
-            label = labels[int(top_indices[row, 0])]
-            if threshold is not None and score < threshold:
-                label = UNKNOWN
-            top = [[labels[int(j)], round(float(v), 6)] for v, j in zip(values[row], top_indices[row])]
-            record = {"path": display_path(paths[i]), "label": label, "score": round(score, 6), "top": top}
+        for i, fields in zip(indices, classifier_records(probs, labels, top_k)):
+            record = {"path": display_path(paths[i]), **fields}
+            if threshold is not None and record["score"] < threshold:
+                record["label"] = UNKNOWN
             if truth_names is not None:
                 record["truth"] = truth_names[i]
             rows.append(record)
@@ -110,29 +102,22 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
         prob_chunks.append(probs)
     features_s = time.time() - features_started
     bad.check(len(paths), options["max_bad"])
-    probs = np.concatenate(prob_chunks) if prob_chunks else np.zeros((0, len(labels)), dtype=np.float32)
     if not json_output:
         print_table(None, ["path", "label", "score", "top"],
                     [[r["path"], r["label"], f"{r['score']:.3f}",
-                      ", ".join(f"{name} {p:.2f}" for name, p in r["top"][1:])] for r in rows])
+                      ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])] for r in rows])
     summary = {"images": len(rows), "cached": stats["cached"], "computed": stats["computed"],
                "bad_files": bad.summary(), "wall_s": round(time.time() - started, 3),
                "images_per_s": round(len(rows) / max(1e-9, features_s), 2), "precision": clip.spec["precision"]}
     if truth_names is not None:
+        probs = np.concatenate(prob_chunks) if prob_chunks else np.zeros((0, len(labels)), dtype=np.float32)
         index = {name: i for i, name in enumerate(labels)}
         truth = np.array([index[truth_names[i]] for i in kept], dtype=np.int64)
-        summary["metrics"] = classification_metrics(probs, truth, labels)
-        metrics = summary["metrics"]
+        summary["metrics"] = classification_report(probs, truth, labels)
         if json_output:
             emit_json({"summary": summary})
         else:
-            print_table("zero-shot accuracy", ["acc1", "acc5", "mean per-class recall", "images"],
-                        [[f"{metrics['acc1']:.4f}", f"{metrics['acc5']:.4f}",
-                          f"{metrics['mean_per_class_recall']:.4f}", metrics["samples"]]])
-            print_table("confusion (rows: truth, columns: predicted)", ["truth"] + labels,
-                        [[name] + counts for name, counts in zip(labels, metrics["confusion_matrix"])])
+            _print_metrics(summary["metrics"], labels)
     say(quiet, f"{len(rows)} images in {summary['wall_s']:.1f}s ({stats['cached']} cached, {stats['computed']} computed; "
                f"features: {summary['images_per_s']:.1f} images/s)")
     return summary
-
-

@@ -14,6 +14,7 @@ def register_commands(app) -> None:
 plugin = Plugin(
     name="rag",
     register_commands=register_commands,
+    tools={"rag": "tlcli_rag.tool:rag_tools"},
     description="Retrieval over your documents: FAISS + SQLite index (no pickle), hybrid search, cited answers, MCP.",
     help_panel="RAG",
 )

@@ -51,12 +51,12 @@ def _hard_features(seed: int, n: int, dim: int = 32, classes: int = 4):
 def test_logistic_regression_matches_scikit_learn(weight_decay):
     from sklearn.linear_model import LogisticRegression
 
-    from tlcli_clip.probe import accuracy, fit_logistic
+    from tlcli.probe import accuracy, fit
 
     train_x, train_y = _hard_features(0, 400)
     test_x, test_y = _hard_features(0, 2000)[0][400:], _hard_features(0, 2000)[1][400:]
-    weight, bias = fit_logistic(train_x, train_y, 4, weight_decay)
-    ours = accuracy(test_x, test_y, weight, bias)
+    weight, bias = fit(train_x.numpy(), train_y.numpy(), 4, weight_decay)
+    ours = accuracy(test_x.numpy(), test_y.numpy(), weight, bias)
     # sklearn minimises C * sum(CE) + ||W||^2 / 2, i.e. mean(CE) + ||W||^2 / (2 C n).
     reference = LogisticRegression(C=1.0 / (weight_decay * len(train_y)), max_iter=5000, tol=1e-10)
     reference.fit(train_x.numpy(), train_y.numpy())
@@ -79,7 +79,9 @@ def test_probe_matches_scikit_learn_on_clip_features(cli, tiny_config, image_fol
     bad = BadFiles()
     split = split_data(str(image_folder), 0.2, 0, bad)
     clip = load_clip(str(tiny_config), "none", "cpu", "fp32")
-    options = {"batch_size": 32, "workers": None, "use_cache": True}
+    from types import SimpleNamespace
+
+    options = SimpleNamespace(batch_size=32, workers=None, use_cache=True)
     train = labelled_features(clip, split.train, split.classes, bad, options, True, {})
     val = labelled_features(clip, split.val, split.classes, bad, options, True, {})
     reference = LogisticRegression(C=1.0 / (0.01 * len(train.labels)), max_iter=5000)
@@ -159,8 +161,39 @@ def test_predict_and_evaluate_work_on_a_probe_run(cli, tiny_config, image_folder
     evaluated = cli("evaluate", "run", image_folder, "--json")
     assert evaluated.exit_code == 0, evaluated.stderr
     report = json_lines(evaluated.stdout)[-1]
-    assert report["n"] == 36 and report["top1"] == 1.0
+    assert report["n"] == 36 and report["accuracy"] == 1.0
     predicted = cli("predict", "run", image_folder / "fish" / "fish01.png", "--json")
     assert predicted.exit_code == 0, predicted.stderr
     record = json_lines(predicted.stdout)[-1]
     assert record["label"] == "fish" and record["score"] > 0.5
+
+
+def test_weights_replaced_with_same_size_and_mtime_are_not_mistaken_for_the_old(cli, tiny_config, tiny_weights,
+                                                                                tmp_path, model_args, json_lines):
+    """cp -p / rsync -a / tar x put a different file at the same path with the old size and mtime: the
+    cache must see new weights (content identity), not reuse the old features."""
+    import os
+
+    from safetensors.torch import load_file, save_file
+
+    data = make_images(tmp_path / "data", per_class=3, classes={"a": (200, 0, 0), "b": (0, 0, 200)})
+    other = tmp_path / "other.safetensors"
+    tensors = load_file(str(tiny_weights))
+    tensors = {k: (v + 0.05 if v.is_floating_point() else v) for k, v in tensors.items()}
+    save_file(tensors, str(other))
+    assert other.stat().st_size == tiny_weights.stat().st_size
+    weights = tmp_path / "weights.safetensors"
+    shutil.copy2(tiny_weights, weights)
+
+    def computed():
+        result = cli("probe", data, "--json", "--weight-decay", "0.1", *model_args(tiny_config, weights))
+        assert result.exit_code == 0, result.stderr
+        return json_lines(result.stdout)[-1]["computed"]
+
+    assert computed() == 6
+    assert computed() == 0
+    stamp = weights.stat()
+    shutil.copy2(other, weights)  # cp -p: same size, same mtime, other content
+    os.utime(weights, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert (weights.stat().st_size, weights.stat().st_mtime_ns) == (stamp.st_size, stamp.st_mtime_ns)
+    assert computed() == 6

@@ -149,3 +149,17 @@ def test_no_pickle_in_the_rag_code():
                          r"torch\.load\(", re.M)
     offenders = [str(f) for f in files if pattern.search(f.read_text())]
     assert len(files) > 8 and offenders == []
+
+
+def test_agent_tools_search_and_fetch(small_index, monkeypatch):
+    from tlcli.registry import load_plugins
+
+    target = load_plugins().tool_for("rag")
+    assert target == "tlcli_rag.tool:rag_tools"
+    from tlcli_rag.tool import rag_tools
+
+    tools = {t.name: t for t in rag_tools(str(small_index / ".tlcli-index"))}
+    found = json.loads(tools["rag_search"].run({"query": "E4021", "k": 1}))
+    assert found["hits"][0]["source"] == "docs/errors.md"
+    chunk = json.loads(tools["rag_fetch_chunk"].run({"id": found["hits"][0]["id"]}))
+    assert chunk["text"] == found["hits"][0]["text"]

@@ -7,6 +7,7 @@ torch and transformers are imported inside the functions that need them, so impo
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from tlcli.errors import UsageError
@@ -144,9 +145,13 @@ class HFLLM(LLM):
         return results
 
     def _encode(self, texts: list[str]):
-        # A chat template already writes the special tokens (BOS and the like) into the text.
-        return self.tokenizer(texts, return_tensors="pt", padding=True,
-                              add_special_tokens=not self.use_chat_template).to(self.model.device)
+        # A chat template already writes the special tokens (BOS and the like) into the text. Only ids
+        # and mask go to the model: BERT-style tokenizers (the tiny model's) add token_type_ids, which
+        # GPT-2 would add to its embeddings.
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, return_token_type_ids=False,
+                                 add_special_tokens=not self.use_chat_template)
+        return {"input_ids": encoded["input_ids"].to(self.model.device),
+                "attention_mask": encoded["attention_mask"].to(self.model.device)}
 
     def _generate_kwargs(self, params, n: int) -> dict:
         sampling = params.temperature > 0
@@ -167,12 +172,49 @@ class HFLLM(LLM):
 
         encoded = self._encode(texts)
         with torch.inference_mode():
-            output = self.model.generate(**encoded, **self._generate_kwargs(params, params.n))
+            if params.n > 1 and self.options.share_prefill and encoded["input_ids"].shape[1] > 1:
+                output = self._generate_shared_prefill(encoded, params)
+            else:
+                output = self.model.generate(**encoded, **self._generate_kwargs(params, params.n))
         self.forward_calls += 1
         prompt_len = encoded["input_ids"].shape[1]
         generated = output[:, prompt_len:].tolist()
         prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
         return self._decode_rows(generated, prompt_tokens, params)
+
+    def _generate_shared_prefill(self, encoded, params):
+        """``n`` samples per prompt from one prefill.
+
+        ``num_return_sequences`` copies each prompt ``n`` times *before* the forward pass, so the prompt
+        is computed ``n`` times. Here the prompt (all but its last token) runs once, its KV cache is
+        repeated to ``n`` rows per prompt (the same row order: prompt i's samples are rows i*n..i*n+n-1),
+        and ``generate`` continues from that cache, so its sampling, stop strings and end-of-text handling
+        are unchanged; it computes only the last prompt token and the new ones.
+        """
+        input_ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        # Positions as generate computes them for left-padded rows: count only real tokens.
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        # The body only: logits over the vocabulary for every prompt position would cost more than the
+        # prefill itself on a small model (and nothing reads them).
+        prefix = self.model.base_model(input_ids=input_ids[:, :-1], attention_mask=mask[:, :-1],
+                                       position_ids=positions[:, :-1], use_cache=True)
+        cache = getattr(prefix, "cache", None) or getattr(prefix, "past_key_values", None)
+        if not hasattr(cache, "batch_repeat_interleave"):
+            # A model without a standard KV cache (recurrent or custom): copy the prompts instead.
+            return self.model.generate(**encoded, **self._generate_kwargs(params, params.n))
+        cache.batch_repeat_interleave(params.n)
+        return self.model.generate(
+            input_ids=input_ids.repeat_interleave(params.n, dim=0),
+            attention_mask=mask.repeat_interleave(params.n, dim=0),
+            **{self._cache_argument(): cache}, **self._generate_kwargs(params, 1),
+        )
+
+    def _cache_argument(self) -> str:
+        """transformers 5 renamed generate's ``past_key_values`` to ``cache``; accept both."""
+        import inspect
+
+        names = inspect.signature(self.model.prepare_inputs_for_generation).parameters
+        return "cache" if "cache" in names else "past_key_values"
 
     def _decode_rows(self, generated: list[list[int]], prompt_tokens: list[int], params) -> list[Generation]:
         """Rows ``i*n .. i*n+n-1`` are prompt ``i``'s samples."""
@@ -260,24 +302,13 @@ def _load(spec: HFSpec):
     device = _pick_device(spec.device)
     dtype = _pick_dtype(spec.dtype, device)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_ref, trust_remote_code=spec.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(model_ref, dtype=dtype,
-                                                     trust_remote_code=spec.trust_remote_code)
-    except OSError as error:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-        hint = (" (HF_HUB_OFFLINE=1: only cached models load)" if offline else "")
-        raise UsageError(
-            f"cannot load hf model {spec.model!r}: not a local model folder and not in the Hugging Face "
-            f"cache{hint}; download it first (huggingface-cli download {spec.model}) or pass hf:PATH "
-            f"[{type(error).__name__}: {_first_line(error)}]"
-        ) from None
-    except ValueError as error:
-        if "trust_remote_code" in str(error):
-            raise UsageError(
-                f"hf model {spec.model!r} ships its own Python code; if you trust it, pass "
-                f"hf:{spec.model}?trust_remote_code=true"
-            ) from None
-        raise UsageError(f"cannot load hf model {spec.model!r}: {_first_line(error)}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes would precede our one line
+            tokenizer = AutoTokenizer.from_pretrained(model_ref, trust_remote_code=spec.trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(model_ref, dtype=dtype,
+                                                         trust_remote_code=spec.trust_remote_code)
+    except Exception as error:  # every way a folder or id can fail to load: one line naming the fix
+        raise _load_error(spec, error) from None
     if tokenizer.pad_token is None:
         # Causal LMs often have no pad token; the end-of-text token is the usual stand-in.
         if tokenizer.eos_token is None:
@@ -290,6 +321,28 @@ def _load(spec: HFSpec):
     return tokenizer, model
 
 
+def _load_error(spec: HFSpec, error: Exception) -> UsageError:
+    name = spec.model
+    if type(error).__name__ == "UnpicklingError" or "Weights only load failed" in str(error):
+        return UsageError(
+            f"hf model {name!r}: its weights are a pickle file that does not load safely (torch.load with "
+            "weights_only=True refused it), and tlcli never loads pickles any other way; use a copy saved "
+            "as safetensors (save_pretrained(..., safe_serialization=True))")
+    if isinstance(error, OSError):
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+        hint = " (HF_HUB_OFFLINE=1: only cached models load)" if offline else ""
+        return UsageError(
+            f"cannot load hf model {name!r}: not a local model folder and not in the Hugging Face "
+            f"cache{hint}; download it first (huggingface-cli download {name}) or pass hf:PATH "
+            f"[{type(error).__name__}: {_first_line(error)}]")
+    if isinstance(error, ValueError) and "trust_remote_code" in str(error):
+        return UsageError(f"hf model {name!r} ships its own Python code; if you trust it, say so on the "
+                          f"command line: --llm 'hf:{name}?trust_remote_code=true'")
+    return UsageError(f"cannot load hf model {name!r}: {type(error).__name__}: {_first_line(error)}")
+
+
 def _first_line(error: Exception) -> str:
-    text = str(error).strip()
+    from tlcli.secrets import safe_message
+
+    text = safe_message(str(error)).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -11,14 +11,17 @@ from tlcli.tui.tail import EventTail
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / EVENTS_FILE).is_file() or (path / CONFIG_FILE).is_file()
+    try:
+        return (path / EVENTS_FILE).is_file() or (path / CONFIG_FILE).is_file()
+    except OSError:  # a folder we may not look into (EACCES): not a run we can show
+        return False
 
 
 def find_runs(root: Path) -> list[Path]:
     """Run folders directly inside `root`, newest first."""
     try:
         children = [Path(entry.path) for entry in os.scandir(root) if entry.is_dir()]
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # missing, not a folder, no permission: no runs to show
         return []
     runs = [child for child in children if is_run_dir(child)]
     return sorted(runs, key=_modified, reverse=True)
@@ -50,6 +53,7 @@ class RunReader:
                 state = RunState(run_dir, name=run_dir.name)
             for event in found.events:
                 state.apply(event)
+            state.note_read_error(found.error)
             if not found.more_pending:
                 break
         state.judge_status()
