@@ -13,6 +13,7 @@ def register_commands(app) -> None:
 
 plugin = Plugin(
     name="clip",
+    help_panel="CLIP",
     register_commands=register_commands,
     predictors={
         "clip-probe": "tlcli_clip.predictor:load_probe_predictor",
