@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
     app.command("probe", help=PROBE_HELP)(probe)
     app.command("coop", help=COOP_HELP)(coop)
     app.command("compare", help=COMPARE_HELP)(compare)
+    from tlcli_clip.vprompt_command import VPROMPT_HELP, vprompt
+
+    app.command("vprompt", help=VPROMPT_HELP)(vprompt)
 
 
 FEATURE_BATCH_HELP = "Images per forward pass (default: 32 on the CPU, 256 on a GPU, where small batches leave it idle)."
@@ -103,6 +106,7 @@ def zeroshot(
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help=PRETRAINED_HELP),
     templates: str = typer.Option("ensemble", "--templates", help="ensemble | single | FILE (one {} template per line)."),
     prompt: Optional[Path] = typer.Option(None, "--prompt", help="Use the prompts learned by a `tlcli coop` run."),
+    vprompt: Optional[Path] = typer.Option(None, "--vprompt", help="Add the visual prompt learned by a `tlcli vprompt` run."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Labels listed per image (default: all, up to 5)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Below this probability the label is 'unknown'."),
     evaluate: bool = typer.Option(False, "--eval", help="PATHS is a folder of label subfolders: report accuracy."),
@@ -121,10 +125,17 @@ def zeroshot(
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise UsageError(f"--threshold {threshold}: expected a probability between 0 and 1")
     names = _labels(labels, labels_file)
-    if names is None and not evaluate and prompt is None:
+    if names is None and not evaluate and prompt is None and vprompt is None:
         raise UsageError("no labels: pass --labels cat,dog or --labels-file FILE (or --eval on class folders)")
     if prompt is not None and templates != "ensemble":
         raise UsageError("--prompt uses the learned prompts; drop --templates")
+    if vprompt is not None:
+        if prompt is not None:
+            raise UsageError("--vprompt and --prompt: pass one of them")
+        from tlcli_clip.vprompt import run_vprompt_zeroshot
+
+        run_vprompt_zeroshot(paths, names, vprompt, top_k, threshold, evaluate, options, json_output, quiet)
+        return
     from tlcli_clip.zeroshot import run_zeroshot
 
     run_zeroshot(paths, names, templates, prompt, top_k, threshold, evaluate, options, json_output, quiet)

@@ -142,6 +142,7 @@ class ClipZeroShotTeacher(Teacher):
         from tlcli_distill.teacher_cache import TeacherCache
 
         clip = load_clip(model, pretrained, "cpu", "fp32")  # fp32 on the CPU; the engine moves it
+        clip.model  # noqa: B018  built now, not lazily inside encode_texts' inference mode
         template_list = resolve_templates(templates)
         self.key = hashlib.sha256(json.dumps(["clip-zeroshot-1", clip.key, labels, template_list])
                                   .encode()).hexdigest()[:32]
