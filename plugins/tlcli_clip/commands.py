@@ -294,6 +294,9 @@ def compare(
     n_ctx: int = typer.Option(4, "--n-ctx", help="CoOp context vectors."),
     coop_epochs: int = typer.Option(30, "--coop-epochs"),
     no_coop: bool = typer.Option(False, "--no-coop", help="Skip CoOp (the slowest method)."),
+    with_vprompt: bool = typer.Option(False, "--vprompt", help="Also learn a visual prompt (runs the image tower every step)."),
+    vprompt_epochs: int = typer.Option(10, "--vprompt-epochs", min=1),
+    vprompt_pad: int = typer.Option(30, "--vprompt-pad", min=1, help="Width of the visual prompt, in pixels."),
     seed: int = typer.Option(0, "--seed"),
     batch_size: int = typer.Option(32, "--batch-size", "-b"),
     device: str = typer.Option("auto", "--device"),
@@ -313,5 +316,6 @@ def compare(
     from tlcli_clip.compare import run_compare
 
     config = {"data": str(data), **options, "shots": shot_list, "val_split": val_split, "templates": templates,
-              "n_ctx": n_ctx, "coop_epochs": coop_epochs, "coop": not no_coop, "seed": seed}
+              "n_ctx": n_ctx, "coop_epochs": coop_epochs, "coop": not no_coop, "seed": seed,
+              "vprompt": with_vprompt, "vprompt_epochs": vprompt_epochs, "vprompt_pad": vprompt_pad}
     run_compare(config, new_run_dir("compare", out), json_output, quiet)

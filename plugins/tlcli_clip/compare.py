@@ -114,6 +114,13 @@ def run_compare(config: dict, run_dir: Path, json_output: bool, quiet: bool) -> 
             stats["cached"] += summary["cached"]
             record("coop", shots, summary["final_metrics"].get("val_accuracy", float("nan")),
                    summary["trainable_params"], time.time() - t, run_dir=summary["run_dir"])
+        if config.get("vprompt"):
+            from tlcli_clip.vprompt import compare_row
+
+            t = time.time()
+            row = compare_row(config, shots, run_dir / f"vprompt-{shots}shot")
+            record("vprompt", shots, row["accuracy"], row["trainable_params"], time.time() - t,
+                   run_dir=row["run_dir"])
 
     best = max(results, key=lambda r: (r["accuracy"], -r["trainable_params"]))
     summary = {"run_dir": str(run_dir), "results": results, "best": {k: best[k] for k in ("method", "shots", "accuracy")},

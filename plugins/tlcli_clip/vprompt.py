@@ -258,6 +258,24 @@ def run_vprompt(cfg: VPromptConfig, run, resume: bool, json_output: bool, quiet:
     return summary
 
 
+def compare_row(config: dict, shots: int, run_dir: Path) -> dict:
+    """`tlcli compare --vprompt`: a prompt learned on ``shots`` images per class of the compare split (the
+    same seeded split and draw as CoOp's row), scored at its last epoch on the held-out images."""
+    from tlcli.run import Run
+
+    cfg = VPromptConfig(data=config["data"], model=config["model"], pretrained=config["pretrained"],
+                        shots=shots, val_split=config["val_split"], epochs=config.get("vprompt_epochs", 10),
+                        pad=config.get("vprompt_pad", 30),
+                        seed=config["seed"], device=config["device"], precision=config["precision"],
+                        templates=config["templates"], decode_workers=config["workers"],
+                        use_cache=config["use_cache"], max_bad=config["max_bad"],
+                        batch_size=config["batch_size"] or 32)
+    with Run.create("vprompt", run_dir, plugin="clip", config=cfg.model_dump()) as run:
+        summary = run_vprompt(cfg, run, resume=False, json_output=False, quiet=True, emit=False)
+    return {"accuracy": summary["final_metrics"].get("val_accuracy", float("nan")),
+            "trainable_params": summary["trainable_params"], "run_dir": summary["run_dir"]}
+
+
 # --- using a learned prompt ------------------------------------------------------------------------------------
 
 class VPromptPredictor:

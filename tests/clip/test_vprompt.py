@@ -86,3 +86,16 @@ def test_predict_and_zeroshot_vprompt_agree(cli, image_folder, tiny_config, tiny
     assert evaluated.json_lines()[-1]["summary"]["metrics"]["samples"] == 36
     both = cli("zeroshot", image_folder, "--vprompt", run, "--prompt", run, "--labels", "cat,dog")
     assert both.exit_code == 2
+
+
+def test_compare_gains_a_vprompt_row(cli, image_folder, tiny_config, tiny_weights, model_args, tmp_path):
+    result = cli("compare", image_folder, *model_args(tiny_config, tiny_weights), "--shots", "4", "--no-coop",
+                 "--vprompt", "--vprompt-epochs", "1", "--vprompt-pad", "4", "--templates", "single", "--out", tmp_path / "cmp", "--json",
+                 "--quiet")
+    assert result.exit_code == 0, result.stderr
+    rows = [line for line in result.json_lines() if "method" in line]
+    vprompt = [row for row in rows if row["method"] == "vprompt"]
+    assert len(vprompt) == 1 and vprompt[0]["shots"] == 4
+    assert vprompt[0]["trainable_params"] == 3 * (32 * 32 - 24 * 24)
+    assert 0.0 <= vprompt[0]["accuracy"] <= 1.0
+    assert (tmp_path / "cmp" / "vprompt-4shot" / "model" / "prompt.safetensors").is_file()
