@@ -65,6 +65,14 @@ def write_digits(work: Path, train_per_class: int | None) -> dict[str, Path]:
     return folders
 
 
+def tlcli_or_reuse(reuse: bool, out: Path, *args, env=None) -> dict:
+    """Run the step, or with --reuse read what an earlier run of this script left in ``out``."""
+    if reuse and (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    return tlcli(*args, "--out", out, env=env)
+
+
 def tlcli(*args, env=None) -> dict:
     done = subprocess.run([sys.executable, "-m", "tlcli", *map(str, args)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -79,6 +87,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per process (1 is much faster on a CPU shared with other jobs)")
     parser.add_argument("--json", action="store_true", help="print the table as JSON Lines")
+    parser.add_argument("--reuse", action="store_true", help="keep finished runs of an earlier call in --work")
     options = parser.parse_args()
     work = options.work
     env = dict(os.environ, TLCLI_HOME=str(work / "home"))
@@ -88,8 +97,9 @@ def main() -> None:
     data = write_digits(work, 20 if options.quick else None)
     train_count = sum(1 for _ in data["unlabelled"].iterdir())
     runs = work / "runs"
-    shutil.rmtree(runs, ignore_errors=True)
-    shutil.rmtree(work / "home", ignore_errors=True)  # a cold teacher cache: the distill runs fill it
+    if not options.reuse:
+        shutil.rmtree(runs, ignore_errors=True)
+        shutil.rmtree(work / "home", ignore_errors=True)  # a cold teacher cache: the distill runs fill it
     common = ["--image-size", str(SIZE), "--val", data["val"], "--batch-size", "32", "--precision", "fp32",
               "--device", "cpu", "--seed", "0", "--quiet", "--json"]
     say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
@@ -97,35 +107,37 @@ def main() -> None:
 
     say(f"1/5 teacher: {TEACHER} fine-tuned on {train_count} labelled digits ({teacher_epochs} epochs)")
     started = time.time()
-    tlcli("finetune", data["train"], "--model", TEACHER, "--pretrained", "none", "--augment", "none", "--epochs",
-          teacher_epochs, "--lr", "2e-3", *common, "--out", runs / "teacher", env=env)
+    tlcli_or_reuse(options.reuse, runs / "teacher", "finetune", data["train"], "--model", TEACHER, "--pretrained",
+                   "none", "--augment", "none", "--epochs", teacher_epochs, "--lr", "2e-3", *common, env=env)
     timings["teacher"] = time.time() - started
     student = ["--pretrained", "none", "--epochs", student_epochs, "--lr", "5e-3", *common]
     say(f"2/5 baseline: {STUDENT} from scratch on the same labels ({student_epochs} epochs)")
     started = time.time()
-    tlcli("finetune", data["train"], "--model", STUDENT, "--augment", "none", *student, "--out", runs / "scratch",
-          env=env)
+    tlcli_or_reuse(options.reuse, runs / "scratch", "finetune", data["train"], "--model", STUDENT, "--augment",
+                   "none", *student, env=env)
     timings["scratch"] = time.time() - started
     say("3/5 distilled with labels (alpha 0.7, T 4)")
     started = time.time()
-    labelled = tlcli("distill", data["train"], "--teacher", runs / "teacher", "--student", STUDENT, *student,
-                     "--out", runs / "distilled", env=env)
+    labelled = tlcli_or_reuse(options.reuse, runs / "distilled", "distill", data["train"], "--teacher",
+                              runs / "teacher", "--student", STUDENT, *student, env=env)
     timings["distilled"] = time.time() - started
     say("4/5 distilled with the teacher's outputs only, on the same digits without labels")
     started = time.time()
-    unlabelled = tlcli("distill", "--unlabelled", data["unlabelled"], "--teacher", runs / "teacher", "--student",
-                       STUDENT, *student, "--out", runs / "distilled-unlabelled", env=env)
+    unlabelled = tlcli_or_reuse(options.reuse, runs / "distilled-unlabelled", "distill", "--unlabelled",
+                                data["unlabelled"], "--teacher", runs / "teacher", "--student", STUDENT, *student,
+                                env=env)
     timings["distilled-unlabelled"] = time.time() - started
     (work / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
     say("5/5 CLIP zero-shot teacher (tiny config, RANDOM weights) over the class names, no labels")
     started = time.time()
-    clip = tlcli("distill", "--unlabelled", data["unlabelled"], "--teacher", f"clip:{work / 'tiny-clip.json'}",
-                 "--teacher-pretrained", "none", "--labels", ",".join(CLASS_NAMES), "--templates", "single",
-                 "--student", STUDENT, *student, "--out", runs / "distilled-clip", env=env)
+    clip = tlcli_or_reuse(options.reuse, runs / "distilled-clip", "distill", "--unlabelled", data["unlabelled"],
+                          "--teacher", f"clip:{work / 'tiny-clip.json'}", "--teacher-pretrained", "none", "--labels",
+                          ",".join(CLASS_NAMES), "--templates", "single", "--student", STUDENT, *student, env=env)
     timings["distilled-clip"] = time.time() - started
 
     def test_accuracy(run: Path) -> float:
-        return tlcli("evaluate", run, data["test"], "--json", "--device", "cpu", env=env)["top1"]
+        report = tlcli("evaluate", run, data["test"], "--json", "--device", "cpu", env=env)
+        return report["accuracy"]
 
     teacher_ips, student_ips = labelled["teacher"]["images_per_s"], labelled["student"]["images_per_s"]
     rows = [

@@ -192,7 +192,7 @@ def run_vprompt(cfg: VPromptConfig, run, resume: bool, json_output: bool, quiet:
     from tlcli.artifacts import write_model
     from tlcli.engine.callbacks import standard_callbacks
     from tlcli.engine.loop import fit
-    from tlcli_clip.probe import model_reference
+    from tlcli_clip.common import model_reference
     from tlcli_clip.text import label_embeddings, resolve_templates
 
     started = time.time()
@@ -258,20 +258,18 @@ def run_vprompt(cfg: VPromptConfig, run, resume: bool, json_output: bool, quiet:
     return summary
 
 
-def compare_row(config: dict, shots: int, run_dir: Path) -> dict:
+def compare_row(cfg, shots: int, run_dir: Path) -> dict:
     """`tlcli compare --vprompt`: a prompt learned on ``shots`` images per class of the compare split (the
     same seeded split and draw as CoOp's row), scored at its last epoch on the held-out images."""
     from tlcli.run import Run
 
-    cfg = VPromptConfig(data=config["data"], model=config["model"], pretrained=config["pretrained"],
-                        shots=shots, val_split=config["val_split"], epochs=config.get("vprompt_epochs", 10),
-                        pad=config.get("vprompt_pad", 30),
-                        seed=config["seed"], device=config["device"], precision=config["precision"],
-                        templates=config["templates"], decode_workers=config["workers"],
-                        use_cache=config["use_cache"], max_bad=config["max_bad"],
-                        batch_size=config["batch_size"] or 32)
-    with Run.create("vprompt", run_dir, plugin="clip", config=cfg.model_dump()) as run:
-        summary = run_vprompt(cfg, run, resume=False, json_output=False, quiet=True, emit=False)
+    vcfg = VPromptConfig(data=cfg.data, model=cfg.model, pretrained=cfg.pretrained, shots=shots,
+                         val_split=cfg.val_split, epochs=cfg.vprompt_epochs, pad=cfg.vprompt_pad, seed=cfg.seed,
+                         device=cfg.device, precision=cfg.precision, templates=cfg.templates,
+                         decode_workers=cfg.workers, use_cache=cfg.use_cache, max_bad=cfg.max_bad,
+                         batch_size=cfg.batch_size or 32)
+    with Run.create("vprompt", run_dir, plugin="clip", config=vcfg.model_dump()) as run:
+        summary = run_vprompt(vcfg, run, resume=False, json_output=False, quiet=True, emit=False)
     return {"accuracy": summary["final_metrics"].get("val_accuracy", float("nan")),
             "trainable_params": summary["trainable_params"], "run_dir": summary["run_dir"]}
 
@@ -327,8 +325,8 @@ def run_vprompt_zeroshot(args: list[str], labels: list[str] | None, run_dir: Pat
     images are not the feature cache's, so nothing is cached here)."""
     from tlcli.data.images import load_images
     from tlcli.data.sources import expand_paths, scan_class_folders
-    from tlcli_clip.zeroshot import UNKNOWN, classification_metrics, top_indices_of
-
+    from tlcli.evaluation import classification_report, classifier_records
+    from tlcli_clip.zeroshot import UNKNOWN
     started = time.time()
     bad = BadFiles()
     truth_names = None
@@ -349,19 +347,15 @@ def run_vprompt_zeroshot(args: list[str], labels: list[str] | None, run_dir: Pat
         if missing:
             raise UsageError(f"--eval: label folders not among the labels: {', '.join(missing[:5])}; add them to --labels")
     say(quiet, f"zero-shot with the visual prompt of {run_dir}: {len(paths)} images, {len(labels)} labels")
-    k = min(len(labels), top_k or 5)
     batch_size = options.get("batch_size") or 32
     rows, kept, chunks, pending = [], [], [], []
 
     def flush():
         probs = predictor.predict(torch.stack([t for _, t in pending])).numpy()
-        top = top_indices_of(probs, k)
-        values = np.take_along_axis(probs, top, axis=1)
-        for row, (i, _) in enumerate(pending):
-            score = float(values[row, 0])
-            label = labels[int(top[row, 0])] if threshold is None or score >= threshold else UNKNOWN
-            record = {"path": display_path(paths[i]), "label": label, "score": round(score, 6),
-                      "top": [[labels[int(j)], round(float(v), 6)] for v, j in zip(values[row], top[row])]}
+        for (i, _), fields in zip(pending, classifier_records(probs, labels, top_k or 5)):
+            record = {"path": display_path(paths[i]), **fields}
+            if threshold is not None and record["score"] < threshold:
+                record["label"] = UNKNOWN
             if truth_names is not None:
                 record["truth"] = truth_names[i]
             rows.append(record)
@@ -384,17 +378,17 @@ def run_vprompt_zeroshot(args: list[str], labels: list[str] | None, run_dir: Pat
     if not json_output:
         print_table(None, ["path", "label", "score", "top"],
                     [[r["path"], r["label"], f"{r['score']:.3f}",
-                      ", ".join(f"{name} {p:.2f}" for name, p in r["top"][1:])] for r in rows])
+                      ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])] for r in rows])
     summary = {"images": len(rows), "vprompt": str(run_dir), "bad_files": bad.summary(),
                "wall_s": round(time.time() - started, 3)}
     if truth_names is not None and chunks:
         index = {name: i for i, name in enumerate(labels)}
         truth = np.array([index[truth_names[i]] for i in kept], dtype=np.int64)
-        summary["metrics"] = classification_metrics(np.concatenate(chunks), truth, labels)
+        summary["metrics"] = classification_report(np.concatenate(chunks), truth, labels)
         if json_output:
             emit_json({"summary": summary})
         else:
             m = summary["metrics"]
-            print_table("zero-shot accuracy (visual prompt)", ["acc1", "acc5", "mean per-class recall", "images"],
-                        [[f"{m['acc1']:.4f}", f"{m['acc5']:.4f}", f"{m['mean_per_class_recall']:.4f}", m["samples"]]])
+            print_table("zero-shot accuracy (visual prompt)", ["accuracy", "top-5 accuracy", "mean recall", "images"],
+                        [[f"{m['accuracy']:.4f}", f"{m['top5_accuracy']:.4f}", f"{m['mean_recall']:.4f}", m["n"]]])
     return summary

@@ -86,8 +86,8 @@ def teacher_logits(teacher: Teacher, decoded: Decoded, cache: TeacherCache, devi
     digests = digests_of(decoded.paths)
     rows: dict[int, np.ndarray] = {}
     for i, digest in enumerate(digests):
-        row = cache.get(digest)
-        if row is not None and row.shape == (len(teacher.labels),):
+        row = cache.get(digest)  # checked there: float32, one finite value per class
+        if row is not None:
             rows[i] = row
     missing = [i for i in range(len(decoded)) if i not in rows]
     if missing:
@@ -99,6 +99,7 @@ def teacher_logits(teacher: Teacher, decoded: Decoded, cache: TeacherCache, devi
             for i, row in zip(chunk, out):
                 rows[i] = row
                 cache.put(digests[i], row)
+        cache.flush()
         teacher.to("cpu")
     stats["cached"] = stats.get("cached", 0) + len(decoded) - len(missing)
     stats["computed"] = stats.get("computed", 0) + len(missing)
@@ -151,7 +152,8 @@ def run_distill(cfg: DistillConfig, run, resume: bool, json_output: bool, quiet:
     if len(train) < 2:
         raise UsageError("fewer than two readable training images; pass more labelled DATA or --unlabelled images")
 
-    cache = TeacherCache(teacher.key, {"teacher": cfg.teacher, "labels": classes}, enabled=cfg.use_cache)
+    cache = TeacherCache(teacher.key, {"teacher": cfg.teacher, "labels": classes}, len(classes),
+                         enabled=cfg.use_cache)
     stats: dict = {}
     t = time.time()
     batch = cfg.eval_batch_size

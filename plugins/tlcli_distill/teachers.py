@@ -147,7 +147,7 @@ class ClipZeroShotTeacher(Teacher):
         self.key = hashlib.sha256(json.dumps(["clip-zeroshot-1", clip.key, labels, template_list])
                                   .encode()).hexdigest()[:32]
         cache = TeacherCache(self.key, {"teacher": f"clip:{model}", "clip": clip.spec, "labels": labels,
-                                        "templates": template_list}, enabled=use_cache)
+                                        "templates": template_list}, len(labels), enabled=use_cache)
         head = cache.get_named("head")
         if head is None or head.shape != (len(labels), clip.embed_dim):
             texts = [t.replace("{}", label) for label in labels for t in template_list]

@@ -83,7 +83,7 @@ def test_predict_and_zeroshot_vprompt_agree(cli, image_folder, tiny_config, tiny
         assert line["score"] == pytest.approx(by_path[line["path"]]["score"], abs=1e-5)
     evaluated = cli("zeroshot", image_folder, "--vprompt", run, "--eval", "--json", "--device", "cpu")
     assert evaluated.exit_code == 0, evaluated.stderr
-    assert evaluated.json_lines()[-1]["summary"]["metrics"]["samples"] == 36
+    assert evaluated.json_lines()[-1]["summary"]["metrics"]["n"] == 36
     both = cli("zeroshot", image_folder, "--vprompt", run, "--prompt", run, "--labels", "cat,dog")
     assert both.exit_code == 2
 

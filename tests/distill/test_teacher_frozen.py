@@ -104,16 +104,16 @@ def test_clean_views_use_cached_outputs_and_never_run_the_teacher_while_training
         train.paths[i] = tmp_path / f"img{i}.png"
         image.save(train.paths[i])
     stats: dict = {}
-    first = teacher_logits(teacher, train, TeacherCache(teacher.key, {}), torch.device("cpu"), 4, stats)
+    first = teacher_logits(teacher, train, TeacherCache(teacher.key, {}, 3), torch.device("cpu"), 4, stats)
     assert stats == {"cached": 0, "computed": 9} and teacher.calls == 3
     stats = {}
-    second = teacher_logits(teacher, train, TeacherCache(teacher.key, {}), torch.device("cpu"), 4, stats)
+    second = teacher_logits(teacher, train, TeacherCache(teacher.key, {}, 3), torch.device("cpu"), 4, stats)
     assert stats == {"cached": 9, "computed": 0} and teacher.calls == 3  # the second run hit the cache
     assert torch.equal(first, second)
     other = TinyTeacher()
     other.key = "another-teacher"
     stats = {}
-    teacher_logits(other, train, TeacherCache(other.key, {}), torch.device("cpu"), 4, stats)
+    teacher_logits(other, train, TeacherCache(other.key, {}, 3), torch.device("cpu"), 4, stats)
     assert stats["computed"] == 9  # another teacher never reads these entries
 
     cfg = DistillConfig(data="x", teacher="tiny", student="tiny", augment="none", epochs=1, batch_size=4,

@@ -43,6 +43,10 @@ MAX_TEXT_CHARS = 2000
 MAX_NAME_CHARS = 200
 # Numbers outside these bounds are not a step count, a pid or a duration: the field is ignored.
 MAX_COUNT = 10**15
+# A log naming thousands of metrics or blocks would make every snapshot and redraw slow: past these, new
+# names are ignored (real runs report a handful of metrics and at most a few hundred blocks).
+MAX_METRICS = 64
+MAX_BLOCKS = 2000
 MAX_TIME = 1e11  # Unix seconds, year 5138
 
 
@@ -223,7 +227,9 @@ class RunState:
     def _on_eval(self, data: dict, step: int, when: float | None) -> None:
         metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
         for name, value in metrics.items():
-            self.val.setdefault(_text(name), Series()).add(step, value)
+            name = _text(name)
+            if name in self.val or len(self.val) < MAX_METRICS:
+                self.val.setdefault(name, Series()).add(step, value)
         if isinstance(data.get("monitor"), str):
             self.monitor = _text(data["monitor"])
         self.best = _float(data.get("best"), self.best)
@@ -279,7 +285,7 @@ class RunState:
             return
         self.blocks = [
             Block(_text(b.get("name", "?")), _count(b.get("params"), 0), b.get("trainable") is True)
-            for b in blocks
+            for b in blocks[:MAX_BLOCKS]
             if isinstance(b, dict)
         ]
 

@@ -89,7 +89,14 @@ class RunScreen(Screen):
         if not self.run_dir.is_dir():
             self.notify(f"no run folder {display_path(self.run_dir)} yet", severity="warning", markup=False)
             return
-        request_stop(self.run_dir)
+        try:
+            request_stop(self.run_dir)
+        except OSError as error:  # a read-only or foreign run folder (synced from elsewhere)
+            reason = (error.strerror or type(error).__name__).lower()
+            self.query_one(RunLog).note(f"cannot ask the run to stop: {reason} writing the stop-request "
+                                        f"file in {display_path(self.run_dir)}", "error")
+            self.notify(f"cannot write the stop request ({reason})", severity="error", markup=False)
+            return
         self.query_one(RunLog).note("stop requested: the run will checkpoint and end as stopped", "warning")
         self.notify("stop requested; the run checkpoints and stops")
 
