@@ -93,7 +93,7 @@ def main() -> None:
     env = dict(os.environ, TLCLI_HOME=str(work / "home"))
     if options.threads:
         env["OMP_NUM_THREADS"] = str(options.threads)
-    teacher_epochs, student_epochs = (4, 6) if options.quick else (12, 30)
+    teacher_epochs, student_epochs = (4, 6) if options.quick else (8, 12)
     data = write_digits(work, 20 if options.quick else None)
     train_count = sum(1 for _ in data["unlabelled"].iterdir())
     runs = work / "runs"
