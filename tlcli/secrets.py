@@ -44,13 +44,32 @@ MIN_SECRET = 8
 
 def register_secret(value: str | None) -> None:
     """Remember a secret's value so that ``redact`` masks it wherever it shows up."""
-    if value and len(value) >= MIN_SECRET:
+    global _known_list
+    if value and len(value) >= MIN_SECRET and value not in _known:
         _known.add(value)
+        _known_list = sorted(_known, key=len, reverse=True)
+
+
+_known_list: list[str] = []
+
+
+def _known_sorted() -> list[str]:
+    return _known_list
+
+
+_env_cache: tuple[int, list[str]] = (0, [])
 
 
 def _environment_secrets() -> list[str]:
-    return [value for name, value in os.environ.items()
-            if len(value) >= MIN_SECRET and _SECRET_NAME.search(name) and not name.endswith("_ENV")]
+    """Values of environment variables whose names say they hold a secret. Recomputed only when the
+    environment changed: this runs for every string an event or a message carries."""
+    global _env_cache
+    fingerprint = hash(tuple(os.environ.items()))
+    if fingerprint != _env_cache[0]:
+        values = [value for name, value in os.environ.items()
+                  if len(value) >= MIN_SECRET and _SECRET_NAME.search(name) and not name.endswith("_ENV")]
+        _env_cache = (fingerprint, sorted(set(values), key=len, reverse=True))
+    return _env_cache[1]
 
 
 def redact(value: Any) -> Any:
@@ -67,9 +86,10 @@ def redact_text(text: Any) -> str:
     """``text`` as a string with every credential masked (see the module docstring)."""
     text = str(text)
     # Longest first, so a secret containing another is masked whole.
-    for value in sorted(_known.union(_environment_secrets()), key=len, reverse=True):
-        if value in text:
-            text = text.replace(value, MASK)
+    for values in (_known_sorted(), _environment_secrets()):
+        for value in values:  # longest first, so a secret containing another is masked whole
+            if value in text:
+                text = text.replace(value, MASK)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
     text = _BASIC.sub(lambda m: f"{m.group(1)} {MASK}" if _is_basic_credential(m.group(2)) else m.group(0), text)
     text = _SK_KEY.sub(f"sk-{MASK}", text)

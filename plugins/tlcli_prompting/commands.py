@@ -89,7 +89,7 @@ def show(
 
     Example: tlcli prompt show few-shot-cot --input questions.jsonl --exemplars worked.jsonl
     """
-    from tlcli.output import emit_json
+    from tlcli.output import emit_json, terminal_safe
     from tlcli_prompting.runner import render_all
 
     chosen, questions, worked = _load(template, input_path, exemplars)
@@ -97,7 +97,9 @@ def show(
         if json_output:
             emit_json({"id": question["id"], "prompt": prompt})
         else:
-            print(f"### {question['id']}\n{prompt}\n", flush=True)
+            # Line by line: the prompt keeps its lines, while escapes in a question cannot reach the terminal.
+            shown = "\n".join(terminal_safe(line) for line in prompt.split("\n"))
+            print(f"### {terminal_safe(question['id'])}\n{shown}\n", flush=True)
 
 
 def _sampling_options():
@@ -152,7 +154,7 @@ def run(
     Example: tlcli prompt run self-consistency --input questions.jsonl --llm hf:./my-model --n 5 --seed 0 --json
     """
     from tlcli.llm import resolve_llm
-    from tlcli.output import emit_json, info
+    from tlcli.output import emit_json, info, terminal_safe
     from tlcli_prompting.runner import run_questions
 
     chosen, questions, worked = _load(template, input_path, exemplars)
@@ -166,7 +168,7 @@ def run(
             else:
                 votes = ", ".join(f"{a}:{c}" for a, c in record["votes"].items()) or "-"
                 answer = record["answer"] if record["answer"] is not None else "-"
-                print(f"{record['id']}\t{answer}\t{votes}", flush=True)
+                print("\t".join(terminal_safe(v) for v in (record["id"], answer, votes)), flush=True)
 
 
 @prompt_app.command("eval")

@@ -16,7 +16,6 @@ from tlcli.cli import options
 from tlcli.errors import UsageError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 TEXT_HELP = """Text transfer on a frozen sentence encoder (all-MiniLM-L6-v2 by default, offline).
 
@@ -122,7 +121,7 @@ def probe(
     val_split: float = options.val_split(),
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="sentence-transformers name or folder."),
     weight_decay: Optional[List[float]] = typer.Option(None, "--weight-decay", callback=_check_decays,
-                                                       help="Candidates (repeatable); default a sweep 1e-5..1e-1."),
+                                                       help="Candidates (repeatable); default a sweep 1e-6..1."),
     seed: int = options.seed(),
     batch_size: int = options.batch_size(64, help="Texts per encoder batch."),
     device: str = options.device(),
@@ -137,7 +136,7 @@ def probe(
         raise UsageError("--val-split 0 without --val: the weight decay is chosen on validation data; give one")
     options.check_out_path(out)
     settings = {"data": str(data), "val": str(val) if val else None, "val_split": val_split, "model": model,
-                "weight_decays": list(weight_decay or DEFAULT_WEIGHT_DECAYS), "seed": seed,
+                "weight_decays": list(weight_decay) if weight_decay else None, "seed": seed,
                 "batch_size": batch_size, "device": device}
     run_probe(settings, out, overwrite, json_output, quiet)
 

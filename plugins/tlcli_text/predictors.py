@@ -21,18 +21,21 @@ class ProbePredictor:
     modality = "text"
 
     def __init__(self, model_dir: Path, device: str = "auto"):
-        from tlcli_text.probe import LinearHead
         from tlcli_text.text_run import PROBE_KIND, embedder_for
 
         model = _read(model_dir, PROBE_KIND, "tlcli text probe")
         tensors = model.tensors(framework="np")
         self.labels = model.labels
-        self.head = LinearHead(tensors["weight"], tensors["bias"])
-        _check_head(model_dir, self.head.weight.shape, len(self.labels))
+        if "weight" not in tensors or "bias" not in tensors:
+            raise UsageError(f"{display_path(model.path)}: the head has no weight/bias; re-run tlcli text probe")
+        self.weight, self.bias = tensors["weight"], tensors["bias"]
+        _check_head(model_dir, self.weight.shape, len(self.labels))
         self.embedder = embedder_for(model.meta["model"], device)
 
     def predict_texts(self, texts: list[str]) -> np.ndarray:
-        return self.head.probabilities(self.embedder.encode(texts))
+        from tlcli import probe
+
+        return probe.probabilities(self.embedder.encode(texts), self.weight, self.bias)
 
 
 class SoftPromptModel:

@@ -63,12 +63,13 @@ def run_probe(options: dict, out: Path | None, overwrite: bool, json_output: boo
     ``options``: data, val, val_split, model, weight_decays, seed, batch_size, device (saved as config.json).
     The input is read and checked before the run folder exists, so a bad file leaves nothing behind.
     """
+    from tlcli import probe
     from tlcli.run import Run
-    from tlcli_text.probe import accuracy, fit_logistic, sweep_weight_decay
 
     started = time.time()
     data, val = Path(options["data"]), Path(options["val"]) if options["val"] else None
     train, held_out, classes = _split(data, val, options["val_split"], options["seed"])
+    options = {**options, "weight_decays": options.get("weight_decays") or list(probe.WEIGHT_DECAYS)}
     with Run.create("text-probe", out, overwrite=overwrite, plugin="text", config=options) as run:
         run.start({"model": options["model"], "classes": classes, "train_samples": len(train),
                    "val_samples": len(held_out)})
@@ -76,18 +77,19 @@ def run_probe(options: dict, out: Path | None, overwrite: bool, json_output: boo
         embedder = embedder_for(options["model"], options["device"], options["batch_size"])
         if not quiet:
             info(f"embedding {len(train) + len(held_out)} texts with {options['model']}")
+        # The encoder's rows are L2-normalised already, as tlcli.probe's head expects.
         train_x = embedder.encode([s.text for s in train])
         val_x = embedder.encode([s.text for s in held_out])
         train_y = np.array([index[s.label] for s in train])
         val_y = np.array([index[s.label] for s in held_out])
-        best_decay, sweep = sweep_weight_decay(train_x, train_y, val_x, val_y, len(classes), options["weight_decays"])
-        for point in sweep:
+        swept = probe.sweep(train_x, train_y, val_x, val_y, len(classes), decays=options["weight_decays"])
+        for point in swept.tried:
             run.emit("eval", {"metrics": {"val_accuracy": point["val_accuracy"], "val_loss": point["val_loss"]},
                               "weight_decay": point["weight_decay"], "monitor": "val_accuracy"}, stage="sweep")
-        val_accuracy = accuracy(fit_logistic(train_x, train_y, len(classes), best_decay), val_x, val_y)
+        best_decay, val_accuracy, sweep = swept.weight_decay, swept.val_accuracy, swept.tried
         # The exported head sees every labelled row, with the weight decay chosen on validation.
-        head = fit_logistic(np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]), len(classes),
-                            best_decay)
+        head = probe.fit(np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]), len(classes),
+                         best_decay)
         with run.model_writer() as folder:
             export_probe(folder, head, classes, options["model"], best_decay)
         summary = {
@@ -110,6 +112,7 @@ def export_probe(folder: Path, head, classes: list[str], model: str, weight_deca
     """``model/``: model.safetensors (weight, bias), labels.json, preprocessing.json, model.json."""
     from tlcli.artifacts import write_model
 
-    write_model(folder, kind=PROBE_KIND, plugin="text", tensors={"weight": head.weight, "bias": head.bias},
+    weight, bias = head
+    write_model(folder, kind=PROBE_KIND, plugin="text", tensors={"weight": weight, "bias": bias},
                 labels=classes, preprocessing={"embedding_model": model, "normalize": True}, model=model,
                 weight_decay=weight_decay)

@@ -119,8 +119,11 @@ def test_escape_sequences_and_newlines_in_messages_are_shown_escaped():
                   logs.line("message", {"role": "assistant\x1b[31m", "content": "key sk-abcdefghijkl0123"})])
     texts = [line.text for line in state.logs]
     assert "bad \\x1b]52;c;ZXZpbA==\\x07\\nwarning: forged" in texts
-    assert any(t.startswith("assistant\\x1b[31m: key ") and "abcdefghijkl0123" not in t for t in texts)
     assert all("\n" not in t and "\x1b" not in t for t in texts)
+    # An agent's message goes to the transcript, escaped and masked the same way.
+    (entry,) = state.transcript
+    assert entry.role == "assistant\\x1b[31m" and entry.content.startswith("key ")
+    assert "abcdefghijkl0123" not in entry.content
 
 
 def test_lone_surrogates_and_deep_nesting_become_printable_text():
@@ -306,8 +309,12 @@ def test_the_tail_reads_each_short_enough_line_once_however_the_writes_are_cut(a
                 with open(path, "ab") as handle:
                     handle.write(blob[done:cut])
                 done = max(done, cut)
-                for _ in range(len(blob) // limit + 3):
-                    got += tail.read_new().events
+                for _ in range(10 * len(blob) + 10):  # poll until a read makes no progress
+                    before = tail._offset
+                    new = tail.read_new().events
+                    got += new
+                    if tail._offset == before and not new:
+                        break
         finally:
             tail_module.MAX_READ_BYTES = original
     assert got == expected

@@ -195,3 +195,15 @@ def test_duplicate_id_check_is_linear(tmp_path):
         read_questions(str(path))
     path.write_text('{"id": 1, "question": "a"}\n{"id": "1", "question": "b"}\n{"id": [1], "question": "c"}\n')
     assert len(read_questions(str(path))) == 3  # 1, "1" and [1] are different ids
+
+
+def test_plain_output_escapes_terminal_controls(cli, tmp_path, replies_file):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "q\x1b[2J", "question": "Say \x1b]52;c;ZXZpbA==\x07 now?\nOK"}) + "\n")
+    shown = cli("prompt", "show", "direct", "--input", questions)
+    assert shown.exit_code == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\\x1b]52" in shown.stdout and "### q\\x1b[2J" in shown.stdout
+    assert "\nOK\n" in shown.stdout  # the prompt keeps its own lines
+    ran = cli("prompt", "run", "direct", "--input", questions, "--llm", replies_file(["\x1b[31m 7"]))
+    assert ran.exit_code == 0, ran.stderr
+    assert "\x1b" not in ran.stdout and ran.stdout.split("\t")[0] == "q\\x1b[2J"

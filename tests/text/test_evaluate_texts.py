@@ -1,4 +1,4 @@
-"""`evaluate` and `predict` on text runs (text probe, prompt-tune classify): the output contract's metrics,
+"""`tlcli evaluate` and `tlcli predict` on text runs (text probe, prompt-tune classify): the output contract's metrics,
 checked against scikit-learn on the same predictions."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_text_probe_evaluate_and_predict(cli, few_shot_csv, minilm_dir):
 
     predicted = cli("text", "predict", "probe", "--input", test, "--json")
     assert predicted.exit_code == 0, predicted.stderr
-    evaluated = cli("text", "evaluate", "probe", test, "--json", "--confusion", "confusion.svg")
+    evaluated = cli("evaluate", "probe", test, "--json", "--confusion", "confusion.svg")
     assert evaluated.exit_code == 0, evaluated.stderr
     report = evaluated.json_lines()[-1]
     gold = [s.label for s in read_labelled_texts(test)]
@@ -45,7 +45,7 @@ def test_text_probe_evaluate_and_predict(cli, few_shot_csv, minilm_dir):
     assert report["accuracy"] >= 0.7
     assert open("confusion.svg").read().startswith("<svg")
 
-    piped = cli("text", "predict", "probe", "-", "--json", "-k", "2", input="Whisk the eggs\n\nReboot the router\n")
+    piped = cli("predict", "probe", "-", "--json", "-k", "2", input="Whisk the eggs\n\nReboot the router\n")
     assert [(line["label"], len(line["top"])) for line in piped.json_lines()] == [("cooking", 2), ("computers", 2)]
 
 
@@ -55,7 +55,7 @@ def test_prompt_tune_classify_run_evaluates(cli, few_shot_csv, minilm_dir):
     assert trained.exit_code == 0, trained.stderr
     labels = trained.json_lines()[-1]["classes"]
     predicted = cli("prompt-tune", "predict", "tuned", "--input", test, "--json")
-    evaluated = cli("text", "evaluate", "tuned", test, "--json")
+    evaluated = cli("evaluate", "tuned", test, "--json")
     assert evaluated.exit_code == 0, evaluated.stderr
     gold = [s.label for s in read_labelled_texts(test)]
     _check_against_sklearn(evaluated.json_lines()[-1], gold, [line["label"] for line in predicted.json_lines()],
@@ -67,5 +67,5 @@ def test_evaluate_refuses_unknown_labels(cli, few_shot_csv, minilm_dir, tmp_path
     assert cli("text", "probe", train, "--val-split", "0.5", "--out", "probe").exit_code == 0
     other = tmp_path / "other.csv"
     other.write_text("text,label\nA quiet evening,poetry\n")
-    result = cli("text", "evaluate", "probe", other)
+    result = cli("evaluate", "probe", other)
     assert result.exit_code == 2 and "poetry" in result.stderr

@@ -152,7 +152,7 @@ def tui() -> Any:
 # --- language models ---------------------------------------------------------------------------------------------
 def llm() -> Any:
     return typer.Option(None, "--llm", help="hf:MODEL_DIR | openai:BASE_URL#MODEL | scripted:FILE.json "
-                        "(default: $TLCLI_LLM, then the config file's [llm]).")
+                        "(default: $TLCLI_LLM, then the config file's \\[llm]).")
 
 
 def temperature() -> Any:

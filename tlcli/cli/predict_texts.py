@@ -23,21 +23,16 @@ def _short(text: str, width: int = 60) -> str:
 def emit_text_predictions(texts: Sequence[str], labels: Sequence[str], scores, top_k: int, json_output: bool,
                           score_name: str = "score") -> None:
     """One line per text, in order (a JSON line each with ``--json``, else one table)."""
-    import numpy as np
-
+    from tlcli.evaluation import classifier_records
     from tlcli.output import emit_json, print_table
 
-    k = max(1, min(top_k, len(labels)))
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     rows = []
-    for i, text in enumerate(texts):
-        best = int(order[i, 0])
+    for text, fields in zip(texts, classifier_records(scores, list(labels), top_k)):
         if json_output:
-            emit_json({"text": text, "label": labels[best], "score": round(float(scores[i, best]), 6),
-                       "top": [{"label": labels[j], "score": round(float(scores[i, j]), 6)} for j in order[i]]})
+            emit_json({"text": text, **fields})
         else:
-            rows.append([_short(text), labels[best], f"{scores[i, best]:.3f}",
-                         ", ".join(f"{labels[j]} {scores[i, j]:.2f}" for j in order[i, 1:])])
+            rows.append([_short(text), fields["label"], f"{fields['score']:.3f}",
+                         ", ".join(f"{t['label']} {t['score']:.2f}" for t in fields["top"][1:])])
     if rows:
         print_table(None, ["text", "label", score_name, "next"], rows)
 
@@ -80,8 +75,7 @@ def evaluate_texts(predictor, data_path: Path, json_output: bool, confusion: Pat
                          f"the model knows {', '.join(labels[:10])}")
     texts = [s.text for s in samples]
     probs = np.concatenate([_probabilities(predictor, texts[i:i + CHUNK]) for i in range(0, len(texts), CHUNK)])
-    report = contract_metrics(classification_report(probs, np.asarray([index_of[s.label] for s in samples]),
-                                                     labels))
+    report = classification_report(probs, np.asarray([index_of[s.label] for s in samples]), labels)
     if confusion is not None:
         write_confusion_picture(report["confusion"], labels, confusion)
         report["confusion_picture"] = str(confusion)
@@ -97,25 +91,6 @@ def evaluate_texts(predictor, data_path: Path, json_output: bool, confusion: Pat
     if confusion is not None:
         info(f"confusion matrix written to {confusion}")
     return report
-
-
-def contract_metrics(report: dict) -> dict:
-    """The output contract's names (``accuracy``, ``top5_accuracy``, ``mean_recall``, ``per_class`` keyed by
-    label) for a ``tlcli.evaluation.classification_report``, whichever of its two shapes it has.
-
-    With fewer than five classes ``top5_accuracy`` is the top-(number of classes) accuracy, i.e. 1.0."""
-    if "accuracy" in report and isinstance(report.get("per_class"), dict):
-        return report  # already the contract's shape
-    top_k = next((key for key in report if key.startswith("top") and key[3:].isdigit() and key != "top1"), None)
-    per_class = report.get("per_class", [])
-    if isinstance(per_class, list):
-        per_class = {c["label"]: {k: v for k, v in c.items() if k != "label"} for c in per_class}
-    return {
-        "n": report["n"], "accuracy": report["top1"],
-        "top5_accuracy": report[top_k] if top_k else report["top1"],
-        "mean_recall": report["mean_per_class_recall"], "per_class": per_class,
-        "labels": report["labels"], "confusion": report["confusion"],
-    }
 
 
 def _probabilities(predictor, texts: list[str]):
