@@ -256,9 +256,12 @@ def coop(
         cfg = options.validated(CoopConfig, **values)
         run = _open_run("coop", cfg, out, overwrite)
 
+    from tlcli.tui.launch import progress_is_quiet
+
     def job():
         with run:
-            return run_coop(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet or tui)
+            return run_coop(cfg, run, resume=resume is not None, json_output=json_output,
+                                quiet=progress_is_quiet(tui, quiet))
 
     if not tui:
         job()

@@ -97,9 +97,12 @@ def finetune(
         run = Run.create("finetune", out, overwrite=overwrite, config=cfg.model_dump(), plugin="finetune")
     from tlcli_finetune.run import run_finetune
 
+    from tlcli.tui.launch import progress_is_quiet
+
     def job():
         with run:
-            return run_finetune(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet or tui)
+            return run_finetune(cfg, run, resume=resume is not None, json_output=json_output,
+                                quiet=progress_is_quiet(tui, quiet))
 
     if tui:
         from tlcli.tui.launch import run_with_dashboard
