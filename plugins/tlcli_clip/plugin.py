@@ -18,6 +18,7 @@ plugin = Plugin(
     predictors={
         "clip-probe": "tlcli_clip.predictor:load_probe_predictor",
         "clip-coop": "tlcli_clip.predictor:load_coop_predictor",
+        "clip-vprompt": "tlcli_clip.vprompt:load_vprompt_predictor",
     },
     description="CLIP zero-shot, linear probes on cached features, CoOp soft prompts, and compare.",
 )
