@@ -65,8 +65,10 @@ class IndexSummary:
 Progress = Callable[[dict], None]
 
 
-def build_index(config: IndexConfig, progress: Progress | None = None) -> IndexSummary:
-    """Bring the index at ``config.index`` up to date with ``config.paths``."""
+def build_index(config: IndexConfig, progress: Progress | None = None, make_embedder=None) -> IndexSummary:
+    """Bring the index at ``config.index`` up to date with ``config.paths``. ``make_embedder(model, device,
+    precision, batch_size)`` builds the embedder (default: a TextEmbedder in this process; under torchrun,
+    one that shares the work with the other ranks)."""
     from tlcli.models.text import DEFAULT_TEXT_MODEL, model_key
 
     started = time.perf_counter()
@@ -116,10 +118,13 @@ def build_index(config: IndexConfig, progress: Progress | None = None) -> IndexS
             summary.seconds = time.perf_counter() - started
             return summary
 
-        from tlcli.embedder import TextEmbedder
+        if make_embedder is None:
+            from tlcli.embedder import TextEmbedder
 
-        embedder = TextEmbedder(model, device=config.device, precision=config.precision,
-                                batch_size=config.batch_size)
+            embedder = TextEmbedder(model, device=config.device, precision=config.precision,
+                                    batch_size=config.batch_size)
+        else:
+            embedder = make_embedder(model, config.device, config.precision, config.batch_size)
         to_embed = [current[s] for s in changed + added]
         documents, records = [], []
         for file, digest in to_embed:

@@ -87,20 +87,42 @@ def index(
 ) -> None:
     from tlcli.data.bad_files import parse_max_bad
     from tlcli.output import emit_json, info as say
-    from tlcli.run import Run
-    from tlcli_rag.build import IndexConfig, build_index
+    from tlcli_rag import shards
+    from tlcli_rag.build import IndexConfig
 
-    paths = _paths_from_stdin(paths)
-    config = options.validated(
-        IndexConfig, paths=paths, index=str(index), model=model, index_type=index_type, chunk_tokens=chunk_tokens,
-        overlap=overlap, text_field=text_field, reembed=reembed, max_bad=parse_max_bad(max_bad),
-        max_file_mb=max_file_mb, batch_size=batch_size or 64, device=device, precision=precision)
-    if index_type not in ("auto", "flat", "hnsw", "ivf-pq"):
-        raise UsageError(f"--index-type {index_type}: expected auto, flat, hnsw or ivf-pq")
-    if overlap >= chunk_tokens // 2:
-        raise UsageError(f"--overlap {overlap}: must be under half of --chunk-tokens ({chunk_tokens})")
-    options.check_out_path(out)
-    last_said = [0.0]
+    sharded = shards.world_size() > 1
+    if sharded and shards.rank() != 0:  # torchrun: the other ranks only embed their share of each batch
+        shards.serve()
+        return
+    try:
+        paths = _paths_from_stdin(paths)
+        config = options.validated(
+            IndexConfig, paths=paths, index=str(index), model=model, index_type=index_type,
+            chunk_tokens=chunk_tokens, overlap=overlap, text_field=text_field, reembed=reembed,
+            max_bad=parse_max_bad(max_bad), max_file_mb=max_file_mb, batch_size=batch_size or 64, device=device,
+            precision=precision)
+        if index_type not in ("auto", "flat", "hnsw", "ivf-pq"):
+            raise UsageError(f"--index-type {index_type}: expected auto, flat, hnsw or ivf-pq")
+        if overlap >= chunk_tokens // 2:
+            raise UsageError(f"--overlap {overlap}: must be under half of --chunk-tokens ({chunk_tokens})")
+        options.check_out_path(out)
+        record, summary = _index_as_run(config, out, overwrite, quiet, index, [0.0],
+                                        shards.make_sharded_embedder if sharded else None)
+    finally:
+        if sharded:  # however rank 0 ended, the other ranks must stop waiting for texts
+            shards.finish()
+    if json_output:
+        emit_json(record)
+    else:
+        say(f"{index}: {summary.added} added, {summary.updated} updated, {summary.removed} removed, "
+            f"{summary.unchanged} unchanged; {summary.chunks} chunks ({summary.embedded} embedded, "
+            f"{summary.index_type}) in {summary.seconds:.1f} s")
+
+
+def _index_as_run(config, out, overwrite: bool, quiet: bool, index: Path, last_said: list, make_embedder):
+    from tlcli.output import info as say
+    from tlcli.run import Run
+    from tlcli_rag.build import build_index
 
     with Run.create("rag-index", out, overwrite=overwrite, plugin="rag", config=config.model_dump()) as run:
         run.start({"index": str(index)})
@@ -113,15 +135,10 @@ def index(
                 last_said[0] = now
                 say(_progress_line(event))
 
-        summary = build_index(config, progress)
+        summary = build_index(config, progress, make_embedder)
         record = {**summary.record(), "index": str(index), "run": str(run.path)}
         run.finish("finished", metrics={k: v for k, v in record.items() if k != "skipped"})
-    if json_output:
-        emit_json(record)
-    else:
-        say(f"{index}: {summary.added} added, {summary.updated} updated, {summary.removed} removed, "
-            f"{summary.unchanged} unchanged; {summary.chunks} chunks ({summary.embedded} embedded, "
-            f"{summary.index_type}) in {summary.seconds:.1f} s")
+    return record, summary
 
 
 def _progress_line(event: dict) -> str:
