@@ -37,6 +37,20 @@ def cache_dir(kind: str) -> Path:
     return path
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (best effort: some file systems refuse to fsync a folder)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename into place."""
     path = Path(path)

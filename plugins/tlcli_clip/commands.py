@@ -227,7 +227,7 @@ def coop(
     workers: Optional[int] = options.workers(),
     no_cache: bool = _no_cache(),
     max_bad: str = options.max_bad(),
-    early_stop: Optional[int] = typer.Option(None, "--early-stop", min=1, help="Stop after this many epochs without improvement."),
+    early_stop: Optional[int] = options.early_stop(),
     out: Optional[Path] = options.out(),
     overwrite: bool = options.overwrite(),
     resume: Optional[Path] = options.resume(),

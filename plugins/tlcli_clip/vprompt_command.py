@@ -46,7 +46,7 @@ def vprompt(
     workers: Optional[int] = options.workers(),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the text-embedding cache."),
     max_bad: str = options.max_bad(),
-    early_stop: Optional[int] = typer.Option(None, "--early-stop", min=1, help="Stop after this many epochs without improvement."),
+    early_stop: Optional[int] = options.early_stop(),
     out: Optional[Path] = options.out(),
     overwrite: bool = options.overwrite(),
     resume: Optional[Path] = options.resume(),

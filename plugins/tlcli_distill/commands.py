@@ -62,7 +62,7 @@ def distill(
     device: str = options.device(),
     precision: str = options.precision(),
     workers: Optional[int] = options.workers(),
-    early_stop: Optional[int] = typer.Option(None, "--early-stop", min=1, help="Stop after this many epochs without improvement."),
+    early_stop: Optional[int] = options.early_stop(),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the teacher-output cache."),
     max_bad: str = options.max_bad(),
     out: Optional[Path] = options.out(),
@@ -78,10 +78,7 @@ def distill(
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out is None and resume is None:
         raise UsageError("with torchrun, pass --out RUN_DIR so every process writes to the same run folder")
     if resume is not None:
-        changed = options.given_options(ctx) - {"resume", "json_output", "tui", "quiet", "workers"}
-        if changed:
-            flags = ", ".join("--" + name.replace("_", "-") for name in sorted(changed))
-            raise UsageError(f"--resume continues the run exactly as configured; drop {flags}")
+        options.refuse_changes_on_resume(ctx)
         from tlcli_distill.config import DistillConfig
 
         run = Run.resume(resume, "distill", "distill")

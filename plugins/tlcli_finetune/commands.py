@@ -66,7 +66,7 @@ def finetune(
     device: str = options.device(),
     precision: str = options.precision(),
     workers: Optional[int] = options.workers(),
-    early_stop: Optional[int] = typer.Option(None, "--early-stop", min=1, help="Stop after this many epochs without improvement."),
+    early_stop: Optional[int] = options.early_stop(),
     save_every: Optional[int] = typer.Option(None, "--save-every", min=1, help="Also checkpoint every N steps."),
     log_every: Optional[int] = typer.Option(None, "--log-every", min=1, help="Write a metric event every N steps (default: ~500 per run)."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),

@@ -31,7 +31,7 @@ import numpy as np
 
 from tlcli.errors import UsageError
 from tlcli.output import display_path
-from tlcli.paths import atomic_write_text
+from tlcli.paths import atomic_write_text, fsync_dir
 
 DEFAULT_INDEX_DIR = Path(".tlcli-index")
 MANIFEST = "manifest.json"
@@ -333,26 +333,13 @@ class IndexWriter:
         os.replace(self._tmp_faiss, self.folder / manifest.faiss_name)
         os.replace(self._tmp_sqlite, self.folder / manifest.sqlite_name)
         atomic_write_text(self.folder / MANIFEST, manifest.to_json())
-        _fsync_folder(self.folder)
+        fsync_dir(self.folder)
         old = self.manifest
         self.manifest = manifest
         if old is not None and old.generation != manifest.generation:
             for name in (old.faiss_name, old.sqlite_name):
                 (self.folder / name).unlink(missing_ok=True)
         return manifest
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def folder_bytes(folder: Path) -> int:

@@ -206,7 +206,7 @@ def prompt_tune(
     seed: int = options.seed(),
     device: str = options.device(),
     precision: str = options.precision(),
-    early_stop: Optional[int] = typer.Option(None, "--early-stop", help="Stop after this many epochs without improvement."),
+    early_stop: Optional[int] = options.early_stop(),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Also checkpoint every N steps."),
     out: Optional[Path] = options.out(),
     overwrite: bool = options.overwrite(),

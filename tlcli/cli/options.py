@@ -116,6 +116,10 @@ def top_k() -> Any:
     return typer.Option(TOP_K, "--top-k", "-k", min=1, help="How many labels to list per input.")
 
 
+def early_stop() -> Any:
+    return typer.Option(None, "--early-stop", min=1, help="Stop after this many evaluations without improvement.")
+
+
 # --- run folders ---------------------------------------------------------------------------------------------
 def out() -> Any:
     return typer.Option(None, "--out", "-o", help="Run folder (default runs/<command>-<time>). An existing "

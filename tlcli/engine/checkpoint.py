@@ -22,20 +22,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from tlcli.paths import fsync_dir
+
 COMPLETE_MARKER = "COMPLETE"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -157,7 +146,7 @@ def save_checkpoint(
         state["rng"] = rng_meta
         _write_json(tmp / "state.json", state)
         _write_json(tmp / COMPLETE_MARKER, {"ok": True})
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -167,7 +156,7 @@ def save_checkpoint(
         if isinstance(error, OSError) and error.filename is None:  # say which checkpoint could not be written
             raise OSError(error.errno, error.strerror, str(final)) from None
         raise
-    _fsync_dir(root)
+    fsync_dir(root)
     if keep_prefix:
         for other in root.iterdir():
             if other.name.startswith(keep_prefix) and other != final and other.is_dir():
