@@ -65,6 +65,12 @@ def finetune(
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Also checkpoint every N steps."),
     log_every: Optional[int] = typer.Option(None, "--log-every", help="Write a metric event every N steps (default: ~500 per run)."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    domain_adapt: Optional[Path] = typer.Option(None, "--domain-adapt", help="Unlabelled target-domain images: "
+                                                "domain-adversarial training (DANN)."),
+    dann_weight: float = typer.Option(1.0, "--dann-weight", help="Scale of the DANN gradient reversal (its "
+                                      "schedule rises from 0 to this)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Train once per seed (1,2,3) into RUN_DIR/seed-N "
+                                        "and report mean ± std."),
     max_bad: str = typer.Option("5%", "--max-bad", help="Abort (exit 2) if more unreadable files than this."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/finetune-<time>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its newest checkpoint."),
@@ -84,6 +90,7 @@ def finetune(
         "warmup": warmup, "clip_grad": clip_grad, "augment": augment, "image_size": image_size, "seed": seed,
         "device": device, "precision": precision, "workers": workers, "early_stop": early_stop,
         "save_every": save_every, "log_every": log_every, "compile": compile_model, "max_bad": parse_max_bad(max_bad),
+        "domain_adapt": str(domain_adapt) if domain_adapt else None, "dann_weight": dann_weight,
     }
     import os
 
@@ -99,6 +106,11 @@ def finetune(
     from tlcli_finetune.run import run_finetune
 
     def job():
+        if seeds:
+            from tlcli_finetune.dann import parse_seeds, run_seeds
+
+            return run_seeds(cfg, parse_seeds(seeds), run_dir, lambda c, d: run_finetune(
+                c, d, resume=False, json_output=False, quiet=quiet or tui), json_output)
         return run_finetune(cfg, run_dir, resume=resume is not None, json_output=json_output,
                             quiet=quiet or tui)
 

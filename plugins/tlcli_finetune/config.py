@@ -24,3 +24,5 @@ class FinetuneConfig(TrainConfig):
     image_size: int | None = Field(None, ge=8)
     max_bad: float = Field(0.05, ge=0, le=1)
     epochs: int = Field(10, ge=1)
+    domain_adapt: str | None = None  # DANN: unlabelled target images (tlcli_finetune.dann)
+    dann_weight: float = Field(1.0, ge=0)

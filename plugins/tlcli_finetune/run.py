@@ -50,7 +50,12 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool, json_output: 
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
             atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=1))
-    task = FinetuneTask(cfg, classes, train, val, preprocessing)
+    if cfg.domain_adapt:
+        from tlcli_finetune.dann import DannTask, load_target
+
+        task = DannTask(cfg, classes, train, val, preprocessing, load_target(cfg, preprocessing, bad))
+    else:
+        task = FinetuneTask(cfg, classes, train, val, preprocessing)
     callbacks = standard_callbacks(run_dir, "finetune", "finetune", quiet,
                                    [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
     result = fit(task, cfg, run_dir, callbacks=callbacks, resume=resume)
