@@ -27,8 +27,9 @@ class Plugin:
         ``"module:function"``. The function takes ``(model_dir: Path, device: str)`` and returns an
         :class:`ImagePredictor` or a :class:`TextPredictor`. The string is imported only when such a model is used.
     embedders: text-embedding model families this plugin provides (``name -> "module:factory"``).
-    llm_backends: ``--llm`` spec schemes this plugin provides (``"myapi" -> "module:factory"``); the factory
-        takes the spec string and returns a :class:`tlcli.llm.LLM`.
+    llm_backends: LLM spec schemes this plugin serves, mapped to ``"module:factory"``; ``--llm
+        SCHEME:TARGET?k=v`` calls ``factory(TARGET, {"k": "v"})``, which returns a
+        :class:`tlcli.llm.base.LLM`. Built-in schemes (hf, openai, scripted) cannot be replaced.
     tools: agent tools (``"rag" -> "module:factory"``); the factory takes the tool's argument (``rag:DIR`` gives
         ``"DIR"``) and returns a tool object (see the agents plugin).
     description: one line for ``tlcli plugins``.

@@ -109,15 +109,14 @@ class Run:
                              "pass a writable --out folder") from None
         run = cls(path, command, plugin, writable=True, created=created or replaced is not None, replaced=replaced)
         run._lock()
-        if config is not None:
-            run.write_config(config)
+        run.write_config(config or {})
         return run
 
     @classmethod
     def resume(cls, path: Path | str, command: str = "", plugin: str = "") -> "Run":
         """An existing run, locked for continuing. A finished run raises :class:`RunFinished`."""
         path = Path(path)
-        if not (path / CONFIG_FILE).is_file():
+        if not any((path / marker).is_file() for marker in _RUN_MARKERS):
             raise UsageError(f"--resume {path}: not a run folder (no {CONFIG_FILE}); pass the folder a run wrote")
         writable = is_main_process()
         run = cls(path, command, plugin, writable=writable)

@@ -10,7 +10,10 @@ import os
 from pathlib import Path
 
 from tlcli.errors import UsageError
-from tlcli.llm.base import LLM, Generation, cut_at_stop, sampling_params
+from tlcli.llm.base import (
+    LLM, Generation, call_as_dict, check_messages, check_tools, cut_at_stop, cut_stream_at_stop, render_plain,
+    result_from_generation, sampling_params,
+)
 from tlcli.llm.spec import HFSpec
 
 
@@ -43,8 +46,8 @@ def _pick_dtype(requested: str, device: str):
 
 
 class HFLLM(LLM):
-    """Loads the model once; ``generate`` runs batches of prompts with left padding and draws the ``n``
-    samples of every prompt in the same forward pass (``num_return_sequences``)."""
+    """Loads the model once; ``generate`` and ``chat`` run batches of prompts with left padding and draw
+    the ``n`` samples of every prompt in the same forward pass (``num_return_sequences``)."""
 
     def __init__(self, spec: HFSpec):
         self.spec = f"hf:{spec.model}"
@@ -60,40 +63,95 @@ class HFLLM(LLM):
         #: Number of times model.generate ran (benchmarks and tests read it).
         self.forward_calls = 0
 
+    # -- prompts ----------------------------------------------------------------------------------
+
     def _format(self, prompt: str) -> str:
         if not self.use_chat_template:
             return prompt
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-        )
+        return self.render([{"role": "user", "content": prompt}])
+
+    def render(self, messages: list[dict], tools: list[dict] | None = None) -> str:
+        """The text the model sees for a chat: its tokenizer's chat template when it has one (tools are
+        passed to the template, which may describe them), else plain ``role: content`` lines."""
+        if not self.use_chat_template:
+            return render_plain(messages)
+        wire = [_template_message(m) for m in messages]
+        try:
+            return self.tokenizer.apply_chat_template(wire, tools=tools or None, add_generation_prompt=True,
+                                                      tokenize=False)
+        except Exception as error:  # a template is user-supplied code: report its complaint in one line
+            raise UsageError(f"{self.spec}: the chat template could not render these messages "
+                             f"({type(error).__name__}: {_first_line(error)}); use ?chat_template=off") from None
+
+    # -- the interface ------------------------------------------------------------------------------
 
     def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None):
         params = sampling_params(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                  stop=list(stop or []), seed=seed)
+        return self._generate([self._format(p) for p in prompts], params)
+
+    def chat(self, messages, n=1, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None, tools=None):
+        messages = check_messages(messages)
+        tools = check_tools(tools)
+        params = sampling_params(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                 stop=list(stop or []), seed=seed)
+        generation = self._generate([self.render(messages, tools)], params)[0]
+        return result_from_generation(generation, self.spec)
+
+    def chat_stream(self, messages, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None, tools=None):
+        """Pieces as the model produces them (transformers' streamer, generation on a worker thread)."""
+        import threading
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        messages = check_messages(messages)
+        params = sampling_params(n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                 stop=list(stop or []), seed=seed)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        encoded = self._encode([self.render(messages, check_tools(tools))])
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failure: list[BaseException] = []
+
+        def run():
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**encoded, **self._generate_kwargs(params, n=1), streamer=streamer)
+            except BaseException as error:  # re-raised on the caller's thread
+                failure.append(error)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        yield from cut_stream_at_stop((piece for piece in streamer if piece), params.stop)
+        worker.join()
+        self.forward_calls += 1
+        if failure:
+            raise failure[0]
+
+    # -- batches ------------------------------------------------------------------------------------
+
+    def _generate(self, texts: list[str], params) -> list[Generation]:
         import torch
 
         if params.seed is not None:
             torch.manual_seed(params.seed)
         results: list[Generation] = []
         size = self.options.batch_size
-        for start in range(0, len(prompts), size):
-            results.extend(self._generate_batch(list(prompts[start:start + size]), params))
+        for start in range(0, len(texts), size):
+            results.extend(self._generate_batch(texts[start:start + size], params))
         return results
 
-    def _generate_batch(self, prompts: list[str], params) -> list[Generation]:
-        import torch
-
-        texts = [self._format(p) for p in prompts]
+    def _encode(self, texts: list[str]):
         # A chat template already writes the special tokens (BOS and the like) into the text.
-        encoded = self.tokenizer(texts, return_tensors="pt", padding=True,
-                                 add_special_tokens=not self.use_chat_template).to(self.model.device)
+        return self.tokenizer(texts, return_tensors="pt", padding=True,
+                              add_special_tokens=not self.use_chat_template).to(self.model.device)
+
+    def _generate_kwargs(self, params, n: int) -> dict:
         sampling = params.temperature > 0
-        kwargs = dict(
-            max_new_tokens=params.max_tokens,
-            num_return_sequences=params.n,
-            do_sample=sampling,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
+        kwargs = dict(max_new_tokens=params.max_tokens, num_return_sequences=n, do_sample=sampling,
+                      pad_token_id=self.tokenizer.pad_token_id)
         if sampling:
             # top_k=0: only temperature and top_p shape sampling, as in the OpenAI API, whatever the
             # model's generation_config says.
@@ -102,16 +160,26 @@ class HFLLM(LLM):
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if params.stop:
             kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
+        return kwargs
+
+    def _generate_batch(self, texts: list[str], params) -> list[Generation]:
+        import torch
+
+        encoded = self._encode(texts)
         with torch.inference_mode():
-            output = self.model.generate(**encoded, **kwargs)
+            output = self.model.generate(**encoded, **self._generate_kwargs(params, params.n))
         self.forward_calls += 1
         prompt_len = encoded["input_ids"].shape[1]
         generated = output[:, prompt_len:].tolist()
         prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
+        return self._decode_rows(generated, prompt_tokens, params)
+
+    def _decode_rows(self, generated: list[list[int]], prompt_tokens: list[int], params) -> list[Generation]:
+        """Rows ``i*n .. i*n+n-1`` are prompt ``i``'s samples."""
         eos_ids = self._eos_ids()
         pad_id = self.tokenizer.pad_token_id
         results = []
-        for i, _ in enumerate(prompts):
+        for i, count_in_prompt in enumerate(prompt_tokens):
             rows = generated[i * params.n:(i + 1) * params.n]
             texts, counts, reasons = [], [], []
             for row in rows:
@@ -121,7 +189,7 @@ class HFLLM(LLM):
                 texts.append(text)
                 counts.append(count)
                 reasons.append("stop" if ended or stopped or count < params.max_tokens else "length")
-            results.append(Generation(texts, int(prompt_tokens[i]), counts, reasons))
+            results.append(Generation(texts, int(count_in_prompt), counts, reasons))
         return results
 
     def _eos_ids(self) -> set[int]:
@@ -134,6 +202,27 @@ class HFLLM(LLM):
 
     def close(self) -> None:
         self.model = None
+
+
+def _template_message(message: dict) -> dict:
+    """A message as chat templates expect it: tool calls in the wire form with their arguments parsed
+    (most templates print them with ``tojson``), content never None."""
+    import json
+
+    out = {k: v for k, v in message.items() if k != "tool_calls"}
+    out["content"] = message.get("content") or ""
+    calls = message.get("tool_calls") or []
+    if calls:
+        wired = []
+        for call in calls:
+            call = call_as_dict(call)
+            try:
+                arguments = json.loads(call["function"]["arguments"])
+            except ValueError:
+                arguments = call["function"]["arguments"]
+            wired.append({**call, "function": {**call["function"], "arguments": arguments}})
+        out["tool_calls"] = wired
+    return out
 
 
 def _completion_length(row: list[int], eos_ids: set[int], pad_id: int | None,

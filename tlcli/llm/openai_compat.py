@@ -16,7 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
 from tlcli.errors import JobFailed, UsageError
-from tlcli.llm.base import LLM, Generation, cut_at_stop, sampling_params
+from tlcli.llm.base import (
+    LLM, ChatResult, Choice, Generation, ToolCall, Usage, call_as_dict, check_messages, check_tools, cut_at_stop,
+    cut_stream_at_stop, render_plain, sampling_params, split_total,
+)
 from tlcli.llm.spec import OpenAISpec
 
 KEY_ENV_VARS = ("TLCLI_LLM_API_KEY", "OPENAI_API_KEY")
@@ -56,13 +59,10 @@ class OpenAILLM(LLM):
     def _endpoint(self) -> str:
         return "/chat/completions" if self.options.api == "chat" else "/completions"
 
-    def _body(self, prompt, n, params, stream: bool) -> dict:
-        body: dict = {"model": self.options.model, "n": n, "temperature": params.temperature,
+    def _body(self, core: dict, n: int, params, stream: bool) -> dict:
+        """The request: ``core`` holds ``messages`` (and ``tools``) for /chat/completions or ``prompt``."""
+        body: dict = {"model": self.options.model, **core, "n": n, "temperature": params.temperature,
                       "top_p": params.top_p, "max_tokens": params.max_tokens}
-        if self.options.api == "chat":
-            body["messages"] = [{"role": "user", "content": prompt}]
-        else:
-            body["prompt"] = prompt
         if params.stop:
             body["stop"] = params.stop
         if params.seed is not None:
@@ -71,6 +71,14 @@ class OpenAILLM(LLM):
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         return body
+
+    def _core(self, messages: list[dict], tools: list[dict] | None) -> dict:
+        if self.options.api != "chat":
+            return {"prompt": render_plain(messages)}  # /completions knows no roles and no tools
+        core: dict = {"messages": [_wire_message(m) for m in messages]}
+        if tools:
+            core["tools"] = tools
+        return core
 
     def _send(self, body: dict, stream: bool):
         """POST with retries; returns an open response (caller closes it)."""
@@ -128,38 +136,54 @@ class OpenAILLM(LLM):
 
     # -- the interface --------------------------------------------------------------------------
 
+    @property
+    def supports_tools(self) -> bool:
+        return self.options.api == "chat"
+
     def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None):
         params = sampling_params(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                  stop=list(stop or []), seed=seed)
         prompts = list(prompts)
+
+        def one(prompt: str) -> Generation:
+            core = ({"messages": [{"role": "user", "content": prompt}]} if self.options.api == "chat"
+                    else {"prompt": prompt})
+            choices, usage = self._sample(core, params, self.options.stream)
+            return Generation([c.text for c in choices], usage.prompt_tokens,
+                              split_total(usage.completion_tokens, len(choices)),
+                              [c.finish_reason for c in choices])
+
         if len(prompts) <= 1 or self.options.concurrency == 1:
-            return [self._one(p, params) for p in prompts]
+            return [one(p) for p in prompts]
         with ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(prompts))) as pool:
-            return list(pool.map(lambda p: self._one(p, params), prompts))
+            return list(pool.map(one, prompts))
 
-    def _one(self, prompt: str, params) -> Generation:
-        texts: list[str] = []
-        counts: list[int] = []
-        reasons: list[str] = []
-        prompt_tokens = 0
+    def chat(self, messages, n=1, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None, tools=None):
+        messages = check_messages(messages)
+        tools = check_tools(tools)
+        params = sampling_params(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                 stop=list(stop or []), seed=seed)
+        choices, usage = self._sample(self._core(messages, tools), params, self.options.stream)
+        return ChatResult(choices, usage, self.spec)
+
+    def _sample(self, core: dict, params, stream: bool) -> tuple[list[Choice], Usage]:
+        """``params.n`` choices for one request body, and what they cost."""
+        choices: list[Choice] = []
+        usage = Usage()
         # Some servers (Ollama, llama.cpp) ignore n and return one choice; ask again for the rest.
-        while len(texts) < params.n:
-            missing = params.n - len(texts)
-            got = (self._collect_stream(prompt, missing, params) if self.options.stream
-                   else self._collect(prompt, missing, params))
-            if not got.texts:
+        while len(choices) < params.n:
+            missing = params.n - len(choices)
+            body = self._body(core, missing, params, stream)
+            got, spent = self._collect_stream(body) if stream else self._collect(body)
+            if not got:
                 raise JobFailed(f"{self.spec}: the server answered with no choices")
-            prompt_tokens = got.prompt_tokens or prompt_tokens
-            texts += got.texts[:missing]
-            counts += got.completion_tokens[:missing]
-            reasons += got.finish_reasons[:missing]
+            choices += got[:missing]
+            usage = usage + (spent or _estimate_usage(core, got))
         # Servers apply stop strings themselves, but not all do (and some keep the stop string).
-        cut = [cut_at_stop(t, params.stop) for t in texts]
-        reasons = ["stop" if hit else r for (_, hit), r in zip(cut, reasons)]
-        return Generation([t for t, _ in cut], prompt_tokens, counts, reasons)
+        return [_apply_stop(c, params.stop) for c in choices], usage
 
-    def _collect(self, prompt, n, params) -> Generation:
-        response = self._send(self._body(prompt, n, params, stream=False), stream=False)
+    def _collect(self, body: dict) -> tuple[list[Choice], Usage | None]:
+        response = self._send(body, stream=False)
         try:
             response.read()
             payload = response.json()
@@ -167,58 +191,150 @@ class OpenAILLM(LLM):
             raise JobFailed(f"{self.spec}: the server's answer is not JSON: {response.text[:200]!r}") from None
         finally:
             response.close()
-        choices = sorted(payload.get("choices") or [], key=lambda c: c.get("index", 0))
-        texts = [_choice_text(c, self.options.api) for c in choices]
-        usage = payload.get("usage") or {}
-        completion_total = int(usage.get("completion_tokens") or 0)
-        # The API reports one completion total for all choices; split it evenly as an estimate.
-        counts = _split_total(completion_total, len(texts))
-        reasons = [c.get("finish_reason") or "stop" for c in choices]
-        return Generation(texts, int(usage.get("prompt_tokens") or 0), counts, reasons)
+        try:
+            choices = sorted(payload["choices"], key=lambda c: int(c.get("index", 0)))
+            parsed = [_parse_choice(c, self.options.api) for c in choices]
+            return parsed, _parse_usage(payload.get("usage"))
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise JobFailed(f"{self.spec}: the server's answer is JSON but not an OpenAI "
+                            f"{'chat completion' if self.options.api == 'chat' else 'completion'}: "
+                            f"{json.dumps(payload)[:200]}") from None
 
-    def _events(self, prompt, n, params) -> Iterator[dict]:
-        response = self._send(self._body(prompt, n, params, stream=True), stream=True)
+    def _events(self, body: dict) -> Iterator[dict]:
+        response = self._send(body, stream=True)
         try:
             yield from _sse_json(response.iter_lines(), self.spec)
         finally:
             response.close()
 
-    def _collect_stream(self, prompt, n, params) -> Generation:
-        parts: dict[int, list[str]] = {}
-        chunks: dict[int, int] = {}
-        reasons: dict[int, str] = {}
-        usage: dict = {}
-        for event in self._events(prompt, n, params):
-            usage = event.get("usage") or usage
-            for choice in event.get("choices") or []:
-                index = int(choice.get("index", 0))
-                piece = _delta_text(choice, self.options.api)
-                if piece:
-                    parts.setdefault(index, []).append(piece)
-                    chunks[index] = chunks.get(index, 0) + 1
-                else:
-                    parts.setdefault(index, [])
-                if choice.get("finish_reason"):
-                    reasons[index] = choice["finish_reason"]
-        order = sorted(parts)
-        texts = ["".join(parts[i]) for i in order]
-        total = int(usage.get("completion_tokens") or 0)
-        # Without usage, count content chunks: servers send about one token per chunk.
-        counts = _split_total(total, len(texts)) if total else [chunks.get(i, 0) for i in order]
-        return Generation(texts, int(usage.get("prompt_tokens") or 0), counts,
-                          [reasons.get(i, "stop") for i in order])
+    def _collect_stream(self, body: dict) -> tuple[list[Choice], Usage | None]:
+        builders: dict[int, _ChoiceBuilder] = {}
+        usage = None
+        for event in self._events(body):
+            try:
+                usage = _parse_usage(event.get("usage")) or usage
+                for choice in event.get("choices") or []:
+                    builders.setdefault(int(choice.get("index", 0)), _ChoiceBuilder()).add(choice, self.options.api)
+            except (KeyError, TypeError, AttributeError, ValueError):
+                raise JobFailed(f"{self.spec}: a streamed event is JSON but not an OpenAI chunk: "
+                                f"{json.dumps(event)[:200]}") from None
+        choices = [builders[i].build() for i in sorted(builders)]
+        if usage is None and choices:
+            # Without usage, count content chunks: servers send about one token per chunk.
+            usage = Usage(_estimate_usage(body, []).prompt_tokens, sum(b.chunks for b in builders.values()))
+        return choices, usage
 
-    def stream(self, prompt, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None):
+    def chat_stream(self, messages, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None, tools=None):
+        messages = check_messages(messages)
         params = sampling_params(n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                  stop=list(stop or []), seed=seed)
-        for event in self._events(prompt, 1, params):
+        body = self._body(self._core(messages, check_tools(tools)), 1, params, stream=True)
+        yield from cut_stream_at_stop(self._stream_pieces(body), params.stop)
+
+    def stream(self, prompt, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None):
+        if self.options.api == "chat":
+            yield from super().stream(prompt, temperature, top_p, max_tokens, stop, seed)
+            return
+        params = sampling_params(n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                                 stop=list(stop or []), seed=seed)
+        yield from cut_stream_at_stop(self._stream_pieces(self._body({"prompt": prompt}, 1, params, True)),
+                                      params.stop)
+
+    def _stream_pieces(self, body: dict) -> Iterator[str]:
+        for event in self._events(body):
             for choice in event.get("choices") or []:
-                piece = _delta_text(choice, self.options.api)
+                piece = _delta_text(choice, self.options.api) if isinstance(choice, dict) else ""
                 if piece:
                     yield piece
 
     def close(self) -> None:
         self._client.close()
+
+
+class _ChoiceBuilder:
+    """Accumulates one choice's streamed deltas: content pieces and tool calls sent in fragments
+    (the first fragment of a call brings its id and name, later ones pieces of its arguments)."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.calls: dict[int, dict] = {}
+        self.finish_reason: str | None = None
+        self.chunks = 0
+
+    def add(self, choice: dict, api: str) -> None:
+        piece = _delta_text(choice, api)
+        if piece:
+            self.parts.append(piece)
+            self.chunks += 1
+        fragments = (choice.get("delta") or {}).get("tool_calls") if api == "chat" else None
+        for fragment in fragments or []:
+            call = self.calls.setdefault(int(fragment.get("index", len(self.calls))),
+                                         {"id": "", "name": "", "arguments": []})
+            function = fragment.get("function") or {}
+            call["id"] = fragment.get("id") or call["id"]
+            call["name"] += function.get("name") or ""
+            if function.get("arguments"):
+                call["arguments"].append(function["arguments"])
+                self.chunks += 1
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+
+    def build(self) -> Choice:
+        calls = [ToolCall(c["id"] or f"call_{i}", c["name"], "".join(c["arguments"]) or "{}")
+                 for i, c in sorted(self.calls.items())]
+        return Choice("".join(self.parts), calls, self.finish_reason or ("tool_calls" if calls else "stop"))
+
+
+def _wire_message(message: dict) -> dict:
+    """A chat message as the server expects it: tool calls in the wire form, arguments as JSON text."""
+    out = dict(message)
+    if message.get("tool_calls"):
+        out["tool_calls"] = [call_as_dict(c) for c in message["tool_calls"]]
+        out["content"] = message.get("content") or None
+    return out
+
+
+def _parse_choice(choice: dict, api: str) -> Choice:
+    if api != "chat":
+        text = choice.get("text") or ""
+        if not isinstance(text, str):
+            raise TypeError("text")
+        return Choice(text, [], choice.get("finish_reason") or "stop")
+    message = choice["message"]
+    text = message.get("content") or ""
+    if not isinstance(text, str):
+        raise TypeError("content")
+    calls = []
+    for i, call in enumerate(message.get("tool_calls") or []):
+        function = call["function"]
+        arguments = function.get("arguments", "{}")
+        calls.append(ToolCall(str(call.get("id") or f"call_{i}"), str(function["name"]),
+                              arguments if isinstance(arguments, str) else json.dumps(arguments)))
+    legacy = message.get("function_call")  # the pre-tools form some servers still send
+    if legacy and not calls:
+        arguments = legacy.get("arguments", "{}")
+        calls.append(ToolCall("call_0", str(legacy["name"]),
+                              arguments if isinstance(arguments, str) else json.dumps(arguments)))
+    return Choice(text, calls, choice.get("finish_reason") or ("tool_calls" if calls else "stop"))
+
+
+def _parse_usage(usage) -> Usage | None:
+    if not usage:
+        return None
+    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+
+def _estimate_usage(core: dict, choices: list[Choice]) -> Usage:
+    """A server that reports no usage still spends tokens: estimate them from whitespace words, so a
+    token budget still holds."""
+    prompt = core.get("prompt") or " ".join(m.get("content") or "" for m in core.get("messages") or [])
+    completion = sum(len(c.text.split()) + sum(len(t.arguments.split()) for t in c.tool_calls) for c in choices)
+    return Usage(len(prompt.split()), completion)
+
+
+def _apply_stop(choice: Choice, stop: list[str]) -> Choice:
+    text, hit = cut_at_stop(choice.text, stop)
+    return Choice(text, choice.tool_calls, "stop" if hit else choice.finish_reason) if hit else choice
 
 
 def _sse_json(lines: Iterator[str], spec: str) -> Iterator[dict]:
@@ -260,13 +376,6 @@ def _delta_text(choice: dict, api: str) -> str:
     if api == "chat":
         return (choice.get("delta") or {}).get("content") or ""
     return choice.get("text") or ""
-
-
-def _split_total(total: int, parts: int) -> list[int]:
-    if parts == 0:
-        return []
-    base, extra = divmod(total, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
 def _parse_retry_after(value: str | None) -> float | None:

@@ -4,7 +4,8 @@ Spec grammar (options are URL-style, after the last ``?``; unknown options are a
 
     hf:MODEL_ID_OR_DIR[?device=cpu&dtype=bfloat16&trust_remote_code=true&chat_template=off&batch_size=8]
     openai:BASE_URL#MODEL[?api=completions&stream=true&api_key_env=MY_KEY&timeout=60&max_retries=4]
-    scripted:REPLIES.json      (a JSON list of reply texts, used in turn; for tests and dry runs)
+    scripted:REPLIES.json[?native_tools=false]   (replies used in turn; for tests and dry runs)
+    SCHEME:...                 (a backend a plugin registers through Plugin.llm_backends)
 
 Config file (``TLCLI_CONFIG``, else ``./tlcli.toml``, else ``$TLCLI_HOME/config.toml``)::
 
@@ -69,9 +70,36 @@ class ScriptedSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["scripted"] = "scripted"
     path: Path
+    # Tool calls in the file come back as native calls; off: written into the text as JSON actions.
+    native_tools: bool = True
 
 
-LLMSpec = Union[HFSpec, OpenAISpec, ScriptedSpec]
+class PluginSpec(BaseModel):
+    """A backend registered by a plugin (``Plugin.llm_backends = {scheme: "module:factory"}``).
+
+    The factory is called as ``factory(target, options)``: ``target`` is the text after ``SCHEME:`` and
+    before ``?``; ``options`` the ``key=value`` pairs (config-file options first, the spec's own win).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["plugin"] = "plugin"
+    scheme: str
+    factory: str  # "module:attr", imported only when the backend is built
+    target: str
+    options: dict = Field(default_factory=dict)
+
+
+LLMSpec = Union[HFSpec, OpenAISpec, ScriptedSpec, PluginSpec]
+BUILTIN_SCHEMES = ("hf", "openai", "scripted")
+
+
+def plugin_backend(scheme: str) -> str | None:
+    """The ``module:factory`` a loaded plugin registered for ``scheme``, if any."""
+    from tlcli.registry import load_plugins
+
+    plugins = load_plugins()
+    lookup = getattr(plugins, "llm_backend_for", None)
+    return lookup(scheme) if lookup else None
 
 
 def parse_spec(text: str, options: dict | None = None) -> LLMSpec:
@@ -81,12 +109,15 @@ def parse_spec(text: str, options: dict | None = None) -> LLMSpec:
     """
     text = text.strip()
     scheme, sep, rest = text.partition(":")
-    if not sep or scheme not in ("hf", "openai", "scripted"):
-        raise UsageError(f"LLM spec {text!r} is not understood: expected hf:..., openai:...#MODEL or scripted:FILE; "
-                         f"e.g. {EXAMPLES}")
+    factory = plugin_backend(scheme) if sep and scheme not in BUILTIN_SCHEMES else None
+    if not sep or (scheme not in BUILTIN_SCHEMES and factory is None):
+        raise UsageError(f"LLM spec {text!r} is not understood: expected hf:..., openai:...#MODEL or scripted:FILE "
+                         f"(or a scheme an installed plugin registers); e.g. {EXAMPLES}")
     values: dict = dict(options or {})
     body, query = _split_options(rest)
     values.update(query)
+    if factory is not None:
+        return PluginSpec(scheme=scheme, factory=factory, target=body, options=values)
     if scheme == "hf":
         values["model"] = body
         model_cls: type[BaseModel] = HFSpec

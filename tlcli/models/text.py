@@ -110,6 +110,7 @@ class Embedder:
     def __post_init__(self):
         self._st = None
         self._memory: dict[str, np.ndarray] = {}
+        self._index: dict[str, tuple[Path, int]] | None = None  # cached text hash -> (shard, row)
 
     @property
     def sentence_transformer(self):
@@ -122,10 +123,13 @@ class Embedder:
         return cache_dir("text-embeddings") / model_key(self.model)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Rows for ``texts``: from memory, then from the disk cache (only the rows asked for are read: the
+        shards' small key lists are indexed once, the vectors are sliced out of the memory-mapped files),
+        then from the model for the rest (and written to the cache)."""
         texts = list(texts)
         keys = [text_hash(t) for t in texts]
-        if self.cache and len(self._memory) == 0:
-            self._memory.update(_read_shards(self.cache_folder))
+        if self.cache:
+            self._load_cached(k for k in keys if k not in self._memory)
         missing: dict[str, str] = {}
         for key, text in zip(keys, texts):
             if key not in self._memory and key not in missing:
@@ -139,6 +143,25 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([self._memory[k] for k in keys]).astype(np.float32, copy=False)
 
+    def _load_cached(self, keys) -> None:
+        wanted = set(keys)
+        if not wanted:
+            return
+        if self._index is None:
+            self._index = _index_shards(self.cache_folder)
+        by_shard: dict[Path, list[tuple[str, int]]] = {}
+        for key in wanted:
+            if key in self._index:
+                shard, row = self._index[key]
+                by_shard.setdefault(shard, []).append((key, row))
+        for shard, wanted_rows in by_shard.items():
+            rows = _read_rows(shard, [row for _, row in wanted_rows])
+            if rows is None:
+                continue  # torn or foreign shard: those texts are simply embedded again
+            for (key, _), vector in zip(wanted_rows, rows):
+                if vector.ndim == 1 and np.isfinite(vector).all():  # a corrupt row is recomputed, never used
+                    self._memory[key] = vector
+
     @property
     def dimension(self) -> int:
         if self._memory:
@@ -151,23 +174,37 @@ class Embedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _read_shards(folder: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-
-    out: dict[str, np.ndarray] = {}
+def _index_shards(folder: Path) -> dict[str, tuple[Path, int]]:
+    """text hash -> (shard file, row), from the shards' JSON key lists only (no vectors read)."""
+    out: dict[str, tuple[Path, int]] = {}
     if not folder.is_dir():
         return out
     for index_file in sorted(folder.glob("*.json")):
-        data_file = index_file.with_suffix(".safetensors")
         try:
             keys = json.loads(index_file.read_text(encoding="utf-8"))
-            rows = load_file(str(data_file))["embeddings"]
-        except Exception:  # a torn or foreign shard is skipped; it will simply be recomputed
+        except (OSError, ValueError):
             continue
-        if len(keys) != len(rows):
-            continue
-        out.update(zip(keys, rows))
+        if isinstance(keys, list):
+            data_file = index_file.with_suffix(".safetensors")
+            out.update((key, (data_file, row)) for row, key in enumerate(keys) if isinstance(key, str))
     return out
+
+
+def _read_rows(data_file: Path, rows: list[int]) -> np.ndarray | None:
+    """Just these rows of one shard, or None when the shard is unreadable or shorter than its key list."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(data_file), framework="np") as handle:
+            vectors = handle.get_slice("embeddings")
+            count = vectors.get_shape()[0]
+            if max(rows) >= count:
+                return None
+            low, high = min(rows), max(rows) + 1
+            block = vectors[low:high]
+    except Exception:  # safetensors raises its own types for torn or foreign files
+        return None
+    return np.asarray(block)[[r - low for r in rows]]
 
 
 def _write_shard(folder: Path, keys: list[str], rows: np.ndarray) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import time
+
+# Past a century a duration is an absurd value from a corrupt log, not something to spell out.
+MAX_DURATION_S = 100 * 365 * 86400
 
 
 def duration(seconds: float | None) -> str:
-    """`42s`, `12m03s`, `3h05m`; `-` when unknown."""
-    if seconds is None:
+    """`42s`, `12m03s`, `3h05m`; `-` when unknown (or not a finite, plausible number of seconds)."""
+    if seconds is None or not math.isfinite(seconds) or not -MAX_DURATION_S < seconds < MAX_DURATION_S:
         return "-"
     seconds = int(round(seconds))
     if seconds < 60:
@@ -43,4 +47,7 @@ def clock(timestamp: float | None) -> str:
     """Local date and minute a run started."""
     if timestamp is None:
         return "-"
-    return time.strftime("%m-%d %H:%M", time.localtime(timestamp))
+    try:
+        return time.strftime("%m-%d %H:%M", time.localtime(timestamp))
+    except (OverflowError, OSError, ValueError):  # a time no clock can show
+        return "-"

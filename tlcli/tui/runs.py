@@ -18,7 +18,7 @@ def find_runs(root: Path) -> list[Path]:
     """Run folders directly inside `root`, newest first."""
     try:
         children = [Path(entry.path) for entry in os.scandir(root) if entry.is_dir()]
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # missing, not a folder, no permission: no runs to show
         return []
     runs = [child for child in children if is_run_dir(child)]
     return sorted(runs, key=_modified, reverse=True)
@@ -50,6 +50,7 @@ class RunReader:
                 state = RunState(run_dir, name=run_dir.name)
             for event in found.events:
                 state.apply(event)
+            state.note_read_error(found.error)
             if not found.more_pending:
                 break
         state.judge_status()

@@ -10,11 +10,17 @@ Status rules (`judge_status`):
 - the writer ran on this host: "running" while its pid exists, else "interrupted" (at its last step);
 - the writer ran on another host (a synced run folder): we cannot look at its process, so "running?" while
   the last event is younger than `STALE_AFTER_S`, then "interrupted?".
+
+Any event is folded without raising: a log is written by another process and may be corrupt or hostile
+(``"pid": 1e30``, ``"step": Infinity``, a string where a number belongs, ESC sequences in a message). Numbers
+are taken only when finite and in range, text is made terminal-safe (control characters escaped, secrets
+masked) and shortened here, once, so every widget can show what it gets.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import socket
 import time
 from collections import deque
@@ -23,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tlcli.events import writer_alive
+from tlcli.output import terminal_safe
 
 STALE_AFTER_S = 600.0
 MAX_LOG_LINES = 2000
@@ -31,6 +38,12 @@ MAX_SERIES_POINTS = 2000
 ENDED_STATUSES = ("finished", "stopped", "interrupted", "failed")
 # Fields that make a plugin's own event kind readable in the log panel (an agent's `message` lines).
 TEXT_FIELDS = ("message", "content", "text")
+# Longest text kept per log line and per name (a 1 MB message would only slow every redraw).
+MAX_TEXT_CHARS = 2000
+MAX_NAME_CHARS = 200
+# Numbers outside these bounds are not a step count, a pid or a duration: the field is ignored.
+MAX_COUNT = 10**15
+MAX_TIME = 1e11  # Unix seconds, year 5138
 
 
 @dataclass
@@ -41,12 +54,13 @@ class Series:
     values: list[float] = field(default_factory=list)
 
     def add(self, step: float, value: Any) -> None:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+        value = _float(value)
+        if value is None:  # not a number, NaN or infinite: nothing a chart can draw
             return
         if self.steps and step < self.steps[-1]:
             self.drop_after(step)
         self.steps.append(step)
-        self.values.append(float(value))
+        self.values.append(value)
         if len(self.steps) > MAX_SERIES_POINTS:
             self.steps, self.values = self.steps[::2], self.values[::2]
 
@@ -115,54 +129,82 @@ class RunState:
     status: str = "waiting"
     events_seen: int = 0
     seen_start: bool = False
+    unreadable_events: int = 0  # events the folding code failed on (a bug of ours; the event is skipped)
+    read_error: str | None = None  # why the log cannot be read now (said once in the log panel)
+
+    def __post_init__(self) -> None:
+        self.name = _text(self.name)
 
     # ---- folding -------------------------------------------------------------------------------
 
-    def apply(self, event: dict[str, Any]) -> None:
-        """Fold one event in; unknown kinds are ignored unless they carry text for the log panel."""
+    def apply(self, event: Any) -> None:
+        """Fold one event in; unknown kinds are ignored unless they carry text for the log panel.
+
+        Never raises: the typed reading below handles any JSON value; should it still fail (a bug), the
+        event is counted in ``unreadable_events``, said once in the log, and skipped."""
+        if not isinstance(event, dict):
+            return
+        try:
+            self._apply(event)
+        except Exception as error:  # the dashboard must outlive one bad event
+            self.unreadable_events += 1
+            if self.unreadable_events == 1:
+                self.add_log(None, self.step, "warning",
+                             f"skipped an event the monitor could not read ({type(error).__name__})")
+
+    def note_read_error(self, error: str | None) -> None:
+        """The log could not be read this time (``error``) or could again (None); a new reason is logged."""
+        if error is not None and error != self.read_error:
+            self.add_log(None, self.step, "error", error)
+        self.read_error = error
+
+    def _apply(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        step = _int(event.get("step"), self.step)
-        when = _float(event.get("time"))
+        step = _count(event.get("step"), self.step)
+        when = _time(event.get("time"))
         self.events_seen += 1
         if when is not None:
             self.last_time = when if self.last_time is None else max(self.last_time, when)
         if not self.name and isinstance(event.get("run"), str):
-            self.name = event["run"]
+            self.name = _text(event["run"])
         handler = getattr(self, f"_on_{kind}", None) if kind in _KNOWN_KINDS else None
         if handler is not None:
             handler(data, step, when)
-        else:
-            self._on_plugin_kind(str(kind), data, step, when)
+        elif isinstance(kind, str):
+            self._on_plugin_kind(kind, data, step, when)
         if kind != "run_start":
             self.step = max(self.step, step) if kind != "run_end" else step or self.step
-            epoch = _float(event.get("epoch"))
+            epoch = _count(event.get("epoch"), None, cast=float)
             if epoch is not None and kind == "metric":
                 self.epoch = epoch
 
     def _on_run_start(self, data: dict, step: int, when: float | None) -> None:
-        resumed_from = data.get("resumed_from")
-        if isinstance(resumed_from, (int, float)):
+        resumed_from = _count(data.get("resumed_from"), None)
+        if resumed_from is not None:
             self.loss.drop_after(resumed_from)
             for series in self.val.values():
                 series.drop_after(resumed_from)
-            self.add_log(when, step, "info", f"resumed from step {int(resumed_from)}")
+            self.add_log(when, step, "info", f"resumed from step {resumed_from}")
         if not self.seen_start or self.end is not None:
             self.started = when
         self.seen_start = True
         self.end = self.end_time = None
         self.first_metric = None
-        self.step = int(resumed_from) if isinstance(resumed_from, (int, float)) else step
+        self.step = resumed_from if resumed_from is not None else step
         for key in ("command", "plugin", "model", "device", "precision"):
-            if data.get(key) is not None:
-                setattr(self, key, str(data[key]))
-        self.pid = _int(data.get("pid"), None)
+            if isinstance(data.get(key), (str, int, float)) and not isinstance(data.get(key), bool):
+                setattr(self, key, _text(data[key]))
+        # Whatever is not a plausible pid (-1, 0, 1e30, "123") is no pid: the status is then judged by the
+        # age of the last event, never "running" for ever.
+        pid = data.get("pid")
+        self.pid = pid if type(pid) is int and 0 < pid < 2**31 else None
         self.host = data.get("host") if isinstance(data.get("host"), str) else None
-        self.total_steps = _int(data.get("total_steps"), self.total_steps)
-        self.epochs = _float(data.get("epochs")) or self.epochs
+        self.total_steps = _count(data.get("total_steps"), self.total_steps, positive=True)
+        self.epochs = _count(data.get("epochs"), self.epochs, cast=float, positive=True)
         params = data.get("params") if isinstance(data.get("params"), dict) else {}
-        self.params_trainable = _int(params.get("trainable"), self.params_trainable)
-        self.params_total = _int(params.get("total"), self.params_total)
+        self.params_trainable = _count(params.get("trainable"), self.params_trainable)
+        self.params_total = _count(params.get("total"), self.params_total)
         self._set_blocks(data.get("blocks"))
         what = " · ".join(x for x in (self.command or self.plugin, self.model, self.device) if x)
         self.add_log(when, step, "info", f"run started{': ' + what if what else ''}")
@@ -170,28 +212,27 @@ class RunState:
     def _on_metric(self, data: dict, step: int, when: float | None) -> None:
         self.loss.add(step, data.get("loss"))
         if isinstance(data.get("lr"), dict):
-            self.lr = {str(k): v for k, v in data["lr"].items() if isinstance(v, (int, float))}
+            self.lr = {_text(k): v for k, v in ((k, _float(v)) for k, v in data["lr"].items()) if v is not None}
         self.samples_per_s = _float(data.get("samples_per_s"), self.samples_per_s)
         self.data_wait = _float(data.get("data_wait"), self.data_wait)
         if isinstance(data.get("memory"), dict):
-            self.memory = {k: v for k, v in data["memory"].items() if isinstance(v, (int, float))}
+            self.memory = {k: v for k, v in ((k, _float(v)) for k, v in data["memory"].items()) if v is not None}
         if self.first_metric is None and when is not None:
             self.first_metric = (when, step)
 
     def _on_eval(self, data: dict, step: int, when: float | None) -> None:
         metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
         for name, value in metrics.items():
-            self.val.setdefault(str(name), Series()).add(step, value)
+            self.val.setdefault(_text(name), Series()).add(step, value)
         if isinstance(data.get("monitor"), str):
-            self.monitor = data["monitor"]
-        if isinstance(data.get("best"), (int, float)):
-            self.best = float(data["best"])
-        if data.get("is_best"):
+            self.monitor = _text(data["monitor"])
+        self.best = _float(data.get("best"), self.best)
+        if data.get("is_best") is True:
             self.best_step = step
 
     def _on_layers(self, data: dict, step: int, when: float | None) -> None:
         self._set_blocks(data.get("blocks"))
-        unfrozen = [str(n) for n in data.get("unfrozen") or []]
+        unfrozen = [_text(n) for n in data.get("unfrozen")] if isinstance(data.get("unfrozen"), list) else []
         if unfrozen:
             self.add_log(when, step, "info", f"unfroze {', '.join(unfrozen)}")
         trainable = sum(b.params for b in self.blocks if b.trainable)
@@ -199,50 +240,52 @@ class RunState:
             self.params_trainable = trainable
 
     def _on_checkpoint(self, data: dict, step: int, when: float | None) -> None:
-        self.add_log(when, step, "info", f"saved {data.get('kind') or 'last'} checkpoint")
+        kind = data.get("kind") if isinstance(data.get("kind"), str) and data.get("kind") else "last"
+        self.add_log(when, step, "info", f"saved {kind} checkpoint")
 
     def _on_log(self, data: dict, step: int, when: float | None) -> None:
         level = data.get("level") if data.get("level") in ("info", "warning", "error") else "info"
-        self.add_log(when, step, level, str(data.get("message", "")))
+        self.add_log(when, step, level, _text(data.get("message", ""), MAX_TEXT_CHARS))
 
     def _on_run_end(self, data: dict, step: int, when: float | None) -> None:
-        self.end = dict(data)
+        self.end = {"status": _end_status(data.get("status")), "wall_s": _count(data.get("wall_s"), None, cast=float)}
         self.end_time = when
-        if isinstance(data.get("best"), (int, float)):
-            self.best = float(data["best"])
+        self.best = _float(data.get("best"), self.best)
         if isinstance(data.get("monitor"), str):
-            self.monitor = data["monitor"]
-        self.status = str(data.get("status") or "finished")
+            self.monitor = _text(data["monitor"])
+        self.status = self.end["status"]
         summary = f"run {self.status}"
         if self.best is not None and self.monitor:
             summary += f": best {self.monitor} {self.best:.4g}"
-        if isinstance(data.get("wall_s"), (int, float)):
+        if self.end["wall_s"] is not None:
             from tlcli.tui.format import duration
 
-            summary += f" in {duration(data['wall_s'])}"
+            summary += f" in {duration(self.end['wall_s'])}"
         level = "error" if self.status == "failed" else "warning" if self.status != "finished" else "info"
         self.add_log(when, step, level, summary)
         if data.get("error"):
-            self.add_log(when, step, "error", str(data["error"]))
+            self.add_log(when, step, "error", _text(data["error"], MAX_TEXT_CHARS))
 
     def _on_plugin_kind(self, kind: str, data: dict, step: int, when: float | None) -> None:
         text = next((data[f] for f in TEXT_FIELDS if isinstance(data.get(f), str)), None)
         if text is None:
             return
         who = next((data[f] for f in ("role", "name", "agent") if isinstance(data.get(f), str)), None)
-        self.add_log(when, step, kind, f"{who}: {text}" if who else text)
+        text = _text(text, MAX_TEXT_CHARS)
+        self.add_log(when, step, _text(kind, 40), f"{_text(who)}: {text}" if who else text)
 
     def _set_blocks(self, blocks: Any) -> None:
         if not isinstance(blocks, list):
             return
         self.blocks = [
-            Block(str(b.get("name", "?")), _int(b.get("params"), 0) or 0, bool(b.get("trainable")))
+            Block(_text(b.get("name", "?")), _count(b.get("params"), 0), b.get("trainable") is True)
             for b in blocks
             if isinstance(b, dict)
         ]
 
     def add_log(self, when: float | None, step: int, level: str, text: str) -> None:
-        self.logs.append(LogLine(when, step, level, text))
+        """One line for the log panel; ``text`` is made terminal-safe here (one line, no escapes)."""
+        self.logs.append(LogLine(when, step, level, _text(text, MAX_TEXT_CHARS)))
         self.log_count += 1
 
     # ---- derived -------------------------------------------------------------------------------
@@ -255,7 +298,7 @@ class RunState:
     ) -> str:
         """Update and return `status` (see the module docstring for the rules)."""
         if self.end is not None:
-            self.status = str(self.end.get("status") or "finished")
+            self.status = _end_status(self.end.get("status"))
         elif not self.seen_start and not self.events_seen:
             self.status = "waiting"
         elif self.host and self.host != (this_host or socket.gethostname()):
@@ -283,15 +326,15 @@ class RunState:
 
     @property
     def progress(self) -> float | None:
-        if not self.total_steps:
+        if not self.total_steps or self.total_steps <= 0:
             return None
-        return min(1.0, self.step / self.total_steps)
+        return max(0.0, min(1.0, self.step / self.total_steps))
 
     def elapsed(self, now: float | None = None) -> float | None:
         if self.started is None:
             return None
-        if self.end is not None and isinstance(self.end.get("wall_s"), (int, float)):
-            return float(self.end["wall_s"])
+        if self.end is not None and _float(self.end.get("wall_s")) is not None:
+            return _float(self.end["wall_s"])
         if self.is_live:
             return max(0.0, (time.time() if now is None else now) - self.started)
         return max(0.0, (self.end_time or self.last_time or self.started) - self.started)
@@ -321,16 +364,46 @@ class RunState:
 _KNOWN_KINDS = ("run_start", "metric", "eval", "layers", "checkpoint", "log", "run_end")
 
 
-def _int(value: Any, default: int | None) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        return default
-    return int(value)
-
-
 def _float(value: Any, default: float | None = None) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    """A finite float, else ``default`` (bools, strings, NaN, inf and ints too big for a float are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return default
-    return float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a 400-digit JSON integer
+        return default
+    return value if math.isfinite(value) else default
+
+
+def _count(value: Any, default: Any, cast: type = int, positive: bool = False) -> Any:
+    """A count (step, epoch, parameters): a finite number from 0 (or above 0) to MAX_COUNT, else ``default``."""
+    value = _float(value)
+    if value is None or not 0 <= value <= MAX_COUNT or (positive and value <= 0):
+        return default
+    return cast(value)
+
+
+def _time(value: Any) -> float | None:
+    value = _float(value)
+    return value if value is not None and 0 <= value <= MAX_TIME else None
+
+
+def _text(value: Any, limit: int = MAX_NAME_CHARS) -> str:
+    """``value`` as one terminal-safe line (control characters escaped, secrets masked), at most ``limit``."""
+    if not isinstance(value, str):
+        try:
+            value = str(value)
+        except (RecursionError, ValueError):  # deeply nested JSON; an int too long to print
+            value = f"<{type(value).__name__}>"
+    text = terminal_safe(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _end_status(value: Any) -> str:
+    """A run_end's status; anything but the four known ones reads "interrupted" (ended, cause unknown)."""
+    if value is None or value == "":
+        return "finished"
+    return value if isinstance(value, str) and value in ENDED_STATUSES else "interrupted"
 
 
 def load_run(run_dir: Path) -> RunState:
@@ -344,6 +417,7 @@ def load_run(run_dir: Path) -> RunState:
         found = tail.read_new()
         for event in found.events:
             state.apply(event)
+        state.note_read_error(found.error)
         if not found.more_pending:
             break
     state.judge_status()

@@ -26,6 +26,7 @@ class NewEvents:
     events: list[dict[str, Any]] = field(default_factory=list)
     restarted: bool = False
     more_pending: bool = False
+    error: str | None = None  # the log exists but cannot be read (a folder, no permission): one line
 
 
 class EventTail:
@@ -35,6 +36,9 @@ class EventTail:
         self.path = Path(path)
         self._offset = 0
         self._inode: int | None = None
+        # Inside a line longer than one read: what follows up to its newline is skipped, not parsed (a
+        # fragment of a huge line must not pass for an event of its own).
+        self._skipping_long_line = False
 
     @property
     def exists(self) -> bool:
@@ -45,25 +49,42 @@ class EventTail:
             stat = os.stat(self.path)
         except (FileNotFoundError, NotADirectoryError):
             return NewEvents(restarted=self._forget())
+        except OSError as error:
+            return NewEvents(error=_describe(error))
         found = NewEvents()
         if self._inode is not None and (stat.st_ino != self._inode or stat.st_size < self._offset):
             # Replaced (a sync tool renames a fresh copy into place) or truncated: read it again whole.
             found.restarted = True
             self._offset = 0
+            self._skipping_long_line = False
         self._inode = stat.st_ino
         if stat.st_size == self._offset:
             return found
-        with open(self.path, "rb") as handle:
-            handle.seek(self._offset)
-            chunk = handle.read(min(stat.st_size - self._offset, MAX_READ_BYTES))
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read(min(stat.st_size - self._offset, MAX_READ_BYTES))
+        except OSError as error:  # events.jsonl is a folder, unreadable, on a vanished mount
+            found.error = _describe(error)
+            return found
+        start = 0
+        if self._skipping_long_line:
+            start = chunk.find(b"\n") + 1
+            if start == 0:  # still inside the long line
+                self._offset += len(chunk)
+                found.more_pending = self._offset < stat.st_size
+                return found
+            self._skipping_long_line = False
         complete_end = chunk.rfind(b"\n") + 1
         if complete_end == 0:
             if len(chunk) == MAX_READ_BYTES:  # one absurdly long line: skip it rather than stall
                 self._offset += len(chunk)
+                self._skipping_long_line = True
+                found.more_pending = self._offset < stat.st_size
             return found
         self._offset += complete_end
         found.more_pending = self._offset < stat.st_size and len(chunk) == MAX_READ_BYTES
-        for line in chunk[:complete_end].splitlines():
+        for line in chunk[start:complete_end].splitlines():
             event = parse_event_line(line)
             if event is not None:
                 found.events.append(event)
@@ -73,4 +94,12 @@ class EventTail:
         had_file = self._inode is not None
         self._inode = None
         self._offset = 0
+        self._skipping_long_line = False
         return had_file
+
+
+def _describe(error: OSError) -> str:
+    from tlcli.output import display_path
+
+    reason = (error.strerror or type(error).__name__).lower()
+    return f"cannot read {display_path(error.filename or '')}: {reason}"

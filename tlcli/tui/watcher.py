@@ -56,20 +56,28 @@ class EventLogWatcher:
         state = self._fresh_state()
         posted_status, last_check = None, 0.0
         while not self._stop.is_set():
-            found = tail.read_new()
-            if found.restarted:
-                state = self._fresh_state()
-            for event in found.events:
-                state.apply(event)
-            now = time.monotonic()
-            changed = bool(found.events) or found.restarted
-            if changed or now - last_check >= STATUS_CHECK_S:
-                state.judge_status()
-                last_check = now
-            if changed or state.status != posted_status:
-                posted_status = state.status
+            more_pending = False
+            try:
+                found = tail.read_new()
+                more_pending = found.more_pending
+                if found.restarted:
+                    state = self._fresh_state()
+                for event in found.events:
+                    state.apply(event)
+                log_count = state.log_count
+                state.note_read_error(found.error)
+                now = time.monotonic()
+                changed = bool(found.events) or found.restarted or state.log_count != log_count
+                if changed or now - last_check >= STATUS_CHECK_S:
+                    state.judge_status()
+                    last_check = now
+                if changed or state.status != posted_status:
+                    posted_status = state.status
+                    self.target.post_message(RunUpdated(state.snapshot()))
+            except Exception as error:  # a dead thread would freeze the screen: say it and keep polling
+                state.note_read_error(f"monitor: reading {self.run_dir.name} failed ({type(error).__name__})")
                 self.target.post_message(RunUpdated(state.snapshot()))
-            if not found.more_pending:  # catching up on a backlog: read on without waiting
+            if not more_pending:  # catching up on a backlog: read on without waiting
                 self._stop.wait(self.poll_s)
 
     def _fresh_state(self) -> RunState:

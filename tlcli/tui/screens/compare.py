@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,6 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from tlcli.output import display_path
 from tlcli.tui.format import duration, number
 from tlcli.tui.runs import RunReader
 from tlcli.tui.state import RunState
@@ -58,17 +60,17 @@ class CompareScreen(Screen):
     def show_pair(self, message: PairRead) -> None:
         runs = message.runs
         self.query_one("#compare-loss", CurveChart).show(
-            "train loss", [Curve.of(r.run_dir.name, r.loss) for r in runs]
+            "train loss", [Curve.of(display_path(r.run_dir.name), r.loss) for r in runs]
         )
         metric = next((r.val_metric for r in runs if r.val_metric), None)
-        curves = [Curve.of(r.run_dir.name, r.val[metric]) for r in runs if metric in r.val]
+        curves = [Curve.of(display_path(r.run_dir.name), r.val[metric]) for r in runs if metric in r.val]
         self.query_one("#compare-metric", CurveChart).show(metric or "validation (no eval yet)", curves)
         table = Table(expand=True, box=None, padding=(0, 1))
         for column in ("run", "status", "steps", "best", "time"):
             table.add_column(column, no_wrap=True, overflow="ellipsis")
         for color, run in zip(("cyan", "dark_orange"), runs):
             best = f"{run.monitor or ''} {number(run.best)}".strip() if run.best is not None else "-"
-            table.add_row(f"[{color}]■[/] {run.run_dir.name}", run.status, str(run.step), best,
-                          duration(run.elapsed()))
+            name = Text("■ ", style=color).append(display_path(run.run_dir.name), style="")
+            table.add_row(name, Text(run.status), str(run.step), Text(best), duration(run.elapsed()))
         self.query_one("#compare-table", Static).update(table)
         self._drawn_once = True

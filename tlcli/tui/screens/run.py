@@ -12,6 +12,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from tlcli.output import display_path, terminal_safe
 from tlcli.tui.state import ENDED_STATUSES, RunState
 from tlcli.tui.stop import request_stop
 from tlcli.tui.watcher import EventLogWatcher, RunUpdated
@@ -86,7 +87,7 @@ class RunScreen(Screen):
             self.notify(f"the run has already {run.status}", severity="warning")
             return
         if not self.run_dir.is_dir():
-            self.notify(f"no run folder {self.run_dir} yet", severity="warning")
+            self.notify(f"no run folder {display_path(self.run_dir)} yet", severity="warning", markup=False)
             return
         request_stop(self.run_dir)
         self.query_one(RunLog).note("stop requested: the run will checkpoint and end as stopped", "warning")
@@ -107,6 +108,6 @@ class RunScreen(Screen):
         """Called by `--tui` when the training thread returns."""
         log = self.query_one(RunLog)
         if error:
-            log.note(f"training raised: {error}", "error")
+            log.note(f"training raised: {terminal_safe(error)}", "error")
         log.note("training ended — press q to quit")
         self.notify("training ended — press q to quit", timeout=8)

@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from tlcli.output import display_path
 from tlcli.tui.format import clock, number
 from tlcli.tui.runs import RunReader, find_runs
 from tlcli.tui.state import RunState
@@ -45,9 +46,10 @@ class RunsScreen(Screen):
         self._runs: dict[str, RunState] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static(f"runs in {self.root}", id="runs-title")
+        # Names come from the file system and from event logs: never read as markup (a "[/x]" would raise).
+        yield Static(f"runs in {display_path(self.root)}", id="runs-title", markup=False)
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="runs-hint")
+        yield Static("", id="runs-hint", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -86,27 +88,29 @@ class RunsScreen(Screen):
         self._show_hint()
 
     def _cells(self, state: RunState) -> list:
-        name = Text(state.run_dir.name)
+        name = Text(display_path(state.run_dir.name))
         if self._marked == state.run_dir:
             name.stylize("reverse")
         progress = f"{state.step}/{state.total_steps}" if state.total_steps else str(state.step)
         if state.progress is not None:
             progress += f" {state.progress:.0%}"
         best = f"{state.monitor or ''} {number(state.best)}".strip() if state.best is not None else "-"
+        # Text cells: a DataTable reads plain strings as markup.
         return [
             name,
-            state.plugin or state.command or "-",
+            Text(state.plugin or state.command or "-"),
             Text(state.status, style=STATUS_STYLES.get(state.status, "")),
-            progress,
-            best,
-            clock(state.started),
+            Text(progress),
+            Text(best),
+            Text(clock(state.started)),
         ]
 
     def _show_hint(self) -> None:
         if not self._runs:
-            hint = f"no runs in {self.root} yet (a run folder holds events.jsonl); refreshing every {REFRESH_S:g}s"
+            hint = (f"no runs in {display_path(self.root)} yet (a run folder holds events.jsonl); "
+                    f"refreshing every {REFRESH_S:g}s")
         elif self._marked is not None:
-            hint = f"marked {self._marked.name}: press c on another run to compare, c again to unmark"
+            hint = f"marked {display_path(self._marked.name)}: press c on another run to compare, c again to unmark"
         else:
             hint = "enter: open · c: mark two runs to overlay their curves · ?: help"
         self.query_one("#runs-hint", Static).update(hint)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
 from tlcli.tui.state import RunState, Series
 
 CURVE_COLORS = ("cyan", "orange", "green", "magenta")
+# plotext computes tick labels from the value range; past about 1e154 the range overflows to inf and it
+# raises. A diverged loss is shown at this ceiling instead (its number stays exact in the stats panel).
+DRAWABLE_LIMIT = 1e15
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,8 @@ class Curve:
 
     @classmethod
     def of(cls, label: str, series: Series) -> "Curve":
-        return cls(label, tuple(series.steps), tuple(series.values))
+        values = tuple(max(-DRAWABLE_LIMIT, min(DRAWABLE_LIMIT, v)) for v in series.values)
+        return cls(label, tuple(series.steps), values)
 
 
 class CurveChart(PlotextPlot):
@@ -45,6 +50,12 @@ class CurveChart(PlotextPlot):
                 label = curve.label if len(curves) > 1 else None
                 plt.plot(list(curve.steps), list(curve.values), marker="braille", color=color, label=label)
         self.refresh()
+
+    def render(self):
+        try:
+            return super().render()
+        except Exception as error:  # a curve plotext cannot lay out must not take the dashboard down
+            return Text(f"(this curve cannot be drawn: {type(error).__name__})", style="dim")
 
     def on_mount(self) -> None:
         super().on_mount()

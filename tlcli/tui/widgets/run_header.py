@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tlcli.output import display_path
 from tlcli.tui.format import duration
 from tlcli.tui.state import RunState
 
@@ -51,7 +52,7 @@ class RunHeader(Widget):
         return grid
 
     def _identity(self, run: RunState) -> Text:
-        text = Text(run.name or run.run_dir.name, style="bold")
+        text = Text(run.name or display_path(run.run_dir.name), style="bold")
         what = [x for x in (run.model, run.plugin or run.command, " ".join(filter(None, (run.device, run.precision)))) if x]
         if what:
             text.append("  " + " · ".join(what), style="dim" if run.status == "waiting" else "")
@@ -70,7 +71,7 @@ class RunHeader(Widget):
 
     def _progress(self, run: RunState) -> Text:
         if run.status == "waiting":
-            return Text(f"waiting for {run.run_dir}/events.jsonl", style="dim")
+            return Text(f"waiting for {display_path(run.run_dir / 'events.jsonl')}", style="dim")
         text = Text(f"step {run.step}")
         progress = run.progress
         if progress is not None:
