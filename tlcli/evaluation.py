@@ -8,38 +8,67 @@ from pathlib import Path
 import numpy as np
 
 
+def top_indices(probs: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each row's ``k`` largest values, largest first (ties: the lower index first)."""
+    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
+
+
+def classifier_records(probs: np.ndarray, labels: list[str], k: int) -> list[dict]:
+    """The output contract's classifier fields for each row of ``probs``: ``{"label", "score", "top":
+    [{"label", "score"}, ...]}`` with the ``k`` best labels, best first (scores rounded to 6 places)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    k = max(1, min(k, probs.shape[1]))
+    top = top_indices(probs, k)
+    records = []
+    for row, indices in zip(probs, top):
+        best = [{"label": labels[int(j)], "score": round(float(row[j]), 6)} for j in indices]
+        records.append({"label": best[0]["label"], "score": best[0]["score"], "top": best})
+    return records
+
+
 def classification_report(probs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict:
-    """Top-1/top-5 accuracy, mean per-class recall, per-class precision/recall/support, confusion matrix
-    (rows: true label, columns: predicted)."""
+    """The output contract's metrics: ``accuracy`` (top-1), ``top5_accuracy`` (top-min(5, classes)),
+    ``mean_recall`` (over classes present), ``per_class`` ``{label: {precision, recall, support}}`` (recall
+    null for a class with no samples), plus ``n`` (samples), ``labels`` and ``confusion`` (rows: true label,
+    columns: predicted)."""
+    probs = np.asarray(probs)
+    targets = np.asarray(targets, dtype=np.int64)
     n_classes = len(labels)
-    predicted = probs.argmax(axis=1)
-    k = min(5, n_classes)
-    top_k = np.argsort(-probs, axis=1)[:, :k]
+    n = int(len(targets))
+    top = top_indices(probs, min(5, n_classes)) if n else np.zeros((0, 1), dtype=np.int64)
+    predicted = top[:, 0] if n else np.zeros(0, dtype=np.int64)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (targets, predicted), 1)
-    per_class = []
+    per_class = {}
     for i, label in enumerate(labels):
         support = int(confusion[i].sum())
         predicted_as = int(confusion[:, i].sum())
-        per_class.append({
-            "label": label, "support": support,
+        per_class[label] = {
             "precision": float(confusion[i, i] / predicted_as) if predicted_as else 0.0,
             "recall": float(confusion[i, i] / support) if support else None,
-        })
-    recalls = [c["recall"] for c in per_class if c["recall"] is not None]
+            "support": support,
+        }
+    recalls = [c["recall"] for c in per_class.values() if c["recall"] is not None]
     return {
-        "n": int(len(targets)),
-        "top1": float((predicted == targets).mean()) if len(targets) else 0.0,
-        f"top{k}": float((top_k == targets[:, None]).any(axis=1).mean()) if len(targets) else 0.0,
-        "mean_per_class_recall": float(np.mean(recalls)) if recalls else 0.0,
+        "accuracy": float((predicted == targets).mean()) if n else 0.0,
+        "top5_accuracy": float((top == targets[:, None]).any(axis=1).mean()) if n else 0.0,
+        "mean_recall": float(np.mean(recalls)) if recalls else 0.0,
         "per_class": per_class,
-        "labels": labels,
+        "n": n,
+        "labels": list(labels),
         "confusion": confusion.tolist(),
     }
 
 
 def write_confusion_picture(confusion: list[list[int]], labels: list[str], path: Path) -> Path:
+    """An SVG (or PNG by suffix) of the matrix. A folder that does not exist is a usage error (one line)."""
+    from tlcli.errors import UsageError
+
     path = Path(path)
+    if not path.parent.is_dir():
+        raise UsageError(f"--confusion {path}: folder {path.parent} does not exist; create it or pick another path")
+    if path.suffix.lower() not in (".svg", ".png"):
+        raise UsageError(f"--confusion {path}: expected a .svg or .png file name")
     if path.suffix.lower() == ".png":
         _write_png(np.asarray(confusion), labels, path)
     else:

@@ -69,8 +69,13 @@ class EventWriter:
 
         record = {"time": round(time.time(), 3), "run": self.run, "kind": kind, "step": step,
                   "epoch": epoch, "stage": stage, "data": data}
-        self._handle.write(to_json(record) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(to_json(record) + "\n")
+            self._handle.flush()
+        except OSError as error:  # a full disk: say which file, for the one-line error at the top
+            if error.filename is not None:
+                raise
+            raise OSError(error.errno, error.strerror, str(self.path)) from None
 
     def close(self) -> None:
         if self._handle is not None:
@@ -79,15 +84,24 @@ class EventWriter:
 
 
 def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Every complete, valid line of an event log; a torn or corrupt line is skipped."""
+    """Every complete, valid line of an event log; a torn, corrupt or oversized line is skipped.
+
+    Lines are read at most ``MAX_LINE_BYTES`` at a time, so a hostile multi-gigabyte line costs no memory."""
     try:
-        handle = open(path, "r", encoding="utf-8", errors="replace")
+        handle = open(path, "rb")
     except FileNotFoundError:
         return
     with handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                return  # torn last line: the writer is mid-write or died
+        while True:
+            line = handle.readline(MAX_LINE_BYTES + 1)
+            if not line.endswith(b"\n"):
+                if len(line) <= MAX_LINE_BYTES:
+                    return  # the end, or a torn last line: the writer is mid-write or died
+                while not line.endswith(b"\n"):  # an oversized line: skip to its end
+                    line = handle.readline(MAX_LINE_BYTES)
+                    if not line:
+                        return
+                continue
             record = parse_event_line(line)
             if record is not None:
                 yield record

@@ -33,29 +33,43 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 def terminal_safe(text: str) -> str:
     """``text`` fit for a terminal line: control characters shown as escapes (``\\x1b``, ``\\n``) and secrets
     masked. Everything that writes names or messages for people goes through this."""
-    from tlcli.secrets import redact_text
+    from tlcli.secrets import safe_message
 
-    text = redact_text(str(text))
+    text = safe_message(str(text))
+    # Lone surrogates (a JSON "\udc80", a non-UTF-8 file name decoded with surrogateescape) cannot be
+    # written to a UTF-8 terminal: shown as \udc80 rather than raising UnicodeEncodeError.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def info(message: str) -> None:
-    """A line for people, on stderr (plain when not a terminal); control characters escaped."""
-    message = terminal_safe(message)
+    """A line for people, on stderr (plain when not a terminal); control characters escaped.
+
+    ``message`` may hold rich markup; where it does not parse (a file name like ``[/x]`` put in without
+    ``rich.markup.escape``) it is shown as it is rather than raising."""
+    text = _markup_or_verbatim(terminal_safe(message))
     if stderr_is_terminal():
-        stderr_console().print(message)
+        stderr_console().print(text)
     else:
-        print(_strip_markup(message), file=sys.stderr, flush=True)
+        print(text.plain, file=sys.stderr, flush=True)
 
 
 def warn(message: str) -> None:
     info(f"[yellow]warning:[/yellow] {message}")
 
 
-def _strip_markup(message: str) -> str:
+def _markup_or_verbatim(message: str):
+    from rich.errors import MarkupError
     from rich.text import Text
 
-    return Text.from_markup(message).plain
+    try:
+        return Text.from_markup(message)
+    except MarkupError:
+        return Text(message)
+
+
+def _strip_markup(message: str) -> str:
+    return _markup_or_verbatim(message).plain
 
 
 def _default(value: Any):
@@ -108,16 +122,21 @@ def display_path(path: Any) -> str:
 def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     """Tabular data on stdout: a rich table on a terminal, aligned plain text otherwise
     (easy to grep and cut; use --json for anything more)."""
+    # Every cell, header and the title is terminal-safe: names come from files and models.
     cells = [[_cell(c) for c in row] for row in rows]
+    columns = [terminal_safe(str(c)) for c in columns]
+    title = terminal_safe(title) if title else title
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=title)
+        # Text, not str: rich would read a name such as "[red]x" as markup (or raise on "[/x]").
+        table = Table(title=Text(title) if title else None)
         for column in columns:
-            table.add_column(column)
+            table.add_column(Text(column))
         for row in cells:
-            table.add_row(*row, style=None)
+            table.add_row(*(Text(c) for c in row), style=None)
         Console(highlight=False).print(table)
         return
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
@@ -132,4 +151,4 @@ def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) ->
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    return display_path(value) if isinstance(value, (str, bytes, os.PathLike)) else str(value)
+    return display_path(value) if isinstance(value, (str, bytes, os.PathLike)) else terminal_safe(str(value))

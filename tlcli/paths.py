@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -25,7 +26,15 @@ def tlcli_home() -> Path:
 def cache_dir(kind: str) -> Path:
     """A cache folder of one kind (``features``, ``text-embeddings``, ...), created on demand."""
     path = tlcli_home() / kind
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        from tlcli.errors import UsageError
+        from tlcli.output import display_path
+
+        where = "TLCLI_HOME" if os.environ.get("TLCLI_HOME") else "the cache folder (TLCLI_HOME unset)"
+        raise UsageError(f"{where} {display_path(tlcli_home())}: cannot create {kind}/ there "
+                         f"({(error.strerror or str(error)).lower()}); set TLCLI_HOME to a writable folder") from None
     return path
 
 
@@ -47,11 +56,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written temporary behind
+        if isinstance(error, OSError) and error.filename is None:
+            raise OSError(error.errno, error.strerror, str(path)) from None
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -95,7 +95,7 @@ def register_commands(app) -> list[PluginFailure]:
     failures = []
     for loaded in load_plugins().loaded:
         try:
-            loaded.plugin.register_commands(_PanelApp(app, loaded.plugin.panel))
+            loaded.plugin.register_commands(PanelApp(app, loaded.plugin.panel))
         except Exception as error:  # a broken plugin must not take the CLI down
             failures.append(PluginFailure(loaded.plugin.name, loaded.distribution, f"{type(error).__name__}: {error}"))
     _REGISTER_FAILURES[:] = failures
@@ -105,7 +105,7 @@ def register_commands(app) -> list[PluginFailure]:
 _REGISTER_FAILURES: list[PluginFailure] = []
 
 
-class _PanelApp:
+class PanelApp:
     """The root app as a plugin sees it: its commands and groups land under the plugin's heading in
     ``tlcli --help`` unless it names another panel itself."""
 

@@ -268,12 +268,12 @@ class Run:
         if not self._emitted:
             self.abandon()
             return
-        if not self._ended:
-            status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
-            from tlcli.secrets import redact_text
-
-            self.emit("run_end", {"status": status, "error": redact_text(f"{exc_type.__name__}: {exc}")})
-        self.close()
+        try:
+            if not self._ended:
+                status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
+                self.emit("run_end", {"status": status, "error": f"{exc_type.__name__}: {exc}"})
+        finally:  # a full disk must not keep the lock file behind
+            self.close()
 
     # --- locking -----------------------------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ def main() -> None:
 
     started = time.time()
     probe = tlcli("text", "probe", str(train_csv), "--val-split", "0.5", "--seed", str(args.seed),
-                  "--out", str(work / "probe"), home=home)[0]
+                  "--out", str(work / "probe"), home=home)[-1]
     probe_predictions = tlcli("text", "predict", str(work / "probe"), "--input", str(test_csv), home=home)
     results.append((f"linear probe (weight decay {probe['weight_decay']:g})", probe["dim"] * len(labels) + len(labels),
                     accuracy(probe_predictions, gold), time.time() - started))
@@ -99,7 +99,8 @@ def main() -> None:
     started = time.time()
     tuned = tlcli("prompt-tune", str(train_csv), "--virtual-tokens", "10", "--init-text", PROMPT_INIT,
                   "--epochs", str(args.epochs), "--batch-size", "10", "--val-split", "0", "--seed", str(args.seed),
-                  "--device", "cpu", "--quiet", "--out", str(work / "prompt-tune"), home=home)[0]
+                  "--device", "cpu", "--precision", "fp32", "--quiet", "--out", str(work / "prompt-tune"),
+                  home=home)[-1]
     tuned_predictions = tlcli("prompt-tune", "predict", str(work / "prompt-tune"), "--input", str(test_csv), home=home)
     results.append(("soft prompt, 10 tokens + head", tuned["trainable_params"], accuracy(tuned_predictions, gold),
                     time.time() - started))

@@ -1,6 +1,8 @@
 """`tlcli zeroshot`, `tlcli probe`, `tlcli coop`, `tlcli compare`: options and validation only.
 
-Nothing heavy is imported at module level: this module is imported whenever the CLI starts.
+Every shared flag comes from the option kit (tlcli/cli/options.py); the pydantic config of a command is
+built straight from the parsed parameters (``options.config_values(ctx)``). Nothing heavy is imported at
+module level: this module is imported whenever the CLI starts.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from typing import List, Optional
 
 import typer
 
-from tlcli.cli.options import validated
+from tlcli.cli import options
 from tlcli.errors import UsageError
 
 MODEL_HELP = "open_clip name, hf-hub:ORG/NAME, local-dir:DIR, or a model-config .json file."
 PRETRAINED_HELP = "Weight tag (default: laion2b_s34b_b79k for ViT-B-32), a weights FILE, or none (random init)."
+FEATURE_BATCH_HELP = "Images per forward pass (default: 32 on the CPU, 256 on a GPU, where small batches leave it idle)."
+DEFAULT_MODEL = "ViT-B-32"  # = tlcli_clip.common.DEFAULT_MODEL (not imported here: it imports pydantic models)
+DEFAULT_N_CTX = 16
 
 
 def register(app: typer.Typer) -> None:
@@ -24,23 +29,16 @@ def register(app: typer.Typer) -> None:
     app.command("compare", help=COMPARE_HELP)(compare)
 
 
-FEATURE_BATCH_HELP = "Images per forward pass (default: 32 on the CPU, 256 on a GPU, where small batches leave it idle)."
+def _model() -> str:
+    return typer.Option(DEFAULT_MODEL, "--model", "-m", help=MODEL_HELP)
 
 
-def _model_options(model: str, pretrained: Optional[str], device: str, precision: str, batch_size: Optional[int],
-                   workers: Optional[int], no_cache: bool, max_bad: str) -> dict:
-    from tlcli.data.bad_files import parse_max_bad
+def _pretrained():
+    return typer.Option(None, "--pretrained", help=PRETRAINED_HELP)
 
-    if device not in ("auto", "cpu", "cuda", "mps"):
-        raise UsageError(f"--device {device!r}: expected auto, cpu, cuda or mps")
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise UsageError(f"--precision {precision!r}: expected auto, fp32, bf16 or fp16")
-    if batch_size is not None and batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: expected a positive number")
-    if workers is not None and workers < 0:
-        raise UsageError(f"--workers {workers}: expected 0 or more")
-    return {"model": model, "pretrained": pretrained, "device": device, "precision": precision,
-            "batch_size": batch_size, "workers": workers, "use_cache": not no_cache, "max_bad": parse_max_bad(max_bad)}
+
+def _no_cache():
+    return typer.Option(False, "--no-cache", help="Neither read nor write the feature cache.")
 
 
 def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str] | None:
@@ -49,8 +47,8 @@ def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str] | N
     if labels_file is not None:
         try:
             names = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines()]
-        except OSError as error:
-            raise UsageError(f"--labels-file {labels_file}: {error.strerror or error}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"--labels-file {labels_file}: {getattr(error, 'strerror', None) or error}") from None
     elif labels is not None:
         names = [name.strip() for name in labels.split(",")]
     else:
@@ -64,9 +62,7 @@ def _labels(labels: Optional[str], labels_file: Optional[Path]) -> list[str] | N
     return names
 
 
-def _shots(value: Optional[str]) -> list[int] | None:
-    if value is None:
-        return None
+def _shot_list(value: str) -> list[int]:
     try:
         shots = [int(part) for part in value.split(",") if part.strip()]
     except ValueError:
@@ -74,6 +70,13 @@ def _shots(value: Optional[str]) -> list[int] | None:
     if not shots or any(k < 1 for k in shots):
         raise UsageError(f"--shots {value!r}: expected positive numbers, e.g. 16 or 1,4,16")
     return shots
+
+
+def _open_run(command: str, cfg, out: Optional[Path], overwrite: bool):
+    from tlcli.run import Run
+
+    options.check_out_path(out)
+    return Run.create(command, out, overwrite=overwrite, config=cfg.model_dump(), plugin="clip")
 
 
 # --- zeroshot --------------------------------------------------------------------------------------------
@@ -99,27 +102,25 @@ def zeroshot(
     paths: List[str] = typer.Argument(..., help="Image files, folders, or - for paths on stdin."),
     labels: Optional[str] = typer.Option(None, "--labels", "-l", help="Comma-separated labels: cat,dog."),
     labels_file: Optional[Path] = typer.Option(None, "--labels-file", help="One label per line."),
-    model: str = typer.Option("ViT-B-32", "--model", "-m", help=MODEL_HELP),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help=PRETRAINED_HELP),
+    model: str = _model(),
+    pretrained: Optional[str] = _pretrained(),
     templates: str = typer.Option("ensemble", "--templates", help="ensemble | single | FILE (one {} template per line)."),
     prompt: Optional[Path] = typer.Option(None, "--prompt", help="Use the prompts learned by a `tlcli coop` run."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Labels listed per image (default: all, up to 5)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Below this probability the label is 'unknown'."),
+    top_k: int = options.top_k(),
+    threshold: Optional[float] = options.finite_option(None, "--threshold", low=0.0, high=1.0,
+                                                       help="Below this probability the label is 'unknown'."),
     evaluate: bool = typer.Option(False, "--eval", help="PATHS is a folder of label subfolders: report accuracy."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help=FEATURE_BATCH_HELP),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 where native) | fp32 | bf16 | fp16"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding threads."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the feature cache."),
-    max_bad: str = typer.Option("5%", "--max-bad", help="Fail (exit 2) if more unreadable files than this."),
-    json_output: bool = typer.Option(False, "--json", help="One JSON line per image (and a summary with --eval)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    batch_size: Optional[int] = options.batch_size(help=FEATURE_BATCH_HELP),
+    device: str = options.device(),
+    precision: str = options.precision(),
+    workers: Optional[int] = options.workers(),
+    no_cache: bool = _no_cache(),
+    max_bad: str = options.max_bad(),
+    json_output: bool = options.json_(),
+    quiet: bool = options.quiet(),
 ) -> None:
-    options = _model_options(model, pretrained, device, precision, batch_size, workers, no_cache, max_bad)
-    if top_k is not None and top_k < 1:
-        raise UsageError(f"--top-k {top_k}: expected 1 or more")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise UsageError(f"--threshold {threshold}: expected a probability between 0 and 1")
+    from tlcli.data.bad_files import parse_max_bad
+
     names = _labels(labels, labels_file)
     if names is None and not evaluate and prompt is None:
         raise UsageError("no labels: pass --labels cat,dog or --labels-file FILE (or --eval on class folders)")
@@ -127,7 +128,10 @@ def zeroshot(
         raise UsageError("--prompt uses the learned prompts; drop --templates")
     from tlcli_clip.zeroshot import run_zeroshot
 
-    run_zeroshot(paths, names, templates, prompt, top_k, threshold, evaluate, options, json_output, quiet)
+    settings = {"model": model, "pretrained": pretrained, "device": device, "precision": precision,
+                "batch_size": batch_size, "workers": workers, "use_cache": not no_cache,
+                "max_bad": parse_max_bad(max_bad)}
+    run_zeroshot(paths, names, templates, prompt, top_k, threshold, evaluate, settings, json_output, quiet)
 
 
 # --- probe -----------------------------------------------------------------------------------------------
@@ -147,40 +151,34 @@ Examples:
 
 
 def probe(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Class folders or a CSV manifest (path,label)."),
-    model: str = typer.Option("ViT-B-32", "--model", "-m", help=MODEL_HELP),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help=PRETRAINED_HELP),
-    shots: Optional[int] = typer.Option(None, "--shots", "-k", help="Train on K images per class (seeded)."),
-    val_split: float = typer.Option(0.2, "--val-split", help="Fraction held out to pick the weight decay and report accuracy."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Fixed weight decay (default: a sweep on the validation split)."),
+    model: str = _model(),
+    pretrained: Optional[str] = _pretrained(),
+    shots: Optional[int] = options.shots(),
+    val_split: float = options.val_split(),
+    weight_decay: Optional[float] = options.finite_option(None, "--weight-decay", low=0.0,
+                                                          help="Fixed weight decay (default: a sweep on the validation split)."),
     init: str = typer.Option("none", "--init", help="none | zeroshot (start from, and stay near, the label text embeddings)."),
     templates: str = typer.Option("ensemble", "--templates", help="Templates for --init zeroshot."),
-    seed: int = typer.Option(0, "--seed"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help=FEATURE_BATCH_HELP),
-    device: str = typer.Option("auto", "--device"),
-    precision: str = typer.Option("auto", "--precision", help="Precision of the image model (auto | fp32 | bf16 | fp16)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding threads."),
-    no_cache: bool = typer.Option(False, "--no-cache"),
-    max_bad: str = typer.Option("5%", "--max-bad"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/probe-<time>)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    seed: int = options.seed(),
+    batch_size: Optional[int] = options.batch_size(help=FEATURE_BATCH_HELP),
+    device: str = options.device(),
+    precision: str = options.precision(),
+    workers: Optional[int] = options.workers(),
+    no_cache: bool = _no_cache(),
+    max_bad: str = options.max_bad(),
+    out: Optional[Path] = options.out(),
+    overwrite: bool = options.overwrite(),
+    json_output: bool = options.json_(),
+    quiet: bool = options.quiet(),
 ) -> None:
-    options = _model_options(model, pretrained, device, precision, batch_size, workers, no_cache, max_bad)
-    if shots is not None and shots < 1:
-        raise UsageError(f"--shots {shots}: expected 1 or more images per class")
-    if not 0.0 < val_split < 1.0:
-        raise UsageError(f"--val-split {val_split}: expected a fraction between 0 and 1, e.g. 0.2")
-    if init not in ("none", "zeroshot"):
-        raise UsageError(f"--init {init!r}: expected none or zeroshot")
-    if weight_decay is not None and weight_decay < 0:
-        raise UsageError(f"--weight-decay {weight_decay}: expected 0 or more")
-    from tlcli.paths import new_run_dir
+    from tlcli_clip.common import ProbeConfig
     from tlcli_clip.probe import run_probe
 
-    config = {"data": str(data), **options, "shots": shots, "val_split": val_split, "weight_decay": weight_decay,
-              "init": init, "templates": templates, "seed": seed}
-    run_probe(config, new_run_dir("probe", out), json_output, quiet)
+    cfg = options.validated(ProbeConfig, **options.config_values(ctx))
+    with _open_run("probe", cfg, out, overwrite) as run:
+        run_probe(cfg, run, json_output, quiet)
 
 
 # --- coop ------------------------------------------------------------------------------------------------
@@ -193,72 +191,70 @@ only the prompt vectors (KBs) and the labels: use them with `tlcli zeroshot --pr
 
 Examples:
 
-  tlcli coop photos/ --n-ctx 16 --shots 16 --epochs 50
+  tlcli coop photos/ --shots 16 --epochs 50
 
   tlcli coop photos/ --init "a photo of a" --class-specific
 """
 
 
 def coop(
+    ctx: typer.Context,
     data: Optional[Path] = typer.Argument(None, help="Class folders or a CSV manifest (path,label)."),
-    model: str = typer.Option("ViT-B-32", "--model", "-m", help=MODEL_HELP),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help=PRETRAINED_HELP),
-    n_ctx: int = typer.Option(16, "--n-ctx", help="Number of learned context vectors."),
-    init_phrase: Optional[str] = typer.Option(None, "--init", help='Initialise the context from a phrase, e.g. "a photo of a".'),
+    model: str = _model(),
+    pretrained: Optional[str] = _pretrained(),
+    n_ctx: int = typer.Option(DEFAULT_N_CTX, "--n-ctx", min=1, max=64, help="Number of learned context vectors."),
+    init: Optional[str] = typer.Option(None, "--init", help='Initialise the context from a phrase, e.g. "a photo of a".'),
     class_specific: bool = typer.Option(False, "--class-specific", help="One context per class (CSC)."),
-    shots: Optional[int] = typer.Option(None, "--shots", "-k", help="Train on K images per class (seeded)."),
-    val_split: float = typer.Option(0.2, "--val-split"),
-    epochs: int = typer.Option(50, "--epochs"),
-    lr: float = typer.Option(2e-3, "--lr"),
-    batch_size: int = typer.Option(32, "--batch-size", "-b"),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device"),
-    precision: str = typer.Option("auto", "--precision"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding threads."),
-    no_cache: bool = typer.Option(False, "--no-cache"),
-    max_bad: str = typer.Option("5%", "--max-bad"),
-    early_stop: Optional[int] = typer.Option(None, "--early-stop", help="Stop after this many epochs without improvement."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/coop-<time>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run."),
-    json_output: bool = typer.Option(False, "--json"),
-    tui: bool = typer.Option(False, "--tui", help="Show the live dashboard while training."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    shots: Optional[int] = options.shots(),
+    val_split: float = options.val_split(),
+    epochs: int = typer.Option(50, "--epochs", min=1),
+    lr: float = options.finite_option(2e-3, "--lr", low=0.0, low_open=True, help="Learning rate of the context."),
+    batch_size: int = options.batch_size(32, help="Images per training step, and per feature-extraction pass."),
+    seed: int = options.seed(),
+    device: str = options.device(),
+    precision: str = options.precision(),
+    workers: Optional[int] = options.workers(),
+    no_cache: bool = _no_cache(),
+    max_bad: str = options.max_bad(),
+    early_stop: Optional[int] = typer.Option(None, "--early-stop", min=1, help="Stop after this many epochs without improvement."),
+    out: Optional[Path] = options.out(),
+    overwrite: bool = options.overwrite(),
+    resume: Optional[Path] = options.resume(),
+    json_output: bool = options.json_(),
+    tui: bool = options.tui(),
+    quiet: bool = options.quiet(),
 ) -> None:
-    import json
-
-    from tlcli.paths import new_run_dir
+    from tlcli.run import Run
     from tlcli_clip.coop import CoopConfig, run_coop
 
-    def train(cfg, run_dir, resume_run: bool):
-        job = lambda: run_coop(cfg, run_dir, resume=resume_run, json_output=json_output,  # noqa: E731
-                               quiet=quiet or tui)
-        if not tui:
-            return job()
-        from tlcli.tui.launch import run_with_dashboard
-
-        return run_with_dashboard(run_dir, job)
-
     if resume is not None:
-        saved = resume / "config.json"
-        if not saved.is_file():
-            raise UsageError(f"--resume {resume}: no config.json there; pass the folder of a tlcli coop run")
-        train(CoopConfig(**json.loads(saved.read_text(encoding="utf-8"))), resume, True)
+        options.refuse_changes_on_resume(ctx)
+        run = Run.resume(resume, "coop", "clip")
+        try:
+            cfg = CoopConfig(**run.config)
+        except Exception:
+            run.close()
+            raise UsageError(f"--resume {resume}: its config.json is not a tlcli coop configuration") from None
+        if workers is not None:  # decoding threads: speed only
+            cfg = cfg.model_copy(update={"decode_workers": workers})
+    else:
+        if data is None:
+            raise UsageError("missing DATA: pass a folder of class subfolders or a CSV manifest (or --resume RUN_DIR)")
+        values = options.config_values(ctx, rename={"workers": "decode_workers"},
+                                       exclude=options.NOT_CONFIG)
+        cfg = options.validated(CoopConfig, **values)
+        run = _open_run("coop", cfg, out, overwrite)
+
+    def job():
+        with run:
+            return run_coop(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet or tui)
+
+    if not tui:
+        job()
         return
-    if data is None:
-        raise UsageError("missing DATA: pass a folder of class subfolders or a CSV manifest (or --resume RUN_DIR)")
-    options = _model_options(model, pretrained, device, precision, batch_size, workers, no_cache, max_bad)
-    if n_ctx < 1 and not init_phrase:
-        raise UsageError(f"--n-ctx {n_ctx}: expected 1 or more")
-    if shots is not None and shots < 1:
-        raise UsageError(f"--shots {shots}: expected 1 or more images per class")
-    if not 0.0 < val_split < 1.0:
-        raise UsageError(f"--val-split {val_split}: expected a fraction between 0 and 1")
-    cfg = validated(CoopConfig, data=str(data), model=options["model"], pretrained=options["pretrained"],
-                       n_ctx=n_ctx, init=init_phrase, class_specific=class_specific, shots=shots,
-                       val_split=val_split, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                       device=device, precision=precision, feature_precision=precision, decode_workers=workers,
-                       use_cache=options["use_cache"], max_bad=options["max_bad"], early_stop=early_stop)
-    train(cfg, new_run_dir("coop", out), False)
+    from tlcli.tui.launch import run_with_dashboard
+
+    run_with_dashboard(run.path, job)
 
 
 # --- compare ---------------------------------------------------------------------------------------------
@@ -274,33 +270,31 @@ Examples:
 
 
 def compare(
+    ctx: typer.Context,
     data: Path = typer.Argument(..., help="Class folders or a CSV manifest (path,label)."),
-    model: str = typer.Option("ViT-B-32", "--model", "-m", help=MODEL_HELP),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help=PRETRAINED_HELP),
+    model: str = _model(),
+    pretrained: Optional[str] = _pretrained(),
     shots: str = typer.Option("1,4,16", "--shots", help="Comma-separated images per class for the trained methods."),
-    val_split: float = typer.Option(0.3, "--val-split", help="Held-out fraction every method is scored on."),
+    val_split: float = options.val_split(),
     templates: str = typer.Option("ensemble", "--templates"),
-    n_ctx: int = typer.Option(4, "--n-ctx", help="CoOp context vectors."),
-    coop_epochs: int = typer.Option(30, "--coop-epochs"),
+    n_ctx: int = typer.Option(DEFAULT_N_CTX, "--n-ctx", min=1, max=64, help="CoOp context vectors."),
+    coop_epochs: int = typer.Option(30, "--coop-epochs", min=1),
     no_coop: bool = typer.Option(False, "--no-coop", help="Skip CoOp (the slowest method)."),
-    seed: int = typer.Option(0, "--seed"),
-    batch_size: int = typer.Option(32, "--batch-size", "-b"),
-    device: str = typer.Option("auto", "--device"),
-    precision: str = typer.Option("auto", "--precision"),
-    workers: Optional[int] = typer.Option(None, "--workers"),
-    no_cache: bool = typer.Option(False, "--no-cache"),
-    max_bad: str = typer.Option("5%", "--max-bad"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/compare-<time>)."),
-    json_output: bool = typer.Option(False, "--json"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    seed: int = options.seed(),
+    batch_size: Optional[int] = options.batch_size(help=FEATURE_BATCH_HELP + " CoOp trains with 32 when not given."),
+    device: str = options.device(),
+    precision: str = options.precision(),
+    workers: Optional[int] = options.workers(),
+    no_cache: bool = _no_cache(),
+    max_bad: str = options.max_bad(),
+    out: Optional[Path] = options.out(),
+    overwrite: bool = options.overwrite(),
+    json_output: bool = options.json_(),
+    quiet: bool = options.quiet(),
 ) -> None:
-    options = _model_options(model, pretrained, device, precision, batch_size, workers, no_cache, max_bad)
-    shot_list = _shots(shots)
-    if not 0.0 < val_split < 1.0:
-        raise UsageError(f"--val-split {val_split}: expected a fraction between 0 and 1")
-    from tlcli.paths import new_run_dir
+    from tlcli_clip.common import CompareConfig
     from tlcli_clip.compare import run_compare
 
-    config = {"data": str(data), **options, "shots": shot_list, "val_split": val_split, "templates": templates,
-              "n_ctx": n_ctx, "coop_epochs": coop_epochs, "coop": not no_coop, "seed": seed}
-    run_compare(config, new_run_dir("compare", out), json_output, quiet)
+    cfg = options.validated(CompareConfig, **{**options.config_values(ctx), "shots": _shot_list(shots)})
+    with _open_run("compare", cfg, out, overwrite) as run:
+        run_compare(cfg, run, json_output, quiet)

@@ -10,13 +10,10 @@ the class prompts.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -25,33 +22,41 @@ from torch import nn
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.engine.params import Block, ParamGroup
-from tlcli.engine.task import Task, TrainConfig, classification_sums
+from tlcli.cli.options import VAL_SPLIT
+from tlcli.engine.task import MaxBadShare, Task, TrainConfig, classification_sums
 from tlcli.errors import Interrupted, UsageError
 from tlcli.models.clip import ClipModel, load_clip
-from tlcli.output import emit_json, print_table
-from tlcli.paths import CONFIG_FILE, METRICS_FILE, MODEL_DIR, atomic_write_text
-from tlcli_clip.common import k_shot, labelled_features, say, split_data
+from tlcli.output import emit_json, info, print_table
+from tlcli_clip.common import (DEFAULT_MODEL, DEFAULT_N_CTX, k_shot, labelled_features, model_reference,
+                               report_short_shots, say, shots_used, split_data)
 
 MODEL_KIND = "clip-coop"
 PLACEHOLDER = "X"
 
 
 class CoopConfig(TrainConfig):
+    """``--workers`` are decoding threads here (``decode_workers``); the training batches come from features
+    in memory, where DataLoader workers would only cost. ``--batch-size`` is both the training batch and
+    the feature-extraction batch."""
+
     data: str
-    model: str = "ViT-B-32"
+    model: str = DEFAULT_MODEL
     pretrained: str | None = None
-    n_ctx: int = Field(16, ge=1, le=64)
+    n_ctx: int = Field(DEFAULT_N_CTX, ge=1, le=64)
     init: str | None = None
     class_specific: bool = False
     shots: int | None = Field(None, ge=1)
-    val_split: float = Field(0.2, gt=0.0, lt=1.0)
+    val_split: float = Field(VAL_SPLIT, gt=0.0, lt=1.0)
     lr: float = Field(2e-3, gt=0)
-    feature_precision: str = "auto"
     decode_workers: int | None = Field(None, ge=0)
-    use_cache: bool = True
-    max_bad: float = Field(0.05, ge=0, le=1)
+    no_cache: bool = False
+    max_bad: MaxBadShare = 0.05
     epochs: int = Field(50, ge=1)
-    workers: int | None = Field(0, ge=0)  # features are in memory: DataLoader workers would only cost
+    workers: int | None = Field(0, ge=0)
+
+    @property
+    def use_cache(self) -> bool:
+        return not self.no_cache
 
 
 def _text_tower(model) -> nn.Module:
@@ -65,14 +70,17 @@ def _text_tower(model) -> nn.Module:
 
 
 class PromptedTextEncoder(nn.Module):
-    """Class text features from learned context vectors; only ``ctx`` is a parameter (and in the state dict)."""
+    """Class text features from learned context vectors. Only ``ctx`` trains: ``tower`` (CLIP's text side)
+    is declared frozen by the task (``Task.frozen_modules``), so the engine keeps it in eval mode and out of
+    checkpoints."""
 
     def __init__(self, clip: ClipModel, labels: list[str], n_ctx: int, class_specific: bool,
                  init: str | None = None, ctx: torch.Tensor | None = None):
         super().__init__()
         tower = _text_tower(clip.model)
         self.tower = tower
-        self.logit_scale = clip.model.logit_scale
+        # A copy, not CLIP's parameter: nothing here trains it, and it is no part of the state to save.
+        self.register_buffer("logit_scale", clip.model.logit_scale.detach().float().clone(), persistent=False)
         self.labels, self.class_specific = list(labels), class_specific
         if init:
             init_tokens = clip.tokenizer([init])[0]
@@ -133,19 +141,6 @@ class PromptedTextEncoder(nn.Module):
         text = self.text_features()
         return self.logit_scale.exp().float() * F.normalize(image_features.float(), dim=-1) @ text.T
 
-    # The frozen CLIP weights are not this model's to save: checkpoints and exports hold the context only.
-    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
-        out = OrderedDict() if destination is None else destination
-        out[prefix + "ctx"] = self.ctx if keep_vars else self.ctx.detach()
-        return out
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        if "ctx" not in state_dict:
-            raise KeyError("the checkpoint holds no prompt context ('ctx')")
-        with torch.no_grad():
-            self.ctx.copy_(state_dict["ctx"].to(self.ctx.device, self.ctx.dtype))
-        return nn.modules.module._IncompatibleKeys([], [])
-
 
 class FeatureSet(torch.utils.data.Dataset):
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, train: bool):
@@ -160,8 +155,8 @@ class FeatureSet(torch.utils.data.Dataset):
 
 
 class CoopTask(Task):
-    def __init__(self, cfg: CoopConfig, classes: list[str], train, val, meta: dict):
-        self.cfg, self.classes, self.train, self.val, self.meta = cfg, classes, train, val, meta
+    def __init__(self, cfg: CoopConfig, classes: list[str], train, val, meta: dict, run):
+        self.cfg, self.classes, self.train, self.val, self.meta, self.run = cfg, classes, train, val, meta, run
 
     def describe(self) -> dict:
         return {"command": "coop", "plugin": "clip", "model": self.cfg.model, "classes": self.classes,
@@ -171,6 +166,9 @@ class CoopTask(Task):
         clip = load_clip(self.cfg.model, self.cfg.pretrained, "cpu", "fp32")  # the engine moves it
         clip.model.visual = nn.Identity()  # image features are precomputed; keep the tower off the device
         return PromptedTextEncoder(clip, self.classes, self.cfg.n_ctx, self.cfg.class_specific, self.cfg.init)
+
+    def frozen_modules(self, model) -> list[str]:
+        return ["tower"]
 
     def blocks(self, model):
         return [Block("ctx", {"ctx": model.ctx}, [])]
@@ -199,24 +197,13 @@ class CoopTask(Task):
         return classification_sums(model(features), labels)
 
     def export(self, model, run_dir: Path, result) -> None:
-        export_prompt(run_dir, model.ctx.detach().cpu(), self.classes, {**self.meta, "n_ctx": model.n_ctx})
+        """``model/``: the context vectors (KBs) and the labels; CLIP itself is named, not copied."""
+        from tlcli.artifacts import write_model
 
-
-def export_prompt(run_dir: Path, ctx: torch.Tensor, classes: list[str], meta: dict) -> Path:
-    from safetensors.torch import save_file
-
-    final = Path(run_dir) / MODEL_DIR
-    tmp = Path(run_dir) / f".{MODEL_DIR}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({"ctx": ctx.float().contiguous()}, str(tmp / "prompt.safetensors"), metadata={"tlcli_model": MODEL_KIND})
-    (tmp / "labels.json").write_text(json.dumps(classes, ensure_ascii=False, indent=1), encoding="utf-8")
-    (tmp / "model.json").write_text(json.dumps({"kind": MODEL_KIND, "plugin": "clip", "format": 1, **meta}, indent=1),
-                                    encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+        with self.run.model_writer() as folder:
+            write_model(folder, kind=MODEL_KIND, plugin="clip", weights_file="prompt.safetensors",
+                        tensors={"ctx": model.ctx.detach().float()}, labels=self.classes,
+                        **{**self.meta, "n_ctx": model.n_ctx})
 
 
 @dataclass
@@ -245,37 +232,36 @@ class PromptRun:
 
 
 def load_prompt_run(path: Path) -> PromptRun:
-    from safetensors.torch import load_file
+    """A finished CoOp run's prompts (a run folder or its ``model/``), checked."""
+    from tlcli.artifacts import read_model
 
-    path = Path(path)
-    model_dir = path / MODEL_DIR if (path / MODEL_DIR).is_dir() else path
-    meta_file = model_dir / "model.json"
-    if not meta_file.is_file():
-        raise UsageError(f"--prompt {path}: no model/model.json; pass the folder of a finished tlcli coop run")
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    if meta.get("kind") != MODEL_KIND:
-        raise UsageError(f"--prompt {path}: a {meta.get('kind')!r} model, not CoOp prompts (kind {MODEL_KIND})")
-    labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
-    return PromptRun(meta, labels, load_file(str(model_dir / "prompt.safetensors"))["ctx"])
+    files = read_model(Path(path))
+    if files.kind != MODEL_KIND:
+        raise UsageError(f"--prompt {path}: a {files.kind!r} model, not CoOp prompts (kind {MODEL_KIND})")
+    ctx = files.tensors().get("ctx")
+    if ctx is None or not isinstance(files.meta.get("n_ctx"), int) or not files.labels:
+        raise UsageError(f"--prompt {path}: an incomplete CoOp export (no ctx, n_ctx or labels); re-run coop")
+    return PromptRun(files.meta, files.labels, ctx)
 
 
-def run_coop(cfg: CoopConfig, run_dir: Path, resume: bool, json_output: bool, quiet: bool,
-             emit: bool = True) -> dict:
+def run_coop(cfg: CoopConfig, run, resume: bool, json_output: bool, quiet: bool, emit: bool = True) -> dict:
+    """Features, zero-shot baseline, training by the engine, summary, in ``run`` (a :class:`tlcli.run.Run`)."""
     from tlcli.engine.callbacks import standard_callbacks
     from tlcli.engine.loop import fit
-    from tlcli_clip.probe import model_reference
     from tlcli_clip.text import SINGLE_TEMPLATE, label_embeddings, zero_shot_probs
 
     started = time.time()
     bad = BadFiles()
     split = split_data(cfg.data, cfg.val_split, cfg.seed, bad)
     train_samples = k_shot(split.train, cfg.shots, cfg.seed)
-    clip = load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.feature_precision)
+    used = shots_used(train_samples, cfg.shots)
+    clip = load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision)
     say(quiet, f"coop: {len(train_samples)} train / {len(split.val)} val images, {len(split.classes)} classes")
-    options = {"batch_size": 32, "workers": cfg.decode_workers, "use_cache": cfg.use_cache}
+    report_short_shots(used, quiet)
+    feature_options = SimpleNamespace(batch_size=cfg.batch_size, workers=cfg.decode_workers, use_cache=cfg.use_cache)
     stats: dict = {}
-    train = labelled_features(clip, train_samples, split.classes, bad, options, quiet, stats)
-    val = labelled_features(clip, split.val, split.classes, bad, options, quiet, stats)
+    train = labelled_features(clip, train_samples, split.classes, bad, feature_options, quiet, stats)
+    val = labelled_features(clip, split.val, split.classes, bad, feature_options, quiet, stats)
     bad.check(len(train_samples) + len(split.val), cfg.max_bad)
     if len(train.labels) < 2:
         raise UsageError(f"{cfg.data}: fewer than two readable training images")
@@ -288,30 +274,29 @@ def run_coop(cfg: CoopConfig, run_dir: Path, resume: bool, json_output: bool, qu
             "n_ctx": cfg.n_ctx, "class_specific": cfg.class_specific, "init": cfg.init}
     del clip
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=1))
-    task = CoopTask(cfg, split.classes, train, val if len(val.labels) else None, meta)
-    callbacks = standard_callbacks(run_dir, "coop", "clip", quiet,
+    task = CoopTask(cfg, split.classes, train, val if len(val.labels) else None, meta, run)
+    callbacks = standard_callbacks(run, "coop", "clip", quiet,
                                    [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
-    result = fit(task, cfg, run_dir, callbacks=callbacks, resume=resume)
+    result = fit(task, cfg, run, callbacks=callbacks, resume=resume)
     summary = {
-        "run_dir": str(run_dir), "status": result.status, "val_accuracy": result.best,
+        "run_dir": str(run.path), "status": result.status, "val_accuracy": result.best,
         "zeroshot_val_accuracy": zero_shot, "final_metrics": result.final_metrics, "steps": result.steps,
         "epochs": result.epochs_done, "trainable_params": result.trainable_params,
         "total_params": result.total_params, "cached": stats["cached"], "computed": stats["computed"],
-        "classes": split.classes, "train_images": len(train.labels), "val_images": len(val.labels),
+        "shots": used, "classes": split.classes, "train_images": len(train.labels), "val_images": len(val.labels),
         "wall_s": round(time.time() - started, 3), "device": result.device, "precision": result.precision,
         "bad_files": bad.summary(),
     }
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(summary, indent=1))
+    run.finish(result.status, summary)
     if emit and json_output:
         emit_json(summary)
     elif emit:
         best = "-" if result.best is None else f"{result.best:.4f}"
         zs = "-" if zero_shot is None else f"{zero_shot:.4f}"
         print_table(f"coop {result.status}", ["run", "best val acc", "zero-shot val acc", "trainable", "wall"],
-                    [[str(run_dir), best, zs, f"{result.trainable_params:,}", f"{summary['wall_s']:.1f}s"]])
+                    [[str(run.path), best, zs, f"{result.trainable_params:,}", f"{summary['wall_s']:.1f}s"]])
     if result.status == "interrupted":
-        raise Interrupted(f"interrupted; checkpoint saved. Continue with: tlcli coop --resume {run_dir}")
+        raise Interrupted(f"interrupted; checkpoint saved. Continue with: tlcli coop --resume {run.path}")
+    if result.status == "stopped" and emit and not quiet:
+        info(f"stopped; the best prompts so far are in {run.model_dir}. Continue with: tlcli coop --resume {run.path}")
     return summary

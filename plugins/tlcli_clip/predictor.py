@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from tlcli.artifacts import read_model
 from tlcli.errors import UsageError
 from tlcli.models.clip import ClipModel, load_clip
 
 
 class ClipHeadPredictor:
     """CLIP image tower + a linear head on normalised features (``logit_scale`` folded into the head)."""
+
+    modality = "image"
 
     def __init__(self, clip: ClipModel, labels: list[str], weight: torch.Tensor, bias: torch.Tensor):
         self.clip, self.labels = clip, labels
@@ -25,15 +27,9 @@ class ClipHeadPredictor:
         return (features @ self.weight.T + self.bias).softmax(dim=-1)
 
 
-def _read(model_dir: Path, kind: str) -> tuple[dict, list[str]]:
-    meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    if meta.get("kind") != kind:
-        raise UsageError(f"{model_dir}: a {meta.get('kind')!r} model, expected {kind!r}")
-    labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
-    return meta, labels
-
-
 def _load_clip(meta: dict, device: str) -> ClipModel:
+    if not isinstance(meta.get("model"), str):
+        raise UsageError("model.json names no CLIP model; re-run the probe or coop")
     try:
         return load_clip(meta["model"], meta.get("pretrained"), device, meta.get("precision", "auto"))
     except UsageError as error:
@@ -43,11 +39,13 @@ def _load_clip(meta: dict, device: str) -> ClipModel:
 
 
 def load_probe_predictor(model_dir: Path, device: str = "cpu") -> ClipHeadPredictor:
-    from safetensors.torch import load_file
-
-    meta, labels = _read(Path(model_dir), "clip-probe")
-    head = load_file(str(Path(model_dir) / "head.safetensors"))
-    return ClipHeadPredictor(_load_clip(meta, device), labels, head["weight"], head["bias"])
+    files = read_model(Path(model_dir))
+    if files.kind != "clip-probe":
+        raise UsageError(f"{model_dir}: a {files.kind!r} model, expected 'clip-probe'")
+    head = files.tensors()
+    if set(head) != {"weight", "bias"} or tuple(head["weight"].shape)[:1] != (len(files.labels),):
+        raise UsageError(f"{files.path}: the head does not match its {len(files.labels)} labels; re-run the probe")
+    return ClipHeadPredictor(_load_clip(files.meta, device), files.labels, head["weight"], head["bias"])
 
 
 def load_coop_predictor(model_dir: Path, device: str = "cpu") -> ClipHeadPredictor:

@@ -12,35 +12,16 @@ from tlcli.data.sources import expand_paths, scan_class_folders
 from tlcli.errors import UsageError
 from tlcli.models.clip import load_clip
 from tlcli.output import display_path, emit_json, print_table
+from tlcli.evaluation import classification_report, classifier_records
+from tlcli.features import stream_image_features
 from tlcli_clip.common import say
-from tlcli_clip.features import stream_image_features
 from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 
 UNKNOWN = "unknown"
 
 
-def classification_metrics(probs: np.ndarray, truth: np.ndarray, labels: list[str]) -> dict:
-    """clip_benchmark's names: acc1, acc5, mean_per_class_recall; plus the confusion matrix (rows: truth)."""
-    n, c = probs.shape
-    top = top_indices_of(probs, min(5, c))
-    acc1 = float((top[:, 0] == truth).mean()) if n else 0.0
-    acc5 = float((top == truth[:, None]).any(axis=1).mean()) if n else 0.0
-    confusion = np.zeros((c, c), dtype=np.int64)
-    np.add.at(confusion, (truth, top[:, 0]), 1)
-    support = confusion.sum(axis=1)
-    present = support > 0
-    recall = float((np.diag(confusion)[present] / support[present]).mean()) if present.any() else 0.0
-    return {"acc1": acc1, "acc5": acc5, "mean_per_class_recall": recall, "samples": n,
-            "labels": labels, "confusion_matrix": confusion.tolist()}
-
-
-def top_indices_of(probs: np.ndarray, k: int) -> np.ndarray:
-    """Indices of each row's ``k`` largest values, largest first (ties: the lower index first)."""
-    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
-
-
 def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prompt: Path | None,
-                 top_k: int | None, threshold: float | None, evaluate: bool, options: dict, json_output: bool,
+                 top_k: int, threshold: float | None, evaluate: bool, options: dict, json_output: bool,
                  quiet: bool) -> dict | None:
     started = time.time()
     bad = BadFiles()
@@ -84,23 +65,17 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
     # while the model works); --max-bad is judged at the end, so a run that then fails has printed some.
     stats: dict = {}
     features_started = time.time()
-    k = min(len(labels), top_k or 5)
     kept: list[int] = []
     prob_chunks = []
     rows = []
     for indices, features in stream_image_features(clip, paths, bad, batch_size=options["batch_size"],
                                                    workers=options["workers"], use_cache=options["use_cache"],
-                                                   stats=stats):
+                                                   stats=stats, quiet=quiet):
         probs = zero_shot_probs(clip, features, head) if coop is None else coop.probs(clip, features, head)
-        top_indices = top_indices_of(probs, k)
-        values = np.take_along_axis(probs, top_indices, axis=1)
-        for row, i in enumerate(indices):
-            score = float(values[row, 0])
-            label = labels[int(top_indices[row, 0])]
-            if threshold is not None and score < threshold:
-                label = UNKNOWN
-            top = [[labels[int(j)], round(float(v), 6)] for v, j in zip(values[row], top_indices[row])]
-            record = {"path": display_path(paths[i]), "label": label, "score": round(score, 6), "top": top}
+        for i, fields in zip(indices, classifier_records(probs, labels, top_k)):
+            record = {"path": display_path(paths[i]), **fields}
+            if threshold is not None and record["score"] < threshold:
+                record["label"] = UNKNOWN
             if truth_names is not None:
                 record["truth"] = truth_names[i]
             rows.append(record)
@@ -114,23 +89,23 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
     if not json_output:
         print_table(None, ["path", "label", "score", "top"],
                     [[r["path"], r["label"], f"{r['score']:.3f}",
-                      ", ".join(f"{name} {p:.2f}" for name, p in r["top"][1:])] for r in rows])
+                      ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])] for r in rows])
     summary = {"images": len(rows), "cached": stats["cached"], "computed": stats["computed"],
                "bad_files": bad.summary(), "wall_s": round(time.time() - started, 3),
                "images_per_s": round(len(rows) / max(1e-9, features_s), 2), "precision": clip.spec["precision"]}
     if truth_names is not None:
         index = {name: i for i, name in enumerate(labels)}
         truth = np.array([index[truth_names[i]] for i in kept], dtype=np.int64)
-        summary["metrics"] = classification_metrics(probs, truth, labels)
+        summary["metrics"] = classification_report(probs, truth, labels)
         metrics = summary["metrics"]
         if json_output:
             emit_json({"summary": summary})
         else:
-            print_table("zero-shot accuracy", ["acc1", "acc5", "mean per-class recall", "images"],
-                        [[f"{metrics['acc1']:.4f}", f"{metrics['acc5']:.4f}",
-                          f"{metrics['mean_per_class_recall']:.4f}", metrics["samples"]]])
+            print_table("zero-shot accuracy", ["accuracy", "top-5 accuracy", "mean recall", "images"],
+                        [[f"{metrics['accuracy']:.4f}", f"{metrics['top5_accuracy']:.4f}",
+                          f"{metrics['mean_recall']:.4f}", metrics["n"]]])
             print_table("confusion (rows: truth, columns: predicted)", ["truth"] + labels,
-                        [[name] + counts for name, counts in zip(labels, metrics["confusion_matrix"])])
+                        [[name] + counts for name, counts in zip(labels, metrics["confusion"])])
     say(quiet, f"{len(rows)} images in {summary['wall_s']:.1f}s ({stats['cached']} cached, {stats['computed']} computed; "
                f"features: {summary['images_per_s']:.1f} images/s)")
     return summary

@@ -5,13 +5,12 @@ Nothing heavy is imported at module level: this module is imported whenever the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from tlcli.cli.options import given_options, validated
+from tlcli.cli import options
 from tlcli.errors import UsageError
 
 EXAMPLE = """
@@ -23,6 +22,11 @@ Examples:
 
   tlcli finetune --resume runs/finetune-20261123-101500
 """
+
+# Parameters whose Python name is not the flag's (and the config field's) name.
+RENAMED = {"compile_model": "compile"}
+# Free to change on --resume: they change speed and display, never the result.
+RESUME_ALLOWED = options.PRESENTATION | {"log_every"}
 
 
 def register(app: typer.Typer) -> None:
@@ -37,34 +41,36 @@ def finetune(
     ctx: typer.Context,
     data: Optional[Path] = typer.Argument(None, help="Class folders or a CSV manifest (path,label)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Validation data (same layout); default: --val-split."),
-    val_split: float = typer.Option(0.2, "--val-split", help="Fraction held out for validation (stratified, seeded)."),
+    val_split: float = options.val_split(),
     model: str = typer.Option("resnet50", "--model", "-m", help="torchvision name, timm:NAME or clip:NAME."),
     pretrained: str = typer.Option("default", "--pretrained", help="default | none | a weight tag."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Local weights: safetensors, a state dict, or a run's model/ folder."),
     freeze_until: Optional[str] = typer.Option(None, "--freeze-until", help="Freeze every block up to and including this one (see `tlcli layers`)."),
     train_bn: bool = typer.Option(False, "--train-bn", help="Let frozen BatchNorm layers update their statistics."),
-    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the head (the last block)."),
-    lr_decay: float = typer.Option(1.0, "--lr-decay", help="Multiply the lr by this for each earlier block."),
-    weight_decay: float = typer.Option(0.05, "--weight-decay", help="Weight decay (never on biases and norms)."),
-    unfreeze_every: Optional[int] = typer.Option(None, "--unfreeze-every", help="Unfreeze the next block down every E epochs."),
-    epochs: int = typer.Option(10, "--epochs"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b"),
-    accumulate: int = typer.Option(1, "--accumulate", help="Micro-batches per optimizer step."),
+    lr: float = options.finite_option(1e-3, "--lr", low=0.0, low_open=True, help="Learning rate of the head (the last block)."),
+    lr_decay: float = options.finite_option(1.0, "--lr-decay", low=0.0, low_open=True, high=1.0, help="Multiply the lr by this for each earlier block."),
+    weight_decay: float = options.finite_option(0.05, "--weight-decay", low=0.0, help="Weight decay (never on biases and norms)."),
+    unfreeze_every: Optional[int] = typer.Option(None, "--unfreeze-every", min=1, help="Unfreeze the next block down every E epochs."),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimizer steps."),
+    batch_size: int = options.batch_size(32, help="Images per micro-batch."),
+    accumulate: int = typer.Option(1, "--accumulate", min=1, help="Micro-batches per optimizer step."),
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw | sgd"),
     scheduler: str = typer.Option("cosine", "--scheduler", help="cosine | onecycle | constant"),
-    warmup: float = typer.Option(0.0, "--warmup", help="Warm-up steps (or a fraction of all steps if < 1)."),
-    clip_grad: Optional[float] = typer.Option(None, "--clip-grad", help="Clip the gradient norm to this."),
+    warmup: float = options.finite_option(0.0, "--warmup", low=0.0, help="Warm-up steps (or a fraction of all steps if < 1)."),
+    clip_grad: Optional[float] = options.finite_option(None, "--clip-grad", low=0.0, low_open=True, help="Clip the gradient norm to this."),
+    skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip steps whose loss is inf/NaN instead of failing the run."),
     augment: str = typer.Option("light", "--augment", help="none | light | strong"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Crop size (default: the model's)."),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
-    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16 | fp16"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Data-loading worker processes."),
-    early_stop: Optional[int] = typer.Option(None, "--early-stop", help="Stop after this many epochs without improvement."),
-    save_every: Optional[int] = typer.Option(None, "--save-every", help="Also checkpoint every N steps."),
-    log_every: Optional[int] = typer.Option(None, "--log-every", help="Write a metric event every N steps (default: ~500 per run)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", min=8, help="Crop size (default: the model's)."),
+    seed: int = options.seed(),
+    device: str = options.device(),
+    precision: str = options.precision(),
+    workers: Optional[int] = options.workers(),
+    early_stop: Optional[int] = typer.Option(None, "--early-stop", min=1, help="Stop after this many epochs without improvement."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", min=1, help="Also checkpoint every N steps."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", min=1, help="Write a metric event every N steps (default: ~500 per run)."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+<<<<<<< HEAD
     domain_adapt: Optional[Path] = typer.Option(None, "--domain-adapt", help="Unlabelled target-domain images: "
                                                 "domain-adversarial training (DANN)."),
     dann_weight: float = typer.Option(1.0, "--dann-weight", help="Scale of the DANN gradient reversal (its "
@@ -92,20 +98,37 @@ def finetune(
         "save_every": save_every, "log_every": log_every, "compile": compile_model, "max_bad": parse_max_bad(max_bad),
         "domain_adapt": str(domain_adapt) if domain_adapt else None, "dann_weight": dann_weight,
     }
+=======
+    max_bad: str = options.max_bad(),
+    out: Optional[Path] = options.out(),
+    overwrite: bool = options.overwrite(),
+    resume: Optional[Path] = options.resume(),
+    config: Optional[Path] = options.config_file(),
+    json_output: bool = options.json_(),
+    tui: bool = options.tui(),
+    quiet: bool = options.quiet(),
+) -> None:
+>>>>>>> main
     import os
+
+    from tlcli.run import Run
+    from tlcli_finetune.config import check_image_size
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out is None and resume is None:
         raise UsageError("with torchrun, pass --out RUN_DIR so every process writes to the same run folder")
     if resume is not None:
-        run_dir, cfg = _resume_config(resume, options, given_options(ctx))
+        options.refuse_changes_on_resume(ctx, RESUME_ALLOWED, RENAMED)
+        run = Run.resume(resume, "finetune", "finetune")
+        cfg = _saved_config(run, workers)
     else:
-        cfg = _build_config(options, given_options(ctx), config)
-        from tlcli.paths import new_run_dir
-
-        run_dir = new_run_dir("finetune", out)
+        cfg = _build_config(ctx, config)
+        check_image_size(cfg)
+        options.check_out_path(out)
+        run = Run.create("finetune", out, overwrite=overwrite, config=cfg.model_dump(), plugin="finetune")
     from tlcli_finetune.run import run_finetune
 
     def job():
+<<<<<<< HEAD
         if seeds:
             from tlcli_finetune.dann import parse_seeds, run_seeds
 
@@ -113,54 +136,41 @@ def finetune(
                 c, d, resume=False, json_output=False, quiet=quiet or tui), json_output)
         return run_finetune(cfg, run_dir, resume=resume is not None, json_output=json_output,
                             quiet=quiet or tui)
+=======
+        with run:
+            return run_finetune(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet or tui)
+>>>>>>> main
 
     if tui:
         from tlcli.tui.launch import run_with_dashboard
 
-        run_with_dashboard(run_dir, job)
+        run_with_dashboard(run.path, job)
     else:
         job()
 
 
-_FLAG_NAMES = {"compile_model": "compile"}
-
-
-def _build_config(options: dict, given: set[str], config_file: Path | None):
+def _build_config(ctx: typer.Context, config_file: Path | None):
+    from tlcli.config_file import read_options_file
     from tlcli_finetune.config import FinetuneConfig
 
-    merged = {k: v for k, v in options.items() if v is not None}
+    values = {k: v for k, v in options.config_values(ctx, rename=RENAMED).items() if v is not None}
     if config_file is not None:
-        file_values = _read_toml(config_file)
-        explicit = {_FLAG_NAMES.get(k, k) for k in given}
-        merged = {**merged, **{k: v for k, v in file_values.items() if k not in explicit}}
-    if not merged.get("data"):
+        explicit = {RENAMED.get(k, k) for k in options.given_options(ctx)}
+        values.update({k: v for k, v in read_options_file(config_file).items() if k not in explicit})
+    if not values.get("data"):
         raise UsageError("missing DATA: pass a folder of class subfolders or a CSV manifest (or --resume RUN_DIR)")
-    return validated(FinetuneConfig, **merged)
+    return options.validated(FinetuneConfig, **values)
 
 
-def _read_toml(path: Path) -> dict:
-    import tomllib
-
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"--config {path}: no such file") from None
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"--config {path}: not valid TOML ({error})") from None
-    return {key.replace("-", "_"): value for key, value in values.items()}
-
-
-def _resume_config(run_dir: Path, options: dict, given: set[str]):
+def _saved_config(run, workers: int | None):
     from tlcli_finetune.config import FinetuneConfig
 
-    saved = run_dir / "config.json"
-    if not saved.is_file():
-        raise UsageError(f"--resume {run_dir}: no config.json there; pass the folder of a tlcli finetune run")
-    changed = given - {"resume", "json_output", "tui", "quiet", "workers", "data", "log_every"}
-    if changed:
-        flags = ", ".join("--" + _FLAG_NAMES.get(n, n).replace("_", "-") for n in sorted(changed))
-        raise UsageError(f"--resume continues the run exactly as configured; drop {flags}")
-    values = json.loads(saved.read_text(encoding="utf-8"))
-    if "workers" in given:  # only affects speed, never results
-        values["workers"] = options["workers"]
-    return run_dir, FinetuneConfig(**values)
+    values = run.config
+    if workers is not None:  # only affects speed, never results
+        values["workers"] = workers
+    try:
+        return FinetuneConfig(**values)
+    except Exception:
+        run.close()
+        raise UsageError(f"--resume {run.path}: its config.json is not a tlcli finetune configuration; "
+                         "pass the folder of a finetune run") from None

@@ -6,13 +6,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from tlcli.engine.task import TrainConfig
+from tlcli.cli.options import VAL_SPLIT
+from tlcli.engine.task import MaxBadShare, TrainConfig
+
+# Bytes per pixel of one training image on its way to the model: the resized uint8 image kept in memory (3),
+# its float32 tensor (12), and at least as much again for the first layer's activations (a lower bound).
+BYTES_PER_PIXEL = 3 + 12 + 12
 
 
 class FinetuneConfig(TrainConfig):
     data: str
     val: str | None = None
-    val_split: float = Field(0.2, ge=0.0, lt=1.0)
+    val_split: float = Field(VAL_SPLIT, ge=0.0, lt=1.0)
     model: str = "resnet50"
     pretrained: str = "default"
     weights: str | None = None
@@ -22,7 +27,30 @@ class FinetuneConfig(TrainConfig):
     weight_decay: float = Field(0.05, ge=0)
     augment: Literal["none", "light", "strong"] = "light"
     image_size: int | None = Field(None, ge=8)
-    max_bad: float = Field(0.05, ge=0, le=1)
+    max_bad: MaxBadShare = 0.05
     epochs: int = Field(10, ge=1)
+<<<<<<< HEAD
     domain_adapt: str | None = None  # DANN: unlabelled target images (tlcli_finetune.dann)
     dann_weight: float = Field(1.0, ge=0)
+=======
+
+
+def check_image_size(cfg: FinetuneConfig) -> None:
+    """Refuse an ``--image-size`` whose batch alone would not fit in memory (``--image-size 100000`` was
+    killed by the OOM killer at 23 GB instead of being told so)."""
+    if not cfg.image_size:
+        return
+    from tlcli.errors import UsageError
+
+    needed = cfg.image_size**2 * BYTES_PER_PIXEL * cfg.batch_size
+    try:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    except Exception:  # no psutil or no /proc: assume a generous machine rather than refuse
+        available = 256 * 2**30
+    if needed > available:
+        raise UsageError(f"--image-size {cfg.image_size}: one batch of {cfg.batch_size} needs at least "
+                         f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB free; "
+                         "use a smaller --image-size (224 is usual) or --batch-size")
+>>>>>>> main

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from tlcli.artifacts import read_model
 from tlcli.errors import UsageError
 from tlcli.models.vision import build_vision_model
 from tlcli_finetune.data import eval_transform
 
 
 class ImageClassifierPredictor:
+    modality = "image"
+
     def __init__(self, model, labels: list[str], preprocessing: dict, device: torch.device):
         self.model, self.labels, self.device = model.to(device).eval(), labels, device
         self.transform = eval_transform(preprocessing)
@@ -24,16 +26,16 @@ class ImageClassifierPredictor:
 
 
 def load_predictor(model_dir: Path, device: str = "cpu") -> ImageClassifierPredictor:
-    from safetensors.torch import load_file
-
     from tlcli.engine.device import resolve_device
 
-    meta = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
-    preprocessing = json.loads((model_dir / "preprocessing.json").read_text(encoding="utf-8"))
-    built = build_vision_model(meta["model"], "none", num_classes=len(labels))
+    files = read_model(model_dir)
+    spec = files.meta.get("model")
+    if not isinstance(spec, str) or not files.labels or not files.preprocessing:
+        raise UsageError(f"{files.path}: incomplete image-classifier export (model name, labels.json or "
+                         "preprocessing.json missing); re-run the fine-tuning")
+    built = build_vision_model(spec, "none", num_classes=len(files.labels))
     try:
-        built.model.load_state_dict(load_file(str(model_dir / "model.safetensors")))
+        built.model.load_state_dict(files.tensors())
     except RuntimeError as error:
-        raise UsageError(f"{model_dir}: weights do not match {meta['model']} ({str(error).splitlines()[0]})") from None
-    return ImageClassifierPredictor(built.model, labels, preprocessing, resolve_device(device))
+        raise UsageError(f"{files.path}: weights do not match {spec} ({str(error).splitlines()[0]})") from None
+    return ImageClassifierPredictor(built.model, files.labels, files.preprocessing, resolve_device(device))

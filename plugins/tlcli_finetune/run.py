@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-from tlcli.data.labelled import training_classes
 from tlcli.data.bad_files import BadFiles
+from tlcli.data.labelled import training_classes
 from tlcli.data.sources import load_labelled, stratified_split
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
 from tlcli.errors import Interrupted, UsageError
 from tlcli.models.vision import preprocessing_of
 from tlcli.output import emit_json, info, print_table
-from tlcli.paths import CONFIG_FILE, METRICS_FILE, atomic_write_text
 from tlcli_finetune.config import FinetuneConfig
 from tlcli_finetune.data import DecodedImages
 from tlcli_finetune.task import FinetuneTask, preprocessing_for
@@ -31,8 +28,9 @@ def _split_data(cfg: FinetuneConfig, bad: BadFiles):
     return train, val, training_classes(train, val, cfg.data)
 
 
-def run_finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool, json_output: bool, quiet: bool):
-    is_main = int(os.environ.get("RANK", "0")) == 0
+def run_finetune(cfg: FinetuneConfig, run, resume: bool, json_output: bool, quiet: bool) -> dict:
+    """Decode the data, train with the engine, write ``metrics.json`` and print the summary. ``run`` is a
+    :class:`tlcli.run.Run`; a usage error before training starts leaves its folder to be removed."""
     bad = BadFiles()
     train_samples, val_samples, classes = _split_data(cfg, bad)
     skipped_in_walk = len(bad)  # files the folder walk could not use (dangling links...): count them too
@@ -40,12 +38,13 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool, json_output: 
 
     if not quiet:
         info(f"decoding {len(train_samples) + len(val_samples)} images")
-    train = DecodedImages(train_samples, classes, preprocessing, bad)
-    val = DecodedImages(val_samples, classes, preprocessing, bad) if val_samples else None
+    train = DecodedImages(train_samples, classes, preprocessing, bad, quiet=quiet)
+    val = DecodedImages(val_samples, classes, preprocessing, bad, quiet=quiet) if val_samples else None
     bad.check(len(train_samples) + len(val_samples) + skipped_in_walk, cfg.max_bad)
     if len(train) < 2:
         raise UsageError(f"{cfg.data}: fewer than two readable training images")
 
+<<<<<<< HEAD
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -57,26 +56,32 @@ def run_finetune(cfg: FinetuneConfig, run_dir: Path, resume: bool, json_output: 
     else:
         task = FinetuneTask(cfg, classes, train, val, preprocessing)
     callbacks = standard_callbacks(run_dir, "finetune", "finetune", quiet,
+=======
+    task = FinetuneTask(cfg, classes, train, val, preprocessing, run)
+    callbacks = standard_callbacks(run, "finetune", "finetune", quiet,
+>>>>>>> main
                                    [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
-    result = fit(task, cfg, run_dir, callbacks=callbacks, resume=resume)
+    result = fit(task, cfg, run, callbacks=callbacks, resume=resume)
 
     summary = {
-        "run_dir": str(run_dir), "status": result.status, "best_val_accuracy": result.best,
+        "run_dir": str(run.path), "status": result.status, "best_val_accuracy": result.best,
         "final_metrics": result.final_metrics, "steps": result.steps, "epochs": result.epochs_done,
         "wall_s": round(result.wall_s, 2), "images_per_s": round(result.samples_per_s, 1),
         "trainable_params": result.trainable_params, "total_params": result.total_params,
         "device": result.device, "precision": result.precision, "classes": classes,
         "train_images": len(train), "val_images": len(val) if val else 0, "bad_files": bad.summary(),
     }
-    if is_main:
-        atomic_write_text(run_dir / METRICS_FILE, json.dumps(summary, indent=1))
+    run.finish(result.status, summary)
+    if run.writable:
         if json_output:
             emit_json(summary)
         else:
             best = "-" if result.best is None else f"{result.best:.4f}"
             print_table(f"finetune {result.status}", ["run", "best val acc", "wall", "trainable / total", "images/s"],
-                        [[str(run_dir), best, f"{result.wall_s:.1f}s",
+                        [[str(run.path), best, f"{result.wall_s:.1f}s",
                           f"{result.trainable_params:,} / {result.total_params:,}", f"{result.samples_per_s:.1f}"]])
     if result.status == "interrupted":
-        raise Interrupted(f"interrupted; checkpoint saved. Continue with: tlcli finetune --resume {run_dir}")
+        raise Interrupted(f"interrupted; checkpoint saved. Continue with: tlcli finetune --resume {run.path}")
+    if result.status == "stopped" and not quiet:
+        info(f"stopped; the best model so far is in {run.model_dir}. Continue with: tlcli finetune --resume {run.path}")
     return summary

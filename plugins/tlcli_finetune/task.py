@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from tlcli.engine.params import discriminative_groups, freeze_until, list_blocks
+from tlcli.engine.params import block_name, discriminative_groups, freeze_until, list_blocks
 from tlcli.engine.task import Task, classification_sums
 from tlcli.errors import UsageError
 from tlcli.models.vision import build_vision_model, load_backbone_weights, read_weights_file
-from tlcli.paths import MODEL_DIR
 from tlcli_finetune.config import FinetuneConfig
 from tlcli_finetune.data import DecodedImages, EvalImages, TrainImages, eval_transform, train_transform
 
@@ -31,8 +27,8 @@ def preprocessing_for(cfg: FinetuneConfig, base: dict) -> dict:
 
 class FinetuneTask(Task):
     def __init__(self, cfg: FinetuneConfig, classes: list[str], train: DecodedImages, val: DecodedImages | None,
-                 preprocessing: dict):
-        self.cfg, self.classes, self.preprocessing = cfg, classes, preprocessing
+                 preprocessing: dict, run=None):
+        self.cfg, self.classes, self.preprocessing, self.run = cfg, classes, preprocessing, run
         self._train, self._val = train, val
         self.weights_report: dict | None = None
 
@@ -47,7 +43,7 @@ class FinetuneTask(Task):
                                                         built.head_names)
         blocks = list_blocks(built.model)
         try:
-            freeze_until(blocks, self.cfg.freeze_until)
+            freeze_until(blocks, block_name(blocks, self.cfg.freeze_until))
         except ValueError:
             raise UsageError(f"--freeze-until {self.cfg.freeze_until!r} is not a block of {self.cfg.model}; "
                              f"valid names: {', '.join(b.name for b in blocks)}") from None
@@ -85,24 +81,9 @@ class FinetuneTask(Task):
         return classification_sums(model(images), labels)
 
     def export(self, model, run_dir: Path, result) -> None:
-        export_model(run_dir, model.state_dict(), self.classes, self.preprocessing, self.cfg.model)
+        """``model/``: the weights under the backbone's own names, labels, preprocessing."""
+        from tlcli.artifacts import write_model
 
-
-def export_model(run_dir: Path, state: dict, classes: list[str], preprocessing: dict, spec: str) -> Path:
-    """Write run_dir/model/ atomically: weights with the backbone's own names, labels, preprocessing."""
-    from safetensors.torch import save_file
-
-    final = Path(run_dir) / MODEL_DIR
-    tmp = Path(run_dir) / f".{MODEL_DIR}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp / "model.safetensors"),
-              metadata={"format": "pt", "tlcli_model": spec})
-    (tmp / "labels.json").write_text(json.dumps(classes, ensure_ascii=False, indent=1), encoding="utf-8")
-    (tmp / "preprocessing.json").write_text(json.dumps(preprocessing, indent=1), encoding="utf-8")
-    (tmp / "model.json").write_text(json.dumps({"kind": MODEL_KIND, "plugin": "finetune", "model": spec,
-                                                "num_classes": len(classes), "format": 1}, indent=1), encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+        with self.run.model_writer() as folder:
+            write_model(folder, kind=MODEL_KIND, plugin="finetune", tensors=model.state_dict(), labels=self.classes,
+                        preprocessing=self.preprocessing, model=self.cfg.model)

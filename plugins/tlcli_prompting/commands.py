@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from tlcli.cli import options
+
 prompt_app = typer.Typer(
     name="prompt",
     help="Chain-of-thought prompting: templates, self-consistency voting, accuracy against gold answers.\n\n"
@@ -22,17 +24,16 @@ def register(app: typer.Typer) -> None:
 
 INPUT_HELP = "Questions as JSONL ({\"id\", \"question\", \"choices\"?, \"answer\"?} per line); - reads stdin."
 TEMPLATE_HELP = "A built-in or saved template name (see 'tlcli prompt list') or a .jinja file."
-LLM_HELP = "hf:MODEL_ID_OR_DIR or openai:BASE_URL#MODEL (default: $TLCLI_LLM, then the llm table of tlcli.toml)."
 
 
 @prompt_app.command("list")
-def list_templates(json_output: bool = typer.Option(False, "--json", help="JSON Lines on stdout.")) -> None:
+def list_templates(json_output: bool = options.json_()) -> None:
     """List the prompt templates: built-in ones and those saved in $TLCLI_HOME/prompt-templates/.
 
     Example: tlcli prompt list --json
     """
     from tlcli.output import emit_json, print_table
-    from tlcli_prompting.templates import available, load_template
+    from tlcli.prompts.templates import available, load_template
 
     rows = []
     for name, _ in available():
@@ -55,7 +56,7 @@ def _template(template_ref: str, exemplars_path: Optional[Path], strict: bool = 
     silently not given to a template that takes none."""
     from tlcli.errors import UsageError
     from tlcli_prompting.questions import read_exemplars
-    from tlcli_prompting.templates import load_template
+    from tlcli.prompts.templates import load_template
 
     template = load_template(template_ref)
     exemplars = read_exemplars(str(exemplars_path)) if exemplars_path else None
@@ -82,13 +83,13 @@ def show(
     template: str = typer.Argument(..., help=TEMPLATE_HELP),
     input_path: str = typer.Option(..., "--input", "-i", help=INPUT_HELP),
     exemplars: Optional[Path] = typer.Option(None, "--exemplars", help="Worked examples JSONL for few-shot CoT."),
-    json_output: bool = typer.Option(False, "--json", help="JSON Lines {id, prompt} on stdout."),
+    json_output: bool = options.json_(),
 ) -> None:
     """Render the prompts without a model (for pipelines and for checking a template).
 
     Example: tlcli prompt show few-shot-cot --input questions.jsonl --exemplars worked.jsonl
     """
-    from tlcli.output import emit_json
+    from tlcli.output import emit_json, terminal_safe
     from tlcli_prompting.runner import render_all
 
     chosen, questions, worked = _load(template, input_path, exemplars)
@@ -96,25 +97,27 @@ def show(
         if json_output:
             emit_json({"id": question["id"], "prompt": prompt})
         else:
-            print(f"### {question['id']}\n{prompt}\n", flush=True)
+            # Line by line: the prompt keeps its lines, while escapes in a question cannot reach the terminal.
+            shown = "\n".join(terminal_safe(line) for line in prompt.split("\n"))
+            print(f"### {terminal_safe(question['id'])}\n{shown}\n", flush=True)
 
 
 def _sampling_options():
     """The options run and eval share (declared once so their help reads the same)."""
     return dict(
-        llm=typer.Option(None, "--llm", help=LLM_HELP),
+        llm=options.llm(),
         n=typer.Option(None, "--n", min=1, help="Samples per question (default: the template's; "
-                       "self-consistency 5). All n come from one batched generate call."),
-        temperature=typer.Option(None, "--temperature", min=0.0, help="Sampling temperature (default: the "
-                                 "template's; 0.7 when n > 1)."),
-        top_p=typer.Option(None, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass."),
-        max_tokens=typer.Option(None, "--max-tokens", min=1, help="Tokens per completion (default: template's)."),
-        seed=typer.Option(None, "--seed", help="Sampling seed (the backend's, where it supports one)."),
+                       "self-consistency 5). All n come from one batched call."),
+        temperature=options.temperature(),
+        top_p=options.finite_option(None, "--top-p", low=0.0, high=1.0, low_open=True, help="Nucleus sampling mass."),
+        max_tokens=options.max_tokens(),
+        seed=options.seed(),
         stop=typer.Option(None, "--stop", help="Stop string (repeatable); replaces the template's."),
         exemplars=typer.Option(None, "--exemplars", help="Worked examples JSONL {question, rationale, answer}."),
         answer_regex=typer.Option(None, "--answer-regex", help="Regex for the answer; its group (or the match) "
                                   "of the last match wins."),
-        batch_size=typer.Option(8, "--batch-size", min=1, help="Questions per generate call."),
+        batch_size=options.batch_size(8, help="Questions per generate call (raw prompts) or per parallel "
+                                      "group of chat calls."),
     )
 
 
@@ -122,7 +125,7 @@ _S = _sampling_options()
 
 
 def _settings(template, n, temperature, top_p, max_tokens, stop, seed, batch_size, answer_regex):
-    from tlcli_prompting.answers import compile_answer_regex
+    from tlcli.prompts.answers import compile_answer_regex
     from tlcli_prompting.runner import settings_for
 
     return settings_for(template, n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
@@ -139,20 +142,19 @@ def run(
     temperature: Optional[float] = _S["temperature"],
     top_p: Optional[float] = _S["top_p"],
     max_tokens: Optional[int] = _S["max_tokens"],
-    seed: Optional[int] = _S["seed"],
+    seed: int = _S["seed"],
     stop: Optional[List[str]] = _S["stop"],
     exemplars: Optional[Path] = _S["exemplars"],
     answer_regex: Optional[str] = _S["answer_regex"],
     batch_size: int = _S["batch_size"],
-    json_output: bool = typer.Option(False, "--json", help="JSON Lines {id, prompt, completions, answer, "
-                                     "votes, ...} on stdout, one per question as it finishes."),
+    json_output: bool = options.json_(),
 ) -> None:
     """Answer each question with a template on an LLM; streams one line per question.
 
     Example: tlcli prompt run self-consistency --input questions.jsonl --llm hf:./my-model --n 5 --seed 0 --json
     """
     from tlcli.llm import resolve_llm
-    from tlcli.output import emit_json, info
+    from tlcli.output import emit_json, info, terminal_safe
     from tlcli_prompting.runner import run_questions
 
     chosen, questions, worked = _load(template, input_path, exemplars)
@@ -166,7 +168,7 @@ def run(
             else:
                 votes = ", ".join(f"{a}:{c}" for a, c in record["votes"].items()) or "-"
                 answer = record["answer"] if record["answer"] is not None else "-"
-                print(f"{record['id']}\t{answer}\t{votes}", flush=True)
+                print("\t".join(terminal_safe(v) for v in (record["id"], answer, votes)), flush=True)
 
 
 @prompt_app.command("eval")
@@ -178,14 +180,14 @@ def evaluate(
     temperature: Optional[float] = _S["temperature"],
     top_p: Optional[float] = _S["top_p"],
     max_tokens: Optional[int] = _S["max_tokens"],
-    seed: Optional[int] = _S["seed"],
+    seed: int = _S["seed"],
     stop: Optional[List[str]] = _S["stop"],
     exemplars: Optional[Path] = _S["exemplars"],
     answer_regex: Optional[str] = _S["answer_regex"],
     batch_size: int = _S["batch_size"],
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Also write every question's "
                                                "record, with gold and correct, to this JSONL file."),
-    json_output: bool = typer.Option(False, "--json", help="One JSON line per template on stdout."),
+    json_output: bool = options.json_(),
 ) -> None:
     """Score templates against gold answers: accuracy, with non-answers counted apart.
 

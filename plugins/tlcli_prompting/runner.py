@@ -1,5 +1,9 @@
-"""Running a template over questions on an LLM backend, one batched generate call per chunk of
-questions; every question's n samples come from that same call (self-consistency never loops)."""
+"""Running a template over questions on an LLM backend; every question's n samples come from one call
+(self-consistency never loops).
+
+A backend with a chat API (a /chat/completions server, a model with a chat template) gets chat messages: the
+template's ``system`` line, then the rendered prompt as the user's turn, one ``chat`` call per question. Any
+other backend gets the raw prompt to continue, one batched ``generate`` call per chunk of questions."""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from tlcli.llm import LLM, SamplingParams, sampling_params
-from tlcli_prompting.answers import extract_answer, majority_vote
-from tlcli_prompting.templates import Exemplar, Template
+from tlcli.llm import LLM, Generation, SamplingParams, sampling_params
+from tlcli.llm.base import split_total
+from tlcli.prompts.answers import extract_answer, majority_vote
+from tlcli.prompts.templates import Exemplar, Template
 
 # Sampling several answers greedily gives n copies; when the user asks for n > 1 and neither they nor
 # the template chose a temperature, use the value Wang et al. found robust for self-consistency.
@@ -42,22 +47,43 @@ def render_all(template: Template, questions: list[dict], exemplars: list[Exempl
     return [template.render(q, exemplars) for q in questions]
 
 
+def has_chat_api(llm: LLM) -> bool:
+    """Backends that format a conversation themselves: an OpenAI-compatible server on /chat/completions, a
+    local model with a chat template. Elsewhere ``chat`` would only write ``role: content`` lines around a
+    prompt that was written to be continued as it is, so the raw prompt goes to ``generate``."""
+    if getattr(llm, "use_chat_template", False):
+        return True
+    return getattr(getattr(llm, "options", None), "api", None) == "chat"
+
+
+def chat_messages(template: Template, prompt: str) -> list[dict]:
+    """The conversation for one question: the template's system message (if any), then the prompt as the
+    user's turn."""
+    system = [{"role": "system", "content": template.meta.system}] if template.meta.system else []
+    return [*system, {"role": "user", "content": prompt}]
+
+
 def run_questions(llm: LLM, template: Template, questions: list[dict], exemplars: list[Exemplar] | None,
                   settings: RunSettings) -> Iterator[dict]:
     """Yield one record per question, in input order, as soon as its chunk is done:
-    ``{id, prompt, completions, answer, votes, tokens}``."""
+    ``{id, prompt, completions, answers, answer, votes, tokens}`` (and ``messages`` when sent as a chat)."""
     prompts = render_all(template, questions, exemplars)  # render all first: a bad record fails early
-    p = settings.sampling
+    as_chat = has_chat_api(llm)
     for start in range(0, len(questions), settings.batch_size):
         chunk = questions[start:start + settings.batch_size]
-        generations = llm.generate(prompts[start:start + len(chunk)], n=p.n, temperature=p.temperature,
-                                   top_p=p.top_p, max_tokens=p.max_tokens, stop=p.stop, seed=p.seed)
-        for question, prompt, generation in zip(chunk, prompts[start:], generations):
+        chunk_prompts = prompts[start:start + len(chunk)]
+        if as_chat:
+            generations = _chat_generations(llm, template, chunk_prompts, settings.sampling)
+        else:
+            p = settings.sampling
+            generations = llm.generate(chunk_prompts, n=p.n, temperature=p.temperature, top_p=p.top_p,
+                                       max_tokens=p.max_tokens, stop=p.stop, seed=p.seed)
+        for question, prompt, generation in zip(chunk, chunk_prompts, generations):
             has_choices = bool(question.get("choices"))
             answers = [extract_answer(text, has_choices, settings.answer_regex, template.meta.answer_fallback)
                        for text in generation.texts]
             answer, votes = majority_vote(answers)
-            yield {
+            record = {
                 "id": question["id"],
                 "prompt": prompt,
                 "completions": generation.texts,
@@ -66,3 +92,23 @@ def run_questions(llm: LLM, template: Template, questions: list[dict], exemplars
                 "votes": votes,
                 "tokens": {"prompt": generation.prompt_tokens, "completion": sum(generation.completion_tokens)},
             }
+            if as_chat:
+                record["messages"] = chat_messages(template, prompt)
+            yield record
+
+
+def _chat_generations(llm: LLM, template: Template, prompts: list[str], p: SamplingParams) -> list[Generation]:
+    """One ``chat`` call per question, all ``n`` samples in it; a server gets the chunk's calls in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(prompt: str) -> Generation:
+        result = llm.chat(chat_messages(template, prompt), n=p.n, temperature=p.temperature, top_p=p.top_p,
+                          max_tokens=p.max_tokens, stop=p.stop, seed=p.seed)
+        counts = split_total(result.usage.completion_tokens, len(result.choices))
+        return Generation([c.text for c in result.choices], result.usage.prompt_tokens, counts)
+
+    workers = min(len(prompts), getattr(getattr(llm, "options", None), "concurrency", 1) or 1)
+    if workers <= 1:
+        return [one(prompt) for prompt in prompts]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, prompts))

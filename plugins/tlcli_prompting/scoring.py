@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tlcli.errors import UsageError
-from tlcli_prompting.answers import normalize
+from tlcli.prompts.answers import normalize
 
 
 def gold_of(question: dict, source: str) -> str:

@@ -14,5 +14,8 @@ def register_commands(app) -> None:
 plugin = Plugin(
     name="text",
     register_commands=register_commands,
+    # `tlcli predict` / `tlcli evaluate` load these run kinds (tlcli/cli/predict_texts.py prints them).
+    predictors={"text-probe": "tlcli_text.predictors:load_probe",
+                "soft-prompt": "tlcli_text.predictors:load_soft_prompt"},
     description="Text zero-shot and probes on a sentence encoder; soft-prompt tuning of frozen models.",
 )

@@ -24,7 +24,6 @@ class PromptTuneConfig(TrainConfig):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)
     clip_grad: float | None = Field(1.0, gt=0)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     # Texts are tokenized up front; worker processes would only add start-up time.
     workers: int | None = Field(0, ge=0)
 

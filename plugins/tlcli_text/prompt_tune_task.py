@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +12,10 @@ import torch.nn.functional as F
 from tlcli.engine.params import Block, ParamGroup
 from tlcli.engine.task import Task, classification_sums
 from tlcli.errors import UsageError
-from tlcli.paths import MODEL_DIR
 from tlcli_text.soft_prompt import IGNORE_INDEX, PromptedCausalLM, PromptedEncoderClassifier, initial_prompt
 
 MODEL_KIND = "soft-prompt"
+FROZEN = ["base"]  # the encoder or causal LM: never trained, never checkpointed or exported
 
 
 # --- base models ------------------------------------------------------------------------------------
@@ -145,8 +142,9 @@ def collate(items: list[dict], pad: int) -> dict:
 # --- the Task --------------------------------------------------------------------------------------------
 
 class PromptTuneTask(Task):
-    def __init__(self, cfg, base: Base, train: Examples, val: Examples | None, classes: list[str] | None):
-        self.cfg, self.base, self.classes = cfg, base, classes
+    def __init__(self, cfg, base: Base, train: Examples, val: Examples | None, classes: list[str] | None,
+                 run=None):
+        self.cfg, self.base, self.classes, self.run = cfg, base, classes, run
         self._train, self._val = train, val
         self._pad = pad_id(base.tokenizer)
 
@@ -161,6 +159,9 @@ class PromptTuneTask(Task):
         if self.cfg.mode == "classify":
             return PromptedEncoderClassifier(self.base.model, prompt, len(self.classes))
         return PromptedCausalLM(self.base.model, prompt)
+
+    def frozen_modules(self, model) -> list[str]:
+        return FROZEN
 
     def blocks(self, model):
         blocks = [Block("base", {f"base.{n}": p for n, p in model.base.named_parameters()}, [model.base]),
@@ -202,29 +203,18 @@ class PromptTuneTask(Task):
                 "val_token_accuracy": (correct.sum(dim=1) / per_example).sum().item()}, per_example.shape[0]
 
     def export(self, model, run_dir: Path, result) -> None:
-        export_soft_prompt(run_dir, model, self.cfg, self.classes)
+        with self.run.model_writer() as folder:
+            export_soft_prompt(folder, model, self.cfg, self.classes)
 
 
-def export_soft_prompt(run_dir: Path, model, cfg, classes: list[str] | None) -> Path:
-    """run_dir/model/: prompt.safetensors (prompt [+ head]), model.json, preprocessing.json [, labels.json]."""
-    from safetensors.torch import save_file
+def export_soft_prompt(folder: Path, model, cfg, classes: list[str] | None) -> None:
+    """``model/``: model.safetensors (prompt [+ head], never the frozen base), model.json, preprocessing.json
+    [, labels.json], through the shared artifact writer."""
+    from tlcli.artifacts import write_model
 
-    final = Path(run_dir) / MODEL_DIR
-    tmp = Path(run_dir) / f".{MODEL_DIR}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(tensors, str(tmp / "prompt.safetensors"), metadata={"format": "pt", "tlcli_model": cfg.model})
-    meta = {"kind": MODEL_KIND, "plugin": "text", "mode": cfg.mode, "model": cfg.model,
-            "virtual_tokens": cfg.virtual_tokens, "init_text": cfg.init_text, "format": 1}
-    if classes is not None:
-        meta["num_classes"] = len(classes)
-        (tmp / "labels.json").write_text(json.dumps(classes, ensure_ascii=False, indent=1), encoding="utf-8")
-    (tmp / "model.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    pre = {"max_length": cfg.max_length, "tokenizer": "the base model's",
-           "pooling": "mean over real tokens" if cfg.mode == "classify" else None}
-    (tmp / "preprocessing.json").write_text(json.dumps(pre, indent=1), encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
+    tensors = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(f"{n}." for n in FROZEN))}
+    preprocessing = {"max_length": cfg.max_length, "tokenizer": "the base model's",
+                     "pooling": "mean over real tokens" if cfg.mode == "classify" else None}
+    write_model(folder, kind=MODEL_KIND, plugin="text", tensors=tensors, labels=classes,
+                preprocessing=preprocessing, mode=cfg.mode, model=cfg.model, virtual_tokens=cfg.virtual_tokens,
+                init_text=cfg.init_text)

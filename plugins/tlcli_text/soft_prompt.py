@@ -3,7 +3,7 @@ of a frozen model. Two heads on it: a frozen encoder + linear classifier, and a 
 
 PEFT's ``PromptTuning`` is the reference: the same virtual-token embeddings give the same hidden states,
 logits and loss (tests/text/test_prompt_tune.py checks it). Only the prompt (and the classifier head) are
-trained and saved: ``state_dict()`` leaves the frozen base model out, so checkpoints stay a few KB.
+trained and saved: the engine leaves the frozen base model out of checkpoints, so they stay a few KB.
 """
 
 from __future__ import annotations
@@ -52,34 +52,13 @@ def initial_prompt(word_embeddings: nn.Embedding, tokenizer, num_tokens: int, in
 
 
 class _FrozenBase(nn.Module):
-    """A module whose ``base`` stays frozen, in eval mode, and out of its state dict."""
+    """A module around a frozen ``base``. Its parameters never need gradients; the engine keeps it in eval mode
+    and out of checkpoints (``PromptTuneTask.frozen_modules``), and the export saves the rest only."""
 
     base: nn.Module
 
     def _freeze_base(self) -> None:
-        for param in self.base.parameters():
-            param.requires_grad_(False)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        # Dropout in the frozen model would only add noise to the prompt's gradient on small data.
-        self.base.eval()
-        return self
-
-    def state_dict(self, *args, **kwargs):
-        full = super().state_dict(*args, **kwargs)
-        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
-        for key in [k for k in full if k.startswith(prefix + "base.")]:
-            del full[key]
-        return full
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = [k for k in result.missing_keys if not k.startswith("base.")]
-        if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f"soft-prompt state does not match: missing {missing}, "
-                               f"unexpected {result.unexpected_keys}")
-        return result
+        self.base.requires_grad_(False)
 
 
 class PromptedEncoderClassifier(_FrozenBase):

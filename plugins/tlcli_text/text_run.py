@@ -1,63 +1,50 @@
-"""`tlcli text` jobs: zero-shot by label similarity, the logistic-regression probe, predict and evaluate."""
+"""`tlcli text` jobs: zero-shot by label similarity and the logistic-regression probe (a run folder)."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 
 from tlcli.data.labelled import training_classes
+from tlcli.data.texts import read_labelled_texts
 from tlcli.errors import UsageError
 from tlcli.models.text import Embedder
 from tlcli.output import display_path, emit_json, info, print_table
-from tlcli.paths import CONFIG_FILE, METRICS_FILE, MODEL_DIR, atomic_write_text, new_run_dir
 
 PROBE_KIND = "text-probe"
 
 
-def _short(text: str, width: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+def embedder_for(model: str, device: str, batch_size: int | None = None) -> Embedder:
+    """The sentence encoder on a concrete device (``auto`` resolved: a GPU when there is one)."""
+    from tlcli.engine.device import resolve_device
+
+    return Embedder(model, device=str(resolve_device(device)), batch_size=batch_size or 64)
 
 
-def emit_predictions(texts: list[str], labels: list[str], scores: np.ndarray, top: int, json_output: bool,
-                     score_name: str = "score") -> None:
-    """One line per text, in order: {text, label, score, top: [{label, score}...]} (or a table)."""
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
-    if json_output:
-        for i, text in enumerate(texts):
-            best = int(order[i, 0])
-            emit_json({"text": text, "label": labels[best], "score": round(float(scores[i, best]), 6),
-                       "top": [{"label": labels[j], "score": round(float(scores[i, j]), 6)} for j in order[i]]})
-        return
-    rows = []
-    for i, text in enumerate(texts):
-        best = int(order[i, 0])
-        rows.append([_short(text), labels[best], f"{scores[i, best]:.3f}",
-                     ", ".join(labels[j] for j in order[i, 1:])])
-    print_table(None, ["text", "label", score_name, "next"], rows)
+def label_sentence(template: str, label: str) -> str:
+    """``template`` with its one ``{}`` replaced by ``label`` (other braces are literal text)."""
+    return template.replace("{}", label, 1)
 
 
 def zero_shot_scores(embedder: Embedder, texts: list[str], labels: list[str], template: str) -> np.ndarray:
     """Cosine similarity of each text to each label sentence: (len(texts), len(labels))."""
-    label_vectors = embedder.encode([template.format(label) for label in labels])
+    label_vectors = embedder.encode([label_sentence(template, label) for label in labels])
     return embedder.encode(texts) @ label_vectors.T
 
 
-def run_zeroshot(texts, labels, template, model, top, batch_size, device, json_output) -> None:
-    embedder = Embedder(model, device=device, batch_size=batch_size)
-    scores = zero_shot_scores(embedder, texts, labels, template)
-    emit_predictions(texts, labels, scores, min(top, len(labels)), json_output, score_name="cosine")
+def run_zeroshot(texts, labels, template, model, top_k, batch_size, device, json_output) -> None:
+    from tlcli.cli.predict_texts import emit_text_predictions
+
+    scores = zero_shot_scores(embedder_for(model, device, batch_size), texts, labels, template)
+    emit_text_predictions(texts, labels, scores, top_k, json_output, score_name="cosine")
 
 
 # --- probe ------------------------------------------------------------------------------------------
 
 def _split(data: Path, val: Path | None, val_split: float, seed: int):
     from tlcli.data.labelled import stratified_split
-    from tlcli_text.inputs import read_labelled_texts
 
     samples = read_labelled_texts(data)
     if val is not None:
@@ -70,125 +57,62 @@ def _split(data: Path, val: Path | None, val_split: float, seed: int):
     return train, held_out, classes
 
 
-def run_probe(data, val, val_split, model, decays, seed, batch_size, device, out, json_output, quiet) -> dict:
-    import time
+def run_probe(options: dict, out: Path | None, overwrite: bool, json_output: bool, quiet: bool) -> dict:
+    """Embed, sweep the weight decay on validation data, fit on everything, export ``model/``.
 
-    from tlcli_text.probe import DEFAULT_WEIGHT_DECAYS, accuracy, fit_logistic, sweep_weight_decay
+    ``options``: data, val, val_split, model, weight_decays, seed, batch_size, device (saved as config.json).
+    The input is read and checked before the run folder exists, so a bad file leaves nothing behind.
+    """
+    from tlcli import probe
+    from tlcli.run import Run
 
     started = time.time()
-    train, held_out, classes = _split(Path(data), val, val_split, seed)
-    index = {c: i for i, c in enumerate(classes)}
-    embedder = Embedder(model, device=device, batch_size=batch_size)
-    if not quiet:
-        info(f"embedding {len(train) + len(held_out)} texts with {model}")
-    train_x = embedder.encode([s.text for s in train])
-    val_x = embedder.encode([s.text for s in held_out])
-    train_y = np.array([index[s.label] for s in train])
-    val_y = np.array([index[s.label] for s in held_out])
-    best_decay, sweep = sweep_weight_decay(train_x, train_y, val_x, val_y, len(classes),
-                                           decays or DEFAULT_WEIGHT_DECAYS)
-    val_head = fit_logistic(train_x, train_y, len(classes), best_decay)
-    val_accuracy = accuracy(val_head, val_x, val_y)
-    # The exported head sees every labelled row, with the weight decay chosen on validation.
-    head = fit_logistic(np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]), len(classes), best_decay)
-
-    run_dir = new_run_dir("text-probe", out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"data": str(data), "val": str(val) if val else None, "val_split": val_split, "model": model,
-              "weight_decays": list(decays or DEFAULT_WEIGHT_DECAYS), "seed": seed}
-    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config, indent=1))
-    export_probe(run_dir, head, classes, model, best_decay)
-    summary = {
-        "run_dir": str(run_dir), "status": "finished", "val_accuracy": val_accuracy, "weight_decay": best_decay,
-        "sweep": sweep, "classes": classes, "train_texts": len(train), "val_texts": len(held_out),
-        "model": model, "dim": int(train_x.shape[1]), "wall_s": round(time.time() - started, 2),
-    }
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(summary, indent=1))
+    data, val = Path(options["data"]), Path(options["val"]) if options["val"] else None
+    train, held_out, classes = _split(data, val, options["val_split"], options["seed"])
+    options = {**options, "weight_decays": options.get("weight_decays") or list(probe.WEIGHT_DECAYS)}
+    with Run.create("text-probe", out, overwrite=overwrite, plugin="text", config=options) as run:
+        run.start({"model": options["model"], "classes": classes, "train_samples": len(train),
+                   "val_samples": len(held_out)})
+        index = {c: i for i, c in enumerate(classes)}
+        embedder = embedder_for(options["model"], options["device"], options["batch_size"])
+        if not quiet:
+            info(f"embedding {len(train) + len(held_out)} texts with {options['model']}")
+        # The encoder's rows are L2-normalised already, as tlcli.probe's head expects.
+        train_x = embedder.encode([s.text for s in train])
+        val_x = embedder.encode([s.text for s in held_out])
+        train_y = np.array([index[s.label] for s in train])
+        val_y = np.array([index[s.label] for s in held_out])
+        swept = probe.sweep(train_x, train_y, val_x, val_y, len(classes), decays=options["weight_decays"])
+        for point in swept.tried:
+            run.emit("eval", {"metrics": {"val_accuracy": point["val_accuracy"], "val_loss": point["val_loss"]},
+                              "weight_decay": point["weight_decay"], "monitor": "val_accuracy"}, stage="sweep")
+        best_decay, val_accuracy, sweep = swept.weight_decay, swept.val_accuracy, swept.tried
+        # The exported head sees every labelled row, with the weight decay chosen on validation.
+        head = probe.fit(np.concatenate([train_x, val_x]), np.concatenate([train_y, val_y]), len(classes),
+                         best_decay)
+        with run.model_writer() as folder:
+            export_probe(folder, head, classes, options["model"], best_decay)
+        summary = {
+            "run_dir": str(run.path), "status": "finished", "val_accuracy": val_accuracy,
+            "weight_decay": best_decay, "sweep": sweep, "classes": classes, "train_texts": len(train),
+            "val_texts": len(held_out), "model": options["model"], "dim": int(train_x.shape[1]),
+            "wall_s": round(time.time() - started, 2),
+        }
+        run.finish("finished", summary)
     if json_output:
         emit_json(summary)
     else:
         print_table("text probe finished", ["run", "val acc", "weight decay", "train / val", "classes"],
-                    [[str(run_dir), f"{val_accuracy:.4f}", f"{best_decay:g}", f"{len(train)} / {len(held_out)}",
+                    [[str(run.path), f"{val_accuracy:.4f}", f"{best_decay:g}", f"{len(train)} / {len(held_out)}",
                       len(classes)]])
     return summary
 
 
-def export_probe(run_dir: Path, head, classes: list[str], model: str, weight_decay: float) -> Path:
-    """run_dir/model/: head.safetensors (weight, bias), labels.json, preprocessing.json, model.json; atomic."""
-    from safetensors.numpy import save_file
+def export_probe(folder: Path, head, classes: list[str], model: str, weight_decay: float) -> None:
+    """``model/``: model.safetensors (weight, bias), labels.json, preprocessing.json, model.json."""
+    from tlcli.artifacts import write_model
 
-    final = Path(run_dir) / MODEL_DIR
-    tmp = Path(run_dir) / f".{MODEL_DIR}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({"weight": np.ascontiguousarray(head.weight), "bias": np.ascontiguousarray(head.bias)},
-              str(tmp / "head.safetensors"), metadata={"format": "np", "tlcli_model": model})
-    (tmp / "labels.json").write_text(json.dumps(classes, ensure_ascii=False, indent=1), encoding="utf-8")
-    (tmp / "preprocessing.json").write_text(json.dumps({"embedding_model": model, "normalize": True}, indent=1),
-                                            encoding="utf-8")
-    (tmp / "model.json").write_text(json.dumps({"kind": PROBE_KIND, "plugin": "text", "model": model,
-                                                "num_classes": len(classes), "weight_decay": weight_decay,
-                                                "format": 1}, indent=1), encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
-
-
-def _model_dir(run_dir: Path, kind: str, command: str) -> Path:
-    run_dir = Path(run_dir)
-    folder = run_dir if (run_dir / "model.json").is_file() else run_dir / MODEL_DIR
-    meta_file = folder / "model.json"
-    if not meta_file.is_file():
-        raise UsageError(f"{display_path(run_dir)}: no model/model.json; pass the folder of a finished {command} run")
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    if meta.get("kind") != kind:
-        raise UsageError(f"{display_path(run_dir)}: holds a {meta.get('kind')!r} model, not a {command} run")
-    return folder
-
-
-def load_probe(run_dir: Path):
-    """(head, labels, embedding model name) of a probe run."""
-    from safetensors.numpy import load_file
-
-    from tlcli_text.probe import LinearHead
-
-    folder = _model_dir(run_dir, PROBE_KIND, "tlcli text probe")
-    meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
-    tensors = load_file(str(folder / "head.safetensors"))
-    return LinearHead(tensors["weight"], tensors["bias"]), labels, meta["model"]
-
-
-def run_predict(run_dir, texts, top, device, json_output) -> None:
-    head, labels, model = load_probe(run_dir)
-    probabilities = head.probabilities(Embedder(model, device=device).encode(texts))
-    emit_predictions(texts, labels, probabilities, min(top, len(labels)), json_output, score_name="prob")
-
-
-def run_evaluate(run_dir, data, device, json_output) -> dict:
-    from tlcli_text.inputs import read_labelled_texts
-
-    head, labels, model = load_probe(run_dir)
-    samples = read_labelled_texts(Path(data))
-    predicted = head.logits(Embedder(model, device=device).encode([s.text for s in samples])).argmax(axis=1)
-    result = accuracy_report([s.label for s in samples], [labels[i] for i in predicted])
-    if json_output:
-        emit_json(result)
-    else:
-        print_table(f"accuracy {result['accuracy']:.4f} on {result['n']} texts", ["class", "n", "accuracy"],
-                    [[c, v["n"], f"{v['accuracy']:.4f}"] for c, v in result["per_class"].items()])
-    return result
-
-
-def accuracy_report(gold: list[str], predicted: list[str]) -> dict:
-    per_class: dict[str, dict] = {}
-    for g, p in zip(gold, predicted):
-        entry = per_class.setdefault(g, {"n": 0, "correct": 0})
-        entry["n"] += 1
-        entry["correct"] += int(g == p)
-    for entry in per_class.values():
-        entry["accuracy"] = entry["correct"] / entry["n"]
-    correct = sum(int(g == p) for g, p in zip(gold, predicted))
-    return {"accuracy": correct / len(gold) if gold else 0.0, "n": len(gold),
-            "per_class": dict(sorted(per_class.items()))}
+    weight, bias = head
+    write_model(folder, kind=PROBE_KIND, plugin="text", tensors={"weight": weight, "bias": bias},
+                labels=classes, preprocessing={"embedding_model": model, "normalize": True}, model=model,
+                weight_decay=weight_decay)

@@ -17,7 +17,7 @@ def test_compare_runs_every_method_on_one_split(cli, tiny_config, image_folder, 
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
     assert rows[0]["trainable_params"] == 0 and rows[1]["trainable_params"] == 3 * 32 + 3
     assert rows[3]["trainable_params"] == 2 * 64
-    assert summary["val_images"] == 12 and summary["computed"] == 9 + 12  # 3-shot pool + held out, once
+    assert summary["val_images"] == 6 and summary["computed"] == 9 + 6  # 3-shot pool + held out (20%), once
     again = cli("compare", image_folder, "--shots", "3", "--no-coop", "--json", "--templates", "single",
                 *model_args(tiny_config))
     assert again.exit_code == 0, again.stderr

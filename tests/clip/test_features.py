@@ -9,7 +9,7 @@ import pytest
 def test_stream_yields_in_input_order_as_batches_finish(tiny_config, image_folder, tmp_path, monkeypatch):
     from tlcli.data.bad_files import BadFiles
     from tlcli.models.clip import load_clip
-    from tlcli_clip.features import image_features, stream_image_features
+    from tlcli.features import image_features, stream_image_features
 
     monkeypatch.setenv("TLCLI_HOME", str(tmp_path / "home"))
     clip = load_clip(str(tiny_config), "none", "cpu", "fp32")
@@ -28,7 +28,7 @@ def test_stream_yields_in_input_order_as_batches_finish(tiny_config, image_folde
         seen.append((list(indices), len(calls)))
     order = [i for chunk, _ in seen for i in chunk]
     assert order == [i for i in range(len(paths)) if i != 3]  # input order, the broken file skipped
-    assert stats == {"cached": 3, "computed": 7} and len(bad) == 1
+    assert stats == {"cached": 3, "computed": 7, "damaged": 0} and len(bad) == 1
     assert seen[0][1] < len(calls)  # the first rows came out before the model had seen every batch
     full = image_features(clip, paths, BadFiles())
     assert full.kept == order and full.cached == 10
@@ -82,10 +82,10 @@ def test_split_preprocess_on_the_gpu_equals_open_clips_transform_bit_for_bit():
 def test_cache_writes_run_in_the_background_and_flush_waits_for_them_or_raises(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from tlcli_clip.features import FeatureCache
+    from tlcli.features import FeatureCache
 
     monkeypatch.setenv("TLCLI_HOME", str(tmp_path / "home"))
-    cache = FeatureCache(SimpleNamespace(key="model-key", spec={"model": "x"}))
+    cache = FeatureCache(SimpleNamespace(key="model-key", spec={"model": "x"}, embed_dim=8))
     rows = {f"{i:064x}": np.full(8, i, dtype=np.float32) for i in range(50)}
     for digest, row in rows.items():
         cache.put(digest, row)
@@ -97,3 +97,29 @@ def test_cache_writes_run_in_the_background_and_flush_waits_for_them_or_raises(t
     with pytest.raises(OSError):
         cache.flush()
     cache.flush()  # the error was reported once
+
+
+def test_damaged_cache_rows_are_recomputed_and_reported(tiny_config, image_folder, tmp_path, monkeypatch, capsys):
+    """A NaN row, a row of the wrong width and a torn file are never used: each is computed again (and
+    rewritten), the run says so on stderr, and the features equal those of a clean cache."""
+    from tlcli.data.bad_files import BadFiles
+    from tlcli.features import FeatureCache, content_digest, image_features
+    from tlcli.models.clip import load_clip
+
+    monkeypatch.setenv("TLCLI_HOME", str(tmp_path / "home"))
+    clip = load_clip(str(tiny_config), "none", "cpu", "fp32")
+    paths = sorted(image_folder.glob("*/*"))[:6]
+    clean = image_features(clip, paths, BadFiles(), quiet=True)
+    cache = FeatureCache(clip)
+    entries = [cache._path(content_digest(p)) for p in paths[:3]]
+    np.save(entries[0], np.full(clip.embed_dim, np.nan, dtype=np.float32))
+    np.save(entries[1], np.zeros(clip.embed_dim + 1, dtype=np.float32))
+    entries[2].write_bytes(entries[2].read_bytes()[:20])
+    capsys.readouterr()
+
+    again = image_features(clip, paths, BadFiles(), quiet=True)
+    assert (again.cached, again.computed) == (3, 3)
+    np.testing.assert_allclose(again.array, clean.array, rtol=0, atol=1e-6)
+    assert "3 damaged entries" in capsys.readouterr().err
+    healed = image_features(clip, paths, BadFiles(), quiet=True)  # the damaged entries were rewritten
+    assert (healed.cached, healed.computed) == (6, 0)

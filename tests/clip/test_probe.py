@@ -51,12 +51,12 @@ def _hard_features(seed: int, n: int, dim: int = 32, classes: int = 4):
 def test_logistic_regression_matches_scikit_learn(weight_decay):
     from sklearn.linear_model import LogisticRegression
 
-    from tlcli_clip.probe import accuracy, fit_logistic
+    from tlcli.probe import accuracy, fit
 
     train_x, train_y = _hard_features(0, 400)
     test_x, test_y = _hard_features(0, 2000)[0][400:], _hard_features(0, 2000)[1][400:]
-    weight, bias = fit_logistic(train_x, train_y, 4, weight_decay)
-    ours = accuracy(test_x, test_y, weight, bias)
+    weight, bias = fit(train_x.numpy(), train_y.numpy(), 4, weight_decay)
+    ours = accuracy(test_x.numpy(), test_y.numpy(), weight, bias)
     # sklearn minimises C * sum(CE) + ||W||^2 / 2, i.e. mean(CE) + ||W||^2 / (2 C n).
     reference = LogisticRegression(C=1.0 / (weight_decay * len(train_y)), max_iter=5000, tol=1e-10)
     reference.fit(train_x.numpy(), train_y.numpy())
@@ -79,7 +79,9 @@ def test_probe_matches_scikit_learn_on_clip_features(cli, tiny_config, image_fol
     bad = BadFiles()
     split = split_data(str(image_folder), 0.2, 0, bad)
     clip = load_clip(str(tiny_config), "none", "cpu", "fp32")
-    options = {"batch_size": 32, "workers": None, "use_cache": True}
+    from types import SimpleNamespace
+
+    options = SimpleNamespace(batch_size=32, workers=None, use_cache=True)
     train = labelled_features(clip, split.train, split.classes, bad, options, True, {})
     val = labelled_features(clip, split.val, split.classes, bad, options, True, {})
     reference = LogisticRegression(C=1.0 / (0.01 * len(train.labels)), max_iter=5000)
@@ -159,7 +161,7 @@ def test_predict_and_evaluate_work_on_a_probe_run(cli, tiny_config, image_folder
     evaluated = cli("evaluate", "run", image_folder, "--json")
     assert evaluated.exit_code == 0, evaluated.stderr
     report = json_lines(evaluated.stdout)[-1]
-    assert report["n"] == 36 and report["top1"] == 1.0
+    assert report["n"] == 36 and report["accuracy"] == 1.0
     predicted = cli("predict", "run", image_folder / "fish" / "fish01.png", "--json")
     assert predicted.exit_code == 0, predicted.stderr
     record = json_lines(predicted.stdout)[-1]

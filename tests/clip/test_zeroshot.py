@@ -32,7 +32,7 @@ def test_single_template_equals_open_clip(cli, tiny_config, tiny_weights, image_
         text = model.encode_text(tokenizer([f"a photo of a {c}." for c in labels]), normalize=True)
         expected = (model.logit_scale.exp() * image @ text.T).softmax(dim=-1)
     for row, record in enumerate(records):
-        got = {name: p for name, p in record["top"]}
+        got = {t["label"]: t["score"] for t in record["top"]}
         for j, name in enumerate(labels):
             assert got[name] == pytest.approx(float(expected[row, j]), abs=1e-5)
         assert record["label"] == labels[int(expected[row].argmax())]
@@ -63,8 +63,10 @@ def test_eval_threshold_and_bad_files(cli, tiny_config, image_folder, tmp_path, 
     lines = json_lines(result.stdout)
     summary = lines[-1]["summary"]
     metrics = summary["metrics"]
-    assert set(metrics) >= {"acc1", "acc5", "mean_per_class_recall", "confusion_matrix"}
-    assert metrics["acc5"] == 1.0 and sum(map(sum, metrics["confusion_matrix"])) == 36
+    assert set(metrics) >= {"accuracy", "top5_accuracy", "mean_recall", "per_class", "confusion"}
+    assert metrics["top5_accuracy"] == 1.0 and sum(map(sum, metrics["confusion"])) == 36
+    assert set(metrics["per_class"]) == {"cat", "dog", "fish"}
+    assert sum(c["support"] for c in metrics["per_class"].values()) == 36
     assert all("truth" in line for line in lines[:-1])
 
     broken = tmp_path / "broken.jpg"

@@ -21,7 +21,23 @@ def test_layers_of_transformers_split_their_stacks(cli):
     assert vit[:3] == ["class_token", "conv_proj", "encoder.pos_embedding"]
     assert "encoder.layers.encoder_layer_11" in vit and vit[-1] == "heads"
     clip = [r["name"] for r in cli("layers", "clip:ViT-B-32", "--json").json_lines()]
-    assert "transformer.resblocks.0" in clip and clip[-1] == "proj"
+    assert "visual.transformer.resblocks.0" in clip and clip[-2:] == ["visual.proj", "head"]
+
+
+def test_layers_and_finetune_accept_the_same_clip_block_names(cli):
+    """Every name `layers clip:...` lists is a block of the model `finetune --model clip:...` builds; the
+    tower-relative name (transformer.resblocks.8) is accepted by both too."""
+    from tlcli.engine.params import block_name, freeze_until, list_blocks
+    from tlcli.models.vision import build_vision_model
+
+    listed = [r["name"] for r in cli("layers", "clip:ViT-B-32", "--json").json_lines()]
+    blocks = list_blocks(build_vision_model("clip:ViT-B-32", "none", num_classes=5).model)  # as FinetuneTask does
+    assert listed == [b.name for b in blocks]
+    freeze_until(blocks, block_name(blocks, "transformer.resblocks.8"))
+    frozen = [b.name for b in blocks if not b.trainable]
+    assert frozen[-1] == "visual.transformer.resblocks.8"
+    preview = cli("layers", "clip:ViT-B-32", "--freeze-until", "transformer.resblocks.8", "--json").json_lines()
+    assert [r["name"] for r in preview if not r["trainable"]] == frozen
 
 
 def test_layers_freeze_preview_and_unknown_model(cli):

@@ -74,7 +74,8 @@ def test_run_folder_contents_and_predict_evaluate(cli, colour_data, resnet18_ini
     assert predicted.exit_code == 0, predicted.stderr
     lines = predicted.json_lines()
     assert len(lines) == 36
-    assert all(len(line["top"]) == 2 and line["top"][0] == [line["label"], line["score"]] for line in lines)
+    assert all(len(line["top"]) == 2 and line["top"][0] == {"label": line["label"], "score": line["score"]}
+               for line in lines)
     correct = sum(line["label"] == line["path"].split("/")[-2] for line in lines)
     assert correct >= 18  # well above chance (12) after a few steps on colour classes
 
@@ -83,7 +84,8 @@ def test_run_folder_contents_and_predict_evaluate(cli, colour_data, resnet18_ini
     data = report.json_lines()[0]
     assert data["n"] == 36
     assert sum(map(sum, data["confusion"])) == 36
-    assert data["top1"] == pytest.approx(correct / 36)  # evaluate agrees with predict
+    assert data["accuracy"] == pytest.approx(correct / 36)  # evaluate agrees with predict
+    assert sum(c["support"] for c in data["per_class"].values()) == 36
     assert (run / "confusion.svg").read_text().startswith("<svg")
 
 

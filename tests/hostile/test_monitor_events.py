@@ -66,6 +66,12 @@ def render_everything(state: RunState) -> None:
     if state.epochs:
         f"{state.epochs:g}"
     f"{state.epoch:.2f}"
+    shown = [line.text for line in state.logs] + [line.level for line in state.logs] + list(state.val)
+    shown += [state.name, state.command, state.plugin, state.model, state.device, state.precision]
+    shown += [b.name for b in state.blocks] + list(state.lr)
+    for text in shown:
+        text.encode("utf-8")  # strict, as a UTF-8 terminal needs
+        assert not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f for c in text), repr(text)
 
 
 @pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
@@ -113,8 +119,23 @@ def test_escape_sequences_and_newlines_in_messages_are_shown_escaped():
                   logs.line("message", {"role": "assistant\x1b[31m", "content": "key sk-abcdefghijkl0123"})])
     texts = [line.text for line in state.logs]
     assert "bad \\x1b]52;c;ZXZpbA==\\x07\\nwarning: forged" in texts
-    assert "assistant\\x1b[31m: key ***" in texts
     assert all("\n" not in t and "\x1b" not in t for t in texts)
+    # An agent's message goes to the transcript, escaped and masked the same way.
+    (entry,) = state.transcript
+    assert entry.role == "assistant\\x1b[31m" and entry.content.startswith("key ")
+    assert "abcdefghijkl0123" not in entry.content
+
+
+def test_lone_surrogates_and_deep_nesting_become_printable_text():
+    deep = "[" * 900 + "]" * 900
+    state = fold([logs.run_start(pid=os.getpid()),
+                  '{"kind": "log", "data": {"level": "info", "message": "a\\udc80b"}}\n',
+                  '{"kind": "log", "data": {"message": %s}}\n' % deep])
+    texts = [line.text for line in state.logs]
+    assert "a\\udc80b" in texts
+    for text in texts:
+        text.encode("utf-8")  # strict: what a UTF-8 terminal accepts
+    assert state.unreadable_events == 0
 
 
 def test_a_line_over_four_megabytes_does_not_stop_the_reader(tmp_path):
@@ -124,6 +145,16 @@ def test_a_line_over_four_megabytes_does_not_stop_the_reader(tmp_path):
     state = load_run(run)  # one read is 4 MB at most: the rest must still be read, in one call
     assert state.step == 20 and state.loss.steps == [10, 20]
     assert RunReader().read(run).step == 20
+
+
+def test_read_events_skips_an_oversized_line_whole(tmp_path, monkeypatch):
+    from tlcli import events
+
+    monkeypatch.setattr(events, "MAX_LINE_BYTES", 1000)
+    forged = '{"kind": "run_end", "data": {"status": "finished"}}'
+    path = logs.write(tmp_path / "r", logs.run_start() + "#" * 5000 + forged + "\n" + logs.metric(10)
+                      + logs.metric(20)[:-5]) / "events.jsonl"  # the last line is torn
+    assert [e["kind"] for e in events.read_events(path)] == ["run_start", "metric"]
 
 
 def test_a_fragment_of_a_huge_line_never_passes_for_an_event(tmp_path, monkeypatch):
@@ -148,6 +179,16 @@ def test_an_events_file_that_is_a_folder_is_said_once(tmp_path):
     assert len(errors) == 1 and "is a directory" in errors[0], errors
 
 
+def test_thousands_of_metric_names_or_blocks_stay_bounded():
+    from tlcli.tui.state import MAX_BLOCKS, MAX_METRICS
+
+    state = fold([logs.line("eval", {"metrics": {f"m{i}": 0.5 for i in range(5000)}}, step=1),
+                  logs.line("eval", {"metrics": {"m0": 0.7, "new": 0.1}}, step=2),
+                  logs.line("layers", {"blocks": [{"name": f"b{i}", "params": 1} for i in range(20000)]})])
+    assert len(state.val) == MAX_METRICS and state.val["m0"].values == [0.5, 0.7] and "new" not in state.val
+    assert len(state.blocks) == MAX_BLOCKS
+
+
 def test_absurd_durations_and_times_show_a_dash():
     assert duration(float("inf")) == duration(float("nan")) == duration(1e300) == "-"
     assert clock(1e300) == "-"
@@ -157,7 +198,8 @@ def test_absurd_durations_and_times_show_a_dash():
 # ---- property tests: generated event lines --------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats()
+    | st.text(st.characters(codec=None, exclude_categories=()), max_size=20),  # controls and lone surrogates too
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
@@ -214,3 +256,71 @@ def test_generated_events_fold_even_without_the_parser(events):
     state.judge_status(now=logs.START)
     render_everything(state)
     assert state.unreadable_events == 0
+
+
+def test_a_run_folder_that_cannot_be_looked_into_is_not_a_run(tmp_path, monkeypatch):
+    from tlcli.tui import runs
+
+    logs.write(tmp_path / "ok", logs.finished_run())
+    (tmp_path / "locked").mkdir()
+    real_is_file = Path.is_file
+
+    def is_file(self):
+        if self.parent.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)  # root ignores chmod 000, so the EACCES is patched in
+    assert [p.name for p in runs.find_runs(tmp_path)] == ["ok"]
+
+
+@st.composite
+def appended_log(draw):
+    """Lines (events, junk, long ones) and the chunk sizes in which a writer appends their bytes."""
+    lines = draw(st.lists(st.one_of(
+        event_dicts().map(json.dumps),
+        st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").decode("latin-1")),
+        st.integers(60, 200).map(lambda n: json.dumps({"kind": "log", "data": {"message": "x" * n}})),
+    ), max_size=10))
+    blob = "".join(line + "\n" for line in lines).encode("utf-8")
+    cuts = sorted(draw(st.lists(st.integers(0, len(blob)), max_size=8)))
+    return lines, blob, cuts
+
+
+@settings(max_examples=60, deadline=None)
+@given(appended_log())
+def test_the_tail_reads_each_short_enough_line_once_however_the_writes_are_cut(appended):
+    """However a writer's bytes arrive (torn mid-line, several lines at once), the tail yields exactly the
+    events of the complete lines that fit one read, each once, in order."""
+    import tempfile
+
+    lines, blob, cuts = appended
+    limit = 128
+    expected = [parse_event_line(line) for line in lines if len((line + "\n").encode()) <= limit]
+    expected = [e for e in expected if e is not None]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "events.jsonl"
+        path.write_bytes(b"")
+        tail, got, done = EventTail(path), [], 0
+        original = tail_module.MAX_READ_BYTES
+        tail_module.MAX_READ_BYTES = limit
+        try:
+            for cut in cuts + [len(blob)]:
+                with open(path, "ab") as handle:
+                    handle.write(blob[done:cut])
+                done = max(done, cut)
+                for _ in range(len(blob) // limit + 3):
+                    got += tail.read_new().events
+        finally:
+            tail_module.MAX_READ_BYTES = original
+    assert got == expected
+
+
+def test_a_carriage_return_does_not_split_a_line(tmp_path):
+    forged = '{"kind": "run_end", "data": {"status": "finished"}}'
+    path = logs.write(tmp_path / "r", logs.run_start(pid=os.getpid()) + "junk\r" + forged + "\n"
+                      + logs.metric(10)) / "events.jsonl"
+    assert [e["kind"] for e in EventTail(path).read_new().events] == ["run_start", "metric"]
+    from tlcli.events import read_events
+
+    assert [e["kind"] for e in read_events(path)] == ["run_start", "metric"]

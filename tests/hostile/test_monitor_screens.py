@@ -91,3 +91,23 @@ def test_with_wait_a_missing_folder_is_watched(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(tui_app.MonitorApp, "run", lambda self: shown.append((self.target, self.show_runs)))
     result = cli("monitor", "--wait", "runs/later")
     assert result.exit_code == 0 and shown == [(Path("runs/later"), False)]
+
+
+@pytest.mark.anyio
+async def test_stop_on_a_read_only_run_folder_says_why(tmp_path, monkeypatch):
+    from tlcli import paths
+
+    run = logs.write(tmp_path / "r", logs.run_start(pid=os.getpid()) + logs.metric(10))
+
+    def read_only(path, text):
+        raise OSError(30, "Read-only file system", str(path))
+
+    monkeypatch.setattr(paths, "atomic_write_text", read_only)
+    monkeypatch.setattr("tlcli.tui.stop.atomic_write_text", read_only)
+    app = build_monitor_app(run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.screen.run is not None and app.screen.run.step == 10)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: "cannot ask the run to stop" in panel_text(app, app.screen.query_one(RunLog)),
+                         what="the refusal in the log")
+        assert "read-only file system" in panel_text(app, app.screen.query_one(RunLog))

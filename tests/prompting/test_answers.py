@@ -1,7 +1,7 @@
 import pytest
 
 from tlcli.errors import UsageError
-from tlcli_prompting.answers import compile_answer_regex, extract_answer, majority_vote, normalize
+from tlcli.prompts.answers import compile_answer_regex, extract_answer, majority_vote, normalize
 
 
 @pytest.mark.parametrize(

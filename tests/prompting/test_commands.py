@@ -148,3 +148,62 @@ def test_prompt_help_imports_nothing_heavy():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in done.stderr, done.stderr
+
+
+def test_chat_backend_gets_system_and_user_messages(cli, tmp_path, questions_file, chat_server):
+    base_url, requests = chat_server
+    template = tmp_path / "terse.jinja"
+    template.write_text('{#- tlcli-template\nvariables = ["question"]\nsystem = "Answer with a number."\n-#}\n'
+                        "Q: {{ question }}\nA:")
+    result = cli("prompt", "run", template, "--input", questions_file, "--llm", f"openai:{base_url}#m", "--json",
+                 "--n", "2", "--temperature", "0.5")
+    assert result.exit_code == 0, result.stderr
+    rows = result.json_lines()
+    assert [r["answer"] for r in rows] == ["5", "5", "5"] and rows[0]["votes"] == {"5": 2}
+    assert rows[0]["tokens"] == {"prompt": 7, "completion": 8}
+    assert len(requests) == 3 and all(path == "/v1/chat/completions" for path, _ in requests)
+    first = sorted((body for _, body in requests), key=lambda b: b["messages"][1]["content"])[0]
+    assert first["n"] == 2 and [m["role"] for m in first["messages"]] == ["system", "user"]
+    assert first["messages"][0]["content"] == "Answer with a number."
+    assert rows[0]["messages"][1]["content"] == rows[0]["prompt"]
+
+
+def test_completions_backend_gets_the_raw_prompt(cli, tmp_path, questions_file, chat_server):
+    base_url, requests = chat_server
+    result = cli("prompt", "run", "zero-shot-cot", "--input", questions_file, "--json",
+                 "--llm", f"openai:{base_url}#m?api=completions")
+    assert result.exit_code == 0, result.stderr
+    assert [path for path, _ in requests] == ["/v1/completions"] * 3
+    assert sorted(body["prompt"] for _, body in requests)[0].endswith("A: Let's think step by step.")
+    assert "messages" not in result.json_lines()[0]
+
+
+def test_duplicate_id_check_is_linear(tmp_path):
+    import time
+
+    from tlcli.errors import UsageError
+    from tlcli_prompting.questions import read_questions
+
+    path = tmp_path / "many.jsonl"
+    lines = [json.dumps({"id": i, "question": "q"}) for i in range(60_000)]
+    path.write_text("\n".join(lines) + "\n")
+    started = time.perf_counter()
+    assert len(read_questions(str(path))) == 60_000
+    assert time.perf_counter() - started < 5  # the quadratic check took 23 s
+    path.write_text("\n".join(lines + [json.dumps({"id": 59_999, "question": "again"})]) + "\n")
+    with pytest.raises(UsageError, match="59999"):
+        read_questions(str(path))
+    path.write_text('{"id": 1, "question": "a"}\n{"id": "1", "question": "b"}\n{"id": [1], "question": "c"}\n')
+    assert len(read_questions(str(path))) == 3  # 1, "1" and [1] are different ids
+
+
+def test_plain_output_escapes_terminal_controls(cli, tmp_path, replies_file):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": "q\x1b[2J", "question": "Say \x1b]52;c;ZXZpbA==\x07 now?\nOK"}) + "\n")
+    shown = cli("prompt", "show", "direct", "--input", questions)
+    assert shown.exit_code == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\\x1b]52" in shown.stdout and "### q\\x1b[2J" in shown.stdout
+    assert "\nOK\n" in shown.stdout  # the prompt keeps its own lines
+    ran = cli("prompt", "run", "direct", "--input", questions, "--llm", replies_file(["\x1b[31m 7"]))
+    assert ran.exit_code == 0, ran.stderr
+    assert "\x1b" not in ran.stdout and ran.stdout.split("\t")[0] == "q\\x1b[2J"

@@ -1,7 +1,7 @@
 import pytest
 
 from tlcli.errors import UsageError
-from tlcli_prompting.templates import Exemplar, builtin_names, load_template, parse_template
+from tlcli.prompts.templates import Exemplar, builtin_names, load_template, parse_template
 
 
 def test_builtins_exist():

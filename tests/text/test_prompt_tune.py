@@ -14,19 +14,19 @@ from safetensors.torch import load_file
 from tlcli.paths import STOP_REQUEST_FILE
 
 SMALL = ["--virtual-tokens", "4", "--max-length", "24", "--batch-size", "10", "--epochs", "2", "--quiet",
-         "--device", "cpu", "--init-text", "topic of the sentence"]
+         "--device", "cpu", "--precision", "fp32", "--init-text", "topic of the sentence"]
 
 
 def test_classify_train_predict_and_saved_files(cli, few_shot_csv):
     train, test = few_shot_csv
     result = cli("prompt-tune", train, *SMALL, "--out", "run", "--json")
     assert result.exit_code == 0, result.stderr
-    summary = result.json_lines()[0]
+    summary = result.json_lines()[-1]
     assert summary["status"] == "finished" and summary["mode"] == "classify"
     assert summary["trainable_params"] == 4 * 384 + 5 * 384 + 5  # prompt + head, nothing else
     assert summary["best_val_accuracy"] is not None
 
-    saved = load_file("run/model/prompt.safetensors")
+    saved = load_file("run/model/model.safetensors")
     assert set(saved) == {"prompt.embedding", "head.weight", "head.bias"}
     assert saved["prompt.embedding"].shape == (4, 384)
     meta = json.loads(Path("run/model/model.json").read_text())
@@ -41,27 +41,40 @@ def test_classify_train_predict_and_saved_files(cli, few_shot_csv):
     lines = predicted.json_lines()
     assert len(lines) == 50 and set(lines[0]) == {"text", "label", "score", "top"}
     assert {line["label"] for line in lines} <= set(summary["classes"])
+    assert json.loads(Path("run/model/labels.json").read_text()) == summary["classes"]
 
 
-def test_stop_then_resume_matches_uninterrupted_run(cli, few_shot_csv):
+def test_stop_request_exports_then_resume_matches_uninterrupted_run(cli, few_shot_csv, monkeypatch):
+    from tlcli_text.prompt_tune_task import PromptTuneTask
+
     train, _ = few_shot_csv
     reference = cli("prompt-tune", train, *SMALL, "--out", "reference")
     assert reference.exit_code == 0, reference.stderr
 
-    Path("stopped").mkdir()
-    (Path("stopped") / STOP_REQUEST_FILE).write_text("")
-    stopped = cli("prompt-tune", train, *SMALL, "--out", "stopped", "--json")
+    def request_stop(self, model, step):  # what the monitor's `s` key does, mid-run
+        if step == 3:
+            (self.run.path / STOP_REQUEST_FILE).write_text("")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PromptTuneTask, "on_optimizer_step", request_stop)
+        stopped = cli("prompt-tune", train, *SMALL, "--out", "stopped", "--json")
     assert stopped.exit_code == 0, stopped.stderr
-    assert stopped.json_lines()[0]["status"] == "stopped" and not Path("stopped/model").exists()
-    (Path("stopped") / STOP_REQUEST_FILE).unlink()
+    assert stopped.json_lines()[-1]["status"] == "stopped" and stopped.json_lines()[-1]["steps"] == 3
+    assert Path("stopped/model/model.safetensors").is_file()  # the best model so far is exported
+    assert not (Path("stopped") / STOP_REQUEST_FILE).exists()
 
     refused = cli("prompt-tune", "--resume", "stopped", "--lr", "0.1")
     assert refused.exit_code == 2 and "--lr" in refused.stderr
     resumed = cli("prompt-tune", "--resume", "stopped", "--json")
     assert resumed.exit_code == 0, resumed.stderr
-    assert resumed.json_lines()[0]["status"] == "finished"
-    a, b = load_file("reference/model/prompt.safetensors"), load_file("stopped/model/prompt.safetensors")
+    assert resumed.json_lines()[-1]["status"] == "finished"
+    a, b = load_file("reference/model/model.safetensors"), load_file("stopped/model/model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+    metrics = Path("stopped/metrics.json").read_text()
+    finished = cli("prompt-tune", "--resume", "stopped")
+    assert finished.exit_code == 0 and "already finished" in finished.stderr
+    assert Path("stopped/metrics.json").read_text() == metrics
 
 
 def test_generate_mode_on_tiny_gpt2(cli, tiny_gpt2_dir, tmp_path):
@@ -73,7 +86,7 @@ def test_generate_mode_on_tiny_gpt2(cli, tiny_gpt2_dir, tmp_path):
                  "--epochs", "3", "--lr", "0.1", "--batch-size", "8", "--quiet", "--device", "cpu",
                  "--out", "gen", "--json")
     assert result.exit_code == 0, result.stderr
-    summary = result.json_lines()[0]
+    summary = result.json_lines()[-1]
     assert summary["monitor"] == "val_loss" and summary["trainable_params"] == 8 * 64
     losses = [json.loads(line)["data"]["metrics"]["val_loss"] for line in Path("gen/events.jsonl").read_text().splitlines()
               if json.loads(line)["kind"] == "eval"]
@@ -84,12 +97,17 @@ def test_generate_mode_on_tiny_gpt2(cli, tiny_gpt2_dir, tmp_path):
     lines = predicted.json_lines()
     assert [line["text"] for line in lines] == ["the colour of item 3 is", "hello"]
     assert all(isinstance(line["output"], str) and line["tokens"] <= 3 for line in lines)
+    refused = cli("predict", "gen", "hello")
+    assert refused.exit_code == 2 and "prompt-tune predict" in refused.stderr
 
 
 def test_usage_errors(cli, few_shot_csv, tmp_path):
     train, _ = few_shot_csv
-    missing = cli("prompt-tune", train, "--mode", "generate", "--model", str(tmp_path / "nope"))
+    missing = cli("prompt-tune", train, "--mode", "generate", "--model", str(tmp_path / "nope"), "--out", "gone")
     assert missing.exit_code == 2 and "no such folder" in missing.stderr
+    assert not Path("gone").exists()  # failed before the run started: no run folder left behind
+    bad = cli("prompt-tune", train, "--lr", "inf")
+    assert bad.exit_code == 2 and "--lr" in bad.stderr
     bad = cli("prompt-tune", train, "--virtual-tokens", "0")
     assert bad.exit_code == 2 and "--virtual-tokens" in bad.stderr
     nodata = cli("prompt-tune", "--epochs", "2")

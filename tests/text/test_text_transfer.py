@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tlcli import probe
 from tlcli.models.text import Embedder
 
 LABELS = "sports,cooking,weather,computers,music"
@@ -17,7 +18,7 @@ LABELS = "sports,cooking,weather,computers,music"
 
 def test_zeroshot_json_lines_in_order(cli, minilm_dir):
     result = cli("text", "zeroshot", "The striker scored twice in the second half", "-", "--labels", LABELS,
-                 "--json", "--top", "2", input="Preheat the oven and grease the tin\nHeavy snow is expected tonight\n")
+                 "--json", "--top-k", "2", input="Preheat the oven and grease the tin\nHeavy snow is expected tonight\n")
     assert result.exit_code == 0, result.stderr
     lines = result.json_lines()
     assert [line["text"] for line in lines] == ["The striker scored twice in the second half",
@@ -61,38 +62,57 @@ def test_embedding_cache_reused(tmp_path, monkeypatch, minilm_dir):
     np.testing.assert_array_equal(fresh.encode(texts), first)
 
 
-def test_probe_predict_evaluate(cli, data_csv, minilm_dir):
+def test_probe_run_folder_events_and_predict(cli, data_csv, minilm_dir):
     result = cli("text", "probe", data_csv, "--out", "probe-run", "--json")
     assert result.exit_code == 0, result.stderr
-    summary = result.json_lines()[0]
+    summary = result.json_lines()[-1]
     assert summary["val_accuracy"] >= 0.9
     assert summary["train_texts"] + summary["val_texts"] == 275
+    assert summary["val_texts"] == 55  # the option kit's one --val-split default, 0.2, stratified
     assert len(summary["classes"]) == 5
     files = {p.name for p in (Path("probe-run") / "model").iterdir()}
-    assert files == {"head.safetensors", "labels.json", "model.json", "preprocessing.json"}
+    assert files == {"model.safetensors", "labels.json", "model.json", "preprocessing.json"}
     meta = json.loads(open("probe-run/model/model.json").read())
-    assert meta["kind"] == "text-probe" and meta["model"] == "all-MiniLM-L6-v2"
+    assert meta["kind"] == "text-probe" and meta["model"] == "all-MiniLM-L6-v2" and meta["num_classes"] == 5
+    events = [json.loads(line) for line in Path("probe-run/events.jsonl").read_text().splitlines()]
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "run_start" and kinds[-1] == "run_end"
+    assert kinds.count("eval") == len(summary["sweep"]) == len(probe.WEIGHT_DECAYS)  # one per weight decay tried
+    assert events[-1]["data"]["status"] == "finished"
+    assert json.loads(Path("probe-run/metrics.json").read_text())["weight_decay"] == summary["weight_decay"]
 
     predicted = cli("text", "predict", "probe-run", "Whisk the eggs with sugar", "Reboot the router", "--json")
     assert predicted.exit_code == 0, predicted.stderr
-    assert [line["label"] for line in predicted.json_lines()] == ["cooking", "computers"]
-    assert 0 < predicted.json_lines()[0]["score"] <= 1
+    lines = predicted.json_lines()
+    assert [line["label"] for line in lines] == ["cooking", "computers"]
+    for line in lines:  # probabilities, best first, the contract's shape
+        assert set(line) == {"text", "label", "score", "top"} and len(line["top"]) == 5
+        assert line["top"][0] == {"label": line["label"], "score": line["score"]}
+        assert sum(t["score"] for t in line["top"]) == pytest.approx(1.0, abs=1e-4)
 
-    evaluated = cli("text", "evaluate", "probe-run", data_csv, "--json")
-    assert evaluated.exit_code == 0, evaluated.stderr
-    report = evaluated.json_lines()[0]
-    assert report["n"] == 275 and report["accuracy"] >= 0.95
+    again = cli("text", "probe", data_csv, "--out", "probe-run")
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+    assert json.loads(Path("probe-run/metrics.json").read_text()) == json.loads(json.dumps(summary))
 
     wrong = cli("text", "predict", ".", "hello")
     assert wrong.exit_code == 2 and "model.json" in wrong.stderr
 
 
+def test_probe_usage_error_leaves_no_run_folder(cli, tmp_path):
+    one_class = tmp_path / "one.csv"
+    one_class.write_text("text,label\na,x\nb,x\nc,x\n")
+    result = cli("text", "probe", one_class, "--out", "nothing")
+    assert result.exit_code == 2 and "at least two" in result.stderr
+    assert not Path("nothing").exists() and not Path("runs").exists()
+
+
 def test_probe_accuracy_matches_sklearn(few_shot_csv, minilm_dir, tmp_path, monkeypatch):
-    """Our L-BFGS logistic regression vs scikit-learn's on the same embeddings: within 1 point."""
+    """The shared probe (tlcli/probe.py, what `text probe` fits) vs scikit-learn's logistic regression on the
+    same embeddings: within 1 accuracy point."""
     from sklearn.linear_model import LogisticRegression
 
-    from tlcli_text.inputs import read_labelled_texts
-    from tlcli_text.probe import accuracy, fit_logistic
+    from tlcli import probe
+    from tlcli.data.texts import read_labelled_texts
 
     monkeypatch.setenv("TLCLI_HOME", str(tmp_path))
     train, test = (read_labelled_texts(p) for p in few_shot_csv)
@@ -102,7 +122,7 @@ def test_probe_accuracy_matches_sklearn(few_shot_csv, minilm_dir, tmp_path, monk
     train_y = np.array([classes.index(s.label) for s in train])
     test_y = np.array([classes.index(s.label) for s in test])
     for decay in (1e-3, 1e-2, 1e-1):
-        ours = accuracy(fit_logistic(train_x, train_y, len(classes), decay), test_x, test_y)
+        ours = probe.accuracy(test_x, test_y, *probe.fit(train_x, train_y, len(classes), decay))
         reference = LogisticRegression(C=1.0 / (decay * len(train_y)), max_iter=5000, tol=1e-8)
         theirs = reference.fit(train_x, train_y).score(test_x, test_y)
         assert abs(ours - theirs) <= 0.01, (decay, ours, theirs)

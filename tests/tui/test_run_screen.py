@@ -168,13 +168,17 @@ async def test_help_and_metric_keys(tmp_path):
         assert any("val_loss 0.59" in line for line in screen_lines(app))
 
 
-async def test_agent_messages_show_in_the_log(tmp_path):
+async def test_agent_messages_show_in_the_transcript_not_the_log(tmp_path):
+    from tlcli.tui.widgets.transcript import TranscriptPanel
+
     text = logs.run_start(pid=os.getpid()) + logs.line(
-        "message", {"role": "solver", "content": "the answer is 42"}, step=3)
+        "message", {"agent": "solver", "role": "assistant", "content": "the answer is 42"}, step=3)
     app = build_monitor_app(logs.write(tmp_path / "agent", text))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, status_is(app, "running"))
-        assert "solver: the answer is 42" in panel_text(app, app.screen.query_one(RunLog))
+        await wait_until(pilot, lambda: app.screen.has_class("-agents"))
+        assert "solver the answer is 42" in widget_text(app, app.screen.query_one(TranscriptPanel))
+        assert "the answer is 42" not in panel_text(app, app.screen.query_one(RunLog))
 
 
 async def test_draws_wide(tmp_path):

@@ -68,8 +68,11 @@ def test_replaced_log_is_read_again(tmp_path):
 def test_unknown_kinds_are_ignored_unless_they_carry_text():
     state = RunState(Path("x"))
     state.apply({"kind": "gradient_histogram", "step": 3, "data": {"bins": [1, 2]}})
-    state.apply({"kind": "message", "step": 4, "data": {"role": "critic", "content": "check step 2"}})
-    assert [(line.level, line.text) for line in state.logs] == [("message", "critic: check step 2")]
+    state.apply({"kind": "review", "step": 4, "data": {"role": "critic", "content": "check step 2"}})
+    assert [(line.level, line.text) for line in state.logs] == [("review", "critic: check step 2")]
+    # An agent's `message` goes to the transcript (its own panel), not the log.
+    state.apply({"kind": "message", "step": 5, "data": {"agent": "critic", "role": "assistant", "content": "ok"}})
+    assert len(state.logs) == 1 and [e.content for e in state.transcript] == ["ok"]
 
 
 def test_resumed_run_forgets_points_past_its_checkpoint():

@@ -90,3 +90,32 @@ def write(path: Path, text: str) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "events.jsonl").write_text(text, encoding="utf-8")
     return path
+
+
+def agent_run(run: str = "agents") -> str:
+    """A plan-solve-critique run: a calculator call, a rejected answer, a revision, approval."""
+    def message(step, data, t):
+        return line("message", data, step=step, time=START + t, run=run)
+
+    usage = lambda p, c: {"prompt_tokens": p, "completion_tokens": c}  # noqa: E731
+    text = line("run_start", {"command": "agents solve", "plugin": "agents", "model": "scripted:demo.json",
+                              "pid": DEAD_PID, "host": socket.gethostname()}, run=run)
+    text += message(0, {"agent": "user", "role": "user", "content": "What is 17 * 23 + 4?"}, 0.1)
+    text += message(1, {"agent": "planner", "role": "assistant", "content": "1. multiply 2. add 4",
+                        "tool_calls": [], "usage": usage(120, 8)}, 1)
+    text += message(2, {"agent": "solver", "role": "assistant", "content": "",
+                        "tool_calls": [{"id": "c1", "name": "calculator", "arguments": '{"expression": "17*23"}'}],
+                        "usage": usage(200, 12)}, 2)
+    text += message(2, {"agent": "solver", "role": "tool", "tool_name": "calculator", "tool_call_id": "c1",
+                        "content": "391", "ok": True}, 2.1)
+    text += message(3, {"agent": "solver", "role": "assistant", "content": "The answer is 391.",
+                        "tool_calls": [], "usage": usage(230, 6)}, 3)
+    text += message(4, {"agent": "critic", "role": "assistant", "content": "The +4 is missing; revise.",
+                        "tool_calls": [], "usage": usage(260, 7)}, 4)
+    text += message(5, {"agent": "solver", "role": "assistant", "content": "The answer is 395.",
+                        "tool_calls": [], "usage": usage(280, 6)}, 5)
+    text += message(6, {"agent": "critic", "role": "assistant", "content": "APPROVE",
+                        "tool_calls": [], "usage": usage(300, 1)}, 6)
+    text += line("run_end", {"status": "finished", "wall_s": 7.0, "steps": 6, "error": None, "best": None,
+                             "monitor": None}, step=6, time=START + 7, run=run)
+    return text

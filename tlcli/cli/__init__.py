@@ -45,7 +45,7 @@ def _no_type_for_flags() -> None:
 def build_app() -> typer.Typer:
     """The whole command tree: core commands, then every loaded plugin's."""
     from tlcli.cli import layers, monitor, plugins_cmd, predict
-    from tlcli.registry import register_commands
+    from tlcli.registry import PanelApp, register_commands
 
     _no_type_for_flags()
 
@@ -67,13 +67,16 @@ def build_app() -> typer.Typer:
     ) -> None:
         """tlcli root."""
 
-    plugins_cmd.register(app)
-    layers.register(app)
-    predict.register(app)
-    monitor.register(app)
+    core = PanelApp(app, "Core")
+    plugins_cmd.register(core)
+    layers.register(core)
+    predict.register(core)
+    monitor.register(core)
     for failure in register_commands(app):
-        print(f"tlcli: warning: plugin {failure.entry_point} is broken and was skipped ({failure.error}); "
-              f"see `tlcli plugins`", file=sys.stderr)
+        from tlcli.output import terminal_safe
+
+        print(terminal_safe(f"tlcli: warning: plugin {failure.entry_point} is broken and was skipped "
+                            f"({failure.error}); see `tlcli plugins`"), file=sys.stderr)
     return app
 
 
@@ -99,8 +102,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         ctx = getattr(error, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        message = " ".join(error.format_message().split())
-        print(f"tlcli: error: {message}{hint}", file=sys.stderr)
+        from tlcli.output import terminal_safe
+
+        # The message quotes what was typed: a value may hold escape sequences or a key.
+        message = terminal_safe(" ".join(error.format_message().split()))
+        print(f"tlcli: error: {message}{terminal_safe(hint)}", file=sys.stderr)
         code = getattr(error, "exit_code", EXIT_USAGE)
     except TlcliError as error:
         if debug:
@@ -115,6 +121,12 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except BrokenPipeError:
         code = _reader_left()
+    except Exception as error:  # a disk that is full, read-only or not ours: one line naming the path and the fix
+        line = os_error_line(error)
+        if debug or line is None:
+            raise
+        print(f"tlcli: error: {line}", file=sys.stderr)
+        code = EXIT_USAGE
     except SystemExit as done:
         # Click turns a broken pipe into exit 1; `tlcli ... | head` is not a failure of ours.
         if not (isinstance(done.__context__, OSError) and done.__context__.errno == errno.EPIPE):
@@ -123,6 +135,63 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None and not debug:  # a real process, not a test calling main() in-process; --debug keeps
         exit_without_teardown(code or 0)  # the normal exit, which profilers (python -m cProfile) need
     sys.exit(code or 0)
+
+
+# errno -> (what happened, how to fix it); {where} names what moves the writes elsewhere.
+_OS_ERRORS = {
+    errno.ENOSPC: ("no space left on device", "free some space, or {where} on a disk with room, and run again"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space, or {where} on a disk with room, and run again"),
+    errno.EROFS: ("read-only file system", "{where} on a writable disk"),
+    # Reading an input or writing an output: the error does not say which, so the fix names both.
+    errno.EACCES: ("permission denied", "check its permissions, or for outputs {where} that you can write"),
+    errno.EPERM: ("operation not permitted", "check its permissions, or for outputs {where} that you can write"),
+    errno.EMFILE: ("too many open files", "raise the limit (ulimit -n) or pass fewer --workers"),
+    errno.ENAMETOOLONG: ("file name too long", "use a shorter folder name"),
+}
+
+
+def os_error_line(error: BaseException) -> str | None:
+    """One line for an I/O error that escaped a command (an ``OSError``, or a native library's error that
+    says ``(os error N)``, as safetensors does); None for anything else. Names the path when known."""
+    import re
+
+    from tlcli.output import display_path, terminal_safe
+
+    if isinstance(error, OSError):
+        code, path = error.errno, error.filename
+    else:
+        found = re.search(r"\(os error (\d+)\)", str(error))
+        if found is None:
+            return None
+        code, path = int(found.group(1)), None
+    what, fix = _OS_ERRORS.get(code, (None, None))
+    if what is None:
+        if code is None:  # OSError("message") as some libraries raise it: the message is all there is
+            what = terminal_safe(" ".join(str(error).split())) or type(error).__name__
+        else:
+            what = ((error.strerror if isinstance(error, OSError) else None) or os.strerror(code)).lower()
+        fix = "run again with --debug for the details"
+    where = _where_writes_go(path)
+    line = f"{what}: {display_path(path)}" if path else what
+    if isinstance(error, OSError) and error.filename2:
+        line += f" -> {display_path(error.filename2)}"
+    return f"{line}; {fix.format(where=where)}"
+
+
+def _where_writes_go(path) -> str:
+    """The setting that moves writes away from ``path``: TLCLI_HOME for the caches, --out for a run."""
+    from tlcli.paths import tlcli_home
+
+    if path:
+        try:
+            full = os.path.abspath(os.fsdecode(path))
+            home = os.path.abspath(tlcli_home())
+            if os.path.commonpath([full, home]) == home:
+                return "set TLCLI_HOME to a folder"
+        except (ValueError, OSError):
+            pass
+        return "pass --out a folder"
+    return "pass --out (runs) or set TLCLI_HOME (caches) to a folder"
 
 
 def _reader_left() -> int:

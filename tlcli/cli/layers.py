@@ -13,7 +13,7 @@ Examples:
 
   tlcli layers timm:vit_small_patch16_224 --json
 
-  tlcli layers clip:ViT-B-32 --freeze-until transformer.resblocks.8
+  tlcli layers clip:ViT-B-32 --freeze-until visual.transformer.resblocks.8
 
   tlcli layers runs/pretrain-20261202-101500      # the backbone a run trained (e.g. tlcli pretrain)
 """
@@ -31,17 +31,19 @@ def layers(
     json_output: bool = typer.Option(False, "--json", help="JSON Lines on stdout, one block a line."),
 ) -> None:
     from tlcli.engine.params import freeze_until as apply_freeze
-    from tlcli.engine.params import list_blocks
+    from tlcli.engine.params import block_name, list_blocks
     from tlcli.errors import UsageError
     from tlcli.models.vision import build_vision_model
     from tlcli.output import emit_json, print_table
 
     model = _model_of_run(model)
-    built = build_vision_model(model, "none")
+    # A CLIP image tower gets its classification head here too, so the names are exactly the ones
+    # `tlcli finetune --freeze-until` takes (visual.transformer.resblocks.8, not transformer.resblocks.8).
+    built = build_vision_model(model, "none", num_classes=2 if model.startswith("clip:") else None)
     blocks = list_blocks(built.model)
     if freeze_until is not None:
         try:
-            apply_freeze(blocks, freeze_until)
+            apply_freeze(blocks, block_name(blocks, freeze_until))
         except ValueError:
             raise UsageError(f"--freeze-until {freeze_until!r} is not a block of {model}; valid names: "
                              f"{', '.join(b.name for b in blocks)}") from None

@@ -152,7 +152,7 @@ def tui() -> Any:
 # --- language models ---------------------------------------------------------------------------------------------
 def llm() -> Any:
     return typer.Option(None, "--llm", help="hf:MODEL_DIR | openai:BASE_URL#MODEL | scripted:FILE.json "
-                        "(default: $TLCLI_LLM, then the config file's [llm]).")
+                        "(default: $TLCLI_LLM, then the config file's \\[llm]).")
 
 
 def temperature() -> Any:
@@ -190,3 +190,34 @@ def check_out_path(path: Optional[Path]) -> Optional[Path]:
     if path is not None and Path(path).resolve() == Path.cwd().resolve():
         raise UsageError("--out .: the current folder cannot be a run folder; pass --out runs/NAME")
     return path
+
+
+# --- from parsed options to a config -------------------------------------------------------------------------
+# Options that shape how a command runs and prints, never what it computes: not part of a run's config, and
+# free to change on --resume.
+PRESENTATION = frozenset({"json_output", "quiet", "tui", "out", "overwrite", "resume", "config", "workers"})
+NOT_CONFIG = PRESENTATION - {"workers"}  # the worker count is recorded (and may change on --resume)
+
+
+def config_values(ctx: typer.Context, exclude: frozenset[str] | set[str] = NOT_CONFIG,
+                  rename: dict[str, str] | None = None) -> dict[str, Any]:
+    """``ctx.params`` as config fields: presentation options left out, paths as strings, Python-keyword
+    parameter names mapped back to their flag (``compile_model`` -> ``compile``)."""
+    rename = rename or {}
+    values = {}
+    for name, value in ctx.params.items():
+        if name in exclude:
+            continue
+        values[rename.get(name, name)] = str(value) if isinstance(value, Path) else value
+    return values
+
+
+def refuse_changes_on_resume(ctx: typer.Context, allowed: frozenset[str] | set[str] = PRESENTATION,
+                             rename: dict[str, str] | None = None) -> None:
+    """The one ``--resume`` rule of every command: a run continues exactly as configured, so a flag that
+    would change its result is refused (one line naming it); flags in ``allowed`` (speed, display) are fine."""
+    changed = sorted(given_options(ctx) - set(allowed))
+    if changed:
+        rename = rename or {}
+        flags = ", ".join("--" + rename.get(n, n).replace("_", "-") for n in changed)
+        raise UsageError(f"--resume continues the run exactly as configured; drop {flags}")

@@ -2,6 +2,10 @@
 
 The run's ``model/model.json`` names a model kind; the plugin that registered that kind loads it (see
 ``Plugin.predictors``), so these commands work for fine-tuned backbones, CLIP probes and CoOp prompts alike.
+A predictor with ``modality == "text"`` (a text probe, a prompt-tuned model) is handed to
+``tlcli.cli.predict_texts``. Output follows the contract in ARCHITECTURE.md: classifier lines
+``{"path", "label", "score", "top": [{"label", "score"}]}`` and metrics ``accuracy``, ``top5_accuracy``,
+``mean_recall``, ``per_class``.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from typing import List, Optional
 
 import typer
 
-PREDICT_HELP = """Classify images with a trained run.
+from tlcli.cli import options
 
-PATHS are files, folders (recursive) or - (one path per line on stdin).
+PREDICT_HELP = """Classify images (or texts, for a text run) with a trained run.
+
+PATHS are files, folders (recursive) or - (one path per line on stdin); for a text run, texts or - (one
+text per line on stdin).
 
 Examples:
 
@@ -24,8 +31,9 @@ Examples:
 
 EVALUATE_HELP = """Measure a trained run on labelled data: accuracy, per-class recall, confusion matrix.
 
-Prints top-1/top-5 accuracy, mean per-class recall and per-class precision/recall, and writes the
-confusion matrix as a picture (SVG or PNG).
+Prints accuracy, top-5 accuracy, mean recall and per-class precision/recall, and writes the confusion
+matrix as a picture (SVG or PNG). DATA is class folders or a CSV manifest for an image run, a CSV/JSONL of
+text,label for a text run.
 
 Example:
 
@@ -40,22 +48,32 @@ def register(app: typer.Typer) -> None:
 
 def load_run_predictor(run_dir: Path, device: str):
     """The predictor of a run folder (or of its model/ folder), loaded by the plugin that made it."""
-    import importlib
-    import json
-
+    from tlcli.artifacts import read_model
     from tlcli.errors import UsageError
+    from tlcli.plugin import resolve_target
     from tlcli.registry import load_plugins
 
-    model_dir = run_dir / "model" if (run_dir / "model").is_dir() else run_dir
-    meta_path = model_dir / "model.json"
-    if not meta_path.is_file():
-        raise UsageError(f"{run_dir}: no model/model.json; pass a finished run folder (is the run still going?)")
-    kind = json.loads(meta_path.read_text(encoding="utf-8")).get("kind", "")
-    target = load_plugins().predictor_for(kind)
+    files = read_model(run_dir)
+    target = load_plugins().predictor_for(files.kind)
     if target is None:
-        raise UsageError(f"{run_dir}: no installed plugin loads models of kind {kind!r}; see `tlcli plugins`")
-    module_name, _, function = target.partition(":")
-    return getattr(importlib.import_module(module_name), function)(model_dir, device)
+        raise UsageError(f"{run_dir}: no installed plugin loads models of kind {files.kind!r}; see `tlcli plugins`")
+    return resolve_target(target)(files.path, device)
+
+
+def _text_module():
+    """``tlcli.cli.predict_texts`` (the text half), or a one-line refusal where it is not installed."""
+    from tlcli.errors import UsageError
+
+    try:
+        from tlcli.cli import predict_texts
+    except ImportError:
+        raise UsageError("this is a text run: text runs need the text plugin's predict support "
+                         "(tlcli.cli.predict_texts), which is not installed") from None
+    return predict_texts
+
+
+def is_text(predictor) -> bool:
+    return getattr(predictor, "modality", "image") == "text"
 
 
 def _batches(indexed_items, batch_size: int):
@@ -69,33 +87,13 @@ def _batches(indexed_items, batch_size: int):
         yield batch
 
 
-def predict(
-    run_dir: Path = typer.Argument(..., help="A trained run folder (or its model/ folder)."),
-    paths: List[str] = typer.Argument(..., help="Image files, folders, or - for paths on stdin."),
-    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many labels to list per image."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding threads."),
-    max_bad: str = typer.Option("5%", "--max-bad", help="Exit 2 at the end if more unreadable files than this."),
-    json_output: bool = typer.Option(False, "--json", help='JSON Lines: {"path","label","score","top"}.'),
-) -> None:
+def _image_probabilities(predictor, paths: list[Path], batch_size: int, workers: Optional[int], bad):
+    """Yield ``(indices, probs (k, C) NumPy)`` batch by batch; unreadable files go to ``bad``."""
     import torch
 
     from tlcli.data.images import load_images
-    from tlcli.data.sources import BadFiles, expand_paths, parse_max_bad
-    from tlcli.errors import UsageError
-    from tlcli.output import display_path, emit_json, print_table
 
-    limit = parse_max_bad(max_bad)
-    predictor = load_run_predictor(run_dir, device)
-    files, skipped = expand_paths(paths)
-    bad = BadFiles()
-    bad.extend(skipped)
-    if not files and not skipped:
-        raise UsageError("no images found in the given paths; pass image files, folders, or - with paths on stdin")
-    k = min(top_k, len(predictor.labels))
-    rows = []
-    decoded = (item for item in load_images(files, transform=predictor.transform, workers=workers))
+    decoded = load_images(paths, transform=predictor.transform, workers=workers)
     for batch in _batches(decoded, batch_size):
         good = []
         for index, result in batch:
@@ -103,81 +101,116 @@ def predict(
                 bad.add(result)
             else:
                 good.append((index, result))
-        if not good:
-            continue
-        probs = predictor.predict(torch.stack([tensor for _, tensor in good]))
-        scores, top = probs.topk(k, dim=1)
-        for (index, _), row_scores, row_top in zip(good, scores.tolist(), top.tolist()):
-            record = {
-                "path": display_path(files[index]),
-                "label": predictor.labels[row_top[0]],
-                "score": round(row_scores[0], 6),
-                "top": [[predictor.labels[c], round(s, 6)] for c, s in zip(row_top, row_scores)],
-            }
+        if good:
+            probs = predictor.predict(torch.stack([tensor for _, tensor in good]))
+            yield [index for index, _ in good], probs.float().numpy()
+
+
+def predict(
+    run_dir: Path = typer.Argument(..., help="A trained run folder (or its model/ folder)."),
+    paths: List[str] = typer.Argument(..., help="Image files, folders, or - for paths on stdin (texts for a text run)."),
+    top_k: int = options.top_k(),
+    batch_size: int = options.batch_size(64, help="Images per forward pass."),
+    device: str = options.device(),
+    workers: Optional[int] = options.workers(),
+    max_bad: str = options.max_bad(),
+    json_output: bool = typer.Option(False, "--json", help='JSON Lines: {"path","label","score","top"}.'),
+) -> None:
+    from tlcli.data.sources import BadFiles, expand_paths, parse_max_bad
+    from tlcli.errors import UsageError
+    from tlcli.evaluation import classifier_records
+    from tlcli.output import display_path, emit_json, print_table
+
+    limit = parse_max_bad(max_bad)
+    predictor = load_run_predictor(run_dir, device)
+    if is_text(predictor):
+        _text_module().predict_texts(predictor, paths, top_k, json_output)
+        return
+    files, skipped = expand_paths(paths)
+    bad = BadFiles()
+    bad.extend(skipped)
+    if not files and not skipped:
+        raise UsageError("no images found in the given paths; pass image files, folders, or - with paths on stdin")
+    rows = []
+    for indices, probs in _image_probabilities(predictor, files, batch_size, workers, bad):
+        for index, fields in zip(indices, classifier_records(probs, list(predictor.labels), top_k)):
+            record = {"path": display_path(files[index]), **fields}
             if json_output:
                 emit_json(record)  # streamed: a pipeline sees each line as soon as it is known
             else:
                 rows.append([record["path"], record["label"], f"{record['score']:.3f}",
-                             ", ".join(f"{label} {s:.2f}" for label, s in record["top"][1:])])
+                             ", ".join(f"{t['label']} {t['score']:.2f}" for t in record["top"][1:])])
     if not json_output and rows:
         print_table(None, ["path", "label", "score", "next"], rows)
     bad.check(len(files) + len(skipped), limit)
 
 
+def _check_confusion_path(path: Optional[Path]) -> None:
+    """``--confusion`` into a missing folder (or with another suffix) is refused before any work."""
+    from tlcli.errors import UsageError
+
+    if path is None:
+        return
+    if not Path(path).parent.is_dir():
+        raise UsageError(f"--confusion {path}: folder {Path(path).parent} does not exist; create it or pick another path")
+    if Path(path).suffix.lower() not in (".svg", ".png"):
+        raise UsageError(f"--confusion {path}: expected a .svg or .png file name")
+
+
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A trained run folder (or its model/ folder)."),
-    data: Path = typer.Argument(..., help="Class folders or a CSV manifest (path,label)."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decoding threads."),
+    data: Path = typer.Argument(..., help="Class folders or a CSV manifest (path,label); text,label for a text run."),
+    batch_size: int = options.batch_size(64, help="Images per forward pass."),
+    device: str = options.device(),
+    workers: Optional[int] = options.workers(),
     confusion: Optional[Path] = typer.Option(None, "--confusion", help="Picture of the confusion matrix (.svg or "
-                                             ".png); default RUN_DIR/confusion.svg."),
-    max_bad: str = typer.Option("5%", "--max-bad", help="Exit 2 if more unreadable files than this."),
+                                             ".png); default RUN_DIR/confusion.svg for an image run."),
+    max_bad: str = options.max_bad(),
     json_output: bool = typer.Option(False, "--json", help="The whole report as one JSON object."),
 ) -> None:
     import numpy as np
-    import torch
 
-    from tlcli.data.images import load_images
     from tlcli.data.sources import BadFiles, load_labelled, parse_max_bad
     from tlcli.errors import UsageError
     from tlcli.evaluation import classification_report, write_confusion_picture
     from tlcli.output import emit_json, info, print_table
 
+    _check_confusion_path(confusion)
     limit = parse_max_bad(max_bad)
     predictor = load_run_predictor(run_dir, device)
+    if is_text(predictor):
+        _text_module().evaluate_texts(predictor, data, json_output, confusion=confusion)
+        return
     samples = load_labelled(data)
-    index_of = {label: i for i, label in enumerate(predictor.labels)}
+    labels = list(predictor.labels)
+    index_of = {label: i for i, label in enumerate(labels)}
     unknown = sorted({s.label for s in samples} - set(index_of))
     if unknown:
         raise UsageError(f"{data}: labels the model does not know: {', '.join(unknown[:5])}; the model knows "
-                         f"{', '.join(predictor.labels[:10])}")
+                         f"{', '.join(labels[:10])}")
     bad = BadFiles()
     all_probs, targets = [], []
-    decoded = load_images([s.path for s in samples], transform=predictor.transform, workers=workers)
-    for batch in _batches(decoded, batch_size):
-        good = [(i, r) for i, r in batch if not isinstance(r, Exception)]
-        for _, result in batch:
-            if isinstance(result, Exception):
-                bad.add(result)
-        if good:
-            all_probs.append(predictor.predict(torch.stack([t for _, t in good])).numpy())
-            targets.extend(index_of[samples[i].label] for i, _ in good)
+    for indices, probs in _image_probabilities(predictor, [s.path for s in samples], batch_size, workers, bad):
+        all_probs.append(probs)
+        targets.extend(index_of[samples[i].label] for i in indices)
     bad.check(len(samples), limit)
     if not targets:
         raise UsageError(f"{data}: no readable images to evaluate")
-    report = classification_report(np.concatenate(all_probs), np.asarray(targets), list(predictor.labels))
-    picture = confusion or (run_dir / "confusion.svg")
-    write_confusion_picture(report["confusion"], report["labels"], picture)
+    report = classification_report(np.concatenate(all_probs), np.asarray(targets), labels)
+    picture = confusion or (Path(run_dir) / "confusion.svg")
+    try:
+        write_confusion_picture(report["confusion"], report["labels"], picture)
+    except OSError as error:
+        raise UsageError(f"--confusion {picture}: cannot write it ({error.strerror or error}); pass "
+                         "--confusion PATH in a writable folder") from None
     report["confusion_picture"] = str(picture)
     report["bad_files"] = bad.summary()
     if json_output:
         emit_json(report)
         return
-    top_k = next(key for key in report if key.startswith("top") and key != "top1")
-    print_table(f"{run_dir}: {report['n']} images", ["top1", top_k, "mean per-class recall"],
-                [[f"{report['top1']:.4f}", f"{report[top_k]:.4f}", f"{report['mean_per_class_recall']:.4f}"]])
+    print_table(f"{run_dir}: {report['n']} images", ["accuracy", "top-5 accuracy", "mean recall"],
+                [[f"{report['accuracy']:.4f}", f"{report['top5_accuracy']:.4f}", f"{report['mean_recall']:.4f}"]])
     print_table("per class", ["label", "precision", "recall", "support"],
-                [[c["label"], f"{c['precision']:.3f}", "-" if c["recall"] is None else f"{c['recall']:.3f}",
-                  c["support"]] for c in report["per_class"]])
+                [[label, f"{c['precision']:.3f}", "-" if c["recall"] is None else f"{c['recall']:.3f}",
+                  c["support"]] for label, c in report["per_class"].items()])
     info(f"confusion matrix written to {picture}")

@@ -16,6 +16,7 @@ import errno
 import os
 import re
 import stat
+import sys
 import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -290,3 +291,49 @@ def _stretch(values: np.ndarray) -> np.ndarray:
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
     return np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+class ItemProgress:
+    """Progress of a long per-item step (decoding, feature extraction) on stderr: a rich bar on a terminal,
+    a plain ``label: done/total`` line every few seconds otherwise (logs, ``nohup``, ``--tui`` without a
+    terminal), nothing when ``quiet``. Use as a context manager; call ``update(done)``."""
+
+    def __init__(self, label: str, total: int, quiet: bool = False, plain_every_s: float = 5.0):
+        from tlcli.output import stderr_is_terminal
+
+        self.label, self.total, self.quiet = label, total, quiet or total == 0
+        self.plain_every_s = plain_every_s
+        self._rich = stderr_is_terminal() and not self.quiet
+        self._bar = self._task = None
+        self._last_plain = 0.0
+        self._done = 0
+
+    def __enter__(self) -> "ItemProgress":
+        import time
+
+        self._last_plain = time.time()
+        if self._rich:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from tlcli.output import stderr_console
+
+            self._bar = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=stderr_console(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self
+
+    def update(self, done: int) -> None:
+        import time
+
+        self._done = done
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done)
+        elif not self.quiet and time.time() - self._last_plain >= self.plain_every_s:
+            self._last_plain = time.time()
+            print(f"{self.label}: {done}/{self.total}", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -74,6 +74,7 @@ def scan_class_folders(
             loose.append(path)
         else:
             samples.append(LabelledSample(path, parts[0]))
+    samples = strip_labels(samples, display_path(root))
 
     class_folders = _class_folder_names(root)
     if not class_folders and not samples:
@@ -90,7 +91,7 @@ def scan_class_folders(
         warn_verbatim(f"{len(loose)} images directly in {where} ignored: they are in no class folder")
     labels = {sample.label for sample in samples}
     for name in class_folders:
-        if name not in labels:
+        if name.strip() not in labels:
             folder = display_path(root / name)
             warn_verbatim(f"class folder {folder} has no images; class {display_path(name)} left out")
     return samples
@@ -119,7 +120,9 @@ def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
                 if not samples and columns is None and (header := _header_columns(cells)) is not None:
                     columns = header
                     continue
-                samples.append(_manifest_row(csv_path, line, cells, columns, base))
+                sample = _manifest_row(csv_path, line, cells, columns, base)
+                raw = row[(columns or (0, 1))[1]]
+                samples.append(LabelledSample(sample.path, raw) if raw != sample.label else sample)
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
         raise UsageError(f"cannot read manifest {display_path(csv_path)}: {reason}") from error
@@ -127,7 +130,20 @@ def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
         raise UsageError(f"{display_path(csv_path)}:{reader.line_num}: not valid CSV ({error})") from error
     if not samples:
         raise UsageError(f"{display_path(csv_path)} has no rows; expected lines path,label")
-    return samples
+    return strip_labels(samples, display_path(csv_path))
+
+
+def strip_labels(samples: list[LabelledSample], where: str) -> list[LabelledSample]:
+    """Labels with spaces around them (``"cat "``, a folder named ``cat ``) stripped, with one warning naming
+    them: ``cat`` and ``cat `` are one class, never two classes that print the same, and never merged
+    without a word."""
+    changed = sorted({s.label for s in samples if s.label != s.label.strip()})
+    if not changed:
+        return samples
+    shown = ", ".join(repr(label) for label in changed[:5]) + (", ..." if len(changed) > 5 else "")
+    warn_verbatim(f"{where}: labels with spaces around them taken without the spaces ({shown}); a label is "
+                  "its name stripped of surrounding spaces")
+    return [LabelledSample(s.path, s.label.strip()) if s.label != s.label.strip() else s for s in samples]
 
 
 def stratified_split(

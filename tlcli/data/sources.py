@@ -86,6 +86,9 @@ def read_stdin_paths(stream: IO) -> list[str]:
 
 
 def _expand_one(path: Path, extensions: frozenset[str], paths: list[Path], bad: list[BadImage]) -> None:
+    if "\0" in str(path):  # no file can have this name (os.stat would raise ValueError)
+        bad.append(BadImage(path, "NUL byte in the path"))
+        return
     try:
         info = os.stat(path)
     except FileNotFoundError:

@@ -102,6 +102,10 @@ def _classify(
     except PermissionError:
         bad.append(BadImage(path, "permission denied"))
         return None
+    except OSError as error:  # EIO on a failing disk, a stale network mount: skip and name it, do not stop
+        if is_image_name:
+            bad.append(BadImage(path, f"unreadable ({(error.strerror or str(error)).lower()})"))
+        return None
 
 
 def _inside(real_path: str, root_real: str) -> bool:

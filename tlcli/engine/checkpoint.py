@@ -9,9 +9,11 @@ A folder without the marker is torn and skipped on resume. Nothing is unpickled:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -38,9 +40,24 @@ def _fsync_dir(path: Path) -> None:
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     # clone(): safetensors refuses tensors that share storage (tied weights, views).
-    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, str(path))
+    try:
+        save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, str(path))
+    except Exception as error:
+        # safetensors reports a full disk as SafetensorError("... (os error 28)"): make it the OSError it is.
+        code = os_error_code(error)
+        if code is None:
+            raise
+        raise OSError(code, os.strerror(code)) from None
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
+
+
+def os_error_code(error: BaseException) -> int | None:
+    """The errno of an OSError, or of an I/O failure a native library reported as text ``(os error N)``."""
+    if isinstance(error, OSError):
+        return error.errno
+    found = re.search(r"\(os error (\d+)\)", str(error))
+    return int(found.group(1)) if found else None
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -48,6 +65,27 @@ def _write_json(path: Path, data: Any) -> None:
         json.dump(data, handle, indent=1)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def remove_leftovers(root: Path) -> list[Path]:
+    """Delete the temporary folders an earlier checkpoint left in ``root`` (killed, or failed on a full disk).
+
+    Only one process writes a run (the run folder is locked), so every ``.tmp-*`` entry here is stale."""
+    removed = []
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(".tmp-"):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
 
 
 def flatten_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -103,26 +141,32 @@ def save_checkpoint(
     """Write checkpoint ``root/name`` atomically; then delete older ones whose name starts with
     ``keep_prefix`` (so exactly one of that kind remains). Returns the folder."""
     root.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(root)
     final = root / name
     tmp = root / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    _save_tensors(model_state, tmp / "model.safetensors")
-    state: dict[str, Any] = {"progress": progress}
-    if optimizer_state is not None:
-        opt_tensors, opt_meta = flatten_optimizer_state(optimizer_state)
-        _save_tensors(opt_tensors, tmp / "optimizer.safetensors")
-        state["optimizer"] = opt_meta
-    rng_tensors, rng_meta = capture_rng()
-    _save_tensors(rng_tensors, tmp / "rng.safetensors")
-    state["rng"] = rng_meta
-    _write_json(tmp / "state.json", state)
-    _write_json(tmp / COMPLETE_MARKER, {"ok": True})
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        tmp.mkdir()
+        _save_tensors(model_state, tmp / "model.safetensors")
+        state: dict[str, Any] = {"progress": progress}
+        if optimizer_state is not None:
+            opt_tensors, opt_meta = flatten_optimizer_state(optimizer_state)
+            _save_tensors(opt_tensors, tmp / "optimizer.safetensors")
+            state["optimizer"] = opt_meta
+        rng_tensors, rng_meta = capture_rng()
+        _save_tensors(rng_tensors, tmp / "rng.safetensors")
+        state["rng"] = rng_meta
+        _write_json(tmp / "state.json", state)
+        _write_json(tmp / COMPLETE_MARKER, {"ok": True})
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException as error:
+        # A full disk, Ctrl-C: leave nothing half-written behind (the previous checkpoint is untouched).
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError) and error.filename is None:  # say which checkpoint could not be written
+            raise OSError(error.errno, error.strerror, str(final)) from None
+        raise
     _fsync_dir(root)
     if keep_prefix:
         for other in root.iterdir():

@@ -103,6 +103,16 @@ def list_blocks(model: nn.Module) -> list[Block]:
     return blocks
 
 
+def block_name(blocks: list[Block], name: str | None) -> str | None:
+    """``name`` as one of ``blocks``' names: as given, or with the prefix of the only block path it ends
+    (``transformer.resblocks.8`` names ``visual.transformer.resblocks.8`` of a CLIP image classifier)."""
+    names = [b.name for b in blocks]
+    if name is None or name in names:
+        return name
+    matches = [n for n in names if n.endswith("." + name)]
+    return matches[0] if len(matches) == 1 else name
+
+
 def _numel(part) -> int:
     return part.numel() if isinstance(part, nn.Parameter) else _count(part)
 

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _max_bad_share(value: Any) -> float:
+    from tlcli.data.bad_files import parse_max_bad
+
+    return parse_max_bad(value)
+
+
+# ``--max-bad`` as a config field: "5%", "0.05" or 0.05 (a config file may say max_bad = "5%").
+MaxBadShare = Annotated[float, BeforeValidator(_max_bad_share)]
 
 
 class TrainConfig(BaseModel):

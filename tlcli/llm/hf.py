@@ -7,6 +7,7 @@ torch and transformers are imported inside the functions that need them, so impo
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from tlcli.errors import UsageError
@@ -260,24 +261,13 @@ def _load(spec: HFSpec):
     device = _pick_device(spec.device)
     dtype = _pick_dtype(spec.dtype, device)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_ref, trust_remote_code=spec.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(model_ref, dtype=dtype,
-                                                     trust_remote_code=spec.trust_remote_code)
-    except OSError as error:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-        hint = (" (HF_HUB_OFFLINE=1: only cached models load)" if offline else "")
-        raise UsageError(
-            f"cannot load hf model {spec.model!r}: not a local model folder and not in the Hugging Face "
-            f"cache{hint}; download it first (huggingface-cli download {spec.model}) or pass hf:PATH "
-            f"[{type(error).__name__}: {_first_line(error)}]"
-        ) from None
-    except ValueError as error:
-        if "trust_remote_code" in str(error):
-            raise UsageError(
-                f"hf model {spec.model!r} ships its own Python code; if you trust it, pass "
-                f"hf:{spec.model}?trust_remote_code=true"
-            ) from None
-        raise UsageError(f"cannot load hf model {spec.model!r}: {_first_line(error)}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes would precede our one line
+            tokenizer = AutoTokenizer.from_pretrained(model_ref, trust_remote_code=spec.trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(model_ref, dtype=dtype,
+                                                         trust_remote_code=spec.trust_remote_code)
+    except Exception as error:  # every way a folder or id can fail to load: one line naming the fix
+        raise _load_error(spec, error) from None
     if tokenizer.pad_token is None:
         # Causal LMs often have no pad token; the end-of-text token is the usual stand-in.
         if tokenizer.eos_token is None:
@@ -290,6 +280,28 @@ def _load(spec: HFSpec):
     return tokenizer, model
 
 
+def _load_error(spec: HFSpec, error: Exception) -> UsageError:
+    name = spec.model
+    if type(error).__name__ == "UnpicklingError" or "Weights only load failed" in str(error):
+        return UsageError(
+            f"hf model {name!r}: its weights are a pickle file that does not load safely (torch.load with "
+            "weights_only=True refused it), and tlcli never loads pickles any other way; use a copy saved "
+            "as safetensors (save_pretrained(..., safe_serialization=True))")
+    if isinstance(error, OSError):
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+        hint = " (HF_HUB_OFFLINE=1: only cached models load)" if offline else ""
+        return UsageError(
+            f"cannot load hf model {name!r}: not a local model folder and not in the Hugging Face "
+            f"cache{hint}; download it first (huggingface-cli download {name}) or pass hf:PATH "
+            f"[{type(error).__name__}: {_first_line(error)}]")
+    if isinstance(error, ValueError) and "trust_remote_code" in str(error):
+        return UsageError(f"hf model {name!r} ships its own Python code; if you trust it, say so on the "
+                          f"command line: --llm 'hf:{name}?trust_remote_code=true'")
+    return UsageError(f"cannot load hf model {name!r}: {type(error).__name__}: {_first_line(error)}")
+
+
 def _first_line(error: Exception) -> str:
-    text = str(error).strip()
+    from tlcli.secrets import safe_message
+
+    text = safe_message(str(error)).strip()
     return text.splitlines()[0] if text else type(error).__name__

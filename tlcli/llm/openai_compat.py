@@ -1,49 +1,69 @@
 """``openai:BASE_URL#MODEL``: any OpenAI-compatible server (vLLM, llama.cpp server, Ollama, hosted).
 
-Uses ``/chat/completions`` by default (``api=completions`` for ``/completions``). Retries 429 and 5xx
-with exponential backoff, honouring ``Retry-After``; an unreachable server is a usage error (exit 2),
-because the fix is on the user's side: start the server or correct the URL.
+Uses ``/chat/completions`` by default (``api=completions`` for ``/completions``): chat messages, tools
+and ``n`` in; choices with text and tool calls, and usage, out (JSON, or server-sent events with
+``stream=true``, tool calls arriving in fragments).
+
+Failure handling (see :mod:`tlcli.llm.transport`): 429/5xx, timeouts, dropped connections, stalled or
+cut streams are retried with exponential backoff and jitter; ``Retry-After`` is honoured up to
+``max_backoff`` (longer waits are capped, and said on stderr); an answer must arrive within ``timeout``
+(a stream: an event at least every ``timeout`` seconds), so a dripping server cannot hang a run. An
+unreachable server is a usage error (exit 2): the fix is on the user's side.
+
+Keys: ``api_key_env`` if given, else ``TLCLI_LLM_API_KEY``, else ``OPENAI_API_KEY``. A key goes only to a
+host the user chose: one named on the command line (or in ``$TLCLI_LLM``), or the host of
+``OPENAI_BASE_URL``/``TLCLI_LLM_BASE_URL`` (``api.openai.com`` for ``OPENAI_API_KEY``). A config file that
+points a key at another host is refused with a message. Keys are masked in every message.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
+from urllib.parse import urlsplit
 
 from tlcli.errors import JobFailed, UsageError
 from tlcli.llm.base import (
     LLM, ChatResult, Choice, Generation, ToolCall, Usage, call_as_dict, check_messages, check_tools, cut_at_stop,
     cut_stream_at_stop, render_plain, sampling_params, split_total,
 )
-from tlcli.llm.spec import OpenAISpec
+from tlcli.llm.spec import COMMAND_LINE, OpenAISpec
+from tlcli.llm.transport import Retryable, StreamCut, parse_retry_after, read_body, sse_events
+from tlcli.secrets import redact, register_secret
 
 KEY_ENV_VARS = ("TLCLI_LLM_API_KEY", "OPENAI_API_KEY")
+BASE_URL_ENV_VARS = ("TLCLI_LLM_BASE_URL", "OPENAI_BASE_URL")
+OPENAI_API = "https://api.openai.com/v1"
 RETRY_STATUSES = {429, 500, 502, 503, 504}
-MAX_RETRY_AFTER = 300.0  # seconds
+SAY_WAITS_FROM = 2.0  # seconds: a longer wait before a retry is said on stderr
+_parse_retry_after = parse_retry_after  # the name tests import
 
 
 class OpenAILLM(LLM):
     """Talks to ``BASE_URL`` with one pooled httpx client. ``sleep`` is injectable so tests can check the
     backoff without waiting for it."""
 
-    def __init__(self, spec: OpenAISpec, sleep: Callable[[float], None] = time.sleep, transport=None):
+    def __init__(self, spec: OpenAISpec, sleep: Callable[[float], None] = time.sleep, transport=None,
+                 say: Callable[[str], None] | None = None):
         import httpx
 
-        self.spec = f"openai:{spec.base_url}#{spec.model}"
+        self.spec = redact(f"openai:{spec.base_url}#{spec.model}")
         self.options = spec
         self._sleep = sleep
+        self._say = say or _info
         headers = {"Accept": "application/json"}
         key = self._api_key()
         if key:
+            register_secret(key)
             headers["Authorization"] = f"Bearer {key}"
+        # Each read is bounded by httpx; the whole answer by transport.read_body / sse_events.
         timeout = httpx.Timeout(spec.timeout, connect=spec.connect_timeout)
         self._client = httpx.Client(base_url=spec.base_url, headers=headers, timeout=timeout,
-                                    transport=transport)
+                                    transport=transport, follow_redirects=False)
         #: HTTP requests sent, retries included (tests read it).
         self.requests_sent = 0
 
@@ -52,7 +72,27 @@ class OpenAILLM(LLM):
         if self.options.api_key_env and not os.environ.get(self.options.api_key_env):
             raise UsageError(f"{self.spec}: api_key_env={self.options.api_key_env} but that environment "
                              "variable is not set; export it or drop the option")
-        return next((os.environ[n] for n in names if os.environ.get(n)), None)
+        name = next((n for n in names if os.environ.get(n)), None)
+        if name is None:
+            return None
+        source = self.options.source
+        if source != COMMAND_LINE and not self._host_configured_for(name):
+            host = _origin(self.options.base_url)[1] or self.options.base_url
+            raise UsageError(
+                f"{source} points openai: at {host}, but the key in ${name} is sent only to a host you chose: "
+                f"pass --llm openai:... on the command line, set OPENAI_BASE_URL to that server, "
+                f"or unset {name} for this run"
+            )
+        return os.environ[name]
+
+    def _host_configured_for(self, key_name: str) -> bool:
+        """Whether the user configured this server for keys outside the spec: OPENAI_BASE_URL or
+        TLCLI_LLM_BASE_URL name it, or it is OpenAI's own API and the key is OPENAI_API_KEY."""
+        mine = _origin(self.options.base_url)
+        configured = [os.environ[v] for v in BASE_URL_ENV_VARS if os.environ.get(v)]
+        if key_name == "OPENAI_API_KEY":
+            configured.append(OPENAI_API)
+        return any(_origin(url) == mine for url in configured)
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -80,58 +120,84 @@ class OpenAILLM(LLM):
             core["tools"] = tools
         return core
 
-    def _send(self, body: dict, stream: bool):
-        """POST with retries; returns an open response (caller closes it)."""
+    def _open(self, body: dict):
+        """POST once and return the open streaming response (status < 400), or raise: Retryable for a
+        status or network failure another try may fix, UsageError/JobFailed for the rest."""
         import httpx
 
-        attempt = 0
-        while True:
-            self.requests_sent += 1
+        self.requests_sent += 1
+        try:
+            request = self._client.build_request("POST", self._endpoint(), json=body)
+            response = self._client.send(request, stream=True)
+        except httpx.ConnectError as error:
+            raise UsageError(redact(f"cannot reach {self.options.base_url} ({_reason(error)}); start the server "
+                                    "or fix the URL in --llm openai:BASE_URL#MODEL")) from None
+        except httpx.TimeoutException as error:
+            raise Retryable("no answer", type(error).__name__, "raise timeout= in the spec or check the server") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as error:
+            raise Retryable("the connection dropped", type(error).__name__) from None
+        if response.status_code < 300:
+            return response
+        if response.status_code in RETRY_STATUSES:
             try:
-                request = self._client.build_request("POST", self._endpoint(), json=body)
-                response = self._client.send(request, stream=stream)
-            except httpx.ConnectError as error:
-                raise UsageError(f"cannot reach {self.options.base_url} ({_reason(error)}); start the server "
-                                 "or fix the URL in --llm openai:BASE_URL#MODEL") from None
-            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as error:
-                if attempt >= self.options.max_retries:
-                    raise JobFailed(f"{self.spec}: no answer after {attempt + 1} tries ({type(error).__name__}); "
-                                    "raise timeout= in the spec or check the server") from None
-                self._sleep(self._delay(attempt, None))
-                attempt += 1
-                continue
-            if response.status_code < 400:
-                return response
-            if response.status_code in RETRY_STATUSES and attempt < self.options.max_retries:
-                delay = self._delay(attempt, response.headers.get("Retry-After"))
+                detail = _error_detail(response, read_body(response, self.options.timeout))
+            except Retryable:
+                detail = response.reason_phrase
+            finally:
                 response.close()
-                self._sleep(delay)
-                attempt += 1
-                continue
-            self._raise_for(response, attempt)
+            raise Retryable(f"server still answers {response.status_code}", detail,
+                            retry_after=response.headers.get("Retry-After"))
+        self._raise_for(response)
+
+    def _retrying(self, attempt: Callable[[], object]):
+        """``attempt()`` until it succeeds or ``max_retries`` retries have failed."""
+        tries = 0
+        while True:
+            try:
+                return attempt()
+            except Retryable as failure:
+                tries += 1
+                if tries > self.options.max_retries:
+                    raise failure.final(self.spec, tries) from None
+                self._wait(tries - 1, failure)
+
+    def _wait(self, attempt: int, failure: Retryable) -> None:
+        delay = self._delay(attempt, failure.retry_after)
+        if delay >= SAY_WAITS_FROM:
+            self._say(f"{self.spec}: {failure.reason}; retry {attempt + 1} of {self.options.max_retries} "
+                      f"in {delay:.0f} s")
+        self._sleep(delay)
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
-        told = _parse_retry_after(retry_after)
+        told = parse_retry_after(retry_after)
         if told is not None:
-            # The server knows when it will have room; only an absurd wait is capped.
-            return min(told, MAX_RETRY_AFTER)
+            # The server knows when it will have room, but a wait of minutes looks like a hang: cap it.
+            if told > self.options.max_backoff:
+                self._say(f"{self.spec}: the server asked to wait {told:.0f} s (Retry-After); waiting "
+                          f"{self.options.max_backoff:.0f} s instead (max_backoff in the spec)")
+                return self.options.max_backoff
+            return told
         # Full jitter keeps many clients that failed together from retrying together.
         cap = min(self.options.max_backoff, self.options.backoff * (2 ** attempt))
         return random.uniform(cap / 2, cap) if cap > 0 else 0.0
 
-    def _raise_for(self, response, attempt: int):
-        response.read()
-        detail = _error_detail(response)
+    def _raise_for(self, response):
+        try:
+            detail = _error_detail(response, read_body(response, self.options.timeout))
+        except Retryable:
+            detail = response.reason_phrase
+        finally:
+            response.close()
         status = response.status_code
-        response.close()
         if status in (401, 403):
             raise UsageError(f"{self.spec}: the server refused the request ({status}: {detail}); set "
                              "TLCLI_LLM_API_KEY (or OPENAI_API_KEY, or api_key_env=NAME in the spec)")
         if status == 404:
             raise UsageError(f"{self.spec}: {self._endpoint()} or model {self.options.model!r} not found "
                              f"({detail}); check the base URL (usually ends in /v1) and the model name")
-        if status in RETRY_STATUSES:
-            raise JobFailed(f"{self.spec}: server still answers {status} after {attempt + 1} tries ({detail})")
+        if 300 <= status < 400:
+            raise UsageError(f"{self.spec}: the server redirects ({status}) and tlcli does not follow redirects "
+                             "(a key must not travel to another host); put the final URL in the spec")
         raise UsageError(f"{self.spec}: server rejected the request ({status}: {detail})")
 
     # -- the interface --------------------------------------------------------------------------
@@ -183,41 +249,61 @@ class OpenAILLM(LLM):
         return [_apply_stop(c, params.stop) for c in choices], usage
 
     def _collect(self, body: dict) -> tuple[list[Choice], Usage | None]:
-        response = self._send(body, stream=False)
+        return self._retrying(lambda: self._collect_once(body))
+
+    def _collect_once(self, body: dict) -> tuple[list[Choice], Usage | None]:
+        response = self._open(body)
         try:
-            response.read()
-            payload = response.json()
-        except ValueError:
-            raise JobFailed(f"{self.spec}: the server's answer is not JSON: {response.text[:200]!r}") from None
+            raw = read_body(response, self.options.timeout)
         finally:
             response.close()
         try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise JobFailed(redact(f"{self.spec}: the server's answer is not JSON: "
+                                   f"{raw[:200].decode('utf-8', 'replace')!r}")) from None
+        try:
+            if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
+                raise JobFailed(redact(f"{self.spec}: the server answered with an error: {_error_text(payload)}"))
             choices = sorted(payload["choices"], key=lambda c: int(c.get("index", 0)))
             parsed = [_parse_choice(c, self.options.api) for c in choices]
             return parsed, _parse_usage(payload.get("usage"))
         except (KeyError, TypeError, AttributeError, ValueError):
-            raise JobFailed(f"{self.spec}: the server's answer is JSON but not an OpenAI "
-                            f"{'chat completion' if self.options.api == 'chat' else 'completion'}: "
-                            f"{json.dumps(payload)[:200]}") from None
+            raise JobFailed(redact(f"{self.spec}: the server's answer is JSON but not an OpenAI "
+                                   f"{'chat completion' if self.options.api == 'chat' else 'completion'}: "
+                                   f"{json.dumps(payload)[:200]}")) from None
 
     def _events(self, body: dict) -> Iterator[dict]:
-        response = self._send(body, stream=True)
+        response = self._open(body)
         try:
-            yield from _sse_json(response.iter_lines(), self.spec)
+            yield from sse_events(response, self.options.timeout, self.spec)
         finally:
             response.close()
 
     def _collect_stream(self, body: dict) -> tuple[list[Choice], Usage | None]:
+        return self._retrying(lambda: self._collect_stream_once(body))
+
+    def _collect_stream_once(self, body: dict) -> tuple[list[Choice], Usage | None]:
         builders: dict[int, _ChoiceBuilder] = {}
         usage = None
-        for event in self._events(body):
-            try:
-                usage = _parse_usage(event.get("usage")) or usage
-                for choice in event.get("choices") or []:
-                    builders.setdefault(int(choice.get("index", 0)), _ChoiceBuilder()).add(choice, self.options.api)
-            except (KeyError, TypeError, AttributeError, ValueError):
-                raise JobFailed(f"{self.spec}: a streamed event is JSON but not an OpenAI chunk: "
-                                f"{json.dumps(event)[:200]}") from None
+        limit = _event_limit(body)
+        try:
+            for count, event in enumerate(self._events(body)):
+                if count > limit:
+                    raise JobFailed(f"{self.spec}: the server streamed over {limit} events for max_tokens="
+                                    f"{body['max_tokens']} x n={body['n']}; it does not honour max_tokens")
+                try:
+                    usage = _parse_usage(event.get("usage")) or usage
+                    for choice in event.get("choices") or []:
+                        builders.setdefault(int(choice.get("index", 0)), _ChoiceBuilder()).add(choice,
+                                                                                              self.options.api)
+                except (KeyError, TypeError, AttributeError, ValueError):
+                    raise JobFailed(redact(f"{self.spec}: a streamed event is JSON but not an OpenAI chunk: "
+                                           f"{json.dumps(event)[:200]}")) from None
+        except StreamCut:
+            # A server that closes without [DONE] after every choice finished has said everything.
+            if not builders or not all(b.finish_reason for b in builders.values()):
+                raise
         choices = [builders[i].build() for i in sorted(builders)]
         if usage is None and choices:
             # Without usage, count content chunks: servers send about one token per chunk.
@@ -241,11 +327,47 @@ class OpenAILLM(LLM):
                                       params.stop)
 
     def _stream_pieces(self, body: dict) -> Iterator[str]:
-        for event in self._events(body):
-            for choice in event.get("choices") or []:
-                piece = _delta_text(choice, self.options.api) if isinstance(choice, dict) else ""
-                if piece:
-                    yield piece
+        """Text pieces as they arrive. A failure before the first piece is retried; after it, the
+        caller has already shown part of a reply that a new sample would not continue, so it ends the
+        stream with one line."""
+        tries = 0
+        limit = _event_limit(body)
+        while True:
+            shown = 0
+            finished = False
+            try:
+                for count, event in enumerate(self._events(body)):
+                    if count > limit:
+                        raise JobFailed(f"{self.spec}: the server streamed over {limit} events for "
+                                        f"max_tokens={body['max_tokens']}; it does not honour max_tokens")
+                    try:
+                        pieces = [(_delta_text(c, self.options.api), bool(c.get("finish_reason")))
+                                  for c in event.get("choices") or []]
+                    except (KeyError, TypeError, AttributeError, ValueError):
+                        raise JobFailed(redact(f"{self.spec}: a streamed event is JSON but not an OpenAI "
+                                               f"chunk: {json.dumps(event)[:200]}")) from None
+                    for piece, ends in pieces:
+                        finished = finished or ends
+                        if piece:
+                            shown += 1
+                            yield piece
+                return
+            except StreamCut as failure:
+                if finished:
+                    return
+                if shown:
+                    raise JobFailed(f"{self.spec}: {failure.reason} after {shown} pieces of the reply; "
+                                    "the reply above is incomplete") from None
+                failure_now = failure
+            except Retryable as failure:
+                if shown:
+                    raise JobFailed(f"{self.spec}: {failure.reason} after {shown} pieces of the reply; "
+                                    "the reply above is incomplete") from None
+                failure_now = failure
+            tries += 1
+            if tries > self.options.max_retries:
+                raise failure_now.final(self.spec, tries) from None
+            self._wait(tries - 1, failure_now)
 
     def close(self) -> None:
         self._client.close()
@@ -301,9 +423,7 @@ def _parse_choice(choice: dict, api: str) -> Choice:
             raise TypeError("text")
         return Choice(text, [], choice.get("finish_reason") or "stop")
     message = choice["message"]
-    text = message.get("content") or ""
-    if not isinstance(text, str):
-        raise TypeError("content")
+    text = _content_text(message.get("content"))
     calls = []
     for i, call in enumerate(message.get("tool_calls") or []):
         function = call["function"]
@@ -337,72 +457,63 @@ def _apply_stop(choice: Choice, stop: list[str]) -> Choice:
     return Choice(text, choice.tool_calls, "stop" if hit else choice.finish_reason) if hit else choice
 
 
-def _sse_json(lines: Iterator[str], spec: str) -> Iterator[dict]:
-    """Server-sent events: ``data: {...}`` lines until ``data: [DONE]``; comments and other fields are
-    skipped, and an event's data may span several ``data:`` lines."""
-    data: list[str] = []
-    for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-            continue
-        if line.strip() or not data:
-            continue  # ":" comments, "event:"/"id:" fields, keep-alive blank lines
-        text = "\n".join(data)
-        data = []
-        if text.strip() == "[DONE]":
-            return
-        yield _decode_event(text, spec)
-    if data and "\n".join(data).strip() != "[DONE]":
-        yield _decode_event("\n".join(data), spec)
-
-
-def _decode_event(text: str, spec: str) -> dict:
-    try:
-        event = json.loads(text)
-    except ValueError:
-        raise JobFailed(f"{spec}: a streamed event is not JSON: {text[:200]!r}") from None
-    if isinstance(event, dict) and "error" in event:
-        raise JobFailed(f"{spec}: the server reported an error mid-stream: {event['error']}")
-    return event
-
-
-def _choice_text(choice: dict, api: str) -> str:
-    if api == "chat":
-        return (choice.get("message") or {}).get("content") or ""
-    return choice.get("text") or ""
+def _content_text(content) -> str:
+    """Message content as text: a string, or a list of parts of which the text ones count."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part["text"] for part in content if part.get("type") == "text")
+    raise TypeError("content")
 
 
 def _delta_text(choice: dict, api: str) -> str:
     if api == "chat":
-        return (choice.get("delta") or {}).get("content") or ""
-    return choice.get("text") or ""
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Retry-After is either seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _error_detail(response) -> str:
-    try:
-        payload = response.json()
-        error = payload.get("error", payload) if isinstance(payload, dict) else payload
-        message = error.get("message") if isinstance(error, dict) else error
-        return str(message)[:200]
-    except ValueError:
-        return response.text[:200].strip() or response.reason_phrase
+        return _content_text((choice.get("delta") or {}).get("content"))
+    text = choice.get("text") or ""
+    if not isinstance(text, str):
+        raise TypeError("text")
+    return text
 
 
 def _reason(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _error_detail(response, raw: bytes) -> str:
+    """The server's own words about an error status, one line, keys masked."""
+    try:
+        return _error_text(json.loads(raw))
+    except ValueError:
+        text = " ".join(raw[:200].decode("utf-8", "replace").split())
+        return redact(text or response.reason_phrase)
+
+
+def _error_text(payload) -> str:
+    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    message = error.get("message", error) if isinstance(error, dict) else error
+    return redact(" ".join(str(message).split())[:200])
+
+
+def _event_limit(body: dict) -> int:
+    """More events than this means the server ignores max_tokens (one token per event, plus slack for
+    role, tool-call headers, finish and usage events)."""
+    return body["n"] * (body["max_tokens"] * 2 + 64) + 64
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in, for comparing servers."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        return ("", "", None)
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port)
+
+
+def _info(message: str) -> None:
+    from tlcli.output import info
+
+    info(message)

@@ -17,16 +17,18 @@ Config file (``TLCLI_CONFIG``, else ``./tlcli.toml``, else ``$TLCLI_HOME/config.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Literal, Union
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from tlcli.errors import UsageError
 
 ENV_VAR = "TLCLI_LLM"
+#: Where a spec came from. Only the command line (``--llm``, or a string a program passes) may turn on
+#: remote code; a key is sent to a host from any other source only if the user configured that host.
+COMMAND_LINE = "the command line"
 CONFIG_ENV_VAR = "TLCLI_CONFIG"
 EXAMPLES = "hf:./my-model, hf:Qwen/Qwen2.5-0.5B-Instruct or openai:http://127.0.0.1:8000/v1#MODEL"
 
@@ -39,7 +41,8 @@ class HFSpec(BaseModel):
     model: str = Field(min_length=1)
     device: str = "auto"  # auto: cuda, then mps, then cpu
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    # Custom modelling code runs arbitrary Python from the model folder: never on unless asked.
+    # Custom modelling code runs arbitrary Python from the model folder: never on unless asked on the
+    # command line (parse_spec refuses it from TLCLI_LLM or a config file).
     trust_remote_code: bool = False
     chat_template: Literal["auto", "on", "off"] = "auto"
     batch_size: int = Field(8, ge=1, le=1024)  # prompts per forward pass; each brings n rows
@@ -62,6 +65,11 @@ class OpenAISpec(BaseModel):
     max_backoff: float = Field(30.0, ge=0)
     stream: bool = False  # generate() reads the answer as server-sent events
     concurrency: int = Field(4, ge=1, le=64)  # requests in flight when a call has several prompts
+    _source: str = PrivateAttr(default=COMMAND_LINE)  # not settable from a spec string or a file
+
+    @property
+    def source(self) -> str:
+        return self._source
 
 
 class ScriptedSpec(BaseModel):
@@ -102,11 +110,24 @@ def plugin_backend(scheme: str) -> str | None:
     return lookup(scheme) if lookup else None
 
 
-def parse_spec(text: str, options: dict | None = None) -> LLMSpec:
+def parse_spec(text: str, options: dict | None = None, source: str = COMMAND_LINE) -> LLMSpec:
     """Parse ``hf:...`` / ``openai:...`` / ``scripted:...`` into a validated spec.
 
-    ``options`` (from a config file) are defaults; options written in the spec string win.
+    ``options`` (from a config file) are defaults; options written in the spec string win. ``source``
+    says where the text came from: anything but the command line may not turn on ``trust_remote_code``,
+    and an ``openai:`` spec remembers it so the backend sends a key only to a host the user chose.
     """
+    spec = _parse(text, options)
+    if isinstance(spec, HFSpec) and spec.trust_remote_code and source != COMMAND_LINE:
+        raise UsageError(f"{source} sets trust_remote_code for {spec.model!r}: refused, because a setting "
+                         "from a file or the environment must not run a model folder's Python code; if you "
+                         f"trust it, say so on the command line: --llm 'hf:{spec.model}?trust_remote_code=true'")
+    if isinstance(spec, OpenAISpec):
+        spec._source = source
+    return spec
+
+
+def _parse(text: str, options: dict | None) -> LLMSpec:
     text = text.strip()
     scheme, sep, rest = text.partition(":")
     factory = plugin_backend(scheme) if sep and scheme not in BUILTIN_SCHEMES else None
@@ -171,10 +192,9 @@ def config_file() -> Path | None:
 
 
 def _from_config(path: Path) -> tuple[str, dict] | None:
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8")).get("llm")
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read config file {path}: {error}") from None
+    from tlcli.config_file import read_options_file
+
+    table = read_options_file(path, option="config file").get("llm")
     if table is None:
         return None
     extra = set(table) - {"spec", "options"}
@@ -185,15 +205,24 @@ def _from_config(path: Path) -> tuple[str, dict] | None:
 
 
 def find_spec(flag: str | None = None) -> LLMSpec:
-    """The LLM to use: ``--llm`` if given, else ``TLCLI_LLM``, else ``[llm]`` in the config file."""
+    """The LLM to use: ``--llm`` if given, else ``TLCLI_LLM``, else ``[llm]`` in the config file.
+
+    Which one was used is said on stderr when it is not the flag, so a setting nobody typed is visible.
+    """
     if flag:
         return parse_spec(flag)
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
-        return parse_spec(env)
+        from tlcli.output import info
+
+        info(f"LLM from ${ENV_VAR}")
+        return parse_spec(env, source=f"${ENV_VAR}")
     path = config_file()
     found = _from_config(path) if path else None
     if found:
-        return parse_spec(*found)
+        from tlcli.output import info
+
+        info(f"LLM settings read from config file {path}")
+        return parse_spec(*found, source=f"config file {path}")
     raise UsageError(f"no LLM given: pass --llm (e.g. {EXAMPLES}), set {ENV_VAR}, "
                      "or add [llm] spec = \"...\" to tlcli.toml")

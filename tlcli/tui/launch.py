@@ -68,7 +68,9 @@ class JobOutcome:
 def _wait_after_dashboard(run_dir: Path, outcome: JobOutcome) -> None:
     from tlcli.tui.stop import request_stop
 
-    print(f"tlcli: dashboard closed; training continues (watch it with: tlcli monitor {run_dir}). "
+    from tlcli.output import display_path
+
+    print(f"tlcli: dashboard closed; training continues (watch it with: tlcli monitor {display_path(run_dir)}). "
           "Ctrl-C asks it to stop.", file=sys.stderr, flush=True)
     try:
         outcome.done.wait()

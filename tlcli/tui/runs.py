@@ -11,7 +11,10 @@ from tlcli.tui.tail import EventTail
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / EVENTS_FILE).is_file() or (path / CONFIG_FILE).is_file()
+    try:
+        return (path / EVENTS_FILE).is_file() or (path / CONFIG_FILE).is_file()
+    except OSError:  # a folder we may not look into (EACCES): not a run we can show
+        return False
 
 
 def find_runs(root: Path) -> list[Path]:

@@ -33,16 +33,24 @@ from tlcli.output import terminal_safe
 
 STALE_AFTER_S = 600.0
 MAX_LOG_LINES = 2000
+MAX_TRANSCRIPT = 1000
+MAX_AGENTS = 64
+MAX_CALLS_SHOWN = 8
 # Per series; past this, every other point is dropped, so a long run keeps its whole shape in bounded memory.
 MAX_SERIES_POINTS = 2000
 ENDED_STATUSES = ("finished", "stopped", "interrupted", "failed")
-# Fields that make a plugin's own event kind readable in the log panel (an agent's `message` lines).
+# Fields that make a plugin's own event kind readable in the log panel (agents' `message` events have
+# their own transcript panel).
 TEXT_FIELDS = ("message", "content", "text")
 # Longest text kept per log line and per name (a 1 MB message would only slow every redraw).
 MAX_TEXT_CHARS = 2000
 MAX_NAME_CHARS = 200
 # Numbers outside these bounds are not a step count, a pid or a duration: the field is ignored.
 MAX_COUNT = 10**15
+# A log naming thousands of metrics or blocks would make every snapshot and redraw slow: past these, new
+# names are ignored (real runs report a handful of metrics and at most a few hundred blocks).
+MAX_METRICS = 64
+MAX_BLOCKS = 2000
 MAX_TIME = 1e11  # Unix seconds, year 5138
 
 
@@ -86,6 +94,27 @@ class LogLine:
 
 
 @dataclass
+class TranscriptEntry:
+    """One agent message (a `message` event): who, which chat role, the text, tool calls and results."""
+
+    step: int
+    agent: str
+    role: str  # user / assistant / tool
+    content: str
+    tool_name: str | None = None
+    tool_calls: list[str] = field(default_factory=list)  # "name(arguments)" of each call
+    ok: bool = True
+
+
+@dataclass
+class AgentUsage:
+    turns: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tool_calls: int = 0
+
+
+@dataclass
 class Block:
     name: str
     params: int
@@ -124,6 +153,9 @@ class RunState:
     blocks: list[Block] = field(default_factory=list)
     logs: deque = field(default_factory=lambda: deque(maxlen=MAX_LOG_LINES))
     log_count: int = 0  # lines ever added; the log panel appends the ones it has not shown
+    transcript: deque = field(default_factory=lambda: deque(maxlen=MAX_TRANSCRIPT))
+    transcript_count: int = 0  # entries ever added; the transcript panel appends the ones it has not shown
+    agents: dict[str, AgentUsage] = field(default_factory=dict)
     end: dict[str, Any] | None = None
     end_time: float | None = None
     status: str = "waiting"
@@ -223,7 +255,9 @@ class RunState:
     def _on_eval(self, data: dict, step: int, when: float | None) -> None:
         metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
         for name, value in metrics.items():
-            self.val.setdefault(_text(name), Series()).add(step, value)
+            name = _text(name)
+            if name in self.val or len(self.val) < MAX_METRICS:
+                self.val.setdefault(name, Series()).add(step, value)
         if isinstance(data.get("monitor"), str):
             self.monitor = _text(data["monitor"])
         self.best = _float(data.get("best"), self.best)
@@ -266,7 +300,34 @@ class RunState:
         if data.get("error"):
             self.add_log(when, step, "error", _text(data["error"], MAX_TEXT_CHARS))
 
+    def _on_message(self, data: dict, step: int) -> None:
+        """An agent's turn: into the transcript, and its usage into the per-agent tally (at most
+        `MAX_AGENTS` names; a log inventing more shares one "(others)" tally)."""
+        agent = _text(data.get("agent") or data.get("name") or "?")
+        if agent not in self.agents and len(self.agents) >= MAX_AGENTS:
+            agent = "(others)"
+        role = _text(data.get("role") or "assistant", 40)
+        raw_calls = data.get("tool_calls") if isinstance(data.get("tool_calls"), list) else []
+        calls = [f"{_text(c.get('name'), 80)}({_flat(c.get('arguments'), MAX_NAME_CHARS)})"
+                 for c in raw_calls[:MAX_CALLS_SHOWN] if isinstance(c, dict)]
+        tool_name = _text(data["tool_name"], 80) if isinstance(data.get("tool_name"), str) else None
+        entry = TranscriptEntry(step, agent, role, _flat(data.get("content") or "", MAX_TEXT_CHARS), tool_name,
+                                calls, data.get("ok") is not False)
+        self.transcript.append(entry)
+        self.transcript_count += 1
+        if role == "assistant":
+            tally = self.agents.setdefault(agent, AgentUsage())
+            tally.turns += 1
+            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            tally.prompt_tokens = min(MAX_COUNT, tally.prompt_tokens + _count(usage.get("prompt_tokens"), 0))
+            tally.completion_tokens = min(MAX_COUNT, tally.completion_tokens + _count(usage.get("completion_tokens"), 0))
+        elif role == "tool" and tool_name and agent in self.agents:
+            self.agents[agent].tool_calls += 1
+
     def _on_plugin_kind(self, kind: str, data: dict, step: int, when: float | None) -> None:
+        if kind == "message":  # shown by the transcript panel, not the log
+            self._on_message(data, step)
+            return
         text = next((data[f] for f in TEXT_FIELDS if isinstance(data.get(f), str)), None)
         if text is None:
             return
@@ -279,7 +340,7 @@ class RunState:
             return
         self.blocks = [
             Block(_text(b.get("name", "?")), _count(b.get("params"), 0), b.get("trainable") is True)
-            for b in blocks
+            for b in blocks[:MAX_BLOCKS]
             if isinstance(b, dict)
         ]
 
@@ -358,6 +419,8 @@ class RunState:
         copied.memory = dict(self.memory)
         copied.blocks = list(self.blocks)
         copied.logs = deque(self.logs, maxlen=MAX_LOG_LINES)
+        copied.transcript = deque(self.transcript, maxlen=MAX_TRANSCRIPT)
+        copied.agents = {name: copy.copy(tally) for name, tally in self.agents.items()}
         return copied
 
 
@@ -386,6 +449,11 @@ def _count(value: Any, default: Any, cast: type = int, positive: bool = False) -
 def _time(value: Any) -> float | None:
     value = _float(value)
     return value if value is not None and 0 <= value <= MAX_TIME else None
+
+
+def _flat(value: Any, limit: int) -> str:
+    """Message text on one line: its line breaks and runs of spaces become one space, then as `_text`."""
+    return _text(" ".join(value.split()) if isinstance(value, str) else value, limit)
 
 
 def _text(value: Any, limit: int = MAX_NAME_CHARS) -> str:

@@ -84,7 +84,8 @@ class EventTail:
             return found
         self._offset += complete_end
         found.more_pending = self._offset < stat.st_size and len(chunk) == MAX_READ_BYTES
-        for line in chunk[start:complete_end].splitlines():
+        # split on "\n" only: splitlines() would also cut at "\r" and let "junk\r{event}" pass for an event
+        for line in chunk[start:complete_end].split(b"\n"):
             event = parse_event_line(line)
             if event is not None:
                 found.events.append(event)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -70,7 +70,8 @@ class CompareScreen(Screen):
             table.add_column(column, no_wrap=True, overflow="ellipsis")
         for color, run in zip(("cyan", "dark_orange"), runs):
             best = f"{run.monitor or ''} {number(run.best)}".strip() if run.best is not None else "-"
-            name = Text("■ ", style=color).append(display_path(run.run_dir.name), style="")
-            table.add_row(name, Text(run.status), str(run.step), Text(best), duration(run.elapsed()))
+            # Markup strings as before, with the names escaped: a run called "[red]x" shows as itself.
+            table.add_row(f"[{color}]■[/] {escape(display_path(run.run_dir.name))}", run.status, str(run.step),
+                          escape(best), duration(run.elapsed()))
         self.query_one("#compare-table", Static).update(table)
         self._drawn_once = True

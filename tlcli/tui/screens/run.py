@@ -1,4 +1,5 @@
-"""One run, live: header, loss and validation charts, numbers, layers, log."""
+"""One run, live: header, loss and validation charts, numbers, layers, log; an agent run (one that writes
+`message` events) shows its transcript in place of the charts."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tlcli.tui.widgets.layers import LayerPanel
 from tlcli.tui.widgets.run_header import RunHeader
 from tlcli.tui.widgets.run_log import RunLog
 from tlcli.tui.widgets.stats import StatsPanel
+from tlcli.tui.widgets.transcript import TranscriptPanel
 
 
 class RunScreen(Screen):
@@ -48,6 +50,7 @@ class RunScreen(Screen):
         with Horizontal(id="charts"):
             yield LossChart(id="loss-chart").data_bind(RunScreen.run)
             yield MetricChart(id="metric-chart").data_bind(RunScreen.run, RunScreen.metric)
+        yield TranscriptPanel(id="transcript").data_bind(RunScreen.run)
         with Horizontal(id="panels"):
             yield StatsPanel(id="stats").data_bind(RunScreen.run)
             yield LayerPanel(id="layers").data_bind(RunScreen.run)
@@ -74,6 +77,8 @@ class RunScreen(Screen):
             self.run, self._held = self._held, None
 
     def watch_run(self, old: RunState | None, new: RunState | None) -> None:
+        if new is not None and new.transcript_count and not self.has_class("-agents"):
+            self.add_class("-agents")
         ended = new is not None and new.status in ENDED_STATUSES
         if ended and (old is None or old.status not in ENDED_STATUSES) and getattr(self.app, "job_running", False):
             self.notify(f"run {new.status} — press q to quit", timeout=8)
@@ -89,7 +94,14 @@ class RunScreen(Screen):
         if not self.run_dir.is_dir():
             self.notify(f"no run folder {display_path(self.run_dir)} yet", severity="warning", markup=False)
             return
-        request_stop(self.run_dir)
+        try:
+            request_stop(self.run_dir)
+        except OSError as error:  # a read-only or foreign run folder (synced from elsewhere)
+            reason = (error.strerror or type(error).__name__).lower()
+            self.query_one(RunLog).note(f"cannot ask the run to stop: {reason} writing the stop-request "
+                                        f"file in {display_path(self.run_dir)}", "error")
+            self.notify(f"cannot write the stop request ({reason})", severity="error", markup=False)
+            return
         self.query_one(RunLog).note("stop requested: the run will checkpoint and end as stopped", "warning")
         self.notify("stop requested; the run checkpoints and stops")
 

@@ -65,7 +65,14 @@ class RunsScreen(Screen):
 
     @work(thread=True, exclusive=True, group="scan")
     def _scan(self) -> None:
-        states = [self._reader.read(path) for path in find_runs(self.root)]
+        states = []
+        for path in find_runs(self.root):
+            try:
+                states.append(self._reader.read(path))
+            except Exception as error:  # one unreadable run must not take the table down
+                state = RunState(path, name=path.name)
+                state.note_read_error(f"cannot read {path.name}: {type(error).__name__}")
+                states.append(state)
         self.post_message(RunsScanned(states))
 
     @on(RunsScanned)

@@ -72,6 +72,8 @@ class RunHeader(Widget):
     def _progress(self, run: RunState) -> Text:
         if run.status == "waiting":
             return Text(f"waiting for {display_path(run.run_dir / 'events.jsonl')}", style="dim")
+        if run.transcript_count:  # an agents run counts turns and messages, not steps and epochs
+            return Text(f"turn {run.step}  {run.transcript_count} messages  {len(run.agents)} agents")
         text = Text(f"step {run.step}")
         progress = run.progress
         if progress is not None:

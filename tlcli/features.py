@@ -1,10 +1,18 @@
-"""Image features of a CLIP model, cached on disk and shared by zeroshot, probe, coop and compare.
+"""Image features of a frozen encoder, cached on disk by content and shared by every command that uses
+one (zeroshot, probe, coop, compare, and any plugin with a frozen image tower).
 
-Cache layout: ``<TLCLI_HOME>/features/<model key>/<aa>/<sha256 of the file>.npy`` (float32, loaded with
-``allow_pickle=False``) and ``meta.json`` describing the key. The model key hashes the architecture, the
+Cache layout: ``<TLCLI_HOME>/features/<encoder key>/<aa>/<sha256 of the file>.npy`` (float32, loaded with
+``allow_pickle=False``) and ``meta.json`` describing the key. The encoder key hashes the architecture, the
 weights' content, the preprocessing and the precision (see tlcli.models.clip), so changing any of them, or
 the file's bytes, reads a different entry: nothing is ever invalidated in place, stale entries are just
 never read again.
+
+Rows are checked when read (a 1-D float32 row of the encoder's width, every value finite): a damaged entry
+(torn, wrong shape, NaN) is computed again, rewritten and reported, never used.
+
+An encoder is any object with ``key`` (str), ``spec`` (dict, written to meta.json), ``embed_dim``,
+``device_name``, ``encode_images(batch) -> (N, D) float32 CPU tensor`` and ``preprocess`` (PIL -> tensor)
+or ``split_preprocess`` (see tlcli.models.clip.SplitPreprocess): :class:`tlcli.models.clip.ClipModel` is one.
 """
 
 from __future__ import annotations
@@ -23,8 +31,8 @@ import numpy as np
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.common import BadImage
-from tlcli.data.images import default_workers, load_images
-from tlcli.models.clip import ClipModel
+from tlcli.data.images import ItemProgress, default_workers, load_images
+from tlcli.output import warn
 from tlcli.paths import atomic_write_bytes, atomic_write_text, cache_dir
 
 
@@ -57,25 +65,41 @@ def content_digest(path: Path) -> str | None:
 
 
 class FeatureCache:
-    def __init__(self, clip: ClipModel, enabled: bool = True):
+    """Rows keyed by (encoder key, file content). ``damaged`` counts entries that were present but unusable."""
+
+    def __init__(self, encoder, enabled: bool = True):
         self.enabled = enabled
-        self.root = cache_dir("features") / clip.key
+        self.root = cache_dir("features") / encoder.key
+        self.width = int(encoder.embed_dim)
+        self.damaged = 0
         self._writes: queue.Queue | None = None
         self._writer: threading.Thread | None = None
         self._error: Exception | None = None
         if enabled and not (self.root / "meta.json").exists():
-            atomic_write_text(self.root / "meta.json", json.dumps(clip.spec, indent=1))
+            atomic_write_text(self.root / "meta.json", json.dumps(encoder.spec, indent=1))
 
     def _path(self, digest: str) -> Path:
         return self.root / digest[:2] / f"{digest}.npy"
 
     def get(self, digest: str | None) -> np.ndarray | None:
+        """The cached row, or None when there is none or it is damaged (then it is counted in ``damaged``
+        and the caller computes it again, which rewrites it)."""
         if not self.enabled or digest is None:
             return None
         try:
-            return np.load(self._path(digest), allow_pickle=False)
-        except (OSError, ValueError):  # missing or torn: compute again
+            row = np.load(self._path(digest), allow_pickle=False)
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError, EOFError):  # torn or foreign file
+            self.damaged += 1
+            return None
+        if not self.valid(row):
+            self.damaged += 1
+            return None
+        return row
+
+    def valid(self, row: np.ndarray) -> bool:
+        return (row.dtype == np.float32 and row.shape == (self.width,) and bool(np.isfinite(row).all()))
 
     def put(self, digest: str | None, row: np.ndarray) -> None:
         """Queue ``row`` for writing on a background thread (each write fsyncs: ~0.5 ms here, more on
@@ -111,8 +135,9 @@ class FeatureCache:
                 self._error = error
 
 
-def image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_size: int | None = None,
-                   workers: int | None = None, use_cache: bool = True, on_progress=None) -> Features:
+def image_features(clip, paths: list[Path], bad: BadFiles, *, batch_size: int | None = None,
+                   workers: int | None = None, use_cache: bool = True, on_progress=None,
+                   quiet: bool = False) -> Features:
     """Features of every readable path, from the cache where possible; bad files go to ``bad``."""
     import time
 
@@ -121,7 +146,8 @@ def image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_s
     kept: list[int] = []
     chunks: list[np.ndarray] = []
     for indices, rows in stream_image_features(clip, paths, bad, batch_size=batch_size, workers=workers,
-                                               use_cache=use_cache, on_progress=on_progress, stats=stats):
+                                               use_cache=use_cache, on_progress=on_progress, stats=stats,
+                                               quiet=quiet):
         kept.extend(indices)
         chunks.append(rows)
     array = np.concatenate(chunks).astype(np.float32, copy=False) if kept \
@@ -129,15 +155,16 @@ def image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_s
     return Features(array, kept, stats["cached"], stats["computed"], time.time() - started)
 
 
-def stream_image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, batch_size: int | None = None,
+def stream_image_features(clip, paths: list[Path], bad: BadFiles, *, batch_size: int | None = None,
                           workers: int | None = None, use_cache: bool = True, on_progress=None,
-                          stats: dict | None = None):
+                          stats: dict | None = None, quiet: bool = False):
     """Yield ``(indices, rows (k, D) float32)`` in input order, as soon as every earlier path is done:
     cached rows at once, computed ones batch by batch (so `tlcli zeroshot --json | head` prints while
     the model works). Bad files go to ``bad`` and are skipped. ``stats`` gets ``cached``/``computed``.
 
     Decoding runs on threads, a batch ahead of the model: the model works on one batch while the next
-    is decoded.
+    is decoded. Progress of the computed part goes to stderr (a bar on a terminal, plain lines otherwise)
+    unless ``quiet``; damaged cache entries are reported once and computed again.
     """
     stats = {} if stats is None else stats
     cache = FeatureCache(clip, enabled=use_cache)
@@ -151,7 +178,10 @@ def stream_image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, 
         hit = cache.get(digest)
         if hit is not None:
             rows[i] = hit
-    stats["cached"], stats["computed"] = len(rows), 0
+    stats["cached"], stats["computed"], stats["damaged"] = len(rows), 0, cache.damaged
+    if cache.damaged:
+        warn(f"feature cache: {cache.damaged} damaged entr{'y' if cache.damaged == 1 else 'ies'} (torn, wrong "
+             f"shape or not finite) under {cache.root}; computing {'it' if cache.damaged == 1 else 'them'} again")
     missing = [i for i in range(len(paths)) if i not in rows]
     failed: set[int] = set()
     position = 0  # every path before it has been yielded or skipped
@@ -169,7 +199,9 @@ def stream_image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, 
     if head is not None:
         yield head
     transform, collate, to_model = _pipeline(clip) if missing else (None, None, None)
+    progress = ItemProgress("image features", len(missing), quiet)
     try:
+        progress.__enter__()
         for batch_indices, batch, bad_items in _batches([paths[i] for i in missing], transform, collate,
                                                         batch_size, workers):
             for item in bad_items:
@@ -180,21 +212,25 @@ def stream_image_features(clip: ClipModel, paths: list[Path], bad: BadFiles, *, 
                 for j, local in enumerate(batch_indices):
                     index = missing[local]
                     rows[index] = out[j]
-                    cache.put(digests[index], out[j])
+                    if np.isfinite(out[j]).all():  # never store what a later read would refuse
+                        cache.put(digests[index], out[j])
                 stats["computed"] += len(batch_indices)
+            progress.update(stats["computed"] + len(failed))
             if on_progress is not None:
                 on_progress(stats["cached"] + stats["computed"] + len(failed), len(paths))
             chunk = ready()
             if chunk is not None:
                 yield chunk
     except BaseException:  # an error, Ctrl-C, or the consumer stopped early: keep what was computed
+        progress.__exit__(None, None, None)
         with contextlib.suppress(Exception):
             cache.flush()
         raise
+    progress.__exit__(None, None, None)
     cache.flush()
 
 
-def _pipeline(clip: ClipModel):
+def _pipeline(clip):
     """``(transform, collate, to_model)``: per image on the decode threads, per batch on the producer
     thread, per batch before the model. (Imports torch and open_clip: only called with work to do.)"""
     split = clip.split_preprocess  # PIL steps per image, tensor steps once per batch

@@ -1,0 +1,150 @@
+"""Tools the agents may call, built from ``--tools`` specs, and the per-role allow-list that guards them.
+
+A tool is a name, a description, a JSON schema for its arguments and a function ``arguments -> text``.
+``--tools calculator,files:DIR,rag:DIR,mcp:COMMAND#a,b`` decides which tools exist in a run; a role's
+``tools`` list in the team file decides which of them that role may call. A call to anything else is
+refused and not run, whatever the model (or a document it read) says.
+
+Tools from other plugins (``rag:DIR``) come through the plugin surface: ``Plugin.tools = {"rag":
+"module:factory"}``; ``factory(arg: str)`` returns a list of objects with ``name``, ``description``,
+``parameters`` (JSON schema) and ``run(arguments: dict) -> str`` (or one such object). No plugin module
+is imported by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from tlcli.errors import UsageError
+
+TOOL_SPECS = "calculator, files:DIR, rag:DIR, mcp:COMMAND#TOOL,TOOL"
+MAX_RESULT_CHARS = 20_000  # what one tool result may put into the conversation
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    group: str  # the --tools kind it came from: calculator, files, rag, mcp
+    description: str
+    parameters: dict
+    run: Callable[[dict], str]
+
+    def schema(self) -> dict:
+        """The OpenAI ``tools`` entry for native tool calls."""
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
+
+
+class ToolError(Exception):
+    """A tool refused or failed; its message goes back to the model, the run goes on."""
+
+
+@dataclass
+class ToolBox:
+    tools: dict[str, Tool] = field(default_factory=dict)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def add(self, tool: Tool) -> None:
+        if tool.name in self.tools:
+            raise UsageError(f"two tools are named {tool.name!r} ({self.tools[tool.name].group} and "
+                             f"{tool.group}); give each --tools kind once")
+        self.tools[tool.name] = tool
+
+    def allowed(self, allow_list: list[str]) -> list[Tool]:
+        """The tools a role may call: those named in its list, or whose group is named."""
+        names = set(allow_list)
+        return [t for t in self.tools.values() if t.name in names or t.group in names]
+
+    def call(self, allow_list: list[str], name: str, arguments: Any) -> tuple[str, bool]:
+        """Run a call if the role may make it: (text for the model, ok). Never raises for the model's
+        mistakes: unknown or refused tools, bad arguments and tool failures come back as text."""
+        permitted = {t.name: t for t in self.allowed(allow_list)}
+        if name not in permitted:
+            why = "is not allowed for this role" if name in self.tools else "does not exist"
+            offer = ", ".join(permitted) or "none"
+            return f"error: tool {name!r} {why}; tools you may call: {offer}", False
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError as error:
+                return f"error: the arguments of {name} are not valid JSON ({error}); send a JSON object", False
+        if not isinstance(arguments, dict):
+            return f"error: the arguments of {name} must be a JSON object, got {type(arguments).__name__}", False
+        try:
+            text = str(permitted[name].run(arguments))
+        except ToolError as error:
+            return f"error: {error}", False
+        except (TypeError, ValueError, KeyError) as error:
+            return f"error: {name} could not use these arguments ({type(error).__name__}: {error})", False
+        except Exception as error:  # a plugin's or server's tool failing is the model's news, not a crash
+            return f"error: {name} failed ({type(error).__name__}: {error})", False
+        if len(text) > MAX_RESULT_CHARS:
+            text = text[:MAX_RESULT_CHARS] + f"\n[truncated: the first {MAX_RESULT_CHARS} characters of {len(text)}]"
+        return text, True
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
+        self.closers.clear()
+
+
+def build_toolbox(specs: list[str]) -> ToolBox:
+    """Tools for ``--tools`` specs; a bad spec is a UsageError before any model call."""
+    box = ToolBox()
+    try:
+        for spec in specs:
+            kind, _, arg = spec.partition(":")
+            kind = kind.strip()
+            if kind == "calculator" and not arg:
+                from tlcli_agents.tools.calculator import calculator_tool
+
+                box.add(calculator_tool())
+            elif kind == "files" and arg:
+                from tlcli_agents.tools.files import files_tools
+
+                for tool in files_tools(arg):
+                    box.add(tool)
+            elif kind == "mcp" and arg:
+                from tlcli_agents.tools.mcp_tools import mcp_tools
+
+                tools, close = mcp_tools(arg)
+                box.closers.append(close)
+                for tool in tools:
+                    box.add(tool)
+            elif kind not in ("calculator", "files", "mcp") and kind and arg:
+                for tool in plugin_tools(kind, arg):
+                    box.add(tool)
+            else:
+                raise UsageError(f"--tools {spec!r} is not understood; expected {TOOL_SPECS}")
+    except BaseException:
+        box.close()
+        raise
+    return box
+
+
+def plugin_tools(kind: str, arg: str) -> list[Tool]:
+    """Tools a plugin registered under ``kind`` (``rag``), resolved through the registry."""
+    from importlib import import_module
+
+    from tlcli.registry import load_plugins
+
+    plugins = load_plugins()
+    finder = getattr(plugins, "tool_for", None)
+    target = finder(kind) if finder is not None else None
+    if target is None:
+        hint = " (install or enable the rag plugin: it provides rag:INDEX_DIR)" if kind == "rag" else ""
+        raise UsageError(f"--tools {kind}:{arg}: no installed plugin provides a {kind!r} tool{hint}; "
+                         f"built-in tools are {TOOL_SPECS}")
+    module_name, _, attr = target.partition(":")
+    factory = getattr(import_module(module_name), attr)
+    made_tools = factory(arg)
+    if hasattr(made_tools, "name"):  # one tool object rather than a list
+        made_tools = [made_tools]
+    tools = []
+    for made in made_tools:
+        run = getattr(made, "run", None) or made
+        tools.append(Tool(str(made.name), kind, str(getattr(made, "description", "")),
+                          dict(getattr(made, "parameters", {"type": "object", "properties": {}})), run))
+    return tools

@@ -1,0 +1,123 @@
+"""Loading text runs for `tlcli predict` / `tlcli evaluate` (registered in ``plugin.py`` by model kind).
+
+Each loader takes ``(model_dir, device)`` and returns a text predictor: ``modality = "text"``, ``labels``, and
+``predict_texts(texts) -> (N, len(labels))`` class probabilities (see ``tlcli.plugin.TextPredictor``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tlcli.artifacts import read_model
+from tlcli.errors import UsageError
+from tlcli.output import display_path
+
+
+class ProbePredictor:
+    """A `tlcli text probe` run: the sentence encoder, then the logistic-regression head."""
+
+    modality = "text"
+
+    def __init__(self, model_dir: Path, device: str = "auto"):
+        from tlcli_text.text_run import PROBE_KIND, embedder_for
+
+        model = _read(model_dir, PROBE_KIND, "tlcli text probe")
+        tensors = model.tensors(framework="np")
+        self.labels = model.labels
+        if "weight" not in tensors or "bias" not in tensors:
+            raise UsageError(f"{display_path(model.path)}: the head has no weight/bias; re-run tlcli text probe")
+        self.weight, self.bias = tensors["weight"], tensors["bias"]
+        _check_head(model_dir, self.weight.shape, len(self.labels))
+        self.embedder = embedder_for(model.meta["model"], device)
+
+    def predict_texts(self, texts: list[str]) -> np.ndarray:
+        from tlcli import probe
+
+        return probe.probabilities(self.embedder.encode(texts), self.weight, self.bias)
+
+
+class SoftPromptModel:
+    """A `tlcli prompt-tune` run, loaded: the frozen base with the trained prompt (and head)."""
+
+    def __init__(self, model_dir: Path, device: str = "auto"):
+        import torch  # noqa: F401  (loaded here, not when the plugin is)
+
+        from tlcli.engine.device import resolve_device
+        from tlcli.engine.frozen import FrozenParts
+        from tlcli_text.prompt_tune_config import PromptTuneConfig
+        from tlcli_text.prompt_tune_task import FROZEN, MODEL_KIND, Examples, PromptTuneTask, load_base
+
+        model = _read(model_dir, MODEL_KIND, "tlcli prompt-tune")
+        meta, pre = model.meta, model.preprocessing
+        self.mode = meta.get("mode", "classify")
+        self.labels = model.labels if self.mode == "classify" else []
+        try:
+            self.cfg = PromptTuneConfig(data="-", mode=self.mode, model=meta["model"],
+                                        virtual_tokens=meta["virtual_tokens"], max_length=pre.get("max_length", 128))
+        except (KeyError, ValueError):  # pydantic's ValidationError is a ValueError
+            raise UsageError(f"{display_path(model.path)}/model.json: not a readable prompt-tune export "
+                             "(mode, virtual_tokens, max_length); re-run tlcli prompt-tune") from None
+        self.base = load_base(self.cfg.mode, self.cfg.model)
+        module = PromptTuneTask(self.cfg, self.base, Examples([]), None, self.labels or None).build_model()
+        try:
+            FrozenParts(module, FROZEN).load_trainable_state(module, model.tensors())
+        except RuntimeError as error:
+            raise UsageError(f"{display_path(model_dir)}: the prompt does not fit {meta['model']} "
+                             f"({str(error).splitlines()[0]}); was the run trained on another model?") from None
+        self.module = module.to(resolve_device(device)).eval()
+
+
+class SoftPromptPredictor:
+    """A classify-mode soft prompt as a text classifier."""
+
+    modality = "text"
+
+    def __init__(self, loaded: SoftPromptModel, batch_size: int = 32):
+        self.loaded, self.labels, self.batch_size = loaded, loaded.labels, batch_size
+
+    def predict_texts(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        from tlcli_text.prompt_tune_task import collate, encode_for_classify, input_budget, pad_id
+
+        base, module = self.loaded.base, self.loaded.module
+        budget = input_budget(self.loaded.cfg.max_length, base, self.loaded.cfg.virtual_tokens)
+        ids = encode_for_classify(base.tokenizer, texts, budget)
+        device = module.prompt.embedding.device
+        chunks = [np.zeros((0, len(self.labels)), dtype=np.float32)]
+        with torch.inference_mode():
+            for start in range(0, len(ids), self.batch_size):
+                batch = collate([{"input_ids": i, "labels": 0} for i in ids[start:start + self.batch_size]],
+                                pad_id(base.tokenizer))
+                logits = module(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+                chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        return np.concatenate(chunks)
+
+
+def load_probe(model_dir: Path, device: str = "auto") -> ProbePredictor:
+    return ProbePredictor(model_dir, device)
+
+
+def load_soft_prompt(model_dir: Path, device: str = "auto") -> SoftPromptPredictor:
+    loaded = SoftPromptModel(model_dir, device)
+    if loaded.mode != "classify":
+        raise UsageError(f"{display_path(model_dir)}: a --mode generate soft prompt writes text, it does not "
+                         "classify; use: tlcli prompt-tune predict RUN TEXTS")
+    return SoftPromptPredictor(loaded)
+
+
+def _read(model_dir: Path, kind: str, command: str):
+    model = read_model(model_dir)
+    if model.kind != kind:
+        raise UsageError(f"{display_path(model_dir)}: holds a {model.kind!r} model, not a {command} run")
+    if "model" not in model.meta:
+        raise UsageError(f"{display_path(model.path)}/model.json: no \"model\" field; re-run {command}")
+    return model
+
+
+def _check_head(model_dir: Path, shape: tuple, num_labels: int) -> None:
+    if len(shape) != 2 or shape[0] != num_labels:
+        raise UsageError(f"{display_path(model_dir)}: the head has {shape[0] if shape else 0} rows but labels.json "
+                         f"names {num_labels} classes; re-export the run")

@@ -1,0 +1,168 @@
+"""Where texts come from: command-line arguments, stdin lines (``-``), or a CSV / TSV / JSONL / plain-text file.
+
+Every text command (``text zeroshot/probe``, ``prompt-tune``, ``tlcli predict``/``evaluate`` on text runs) reads
+through here, so a file means the same thing everywhere. Anything wrong with the input is a
+:class:`~tlcli.errors.UsageError` naming the file and line; nothing else escapes (tests/hostile checks it).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Sequence
+
+from tlcli.errors import UsageError
+from tlcli.output import display_path, warn
+
+TEXT_COLUMNS = ("text", "sentence", "input", "prompt", "question", "document")
+LABEL_COLUMNS = ("label", "class", "category", "target", "answer", "output")
+
+
+@dataclass(frozen=True)
+class TextSample:
+    text: str
+    label: str
+
+
+def read_texts(args: Sequence[str], input_file: Path | None = None, stdin: IO | None = None) -> list[str]:
+    """Texts in order: each argument is one text, ``-`` reads one text per stdin line (once), then the
+    texts of ``input_file`` (its text column; see :func:`read_table`)."""
+    texts: list[str] = []
+    stdin_read = False
+    for arg in args:
+        if arg == "-":
+            if not stdin_read:
+                texts.extend(_stdin_lines(stdin or sys.stdin))
+                stdin_read = True
+            continue
+        texts.append(arg)
+    if input_file is not None:
+        texts.extend(row[0] for row in read_table(input_file, need_label=False))
+    if not texts:
+        raise UsageError("no texts: pass TEXTS, '-' to read lines from stdin, or --input FILE")
+    return texts
+
+
+def _stdin_lines(stream: IO) -> list[str]:
+    try:
+        return [line.rstrip("\r\n") for line in stream if line.strip()]
+    except UnicodeDecodeError:
+        raise UsageError("stdin: not UTF-8 text; convert it first (e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def read_labelled_texts(path: Path, label_columns: Sequence[str] = LABEL_COLUMNS) -> list[TextSample]:
+    """Rows ``text,label`` of a CSV (header optional) or JSONL file; an empty result is an error.
+
+    Labels lose surrounding spaces (``"cat "`` is ``"cat"``), with a warning, so that a stray space never
+    makes a second class silently (the image readers do the same)."""
+    rows = read_table(path, need_label=True, label_columns=label_columns)
+    return [TextSample(text, label) for text, label in rows]
+
+
+def read_table(path: Path, need_label: bool,
+               label_columns: Sequence[str] = LABEL_COLUMNS) -> list[tuple[str, str | None]]:
+    """(text, label-or-None) rows of a .csv/.tsv (header with text/label columns, or text,label without
+    header), a .jsonl ({"text"|"input", "label"|"target"}) or any other file (one text per line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{display_path(path)}: no such file; expected a CSV with columns text,label")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            content = handle.read()
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise UsageError(f"{display_path(path)}:{line}: not UTF-8 text; save the file as UTF-8 "
+                         "(e.g. iconv -f latin1 -t utf-8)") from None
+    except OSError as error:
+        raise UsageError(f"{display_path(path)}: cannot read ({error.strerror or error})") from None
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = _jsonl_rows(path, content, label_columns)
+    elif suffix in (".csv", ".tsv"):
+        rows = _csv_rows(path, content, "\t" if suffix == ".tsv" else ",", label_columns)
+    else:
+        rows = [(line, None) for line in io.StringIO(content, newline=None).read().split("\n")]
+    rows = [(text, label) for text, label in rows if text.strip()]
+    if not rows:
+        raise UsageError(f"{display_path(path)} has no rows; expected lines text,label")
+    if need_label:
+        missing = sum(1 for _, label in rows if not label)
+        if missing:
+            raise UsageError(f"{display_path(path)}: {missing} row(s) without a label; every row needs text,label")
+    return _stripped_labels(path, rows)
+
+
+def _stripped_labels(path: Path, rows: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    changed: dict[str, str] = {}
+    out = []
+    for text, label in rows:
+        if label is not None and label != label.strip():
+            changed.setdefault(label, label.strip())
+            label = label.strip()
+        out.append((text, label or None))
+    if changed:
+        shown = ", ".join(f"{raw!r} -> {clean!r}" for raw, clean in list(changed.items())[:3])
+        warn(f"{display_path(path)}: {len(changed)} label(s) had spaces around them and were stripped ({shown}"
+             f"{', ...' if len(changed) > 3 else ''})")
+    return out
+
+
+def _csv_rows(path: Path, content: str, delimiter: str, label_columns: Sequence[str]):
+    # newline="": only \n, \r and \r\n end a row; quoted fields keep their line breaks (csv module's rule).
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+    try:
+        table = [row for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        raise UsageError(f"{display_path(path)}:{reader.line_num}: not valid CSV ({error})") from None
+    if not table:
+        return []
+    header = [cell.strip().lower() for cell in table[0]]
+    text_col = next((header.index(c) for c in TEXT_COLUMNS if c in header), None)
+    if text_col is not None:
+        label_col = next((header.index(c) for c in label_columns if c in header), None)
+        table = table[1:]
+    else:
+        text_col, label_col = 0, 1 if len(table[0]) > 1 else None
+    rows = []
+    for row in table:
+        text = row[text_col] if text_col < len(row) else ""
+        label = row[label_col] if label_col is not None and label_col < len(row) else None
+        rows.append((text, label if label and label.strip() else None))
+    return rows
+
+
+def _jsonl_rows(path: Path, content: str, label_columns: Sequence[str]):
+    rows = []
+    # split("\n"), not splitlines(): JSON strings may hold a raw U+2028, which splitlines() would cut.
+    for number, line in enumerate(content.split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{display_path(path)}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"{where}: not valid JSON ({error.msg})") from None
+        except RecursionError:
+            raise UsageError(f"{where}: JSON nested too deeply; expected an object with a text field") from None
+        if isinstance(record, str):
+            rows.append((record, None))
+            continue
+        if not isinstance(record, dict):
+            raise UsageError(f"{where}: expected an object with a text field")
+        text = next((record[c] for c in TEXT_COLUMNS if c in record), None)
+        if text is None:
+            raise UsageError(f"{where}: no text field (one of {', '.join(TEXT_COLUMNS)})")
+        label = next((record[c] for c in label_columns if c in record), None)
+        rows.append((_scalar(text, where, "text"), None if label is None else _scalar(label, where, "label")))
+    return rows
+
+
+def _scalar(value, where: str, name: str) -> str:
+    """A JSON string or number as text; a list or object is not a text or a label."""
+    if isinstance(value, (dict, list)):
+        raise UsageError(f"{where}: the {name} is a JSON {type(value).__name__}; expected a string")
+    return value if isinstance(value, str) else json.dumps(value)
