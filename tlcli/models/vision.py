@@ -225,10 +225,12 @@ def build_backbone(spec: str, pretrained: str = "none") -> tuple[VisionModel, in
     """The model named by ``spec`` with its classifier removed, so it outputs pooled features, and their
     width. Its ``state_dict()`` keys are the model's own names minus the head's, which is what
     ``load_backbone_weights`` (``finetune --weights``) expects."""
+    if spec.startswith("clip:"):  # the tower under ClipImageClassifier's names (visual.*), as finetune builds it
+        built = build_vision_model(spec, pretrained, num_classes=1)
+        built.model.head = nn.Identity()
+        return built, int(built.model.visual.output_dim)
     built = build_vision_model(spec, pretrained, num_classes=None)
     model = built.model
-    if built.family == "clip":
-        return built, int(model.output_dim)
     if built.family == "timm":
         classifier = model.get_classifier()
         head = [n for n, m in model.named_modules() if m is classifier and n]
