@@ -70,35 +70,12 @@ def finetune(
     save_every: Optional[int] = typer.Option(None, "--save-every", min=1, help="Also checkpoint every N steps."),
     log_every: Optional[int] = typer.Option(None, "--log-every", min=1, help="Write a metric event every N steps (default: ~500 per run)."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-<<<<<<< HEAD
     domain_adapt: Optional[Path] = typer.Option(None, "--domain-adapt", help="Unlabelled target-domain images: "
                                                 "domain-adversarial training (DANN)."),
-    dann_weight: float = typer.Option(1.0, "--dann-weight", help="Scale of the DANN gradient reversal (its "
-                                      "schedule rises from 0 to this)."),
+    dann_weight: float = options.finite_option(1.0, "--dann-weight", low=0.0, help="Scale of the DANN gradient "
+                                               "reversal (its schedule rises from 0 to this)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Train once per seed (1,2,3) into RUN_DIR/seed-N "
                                         "and report mean ± std."),
-    max_bad: str = typer.Option("5%", "--max-bad", help="Abort (exit 2) if more unreadable files than this."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/finetune-<time>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run from its newest checkpoint."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file of options (keys are flag names)."),
-    json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    tui: bool = typer.Option(False, "--tui", help="Show the live dashboard while training."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
-) -> None:
-    from tlcli.data.bad_files import parse_max_bad
-
-    options = {
-        "data": str(data) if data else None, "val": str(val) if val else None, "val_split": val_split,
-        "model": model, "pretrained": pretrained, "weights": str(weights) if weights else None,
-        "freeze_until": freeze_until, "train_bn": train_bn, "lr": lr, "lr_decay": lr_decay,
-        "weight_decay": weight_decay, "unfreeze_every": unfreeze_every, "epochs": epochs, "max_steps": max_steps,
-        "batch_size": batch_size, "accumulate": accumulate, "optimizer": optimizer, "scheduler": scheduler,
-        "warmup": warmup, "clip_grad": clip_grad, "augment": augment, "image_size": image_size, "seed": seed,
-        "device": device, "precision": precision, "workers": workers, "early_stop": early_stop,
-        "save_every": save_every, "log_every": log_every, "compile": compile_model, "max_bad": parse_max_bad(max_bad),
-        "domain_adapt": str(domain_adapt) if domain_adapt else None, "dann_weight": dann_weight,
-    }
-=======
     max_bad: str = options.max_bad(),
     out: Optional[Path] = options.out(),
     overwrite: bool = options.overwrite(),
@@ -108,7 +85,6 @@ def finetune(
     tui: bool = options.tui(),
     quiet: bool = options.quiet(),
 ) -> None:
->>>>>>> main
     import os
 
     from tlcli.run import Run
@@ -128,18 +104,14 @@ def finetune(
     from tlcli_finetune.run import run_finetune
 
     def job():
-<<<<<<< HEAD
         if seeds:
             from tlcli_finetune.dann import parse_seeds, run_seeds
 
-            return run_seeds(cfg, parse_seeds(seeds), run_dir, lambda c, d: run_finetune(
-                c, d, resume=False, json_output=False, quiet=quiet or tui), json_output)
-        return run_finetune(cfg, run_dir, resume=resume is not None, json_output=json_output,
-                            quiet=quiet or tui)
-=======
+            with run:
+                return run_seeds(cfg, parse_seeds(seeds), run, lambda c, r: run_finetune(
+                    c, r, resume=False, json_output=False, quiet=quiet or tui), json_output)
         with run:
             return run_finetune(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet or tui)
->>>>>>> main
 
     if tui:
         from tlcli.tui.launch import run_with_dashboard
@@ -153,7 +125,8 @@ def _build_config(ctx: typer.Context, config_file: Path | None):
     from tlcli.config_file import read_options_file
     from tlcli_finetune.config import FinetuneConfig
 
-    values = {k: v for k, v in options.config_values(ctx, rename=RENAMED).items() if v is not None}
+    values = {k: v for k, v in options.config_values(ctx, exclude=options.NOT_CONFIG | {"seeds"},
+                                                     rename=RENAMED).items() if v is not None}
     if config_file is not None:
         explicit = {RENAMED.get(k, k) for k in options.given_options(ctx)}
         values.update({k: v for k, v in read_options_file(config_file).items() if k not in explicit})

@@ -29,10 +29,8 @@ class FinetuneConfig(TrainConfig):
     image_size: int | None = Field(None, ge=8)
     max_bad: MaxBadShare = 0.05
     epochs: int = Field(10, ge=1)
-<<<<<<< HEAD
     domain_adapt: str | None = None  # DANN: unlabelled target images (tlcli_finetune.dann)
     dann_weight: float = Field(1.0, ge=0)
-=======
 
 
 def check_image_size(cfg: FinetuneConfig) -> None:
@@ -53,4 +51,3 @@ def check_image_size(cfg: FinetuneConfig) -> None:
         raise UsageError(f"--image-size {cfg.image_size}: one batch of {cfg.batch_size} needs at least "
                          f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB free; "
                          "use a smaller --image-size (224 is usual) or --batch-size")
->>>>>>> main

@@ -108,8 +108,8 @@ class DomainPairs(torch.utils.data.Dataset):
 
 
 class DannTask(FinetuneTask):
-    def __init__(self, cfg, classes, train, val, preprocessing, target: DecodedImages):
-        super().__init__(cfg, classes, train, val, preprocessing)
+    def __init__(self, cfg, classes, train, val, preprocessing, run, target: DecodedImages):
+        super().__init__(cfg, classes, train, val, preprocessing, run)
         self.target = target
         self.step, self.total_steps = 0, 1
 
@@ -166,9 +166,7 @@ class DannTask(FinetuneTask):
         return label_loss + domain_loss
 
     def export(self, model, run_dir: Path, result) -> None:
-        from tlcli_finetune.task import export_model
-
-        export_model(run_dir, model.classifier.state_dict(), self.classes, self.preprocessing, self.cfg.model)
+        super().export(model.classifier, run_dir, result)  # the domain head is dropped
 
 
 def load_target(cfg, preprocessing: dict, bad) -> DecodedImages:
@@ -198,28 +196,34 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def run_seeds(cfg, seeds: list[int], run_dir: Path, train_one: Callable, json_output: bool) -> dict:
-    """Train once per seed into ``run_dir/seed-N`` and report the mean and standard deviation of the best
-    validation accuracy (adversarial training varies from seed to seed)."""
-    from tlcli.output import emit_json, print_table, to_json
-    from tlcli.paths import METRICS_FILE, atomic_write_text
+def run_seeds(cfg, seeds: list[int], run, train_one: Callable, json_output: bool) -> dict:
+    """Train once per seed into the run ``run_dir/seed-N`` (each a run of its own: events, checkpoints,
+    model) and report the mean and standard deviation of the best validation accuracy (adversarial
+    training varies from seed to seed)."""
+    from tlcli.output import emit_json, print_table
+    from tlcli.run import Run
 
+    run.start({"seeds": seeds})
     runs = []
     for seed in seeds:
-        summary = train_one(cfg.model_copy(update={"seed": seed}), Path(run_dir) / f"seed-{seed}")
+        seed_cfg = cfg.model_copy(update={"seed": seed})
+        seed_run = Run.create("finetune", run.path / f"seed-{seed}", plugin="finetune", config=seed_cfg.model_dump())
+        with seed_run:
+            summary = train_one(seed_cfg, seed_run)
         runs.append({"seed": seed, "run_dir": summary["run_dir"], "status": summary["status"],
                      "best_val_accuracy": summary["best_val_accuracy"]})
     values = [r["best_val_accuracy"] for r in runs if r["best_val_accuracy"] is not None]
     mean = statistics.fmean(values) if values else None
     std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
-    result = {"run_dir": str(run_dir), "seeds": runs, "best_val_accuracy": {"mean": mean, "std": std},
+    result = {"run_dir": str(run.path), "seeds": runs, "best_val_accuracy": {"mean": mean, "std": std},
               "domain_adapt": cfg.domain_adapt, "dann_weight": cfg.dann_weight}
-    atomic_write_text(Path(run_dir) / METRICS_FILE, to_json(result))
+    status = "finished" if all(r["status"] == "finished" for r in runs) else "stopped"
+    run.finish(status, result)
     if json_output:
         emit_json(result)
     else:
         shown = "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
         print_table(f"finetune over {len(seeds)} seeds", ["seed", "run", "best val acc"],
                     [[r["seed"], r["run_dir"], "-" if r["best_val_accuracy"] is None else
-                      f"{r['best_val_accuracy']:.4f}"] for r in runs] + [["mean ± std", str(run_dir), shown]])
+                      f"{r['best_val_accuracy']:.4f}"] for r in runs] + [["mean ± std", str(run.path), shown]])
     return result

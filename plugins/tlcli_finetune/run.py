@@ -44,22 +44,13 @@ def run_finetune(cfg: FinetuneConfig, run, resume: bool, json_output: bool, quie
     if len(train) < 2:
         raise UsageError(f"{cfg.data}: fewer than two readable training images")
 
-<<<<<<< HEAD
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            atomic_write_text(run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=1))
     if cfg.domain_adapt:
         from tlcli_finetune.dann import DannTask, load_target
 
-        task = DannTask(cfg, classes, train, val, preprocessing, load_target(cfg, preprocessing, bad))
+        task = DannTask(cfg, classes, train, val, preprocessing, run, load_target(cfg, preprocessing, bad))
     else:
-        task = FinetuneTask(cfg, classes, train, val, preprocessing)
-    callbacks = standard_callbacks(run_dir, "finetune", "finetune", quiet,
-=======
-    task = FinetuneTask(cfg, classes, train, val, preprocessing, run)
+        task = FinetuneTask(cfg, classes, train, val, preprocessing, run)
     callbacks = standard_callbacks(run, "finetune", "finetune", quiet,
->>>>>>> main
                                    [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
     result = fit(task, cfg, run, callbacks=callbacks, resume=resume)
 

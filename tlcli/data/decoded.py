@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from tlcli.data.images import load_image, load_images
+from tlcli.data.images import ItemProgress, load_image, load_images
 from tlcli.data.sources import BadFiles, LabelledSample
 from tlcli.output import info
 
@@ -67,29 +67,35 @@ class DecodedImages:
     A sample whose label is not in ``classes`` (an unlabelled image) gets label ``UNLABELLED``."""
 
     def __init__(self, samples: list[LabelledSample], classes: list[str], pre: dict, bad: BadFiles,
-                 workers: int | None = None):
+                 workers: int | None = None, quiet: bool = False):
         interpolation = INTERPOLATIONS.get(pre.get("interpolation", "bilinear"), Image.BILINEAR)
         short_side = pre["resize"]
         self.paths: list[Path] = []
         self.labels: list[int] = []
         self.images: list[Image.Image] | None = []
         index_of = {c: i for i, c in enumerate(classes)}
-        budget = MEMORY_BUDGET_BYTES
-        for i, result in load_images([s.path for s in samples], workers=workers,
-                                     transform=lambda im: _shrink(im, short_side, interpolation)):
-            if isinstance(result, Exception):
-                bad.add(result)
-                continue
-            self.paths.append(samples[i].path)
-            self.labels.append(index_of.get(samples[i].label, UNLABELLED))
-            if self.images is not None:
-                budget -= result.width * result.height * 3
-                if budget < 0:
-                    info("images do not fit the in-memory cache; decoding them every epoch instead")
-                    self.images = None
-                else:
-                    self.images.append(result)
+        self._budget = MEMORY_BUDGET_BYTES
+        progress = ItemProgress("decoding", len(samples), quiet)
+        with progress:
+            for done, (i, result) in enumerate(load_images([s.path for s in samples], workers=workers,
+                                                           transform=lambda im: _shrink(im, short_side, interpolation))):
+                progress.update(done + 1)
+                self._keep(samples[i], result, index_of, bad)
         self.short_side, self.interpolation = short_side, interpolation
+
+    def _keep(self, sample: LabelledSample, result, index_of: dict[str, int], bad: BadFiles) -> None:
+        if isinstance(result, Exception):
+            bad.add(result)
+            return
+        self.paths.append(sample.path)
+        self.labels.append(index_of.get(sample.label, UNLABELLED))
+        if self.images is not None:
+            self._budget -= result.width * result.height * 3
+            if self._budget < 0:
+                info("images do not fit the in-memory cache; decoding them every epoch instead")
+                self.images = None
+            else:
+                self.images.append(result)
 
     def __len__(self) -> int:
         return len(self.paths)
