@@ -157,7 +157,7 @@ def tlcli(*args) -> dict:
 
 
 def test_accuracy(run: Path, test: Path) -> float:
-    return tlcli("evaluate", run, test, "--json")["top1"]
+    return tlcli("evaluate", run, test, "--json")["accuracy"]
 
 
 def log(message: str) -> None:
