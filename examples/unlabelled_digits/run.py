@@ -41,14 +41,15 @@ class Settings:
         # Step budgets, not epochs: the tables were measured on a 2-core machine shared with other work.
         self.pretrain_epochs = 1 if quick else 10
         self.pretrain_steps = {task: 3 for task in TASKS} if quick else {
-            "rotation": 12, "jigsaw": 24, "simclr": 16, "mae": 30, "supervised": 30}
+            "rotation": 15, "jigsaw": 30, "simclr": 20, "mae": 40, "supervised": 40}
         self.pretrain_batch = 32
-        self.finetune_epochs = 3 if quick else 8  # 4 steps of 16 per epoch on 50 images
+        self.finetune_epochs = 3 if quick else 15  # 4 steps of 16 per epoch on 50 images
+        self.start_epochs = 3 if quick else 30  # the pseudo-labelling start: 2 steps of 25 per epoch
         self.rounds = 1 if quick else 3
         self.round_epochs = 1 if quick else 10
         self.round_steps = 4 if quick else 30
         self.dann_epochs = 1 if quick else 10
-        self.dann_steps = 4 if quick else 25
+        self.dann_steps = 4 if quick else 30
         self.seeds = (1,) if quick else (1, 2, 3)
         self.source_per_class = 20 if quick else 60
 
@@ -206,7 +207,9 @@ def finetune_args(s: Settings) -> list[str]:
 def pseudolabel_experiment(s: Settings, data: dict, runs: Path) -> list[dict]:
     steps = ["--max-steps", str(s.round_steps)] if s.round_steps else []
     log("pseudo-labelling: the labelled-only start (5 labels per class, random init)")
-    tlcli("finetune", data["labelled"], "--pretrained", "none", *finetune_args(s), "--out", runs / "pseudolabel-start")
+    start = finetune_args(s)
+    start[start.index("--epochs") + 1], start[start.index("--batch-size") + 1] = str(s.start_epochs), "25"
+    tlcli("finetune", data["labelled"], "--pretrained", "none", *start, "--out", runs / "pseudolabel-start")
     log(f"pseudo-labelling: {s.rounds} rounds from the 5-labels-per-class model")
     summary = tlcli("pseudolabel", data["labelled"], "--unlabelled", data["pool"], "--from", runs / "pseudolabel-start",
                     "--val", data["val"], "--threshold", "0.9", "--rounds", str(s.rounds), "--epochs",
@@ -250,7 +253,12 @@ def main() -> None:
     parser.add_argument("--only", choices=("pretext", "pseudolabel", "dann", "data"), action="append",
                         help="run only these experiments (each may run in its own process, after --only data)")
     parser.add_argument("--json", action="store_true", help="print the tables as JSON")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on a machine shared "
+                        "with other work, two threads of these tiny models waited on each other ~10x longer)")
     options = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(options.threads)
     settings = Settings(options.quick)
     work = options.work
     runs = work / "runs"
