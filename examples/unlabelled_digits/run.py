@@ -41,15 +41,15 @@ class Settings:
         # Step budgets, not epochs: the tables were measured on a 2-core machine shared with other work.
         self.pretrain_epochs = 1 if quick else 10
         self.pretrain_steps = {task: 3 for task in TASKS} if quick else {
-            "rotation": 15, "jigsaw": 30, "simclr": 20, "mae": 40, "supervised": 40}
+            "rotation": 100, "jigsaw": 200, "simclr": 150, "mae": 300, "supervised": 300}
         self.pretrain_batch = 32
-        self.finetune_epochs = 3 if quick else 15  # 4 steps of 16 per epoch on 50 images
-        self.start_epochs = 3 if quick else 30  # the pseudo-labelling start: 2 steps of 25 per epoch
+        self.finetune_epochs = 3 if quick else 30  # 4 steps of 16 per epoch on 50 images
+        self.start_epochs = 3 if quick else 60  # the pseudo-labelling start: 2 steps of 25 per epoch
         self.rounds = 1 if quick else 3
         self.round_epochs = 1 if quick else 10
-        self.round_steps = 4 if quick else 30
+        self.round_steps = 4 if quick else 100
         self.dann_epochs = 1 if quick else 10
-        self.dann_steps = 4 if quick else 30
+        self.dann_steps = 4 if quick else 300
         self.seeds = (1,) if quick else (1, 2, 3)
         self.source_per_class = 20 if quick else 60
 
