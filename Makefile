@@ -17,6 +17,7 @@ demo: install
 	$(PY) examples/digits_transfer/run.py
 	$(PY) examples/text_transfer/run.py
 	$(PY) examples/clip_zeroshot/run.py
+	$(PY) examples/rag_docs/run.py
 	$(PY) examples/agents/run.py
 
 test: install

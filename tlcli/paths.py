@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from pathlib import Path
 
 RUNS_ROOT = Path("runs")
@@ -35,19 +34,6 @@ def cache_dir(kind: str) -> Path:
         where = "TLCLI_HOME" if os.environ.get("TLCLI_HOME") else "the cache folder (TLCLI_HOME unset)"
         raise UsageError(f"{where} {display_path(tlcli_home())}: cannot create {kind}/ there "
                          f"({(error.strerror or str(error)).lower()}); set TLCLI_HOME to a writable folder") from None
-    return path
-
-
-def new_run_dir(command: str, out: Path | None = None) -> Path:
-    """``out`` if given, else ``runs/<command>-<timestamp>`` (suffixed if taken)."""
-    if out is not None:
-        return Path(out)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = RUNS_ROOT / f"{command}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
     return path
 
 

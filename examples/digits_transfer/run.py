@@ -91,8 +91,8 @@ def main() -> None:
         run = work / "runs" / name
         report = tlcli("evaluate", run, data["target_test"], "--json")
         metrics = json.loads((run / "metrics.json").read_text())
-        rows.append({"method": label, "test_top1": round(report["top1"], 4),
-                     "mean_per_class_recall": round(report["mean_per_class_recall"], 4),
+        rows.append({"method": label, "test_accuracy": round(report["accuracy"], 4),
+                     "mean_recall": round(report["mean_recall"], 4),
                      "test_images": report["n"], "trainable_params": metrics["trainable_params"],
                      "train_wall_s": metrics["wall_s"]})
     if options.json:
@@ -100,9 +100,9 @@ def main() -> None:
             print(json.dumps(row))
         return
     print(f"\nDigits 5-9 with {SHOTS} labels per class, tested on {rows[0]['test_images']} held-out images")
-    print(f"{'method':<46} {'test top-1':>10} {'trainable':>12} {'train s':>8}")
+    print(f"{'method':<46} {'test acc':>10} {'trainable':>12} {'train s':>8}")
     for row in rows:
-        print(f"{row['method']:<46} {row['test_top1']:>10.3f} {row['trainable_params']:>12,} "
+        print(f"{row['method']:<46} {row['test_accuracy']:>10.3f} {row['trainable_params']:>12,} "
               f"{row['train_wall_s']:>8.1f}")
 
 

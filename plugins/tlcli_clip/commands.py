@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
     app.command("probe", help=PROBE_HELP)(probe)
     app.command("coop", help=COOP_HELP)(coop)
     app.command("compare", help=COMPARE_HELP)(compare)
+    from tlcli_clip.vprompt_command import VPROMPT_HELP, vprompt
+
+    app.command("vprompt", help=VPROMPT_HELP)(vprompt)
 
 
 def _model() -> str:
@@ -106,6 +109,7 @@ def zeroshot(
     pretrained: Optional[str] = _pretrained(),
     templates: str = typer.Option("ensemble", "--templates", help="ensemble | single | FILE (one {} template per line)."),
     prompt: Optional[Path] = typer.Option(None, "--prompt", help="Use the prompts learned by a `tlcli coop` run."),
+    vprompt: Optional[Path] = typer.Option(None, "--vprompt", help="Add the visual prompt learned by a `tlcli vprompt` run."),
     top_k: int = options.top_k(),
     threshold: Optional[float] = options.finite_option(None, "--threshold", low=0.0, high=1.0,
                                                        help="Below this probability the label is 'unknown'."),
@@ -122,15 +126,22 @@ def zeroshot(
     from tlcli.data.bad_files import parse_max_bad
 
     names = _labels(labels, labels_file)
-    if names is None and not evaluate and prompt is None:
+    if names is None and not evaluate and prompt is None and vprompt is None:
         raise UsageError("no labels: pass --labels cat,dog or --labels-file FILE (or --eval on class folders)")
     if prompt is not None and templates != "ensemble":
         raise UsageError("--prompt uses the learned prompts; drop --templates")
-    from tlcli_clip.zeroshot import run_zeroshot
-
     settings = {"model": model, "pretrained": pretrained, "device": device, "precision": precision,
                 "batch_size": batch_size, "workers": workers, "use_cache": not no_cache,
                 "max_bad": parse_max_bad(max_bad)}
+    if vprompt is not None:
+        if prompt is not None:
+            raise UsageError("--vprompt and --prompt: pass one of them")
+        from tlcli_clip.vprompt import run_vprompt_zeroshot
+
+        run_vprompt_zeroshot(paths, names, vprompt, top_k, threshold, evaluate, settings, json_output, quiet)
+        return
+    from tlcli_clip.zeroshot import run_zeroshot
+
     run_zeroshot(paths, names, templates, prompt, top_k, threshold, evaluate, settings, json_output, quiet)
 
 
@@ -245,9 +256,12 @@ def coop(
         cfg = options.validated(CoopConfig, **values)
         run = _open_run("coop", cfg, out, overwrite)
 
+    from tlcli.tui.launch import progress_is_quiet
+
     def job():
         with run:
-            return run_coop(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet or tui)
+            return run_coop(cfg, run, resume=resume is not None, json_output=json_output,
+                                quiet=progress_is_quiet(tui, quiet))
 
     if not tui:
         job()
@@ -280,6 +294,9 @@ def compare(
     n_ctx: int = typer.Option(DEFAULT_N_CTX, "--n-ctx", min=1, max=64, help="CoOp context vectors."),
     coop_epochs: int = typer.Option(30, "--coop-epochs", min=1),
     no_coop: bool = typer.Option(False, "--no-coop", help="Skip CoOp (the slowest method)."),
+    vprompt: bool = typer.Option(False, "--vprompt", help="Also learn a visual prompt (runs the image tower every step)."),
+    vprompt_epochs: int = typer.Option(10, "--vprompt-epochs", min=1),
+    vprompt_pad: int = typer.Option(30, "--vprompt-pad", min=1, help="Width of the visual prompt, in pixels."),
     seed: int = options.seed(),
     batch_size: Optional[int] = options.batch_size(help=FEATURE_BATCH_HELP + " CoOp trains with 32 when not given."),
     device: str = options.device(),

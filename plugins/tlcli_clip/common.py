@@ -59,6 +59,9 @@ class CompareConfig(ClipOptions):
     n_ctx: int = Field(DEFAULT_N_CTX, ge=1, le=64)
     coop_epochs: int = Field(30, ge=1)
     no_coop: bool = False
+    vprompt: bool = False
+    vprompt_epochs: int = Field(10, ge=1)
+    vprompt_pad: int = Field(30, ge=1)
 
 
 def k_shot(samples: list[LabelledSample], shots: int | None, seed: int) -> list[LabelledSample]:

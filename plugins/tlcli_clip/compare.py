@@ -84,6 +84,13 @@ def run_compare(cfg: CompareConfig, run, json_output: bool, quiet: bool) -> dict
             stats["cached"] += summary["cached"]
             record("coop", shots, summary["final_metrics"].get("val_accuracy", float("nan")),
                    summary["trainable_params"], time.time() - t, run_dir=summary["run_dir"])
+        if cfg.vprompt:
+            from tlcli_clip.vprompt import compare_row
+
+            t = time.time()
+            row = compare_row(cfg, shots, run.path / f"vprompt-{shots}shot")
+            record("vprompt", shots, row["accuracy"], row["trainable_params"], time.time() - t,
+                   run_dir=row["run_dir"])
 
     best = max(results, key=lambda r: (r["accuracy"], -r["trainable_params"]))
     summary = {"run_dir": str(run.path), "results": results,

@@ -13,10 +13,12 @@ def register_commands(app) -> None:
 
 plugin = Plugin(
     name="clip",
+    help_panel="CLIP",
     register_commands=register_commands,
     predictors={
         "clip-probe": "tlcli_clip.predictor:load_probe_predictor",
         "clip-coop": "tlcli_clip.predictor:load_coop_predictor",
+        "clip-vprompt": "tlcli_clip.vprompt:load_vprompt_predictor",
     },
     description="CLIP zero-shot, linear probes on cached features, CoOp soft prompts, and compare.",
 )

@@ -20,40 +20,57 @@ from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 UNKNOWN = "unknown"
 
 
-def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prompt: Path | None,
-                 top_k: int, threshold: float | None, evaluate: bool, options: dict, json_output: bool,
-                 quiet: bool) -> dict | None:
-    started = time.time()
-    bad = BadFiles()
-    truth_names: list[str] | None = None
+def _inputs(args: list[str], evaluate: bool, bad: BadFiles) -> tuple[list[Path], list[str] | None]:
+    """The image paths, and with ``--eval`` each one's true label (its class folder)."""
     if evaluate:
         if len(args) != 1 or args[0] == "-" or not Path(args[0]).is_dir():
             raise UsageError("--eval needs PATHS to be one folder with a subfolder per label")
         samples = scan_class_folders(Path(args[0]), bad_files=bad)
-        paths = [s.path for s in samples]
-        truth_names = [s.label for s in samples]
+        paths, truth_names = [s.path for s in samples], [s.label for s in samples]
     else:
         paths, skipped = expand_paths(args)
         bad.extend(skipped)
+        truth_names = None
     if not paths:
         raise UsageError(f"no images found in {' '.join(args)}; pass image files, folders or - (paths on stdin)")
+    return paths, truth_names
 
-    coop = None
-    if prompt is not None:
-        from tlcli_clip.coop import load_prompt_run
 
-        coop = load_prompt_run(prompt)
-        model, pretrained = coop.meta["model"], coop.meta["pretrained"]
+def _resolve_labels(labels: list[str] | None, truth_names: list[str] | None, coop) -> list[str]:
+    """``--labels``, else the learned prompts' own (class-specific) or the class folders' names."""
+    if coop is not None:
         labels = labels or (sorted(set(truth_names)) if truth_names and not coop.meta["class_specific"] else None) \
             or coop.labels
     else:
-        model, pretrained = options["model"], options["pretrained"]
         labels = labels or sorted(set(truth_names or []))
     if truth_names is not None:
         missing = sorted(set(truth_names) - set(labels))
         if missing:
             raise UsageError(f"--eval: label folders not among the labels: {', '.join(missing[:5])}; add them to --labels")
+    return labels
 
+
+def _print_metrics(metrics: dict, labels: list[str]) -> None:
+    print_table("zero-shot accuracy", ["accuracy", "top-5 accuracy", "mean recall", "images"],
+                [[f"{metrics['accuracy']:.4f}", f"{metrics['top5_accuracy']:.4f}", f"{metrics['mean_recall']:.4f}",
+                  metrics["n"]]])
+    print_table("confusion (rows: truth, columns: predicted)", ["truth"] + labels,
+                [[name] + counts for name, counts in zip(labels, metrics["confusion"])])
+
+
+def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prompt: Path | None,
+                 top_k: int, threshold: float | None, evaluate: bool, options: dict, json_output: bool,
+                 quiet: bool) -> dict | None:
+    started = time.time()
+    bad = BadFiles()
+    paths, truth_names = _inputs(args, evaluate, bad)
+    coop = None
+    if prompt is not None:
+        from tlcli_clip.coop import load_prompt_run
+
+        coop = load_prompt_run(prompt)
+    labels = _resolve_labels(labels, truth_names, coop)
+    model, pretrained = (coop.meta["model"], coop.meta["pretrained"]) if coop else (options["model"], options["pretrained"])
     clip = load_clip(model, pretrained, options["device"], options["precision"])
     say(quiet, f"zero-shot {len(paths)} images, {len(labels)} labels, {clip.spec['model']} "
                f"({clip.spec['precision']}, {clip.device_name})")
@@ -85,7 +102,6 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
         prob_chunks.append(probs)
     features_s = time.time() - features_started
     bad.check(len(paths), options["max_bad"])
-    probs = np.concatenate(prob_chunks) if prob_chunks else np.zeros((0, len(labels)), dtype=np.float32)
     if not json_output:
         print_table(None, ["path", "label", "score", "top"],
                     [[r["path"], r["label"], f"{r['score']:.3f}",
@@ -94,20 +110,14 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
                "bad_files": bad.summary(), "wall_s": round(time.time() - started, 3),
                "images_per_s": round(len(rows) / max(1e-9, features_s), 2), "precision": clip.spec["precision"]}
     if truth_names is not None:
+        probs = np.concatenate(prob_chunks) if prob_chunks else np.zeros((0, len(labels)), dtype=np.float32)
         index = {name: i for i, name in enumerate(labels)}
         truth = np.array([index[truth_names[i]] for i in kept], dtype=np.int64)
         summary["metrics"] = classification_report(probs, truth, labels)
-        metrics = summary["metrics"]
         if json_output:
             emit_json({"summary": summary})
         else:
-            print_table("zero-shot accuracy", ["accuracy", "top-5 accuracy", "mean recall", "images"],
-                        [[f"{metrics['accuracy']:.4f}", f"{metrics['top5_accuracy']:.4f}",
-                          f"{metrics['mean_recall']:.4f}", metrics["n"]]])
-            print_table("confusion (rows: truth, columns: predicted)", ["truth"] + labels,
-                        [[name] + counts for name, counts in zip(labels, metrics["confusion"])])
+            _print_metrics(summary["metrics"], labels)
     say(quiet, f"{len(rows)} images in {summary['wall_s']:.1f}s ({stats['cached']} cached, {stats['computed']} computed; "
                f"features: {summary['images_per_s']:.1f} images/s)")
     return summary
-
-

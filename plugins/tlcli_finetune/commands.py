@@ -103,6 +103,8 @@ def finetune(
         run = Run.create("finetune", out, overwrite=overwrite, config=cfg.model_dump(), plugin="finetune")
     from tlcli_finetune.run import run_finetune
 
+    from tlcli.tui.launch import progress_is_quiet
+
     def job():
         if seeds:
             from tlcli_finetune.dann import parse_seeds, run_seeds
@@ -111,7 +113,8 @@ def finetune(
                 return run_seeds(cfg, parse_seeds(seeds), run, lambda c, r: run_finetune(
                     c, r, resume=False, json_output=False, quiet=quiet or tui), json_output)
         with run:
-            return run_finetune(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet or tui)
+            return run_finetune(cfg, run, resume=resume is not None, json_output=json_output,
+                                quiet=progress_is_quiet(tui, quiet))
 
     if tui:
         from tlcli.tui.launch import run_with_dashboard

@@ -13,6 +13,7 @@ def register_commands(app) -> None:
 
 plugin = Plugin(
     name="finetune",
+    help_panel="Fine-tuning",
     register_commands=register_commands,
     predictors={"image-classifier": "tlcli_finetune.predictor:load_predictor"},
     description="Fine-tune a pretrained vision backbone with frozen lower layers.",

@@ -166,3 +166,34 @@ def test_predict_and_evaluate_work_on_a_probe_run(cli, tiny_config, image_folder
     assert predicted.exit_code == 0, predicted.stderr
     record = json_lines(predicted.stdout)[-1]
     assert record["label"] == "fish" and record["score"] > 0.5
+
+
+def test_weights_replaced_with_same_size_and_mtime_are_not_mistaken_for_the_old(cli, tiny_config, tiny_weights,
+                                                                                tmp_path, model_args, json_lines):
+    """cp -p / rsync -a / tar x put a different file at the same path with the old size and mtime: the
+    cache must see new weights (content identity), not reuse the old features."""
+    import os
+
+    from safetensors.torch import load_file, save_file
+
+    data = make_images(tmp_path / "data", per_class=3, classes={"a": (200, 0, 0), "b": (0, 0, 200)})
+    other = tmp_path / "other.safetensors"
+    tensors = load_file(str(tiny_weights))
+    tensors = {k: (v + 0.05 if v.is_floating_point() else v) for k, v in tensors.items()}
+    save_file(tensors, str(other))
+    assert other.stat().st_size == tiny_weights.stat().st_size
+    weights = tmp_path / "weights.safetensors"
+    shutil.copy2(tiny_weights, weights)
+
+    def computed():
+        result = cli("probe", data, "--json", "--weight-decay", "0.1", *model_args(tiny_config, weights))
+        assert result.exit_code == 0, result.stderr
+        return json_lines(result.stdout)[-1]["computed"]
+
+    assert computed() == 6
+    assert computed() == 0
+    stamp = weights.stat()
+    shutil.copy2(other, weights)  # cp -p: same size, same mtime, other content
+    os.utime(weights, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert (weights.stat().st_size, weights.stat().st_mtime_ns) == (stamp.st_size, stamp.st_mtime_ns)
+    assert computed() == 6

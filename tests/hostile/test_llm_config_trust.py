@@ -100,6 +100,13 @@ def test_a_host_named_on_the_command_line_gets_the_key(cli, questions, server, c
     assert authorization(server) == [f"Bearer {KEY}"]
 
 
+def test_a_host_named_in_tlcli_llm_gets_the_key(cli, questions, server, clean_llm_env, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    result = cli("prompt", "run", "direct", "--input", questions, env={"TLCLI_LLM": f"openai:{server.base_url}#m"})
+    assert result.exit_code == 0, result.stderr
+    assert authorization(server) == [f"Bearer {KEY}"] and "LLM from $TLCLI_LLM" in result.stderr
+
+
 def test_without_a_key_a_config_file_server_is_fine(cli, tmp_path, questions, server, clean_llm_env):
     (tmp_path / "tlcli.toml").write_text(f'[llm]\nspec = "openai:{server.base_url}#m"\n')
     result = cli("prompt", "run", "direct", "--input", questions)

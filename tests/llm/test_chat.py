@@ -110,6 +110,7 @@ def test_generate_default_sends_one_user_message():
     [generation] = EchoChat().generate(["hi"], n=2, temperature=0.5)
     assert generation.texts == ["HI", "HI"] and generation.completion_tokens == [3, 3]
     assert "".join(EchoChat().stream("abc")) == "ABC"
+    assert "".join(EchoGenerate().stream("plain prompt")) == "plain prompt"  # not rendered as a chat
 
 
 def test_a_backend_with_neither_method_is_refused():

@@ -16,7 +16,7 @@ def test_n_samples_per_prompt_from_one_forward_call(tiny_llm, monkeypatch):
 
     monkeypatch.setattr(tiny_llm.model, "generate", spy)
     results = tiny_llm.generate(["what is two plus two?", "hi"], n=5, temperature=0.8, max_tokens=6, seed=0)
-    assert seen == [(2, 5)]  # both prompts, all 5 samples each: one call
+    assert seen == [(2 * 5, 1)]  # both prompts, all 5 samples each: one call, on the shared prefill's rows
     assert len(results) == 2 and all(isinstance(r, Generation) for r in results)
     assert all(len(r.texts) == 5 and len(r.completion_tokens) == 5 for r in results)
     assert all(0 < c <= 6 for r in results for c in r.completion_tokens)
@@ -86,3 +86,35 @@ def test_uncached_hub_id_offline_is_usage_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UsageError, match="not in the Hugging Face cache"):
         resolve_llm("hf:tlcli-test/no-such-model-xyz")
+
+
+PROMPTS = ["what is two plus two?", "hi", "a much longer prompt that forces padding on the other two"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_shared_prefill_samples_exactly_what_expanded_prompts_sample(tiny_model_dir, tiny_llm, seed):
+    expanded = resolve_llm(f"hf:{tiny_model_dir}?share_prefill=false")
+    options = dict(n=4, temperature=0.9, top_p=0.95, max_tokens=8, seed=seed)
+    shared = tiny_llm.generate(PROMPTS, **options)
+    plain = expanded.generate(PROMPTS, **options)
+    assert [g.texts for g in shared] == [g.texts for g in plain]
+    assert [g.completion_tokens for g in shared] == [g.completion_tokens for g in plain]
+    assert [g.prompt_tokens for g in shared] == [g.prompt_tokens for g in plain]
+    assert len({t for g in shared for t in g.texts}) > 3  # really sampled, not one repeated text
+
+
+def test_shared_prefill_computes_each_prompt_once(tiny_llm, monkeypatch):
+    rows = []
+    body = tiny_llm.model.base_model  # every forward pass, prefill and decoding steps, goes through it
+    original = body.forward
+
+    def spy(*args, **kwargs):
+        ids = kwargs["input_ids"] if kwargs.get("input_ids") is not None else args[0]
+        rows.append(tuple(ids.shape))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(body, "forward", spy)
+    tiny_llm.generate(PROMPTS, n=5, temperature=0.8, max_tokens=3, seed=0)
+    width = tiny_llm._encode(PROMPTS)["input_ids"].shape[1]
+    assert rows[0] == (3, width - 1)  # the prompts once, without their last token
+    assert all(shape == (15, 1) for shape in rows[1:]) and len(rows) == 1 + 3  # then one token per step

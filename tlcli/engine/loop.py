@@ -179,262 +179,350 @@ def fit(task: Task, cfg: TrainConfig, run, callbacks=(), resume: bool = False) -
     However it ends (finished, stopped, interrupted), the best model so far is exported to ``model/``
     once at least one step was taken; a later ``--resume`` continues a stopped or interrupted run.
     """
-    run_dir = Path(getattr(run, "path", run))
-    started = time.time()
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    dist_info = distributed.setup(device.type)
-    call = _Callbacks(callbacks if dist_info.is_main else [c for c in callbacks if getattr(c, "all_ranks", False)])
-    torch.manual_seed(cfg.seed)
-
-    # --- model, blocks, optimizer -------------------------------------------------------------
-    model = task.build_model()
-    frozen = FrozenParts(model, task.frozen_modules(model))
-    blocks = task.blocks(model)
-    first_trainable = next((i for i, b in enumerate(blocks) if b.trainable), len(blocks))
-    channels_last = device.type in ("cuda", "cpu") and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    groups = [g.as_torch() for g in task.param_groups(model, blocks, include_frozen=cfg.unfreeze_every is not None)]
-    if not any(p.requires_grad for g in groups for p in g["params"]):
-        raise UsageError("nothing to train: every block is frozen; pick an earlier --freeze-until block")
-    optimizer = _build_optimizer(cfg.optimizer, groups)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
-
-    # --- data ------------------------------------------------------------------------------------
-    train_set, val_set = task.train_dataset(), task.val_dataset()
-    sampler = EpochBatches(len(train_set), cfg.batch_size, cfg.seed, dist_info.rank, dist_info.world)
-    workers = cfg.resolved_workers()
-    # The loaders get their own generator: creating an iterator must not draw from the global RNG, or a
-    # resume mid-epoch would shift dropout's random stream.
-    loader_args = dict(num_workers=workers, collate_fn=task.collate, pin_memory=device.type == "cuda",
-                       persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.seed))
-    if workers > 0:
-        loader_args["prefetch_factor"] = 4
-    train_loader = DataLoader(train_set, batch_sampler=sampler, **loader_args)
-    val_loader = None
-    if val_set is not None and len(val_set) > 0:
-        indices = list(range(len(val_set)))[dist_info.rank :: dist_info.world]
-        val_batches = [indices[i : i + cfg.eval_batch_size] for i in range(0, len(indices), cfg.eval_batch_size)]
-        val_loader = DataLoader(val_set, batch_sampler=val_batches, **{**loader_args, "persistent_workers": False})
-    micro_per_epoch = len(sampler.batches(0))
-    steps_per_epoch = -(-micro_per_epoch // cfg.accumulate)
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    warmup = int(cfg.warmup * total_steps) if 0 < cfg.warmup < 1 else int(cfg.warmup)
-    log_every = cfg.log_every or max(1, total_steps // 500)
-
-    # --- resume ------------------------------------------------------------------------------------
-    ckpt_root = run_dir / CHECKPOINTS_DIR
-    step, start_epoch, skip_batches, best, bad_evals, history, wall_before = 0, 0, 0, None, 0, [], 0.0
-    resumed_from = None
+    training = _Training(task, cfg, Path(getattr(run, "path", run)), callbacks)
     if resume:
-        folder, torn = latest_checkpoint(ckpt_root)
+        training.restore()
+    training.announce()
+    with _StopFlags(training.run_dir) as flags:
+        status = training.run_epochs(flags)
+    return training.finish(status, flags)
+
+
+class _Training:
+    """The state of one ``fit``, in the order it is built: device and callbacks, model and optimizer,
+    data, then (on resume) the checkpoint. Each method is one phase of the loop."""
+
+    def __init__(self, task: Task, cfg: TrainConfig, run_dir: Path, callbacks):
+        self.task, self.cfg, self.run_dir = task, cfg, run_dir
+        self.started = time.time()
+        self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.dist = distributed.setup(self.device.type)
+        self.call = _Callbacks(callbacks if self.dist.is_main
+                               else [c for c in callbacks if getattr(c, "all_ranks", False)])
+        torch.manual_seed(cfg.seed)
+        self._build_model()
+        self._build_data()
+        self.ckpt_root = run_dir / CHECKPOINTS_DIR
+        self.step, self.start_epoch, self.skip_batches, self.best, self.bad_evals = 0, 0, 0, None, 0
+        self.history: list[dict] = []
+        self.wall_before, self.resumed_from = 0.0, None
+        self.final_metrics: dict = {}
+        self.samples_seen, self.train_time = 0, 0.0
+        self.epoch = 0
+        self.last_saved = time.time()
+
+    # --- set-up --------------------------------------------------------------------------------------
+
+    def _build_model(self) -> None:
+        task, cfg, device = self.task, self.cfg, self.device
+        model = self.model = task.build_model()
+        self.frozen = FrozenParts(model, task.frozen_modules(model))
+        self.blocks = task.blocks(model)
+        self.first_trainable = next((i for i, b in enumerate(self.blocks) if b.trainable), len(self.blocks))
+        self.channels_last = device.type in ("cuda", "cpu") and any(isinstance(m, torch.nn.Conv2d)
+                                                                   for m in model.modules())
+        model.to(device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        groups = [g.as_torch() for g in task.param_groups(model, self.blocks,
+                                                          include_frozen=cfg.unfreeze_every is not None)]
+        if not any(p.requires_grad for g in groups for p in g["params"]):
+            raise UsageError("nothing to train: every block is frozen; pick an earlier --freeze-until block")
+        self.optimizer = _build_optimizer(cfg.optimizer, groups)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" and device.type == "cuda" else None
+
+    def _build_data(self) -> None:
+        task, cfg, dist = self.task, self.cfg, self.dist
+        self.train_set, self.val_set = task.train_dataset(), task.val_dataset()
+        self.sampler = EpochBatches(len(self.train_set), cfg.batch_size, cfg.seed, dist.rank, dist.world)
+        workers = cfg.resolved_workers()
+        # The loaders get their own generator: creating an iterator must not draw from the global RNG, or a
+        # resume mid-epoch would shift dropout's random stream.
+        loader_args = dict(num_workers=workers, collate_fn=task.collate, pin_memory=self.device.type == "cuda",
+                           persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.seed))
+        if workers > 0:
+            loader_args["prefetch_factor"] = 4
+        self.train_loader = DataLoader(self.train_set, batch_sampler=self.sampler, **loader_args)
+        self.val_loader = None
+        if self.val_set is not None and len(self.val_set) > 0:
+            indices = list(range(len(self.val_set)))[dist.rank :: dist.world]
+            batches = [indices[i : i + cfg.eval_batch_size] for i in range(0, len(indices), cfg.eval_batch_size)]
+            self.val_loader = DataLoader(self.val_set, batch_sampler=batches,
+                                         **{**loader_args, "persistent_workers": False})
+        self.micro_per_epoch = len(self.sampler.batches(0))
+        steps_per_epoch = -(-self.micro_per_epoch // cfg.accumulate)
+        self.total_steps = steps_per_epoch * cfg.epochs
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.warmup = int(cfg.warmup * self.total_steps) if 0 < cfg.warmup < 1 else int(cfg.warmup)
+        self.log_every = cfg.log_every or max(1, self.total_steps // 500)
+
+    def restore(self) -> None:
+        """Continue from the newest complete checkpoint: weights, optimizer, progress and RNG state."""
+        folder, torn = latest_checkpoint(self.ckpt_root)
         for bad in torn:
-            call("on_log", level="warning", message=f"skipped torn checkpoint {bad.name}")
+            self.call("on_log", level="warning", message=f"skipped torn checkpoint {bad.name}")
         if folder is None:
-            raise UsageError(f"--resume: no complete checkpoint in {ckpt_root}; start a new run instead")
+            raise UsageError(f"--resume: no complete checkpoint in {self.ckpt_root}; start a new run instead")
         state = load_checkpoint(folder)
         p = state["progress"]
-        step, start_epoch, skip_batches = p["step"], p["epoch"], p["batch_in_epoch"]
-        best, bad_evals, history, wall_before = p["best"], p["bad_evals"], p["history"], p["wall_s"]
-        _apply_unfreeze_stage(blocks, first_trainable, cfg.unfreeze_every, start_epoch)
-        frozen.load_trainable_state(model, state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        self.step, self.start_epoch, self.skip_batches = p["step"], p["epoch"], p["batch_in_epoch"]
+        self.best, self.bad_evals, self.history, self.wall_before = p["best"], p["bad_evals"], p["history"], p["wall_s"]
+        _apply_unfreeze_stage(self.blocks, self.first_trainable, self.cfg.unfreeze_every, self.start_epoch)
+        self.frozen.load_trainable_state(self.model, state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
         restore_rng(*state["rng"])
-        resumed_from = step
-        call("on_log", level="info", message=f"resumed from {folder.name} (epoch {start_epoch}, step {step})")
+        self.resumed_from = self.step
+        self.call("on_log", level="info",
+                  message=f"resumed from {folder.name} (epoch {self.start_epoch}, step {self.step})")
 
-    trainable, total = count_params(model)
-    wrapped = distributed.wrap(model, dist_info, device)
-    compiled = torch.compile(wrapped) if cfg.compile else wrapped
-    call("on_run_start", info={
-        **task.describe(), "device": str(device), "precision": precision, "config": cfg.model_dump(),
-        "params": {"trainable": trainable, "total": total}, "blocks": block_states(blocks),
-        "total_steps": total_steps, "epochs": cfg.epochs, "train_samples": len(train_set),
-        "val_samples": len(val_set) if val_set is not None else 0, "resumed_from": resumed_from,
-        "pid": os.getpid(), "host": socket.gethostname(), "world_size": dist_info.world,
-    })
+    def announce(self) -> None:
+        """Wrap the model for DDP/compile and send ``on_run_start`` (the run's first event)."""
+        self.trainable, self.total = count_params(self.model)
+        self.wrapped = distributed.wrap(self.model, self.dist, self.device)
+        self.compiled = torch.compile(self.wrapped) if self.cfg.compile else self.wrapped
+        self.call("on_run_start", info={
+            **self.task.describe(), "device": str(self.device), "precision": self.precision,
+            "config": self.cfg.model_dump(), "params": {"trainable": self.trainable, "total": self.total},
+            "blocks": block_states(self.blocks), "total_steps": self.total_steps, "epochs": self.cfg.epochs,
+            "train_samples": len(self.train_set), "val_samples": len(self.val_set) if self.val_set is not None else 0,
+            "resumed_from": self.resumed_from, "pid": os.getpid(), "host": socket.gethostname(),
+            "world_size": self.dist.world,
+        })
 
-    def progress(epoch: int, batch_in_epoch: int) -> dict:
-        return {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": best,
-                "bad_evals": bad_evals, "history": history, "wall_s": wall_before + time.time() - started}
+    # --- checkpoints ---------------------------------------------------------------------------------
 
-    last_saved = [time.time()]
+    def progress(self, epoch: int, batch_in_epoch: int) -> dict:
+        return {"step": self.step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": self.best,
+                "bad_evals": self.bad_evals, "history": self.history,
+                "wall_s": self.wall_before + time.time() - self.started}
 
-    def checkpoint(kind: str, epoch: int, batch_in_epoch: int) -> None:
-        last_saved[0] = time.time()
-        if dist_info.is_main:
-            folder = save_checkpoint(ckpt_root, f"step-{step:08d}", frozen.trainable_state(model), optimizer.state_dict(),
-                                     progress(epoch, batch_in_epoch), keep_prefix="step-")
-            call("on_checkpoint", step=step, epoch=epoch, path=str(folder), kind=kind)
-        distributed.barrier(dist_info)
+    def checkpoint(self, kind: str, epoch: int, batch_in_epoch: int) -> None:
+        self.last_saved = time.time()
+        if self.dist.is_main:
+            folder = save_checkpoint(self.ckpt_root, f"step-{self.step:08d}", self.frozen.trainable_state(self.model),
+                                     self.optimizer.state_dict(), self.progress(epoch, batch_in_epoch),
+                                     keep_prefix="step-")
+            self.call("on_checkpoint", step=self.step, epoch=epoch, path=str(folder), kind=kind)
+        distributed.barrier(self.dist)
 
-    status, final_metrics, samples_seen, train_time = "finished", {}, 0, 0.0
-    epoch = start_epoch
-    with _StopFlags(run_dir) as flags:
+    # --- the loop ------------------------------------------------------------------------------------
+
+    def run_epochs(self, flags: "_StopFlags") -> str:
+        """Epochs until the step budget, early stopping or a stop request; returns the status."""
+        cfg = self.cfg
+        status = "finished"
+        self.epoch = self.start_epoch
         try:
-            for epoch in range(start_epoch, cfg.epochs):
-                if step >= total_steps:
+            for epoch in range(self.start_epoch, cfg.epochs):
+                self.epoch = epoch
+                if self.step >= self.total_steps:
                     break
-                changed = _apply_unfreeze_stage(blocks, first_trainable, cfg.unfreeze_every, epoch)
-                if changed:
-                    call("on_layers", step=step, epoch=epoch, blocks=block_states(blocks), unfrozen=changed)
-                    if dist_info.enabled:  # DDP must see the new set of trainable parameters
-                        compiled = wrapped = distributed.wrap(model, dist_info, device)
-                apply_train_mode(model, cfg.train_bn)
-                frozen.keep_eval()
-                skip = skip_batches if epoch == start_epoch else 0
-                sampler.set_epoch(epoch, skip)
-                micro_total = micro_per_epoch
-                micro_index = skip
-                stop_reason = None
-                interval_start, interval_wait, interval_samples, loss_sum, loss_count = time.time(), 0.0, 0, 0.0, 0
-                fetch_start = time.time()
-                skip_group = False
-                for batch in train_loader:
-                    interval_wait += time.time() - fetch_start
-                    group_start = (micro_index // cfg.accumulate) * cfg.accumulate
-                    group_size = min(cfg.accumulate, micro_total - group_start)
-                    boundary = micro_index + 1 == group_start + group_size
-                    batch = _to_device(batch, device, channels_last)
-                    sync = boundary or not dist_info.enabled
-                    context = wrapped.no_sync() if not sync else contextlib.nullcontext()
-                    with context:
-                        with autocast(device, precision):
-                            loss = task.training_step(compiled, batch)
-                        scaled = loss.float() / group_size
-                        (scaler.scale(scaled) if scaler else scaled).backward()
-                    loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
-                        if not cfg.skip_nonfinite:
-                            raise JobFailed(f"the loss became {loss_value} at step {step + 1}; the last good "
-                                            "checkpoint is kept. Lower --lr (or --clip-grad), or pass "
-                                            "--skip-nonfinite to skip such steps")
-                        optimizer.zero_grad(set_to_none=True)
-                        call("on_log", level="warning", message=f"skipped a batch with loss {loss_value} "
-                             f"at step {step + 1} (--skip-nonfinite)")
-                        skip_group = True
-                    n = task.batch_size_of(batch)
-                    samples_seen += n * dist_info.world
-                    interval_samples += n * dist_info.world
-                    if math.isfinite(loss_value):
-                        loss_sum += loss_value
-                        loss_count += 1
-                    micro_index += 1
-                    if not boundary:
-                        fetch_start = time.time()
-                        continue
-                    if skip_group:  # a non-finite micro-batch poisoned this step's gradients: drop the step
-                        skip_group = False
-                        optimizer.zero_grad(set_to_none=True)
-                        fetch_start = time.time()
-                        continue
-                    factor = lr_factor(cfg.scheduler, step, total_steps, warmup)
-                    for group, base in zip(optimizer.param_groups, base_lrs):
-                        group["lr"] = base * factor
-                    if scaler:
-                        scaler.unscale_(optimizer)
-                    if cfg.clip_grad:
-                        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None],
-                                                       cfg.clip_grad)
-                    if scaler:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    task.on_optimizer_step(model, step)
-                    if step % log_every == 0 or step == total_steps:
-                        now = time.time()
-                        elapsed = max(1e-9, now - interval_start)
-                        train_time += elapsed
-                        call("on_step_end", step=step, epoch=epoch, metrics={
-                            "loss": loss_sum / max(1, loss_count),
-                            "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)},
-                            "samples_per_s": interval_samples / elapsed,
-                            "data_wait": min(1.0, interval_wait / elapsed),
-                            "epoch_progress": epoch + micro_index / max(1, micro_total),
-                            "memory": _memory(),
-                        }, total_steps=total_steps)
-                        interval_start, interval_wait, interval_samples, loss_sum, loss_count = now, 0.0, 0, 0.0, 0
-                    if flags.interrupted:
-                        stop_reason = "interrupted"
-                    elif flags.stop_requested():
-                        stop_reason = "stopped"
-                    if distributed.any_rank(stop_reason is not None, dist_info):
-                        stop_reason = stop_reason or "stopped"
-                        checkpoint("interrupt", epoch, micro_index)
-                        break
-                    if step >= total_steps:
-                        break
-                    if cfg.save_every and step % cfg.save_every == 0:
-                        checkpoint("last", epoch, micro_index)
-                    fetch_start = time.time()
+                stop_reason, micro_index = self._train_epoch(epoch, flags)
                 if stop_reason:
                     status = stop_reason
                     break
-                # --- end of epoch (or of the step budget): evaluate, early stop, checkpoint ----------
-                epoch_complete = micro_index >= micro_total
-                whole_set = task.evaluate(model, device) if dist_info.is_main or not dist_info.enabled else None
-                if whole_set is not None or val_loader is not None:
-                    final_metrics = whole_set if whole_set is not None else evaluate(
-                        task, model, val_loader, device, precision, dist_info)
-                    improved = best is None or _better(final_metrics.get(cfg.monitor), best, cfg.monitor_mode)
-                    if improved and final_metrics.get(cfg.monitor) is not None:
-                        best, bad_evals = final_metrics[cfg.monitor], 0
-                        if dist_info.is_main:
-                            save_checkpoint(ckpt_root, f"best-step-{step:08d}", frozen.trainable_state(model), None,
-                                            progress(epoch, micro_index), keep_prefix="best-step-")
-                    else:
-                        bad_evals += 1
-                    history.append({"epoch": epoch, "step": step, **final_metrics})
-                    call("on_eval_end", step=step, epoch=epoch, metrics=final_metrics, monitor=cfg.monitor,
-                         best=best, is_best=improved)
-                next_epoch, next_batch = (epoch + 1, 0) if epoch_complete else (epoch, micro_index)
-                stopping = bool(cfg.early_stop and bad_evals >= cfg.early_stop)
-                final = stopping or next_epoch >= cfg.epochs or step >= total_steps
-                # Epochs of small data take seconds: a full checkpoint (weights + optimizer, fsynced) each
-                # time would cost more than the training. Ctrl-C and the stop request save one anyway.
-                if final or time.time() - last_saved[0] >= cfg.checkpoint_interval_s:
-                    checkpoint("last", next_epoch, next_batch)
-                if stopping:
-                    call("on_log", level="info",
-                         message=f"early stop: {cfg.monitor} did not improve for {bad_evals} evaluations")
+                if self._end_epoch(epoch, micro_index):
                     break
         except KeyboardInterrupt:
             status = "interrupted"
         except Exception as error:
-            call("on_run_end", result={"status": "failed", "error": f"{type(error).__name__}: {error}",
-                                       "steps": step, "best": best, "monitor": cfg.monitor,
-                                       "wall_s": wall_before + time.time() - started})
-            distributed.teardown(dist_info)
+            self.call("on_run_end", result={"status": "failed", "error": f"{type(error).__name__}: {error}",
+                                            "steps": self.step, "best": self.best, "monitor": cfg.monitor,
+                                            "wall_s": self.wall_before + time.time() - self.started})
+            distributed.teardown(self.dist)
             raise
+        return status
 
-    wall = wall_before + time.time() - started
-    result = RunResult(
-        status=status, steps=step, epochs_done=epoch + (1 if status == "finished" else 0), best=best,
-        monitor=cfg.monitor, final_metrics=final_metrics, wall_s=wall,
-        samples_per_s=samples_seen / train_time if train_time else 0.0,
-        trainable_params=count_params(model)[0],  # after gradual unfreezing, more than at the start
-        total_params=total, device=str(device), precision=precision, history=history,
-    )
-    if status != "finished":
-        flags.clear_request()
-    if dist_info.is_main and (status == "finished" or step > 0):
-        best_folder, _ = latest_checkpoint(ckpt_root, prefix="best-step-")
-        if best_folder is not None:  # export the best model seen, not merely the last one
-            frozen.load_trainable_state(model, load_checkpoint(best_folder)["model"])
-        model.to("cpu").to(memory_format=torch.contiguous_format)
-        task.export(model, run_dir, result)
-    call("on_run_end", result={"status": status, "error": None, "steps": step, "best": best,
-                               "monitor": cfg.monitor, "wall_s": wall, "samples_per_s": result.samples_per_s})
-    distributed.teardown(dist_info)
-    return result
+    def _start_epoch(self, epoch: int) -> int:
+        """Gradual unfreezing, train mode, the sampler's epoch; returns the batch the epoch starts at."""
+        changed = _apply_unfreeze_stage(self.blocks, self.first_trainable, self.cfg.unfreeze_every, epoch)
+        if changed:
+            self.call("on_layers", step=self.step, epoch=epoch, blocks=block_states(self.blocks), unfrozen=changed)
+            if self.dist.enabled:  # DDP must see the new set of trainable parameters
+                self.compiled = self.wrapped = distributed.wrap(self.model, self.dist, self.device)
+        apply_train_mode(self.model, self.cfg.train_bn)
+        self.frozen.keep_eval()
+        skip = self.skip_batches if epoch == self.start_epoch else 0
+        self.sampler.set_epoch(epoch, skip)
+        return skip
+
+    def _train_epoch(self, epoch: int, flags: "_StopFlags") -> tuple[str | None, int]:
+        """One epoch's micro-batches (from where a resume left off); returns ``(stop reason or None,
+        micro-batches done)``."""
+        cfg, task = self.cfg, self.task
+        micro_index = self._start_epoch(epoch)
+        micro_total = self.micro_per_epoch
+        meter = _Interval()
+        fetch_start = time.time()
+        skip_group = False
+        for batch in self.train_loader:
+            meter.wait += time.time() - fetch_start
+            group_start = (micro_index // cfg.accumulate) * cfg.accumulate
+            group_size = min(cfg.accumulate, micro_total - group_start)
+            boundary = micro_index + 1 == group_start + group_size
+            batch = _to_device(batch, self.device, self.channels_last)
+            loss_value = self._backward(batch, group_size, boundary)
+            if not math.isfinite(loss_value):
+                self._nonfinite(loss_value)
+                skip_group = True
+            n = task.batch_size_of(batch)
+            self.samples_seen += n * self.dist.world
+            meter.add(n * self.dist.world, loss_value)
+            micro_index += 1
+            if not boundary:
+                fetch_start = time.time()
+                continue
+            if skip_group:  # a non-finite micro-batch poisoned this step's gradients: drop the step
+                skip_group = False
+                self.optimizer.zero_grad(set_to_none=True)
+                fetch_start = time.time()
+                continue
+            self._optimizer_step()
+            if self.step % self.log_every == 0 or self.step == self.total_steps:
+                self._log_step(epoch, meter, micro_index / max(1, micro_total))
+                meter = _Interval()
+            stop_reason = "interrupted" if flags.interrupted else "stopped" if flags.stop_requested() else None
+            if distributed.any_rank(stop_reason is not None, self.dist):
+                self.checkpoint("interrupt", epoch, micro_index)
+                return stop_reason or "stopped", micro_index
+            if self.step >= self.total_steps:
+                break
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self.checkpoint("last", epoch, micro_index)
+            fetch_start = time.time()
+        return None, micro_index
+
+    def _backward(self, batch, group_size: int, boundary: bool) -> float:
+        """Forward and backward of one micro-batch (gradients synchronised across ranks only at a step
+        boundary); returns its loss."""
+        sync = boundary or not self.dist.enabled
+        context = self.wrapped.no_sync() if not sync else contextlib.nullcontext()
+        with context:
+            with autocast(self.device, self.precision):
+                loss = self.task.training_step(self.compiled, batch)
+            scaled = loss.float() / group_size
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        return float(loss.detach())
+
+    def _nonfinite(self, loss_value: float) -> None:
+        if not self.cfg.skip_nonfinite:
+            raise JobFailed(f"the loss became {loss_value} at step {self.step + 1}; the last good "
+                            "checkpoint is kept. Lower --lr (or --clip-grad), or pass "
+                            "--skip-nonfinite to skip such steps")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.call("on_log", level="warning", message=f"skipped a batch with loss {loss_value} "
+                  f"at step {self.step + 1} (--skip-nonfinite)")
+
+    def _optimizer_step(self) -> None:
+        """Learning rate of this step, unscale, clip, step, zero the gradients; then the task's hook."""
+        cfg, optimizer, scaler = self.cfg, self.optimizer, self.scaler
+        factor = lr_factor(cfg.scheduler, self.step, self.total_steps, self.warmup)
+        for group, base in zip(optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        if scaler:
+            scaler.unscale_(optimizer)
+        if cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], cfg.clip_grad)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.task.on_optimizer_step(self.model, self.step)
+
+    def _log_step(self, epoch: int, meter: "_Interval", epoch_fraction: float) -> None:
+        elapsed = max(1e-9, time.time() - meter.start)
+        self.train_time += elapsed
+        self.call("on_step_end", step=self.step, epoch=epoch, metrics={
+            "loss": meter.loss_sum / max(1, meter.loss_count),
+            "lr": {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)},
+            "samples_per_s": meter.samples / elapsed,
+            "data_wait": min(1.0, meter.wait / elapsed),
+            "epoch_progress": epoch + epoch_fraction,
+            "memory": _memory(),
+        }, total_steps=self.total_steps)
+
+    def _end_epoch(self, epoch: int, micro_index: int) -> bool:
+        """Evaluate, keep the best, checkpoint, early stop. Returns True when training should stop."""
+        cfg = self.cfg
+        epoch_complete = micro_index >= self.micro_per_epoch
+        self._evaluate(epoch, micro_index)
+        next_epoch, next_batch = (epoch + 1, 0) if epoch_complete else (epoch, micro_index)
+        stopping = bool(cfg.early_stop and self.bad_evals >= cfg.early_stop)
+        final = stopping or next_epoch >= cfg.epochs or self.step >= self.total_steps
+        # Epochs of small data take seconds: a full checkpoint (weights + optimizer, fsynced) each
+        # time would cost more than the training. Ctrl-C and the stop request save one anyway.
+        if final or time.time() - self.last_saved >= cfg.checkpoint_interval_s:
+            self.checkpoint("last", next_epoch, next_batch)
+        if stopping:
+            self.call("on_log", level="info",
+                      message=f"early stop: {cfg.monitor} did not improve for {self.bad_evals} evaluations")
+        return stopping
+
+    def _evaluate(self, epoch: int, micro_index: int) -> None:
+        cfg, dist = self.cfg, self.dist
+        whole_set = self.task.evaluate(self.model, self.device) if dist.is_main or not dist.enabled else None
+        if whole_set is None and self.val_loader is None:
+            return
+        metrics = whole_set if whole_set is not None else evaluate(
+            self.task, self.model, self.val_loader, self.device, self.precision, dist)
+        self.final_metrics = metrics
+        improved = self.best is None or _better(metrics.get(cfg.monitor), self.best, cfg.monitor_mode)
+        if improved and metrics.get(cfg.monitor) is not None:
+            self.best, self.bad_evals = metrics[cfg.monitor], 0
+            if dist.is_main:
+                save_checkpoint(self.ckpt_root, f"best-step-{self.step:08d}", self.frozen.trainable_state(self.model),
+                                None, self.progress(epoch, micro_index), keep_prefix="best-step-")
+        else:
+            self.bad_evals += 1
+        self.history.append({"epoch": epoch, "step": self.step, **metrics})
+        self.call("on_eval_end", step=self.step, epoch=epoch, metrics=metrics, monitor=cfg.monitor,
+                  best=self.best, is_best=improved)
+
+    # --- the end -------------------------------------------------------------------------------------
+
+    def finish(self, status: str, flags: "_StopFlags") -> RunResult:
+        """The result; the best model so far exported (once a step was taken); ``on_run_end``."""
+        cfg, model = self.cfg, self.model
+        wall = self.wall_before + time.time() - self.started
+        result = RunResult(
+            status=status, steps=self.step, epochs_done=self.epoch + (1 if status == "finished" else 0),
+            best=self.best, monitor=cfg.monitor, final_metrics=self.final_metrics, wall_s=wall,
+            samples_per_s=self.samples_seen / self.train_time if self.train_time else 0.0,
+            trainable_params=count_params(model)[0],  # after gradual unfreezing, more than at the start
+            total_params=self.total, device=str(self.device), precision=self.precision, history=self.history,
+        )
+        if status != "finished":
+            flags.clear_request()
+        if self.dist.is_main and (status == "finished" or self.step > 0):
+            best_folder, _ = latest_checkpoint(self.ckpt_root, prefix="best-step-")
+            if best_folder is not None:  # export the best model seen, not merely the last one
+                self.frozen.load_trainable_state(model, load_checkpoint(best_folder)["model"])
+            model.to("cpu").to(memory_format=torch.contiguous_format)
+            self.task.export(model, self.run_dir, result)
+        self.call("on_run_end", result={"status": status, "error": None, "steps": self.step, "best": self.best,
+                                        "monitor": cfg.monitor, "wall_s": wall,
+                                        "samples_per_s": result.samples_per_s})
+        distributed.teardown(self.dist)
+        return result
+
+
+class _Interval:
+    """Loss, samples and data-wait time since the last metric event."""
+
+    def __init__(self):
+        self.start, self.wait, self.samples, self.loss_sum, self.loss_count = time.time(), 0.0, 0, 0.0, 0
+
+    def add(self, samples: int, loss: float) -> None:
+        self.samples += samples
+        if math.isfinite(loss):
+            self.loss_sum += loss
+            self.loss_count += 1
 
 
 def _better(value: float | None, best: float, mode: str) -> bool:

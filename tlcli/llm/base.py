@@ -307,9 +307,9 @@ class LLM(ABC):
 
     def stream(self, prompt: str, temperature: float = 0.0, top_p: float = 1.0, max_tokens: int = 256,
                stop: list[str] | None = None, seed: int | None = None) -> Iterator[str]:
-        """``chat_stream`` for one plain prompt (kept for the prompt commands)."""
-        yield from self.chat_stream([{"role": "user", "content": prompt}], temperature, top_p, max_tokens,
-                                    stop, seed)
+        """The completion of one plain prompt in pieces (as ``generate`` would prompt the model). The
+        default yields the whole text at once; backends that can stream override it."""
+        yield self.generate([prompt], 1, temperature, top_p, max_tokens, stop, seed)[0].texts[0]
 
     def close(self) -> None:
         """Release connections or memory; the default has nothing to release."""

@@ -145,9 +145,13 @@ class HFLLM(LLM):
         return results
 
     def _encode(self, texts: list[str]):
-        # A chat template already writes the special tokens (BOS and the like) into the text.
-        return self.tokenizer(texts, return_tensors="pt", padding=True,
-                              add_special_tokens=not self.use_chat_template).to(self.model.device)
+        # A chat template already writes the special tokens (BOS and the like) into the text. Only ids
+        # and mask go to the model: BERT-style tokenizers (the tiny model's) add token_type_ids, which
+        # GPT-2 would add to its embeddings.
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, return_token_type_ids=False,
+                                 add_special_tokens=not self.use_chat_template)
+        return {"input_ids": encoded["input_ids"].to(self.model.device),
+                "attention_mask": encoded["attention_mask"].to(self.model.device)}
 
     def _generate_kwargs(self, params, n: int) -> dict:
         sampling = params.temperature > 0
@@ -168,12 +172,49 @@ class HFLLM(LLM):
 
         encoded = self._encode(texts)
         with torch.inference_mode():
-            output = self.model.generate(**encoded, **self._generate_kwargs(params, params.n))
+            if params.n > 1 and self.options.share_prefill and encoded["input_ids"].shape[1] > 1:
+                output = self._generate_shared_prefill(encoded, params)
+            else:
+                output = self.model.generate(**encoded, **self._generate_kwargs(params, params.n))
         self.forward_calls += 1
         prompt_len = encoded["input_ids"].shape[1]
         generated = output[:, prompt_len:].tolist()
         prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
         return self._decode_rows(generated, prompt_tokens, params)
+
+    def _generate_shared_prefill(self, encoded, params):
+        """``n`` samples per prompt from one prefill.
+
+        ``num_return_sequences`` copies each prompt ``n`` times *before* the forward pass, so the prompt
+        is computed ``n`` times. Here the prompt (all but its last token) runs once, its KV cache is
+        repeated to ``n`` rows per prompt (the same row order: prompt i's samples are rows i*n..i*n+n-1),
+        and ``generate`` continues from that cache, so its sampling, stop strings and end-of-text handling
+        are unchanged; it computes only the last prompt token and the new ones.
+        """
+        input_ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        # Positions as generate computes them for left-padded rows: count only real tokens.
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        # The body only: logits over the vocabulary for every prompt position would cost more than the
+        # prefill itself on a small model (and nothing reads them).
+        prefix = self.model.base_model(input_ids=input_ids[:, :-1], attention_mask=mask[:, :-1],
+                                       position_ids=positions[:, :-1], use_cache=True)
+        cache = getattr(prefix, "cache", None) or getattr(prefix, "past_key_values", None)
+        if not hasattr(cache, "batch_repeat_interleave"):
+            # A model without a standard KV cache (recurrent or custom): copy the prompts instead.
+            return self.model.generate(**encoded, **self._generate_kwargs(params, params.n))
+        cache.batch_repeat_interleave(params.n)
+        return self.model.generate(
+            input_ids=input_ids.repeat_interleave(params.n, dim=0),
+            attention_mask=mask.repeat_interleave(params.n, dim=0),
+            **{self._cache_argument(): cache}, **self._generate_kwargs(params, 1),
+        )
+
+    def _cache_argument(self) -> str:
+        """transformers 5 renamed generate's ``past_key_values`` to ``cache``; accept both."""
+        import inspect
+
+        names = inspect.signature(self.model.prepare_inputs_for_generation).parameters
+        return "cache" if "cache" in names else "past_key_values"
 
     def _decode_rows(self, generated: list[list[int]], prompt_tokens: list[int], params) -> list[Generation]:
         """Rows ``i*n .. i*n+n-1`` are prompt ``i``'s samples."""

@@ -11,7 +11,7 @@ cut streams are retried with exponential backoff and jitter; ``Retry-After`` is 
 unreachable server is a usage error (exit 2): the fix is on the user's side.
 
 Keys: ``api_key_env`` if given, else ``TLCLI_LLM_API_KEY``, else ``OPENAI_API_KEY``. A key goes only to a
-host the user chose: one named on the command line (or in ``$TLCLI_LLM``), or the host of
+host the user chose: one named on the command line or in ``$TLCLI_LLM``, or the host of
 ``OPENAI_BASE_URL``/``TLCLI_LLM_BASE_URL`` (``api.openai.com`` for ``OPENAI_API_KEY``). A config file that
 points a key at another host is refused with a message. Keys are masked in every message.
 """
@@ -31,7 +31,7 @@ from tlcli.llm.base import (
     LLM, ChatResult, Choice, Generation, ToolCall, Usage, call_as_dict, check_messages, check_tools, cut_at_stop,
     cut_stream_at_stop, render_plain, sampling_params, split_total,
 )
-from tlcli.llm.spec import COMMAND_LINE, OpenAISpec
+from tlcli.llm.spec import COMMAND_LINE, ENVIRONMENT, OpenAISpec
 from tlcli.llm.transport import Retryable, StreamCut, parse_retry_after, read_body, sse_events
 from tlcli.secrets import redact, register_secret
 
@@ -76,7 +76,8 @@ class OpenAILLM(LLM):
         if name is None:
             return None
         source = self.options.source
-        if source != COMMAND_LINE and not self._host_configured_for(name):
+        # A host typed by the user (flag or environment) is their choice; one read from a file is not.
+        if source not in (COMMAND_LINE, ENVIRONMENT) and not self._host_configured_for(name):
             host = _origin(self.options.base_url)[1] or self.options.base_url
             raise UsageError(
                 f"{source} points openai: at {host}, but the key in ${name} is sent only to a host you chose: "
@@ -319,7 +320,8 @@ class OpenAILLM(LLM):
 
     def stream(self, prompt, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None):
         if self.options.api == "chat":
-            yield from super().stream(prompt, temperature, top_p, max_tokens, stop, seed)
+            yield from self.chat_stream([{"role": "user", "content": prompt}], temperature, top_p, max_tokens,
+                                        stop, seed)
             return
         params = sampling_params(n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                  stop=list(stop or []), seed=seed)

@@ -29,6 +29,7 @@ ENV_VAR = "TLCLI_LLM"
 #: Where a spec came from. Only the command line (``--llm``, or a string a program passes) may turn on
 #: remote code; a key is sent to a host from any other source only if the user configured that host.
 COMMAND_LINE = "the command line"
+ENVIRONMENT = f"${ENV_VAR}"
 CONFIG_ENV_VAR = "TLCLI_CONFIG"
 EXAMPLES = "hf:./my-model, hf:Qwen/Qwen2.5-0.5B-Instruct or openai:http://127.0.0.1:8000/v1#MODEL"
 
@@ -46,6 +47,8 @@ class HFSpec(BaseModel):
     trust_remote_code: bool = False
     chat_template: Literal["auto", "on", "off"] = "auto"
     batch_size: int = Field(8, ge=1, le=1024)  # prompts per forward pass; each brings n rows
+    # n samples of a prompt share one prefill: its KV cache is computed once and expanded to n rows.
+    share_prefill: bool = True
 
 
 class OpenAISpec(BaseModel):
@@ -216,7 +219,7 @@ def find_spec(flag: str | None = None) -> LLMSpec:
         from tlcli.output import info
 
         info(f"LLM from ${ENV_VAR}")
-        return parse_spec(env, source=f"${ENV_VAR}")
+        return parse_spec(env, source=ENVIRONMENT)
     path = config_file()
     found = _from_config(path) if path else None
     if found:

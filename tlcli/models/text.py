@@ -169,9 +169,12 @@ class Embedder:
         return int(self.sentence_transformer.get_sentence_embedding_dimension())
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        vectors = self.sentence_transformer.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                                                   normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+        # The one embedding path (tlcli/embedder.py: tokenised once, longest-first batches), in fp32 so
+        # cached rows do not depend on the machine that computed them.
+        from tlcli.embedder import TextEmbedder
+
+        embedder = TextEmbedder(self.model, device=self.device, precision="fp32", batch_size=self.batch_size)
+        return embedder.encode(texts)
 
 
 def _index_shards(folder: Path) -> dict[str, tuple[Path, int]]:

@@ -267,13 +267,25 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise UsageError(f"--weights {path}: cannot read it as safetensors or a state dict ({error})") from None
+        raise UsageError(f"--weights {path}: cannot read it as safetensors or a state dict "
+                         f"({describe_load_error(error)})") from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise UsageError(f"--weights {path}: expected a state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def describe_load_error(error: BaseException) -> str:
+    """One line for a weights file that could not be loaded. torch's refusal of pickled objects advises
+    re-running with ``weights_only=False``, which would run code from the file: that advice is replaced by
+    the safe one (convert the file to safetensors from a source you trust)."""
+    text = " ".join(str(error).split())
+    if "weights_only" in text or "Unpickl" in type(error).__name__ or "Unpickl" in text:
+        return ("the file holds pickled Python objects, not only tensors, and tlcli never runs code from a "
+                "weights file; save the state dict as .safetensors from a source you trust")
+    return f"{type(error).__name__}: {text[:300]}"
 
 
 def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor], head_names: list[str]) -> dict:

@@ -10,17 +10,29 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 
+def dashboard_available() -> bool:
+    """The dashboard needs a terminal on stdin and stdout."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def progress_is_quiet(tui: bool, quiet: bool) -> bool:
+    """Whether a command's own progress lines should be off: with ``--quiet``, or while the dashboard
+    shows the run. ``--tui`` without a terminal (``nohup``, a pipe, CI) keeps the plain progress lines."""
+    return quiet or (tui and dashboard_available())
+
+
 def run_with_dashboard(run_dir: Path, job: Callable[[], T]) -> T:
     """Run `job` (the training, which writes run_dir/events.jsonl) in a worker thread while the dashboard shows
     the run; when the job ends, the final summary stays on screen until `q`; returns job's result or re-raises
     its exception after the app closes. Without a terminal (stdin or stdout not a TTY), prints a one-line note on
-    stderr that --tui is ignored and just returns job().
+    stderr and just returns job(), whose progress lines (see progress_is_quiet) then go to stderr as usual.
 
     Leaving the dashboard with `q` while the job still runs does not abandon it: this waits for the job in the
     terminal (a note says so); Ctrl-C then writes the stop request, so the run checkpoints and ends as stopped.
     While the dashboard is up, what the job prints is swallowed: the event log is what it shows.
     """
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not dashboard_available():
+        # The job's own progress lines follow (see progress_is_quiet): the dashboard is what is ignored.
         print("tlcli: --tui ignored: not a terminal", file=sys.stderr, flush=True)
         return job()
 

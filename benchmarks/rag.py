@@ -1,0 +1,226 @@
+"""RAG benchmark: embedding speed, query latency/recall per index type, unchanged re-index, memory.
+
+Every figure is a ratio or a comparison measured in this one run, so a busy machine shifts both sides:
+
+1. embedding chunks/s: tlcli's TextEmbedder (fp32 and bf16) against SentenceTransformer.encode on the same
+   chunks of Python's docs topics and the same model (all-MiniLM-L6-v2), in alternating rounds, best of
+   --rounds; plus the cosine agreement of the vectors with the library's;
+2. query latency p50/p99 (one query at a time) and recall@10 at --n chunks for Flat, HNSW and IVF-PQ
+   (faiss, inside IndexIDMap2 as the index stores them) against NumPy brute force; the vectors are the
+   real MiniLM vectors of the docs chunks plus synthetic ones drawn from a Gaussian with their mean and
+   covariance, normalised;
+3. re-index of an unchanged --files-file corpus: the index state is written directly (random vectors: an
+   unchanged re-run never embeds, so the vectors do not matter), then `build_index` runs for real;
+4. bytes per chunk of each index type (faiss's serialised index) and of the SQLite sidecar.
+
+    .venv/bin/python benchmarks/rag.py [--n 100000] [--files 10000] [--rounds 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def machine() -> str:
+    from tlcli.hardware import cpu_has_bf16
+
+    model = "cpu"
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPUs, bf16 {'yes' if cpu_has_bf16() else 'no'}, {platform.python_version()}"
+
+
+def docs_chunks(limit: int | None = None) -> list[str]:
+    from pydoc_data.topics import topics
+
+    from tlcli.data.documents import HFTokenizer, _load_plain, chunk_documents
+    from tlcli.embedder import TextEmbedder
+
+    documents = [_load_plain(text, name) for name, text in topics.items()]
+    tokenizer = HFTokenizer(TextEmbedder("all-MiniLM-L6-v2").tokenizer)
+    chunks = [c for cs in chunk_documents(documents, tokenizer, max_tokens=200, overlap=30) for c in cs]
+    texts = [f"{c.heading_text}\n{c.text}" for c in chunks]
+    return texts[:limit] if limit else texts
+
+
+# --- 1. embedding ---------------------------------------------------------------------------------
+
+def bench_embedding(texts: list[str], rounds: int) -> dict:
+    from tlcli.embedder import TextEmbedder
+
+    fp32 = TextEmbedder("all-MiniLM-L6-v2", precision="fp32")
+    bf16 = TextEmbedder("all-MiniLM-L6-v2", precision="bf16")
+    library = fp32.sentence_transformer
+    runs = {
+        "sentence-transformers encode": lambda: library.encode(texts, batch_size=64, normalize_embeddings=True,
+                                                               convert_to_numpy=True, show_progress_bar=False),
+        "tlcli fp32": lambda: fp32.encode(texts),
+        "tlcli bf16": lambda: bf16.encode(texts),
+    }
+    short = texts[:32]  # warm-up: first calls allocate and pick kernels
+    library.encode(short, batch_size=64)
+    fp32.encode(short)
+    bf16.encode(short)
+    best: dict[str, float] = {name: 0.0 for name in runs}
+    vectors: dict[str, np.ndarray] = {}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            vectors[name] = np.asarray(run(), dtype=np.float32)
+            best[name] = max(best[name], len(texts) / (time.perf_counter() - start))
+    reference = vectors["sentence-transformers encode"]
+    base = best["sentence-transformers encode"]
+    out = {"texts": len(texts), "chunks_per_s": {k: round(v, 1) for k, v in best.items()},
+           "speedup": {k: round(v / base, 2) for k, v in best.items()},
+           "min_cosine_vs_library": {k: float(np.min(np.sum(v * reference, axis=1))) for k, v in vectors.items()}}
+    return out
+
+
+# --- 2. query latency ------------------------------------------------------------------------------
+
+def corpus_vectors(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mean, cov = real.mean(0), np.cov(real, rowvar=False)
+    synthetic = rng.multivariate_normal(mean, cov, size=max(0, n - len(real)), method="cholesky").astype(np.float32)
+    vectors = np.vstack([real[:n], synthetic])
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def bench_queries(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> list[dict]:
+    import faiss
+
+    from tlcli_rag.store import new_faiss_index
+
+    ids = np.arange(1, len(vectors) + 1, dtype=np.int64)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :k] + 1
+
+    def timed(search) -> tuple[list[float], list[np.ndarray]]:
+        times, found = [], []
+        for q in queries:
+            start = time.perf_counter()
+            found.append(search(q))
+            times.append((time.perf_counter() - start) * 1e3)
+        return times, found
+
+    def numpy_search(q):
+        scores = vectors @ q
+        top = np.argpartition(-scores, k)[:k]
+        return ids[top[np.argsort(-scores[top])]]
+
+    rows = []
+    times, found = timed(numpy_search)
+    rows.append(_row("numpy brute force", times, found, exact, 0.0, vectors.nbytes))
+    for kind in ("flat", "hnsw", "ivf-pq"):
+        start = time.perf_counter()
+        index = new_faiss_index(kind, vectors.shape[1], training=vectors if kind == "ivf-pq" else None)
+        index.add_with_ids(vectors, ids)
+        build = time.perf_counter() - start
+        size = len(faiss.serialize_index(index))
+        times, found = timed(lambda q: index.search(q[None], k)[1][0])
+        rows.append(_row(f"faiss {kind}", times, found, exact, build, size))
+    return rows
+
+
+def _row(name, times, found, exact, build_s, size) -> dict:
+    recall = float(np.mean([len(set(f.tolist()) & set(e.tolist())) / len(e) for f, e in zip(found, exact)]))
+    return {"index": name, "p50_ms": round(statistics.median(times), 3),
+            "p99_ms": round(float(np.percentile(times, 99)), 3), "recall@10": round(recall, 4),
+            "build_s": round(build_s, 1), "bytes": size}
+
+
+# --- 3. unchanged re-index ------------------------------------------------------------------------
+
+def bench_reindex(files: int) -> dict:
+    from tlcli.data.documents import Chunk, file_sha256, find_documents
+    from tlcli.models.text import model_key
+    from tlcli_rag.build import IndexConfig, build_index
+    from tlcli_rag.store import FileRecord, IndexWriter, Manifest
+
+    work = Path(tempfile.mkdtemp(prefix="tlcli-rag-bench-"))
+    old = os.getcwd()
+    os.chdir(work)
+    try:
+        for n in range(files):
+            folder = Path("corpus") / f"d{n // 500:03d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"note{n:05d}.md").write_text(f"# Note {n}\n\n" + f"word{n} " * 120, encoding="utf-8")
+        found, _ = find_documents(["corpus"])
+        manifest = Manifest(generation=1, model="all-MiniLM-L6-v2", model_key=model_key("all-MiniLM-L6-v2"),
+                            dimension=384, index_type="flat", chunk_tokens=200, overlap=30)
+        rng = np.random.default_rng(0)
+        with IndexWriter(Path(".tlcli-index")) as writer:
+            writer.begin(manifest, fresh=True)
+            for file in found:
+                vector = rng.normal(size=(1, 384)).astype(np.float32)
+                chunk = Chunk(file.source, 0, 10, 1, 3, ("Note",), "text")
+                writer.add_file(FileRecord(file.source, file_sha256(file.path), file.size, file.mtime), [chunk],
+                                vector / np.linalg.norm(vector))
+            writer.commit()
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            summary = build_index(IndexConfig(paths=["corpus"], index=".tlcli-index"))
+            times.append(time.perf_counter() - start)
+        assert summary.unchanged == files and summary.embedded == 0
+        return {"files": files, "seconds_best": round(min(times), 3), "seconds_all": [round(t, 3) for t in times]}
+    finally:
+        os.chdir(old)
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="chunks in the latency benchmark")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--embed-texts", type=int, default=256, help="chunks embedded per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--skip", action="append", default=[], help="embedding | queries | reindex")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    report: dict = {"machine": machine()}
+    print(f"# {report['machine']}", flush=True)
+    texts = docs_chunks()
+    if "embedding" not in args.skip:
+        report["embedding"] = bench_embedding(texts[:args.embed_texts], args.rounds)
+        print(json.dumps(report["embedding"]), flush=True)
+    if "queries" not in args.skip:
+        from tlcli.embedder import TextEmbedder
+
+        real = TextEmbedder("all-MiniLM-L6-v2").encode(texts)
+        vectors = corpus_vectors(real, args.n)
+        rng = np.random.default_rng(1)
+        picks = rng.choice(len(real), args.queries, replace=len(real) < args.queries)
+        noisy = real[picks] + rng.normal(0, 0.03, (args.queries, real.shape[1]))
+        queries = (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+        rows = bench_queries(vectors, queries)
+        for row in rows:
+            row["bytes_per_chunk"] = round(row.pop("bytes") / len(vectors), 1)
+            print(json.dumps(row), flush=True)
+        report["queries"] = {"chunks": len(vectors), "real": len(real), "rows": rows}
+    if "reindex" not in args.skip:
+        report["reindex"] = bench_reindex(args.files)
+        print(json.dumps(report["reindex"]), flush=True)
+    if args.json:
+        print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,394 @@
+"""`tlcli vprompt`: visual prompting (Bahng et al., "Exploring Visual Prompts for Adapting Large-Scale
+Models", 2022).
+
+A padding prompt, ``--pad`` pixels wide around the image, is added to every preprocessed image; CLIP's
+image tower is frozen (the engine's frozen-submodule rule: eval mode, no gradients, out of checkpoints) and
+the class text embeddings are computed once and fixed. Only the prompt's pixels train: for ViT-B-32 at
+224 px and ``--pad 30``, 69,840 numbers. The export holds the prompt and the fixed class embeddings (a few
+hundred KB); ``tlcli predict``, ``tlcli evaluate`` and ``tlcli zeroshot --vprompt RUN`` use it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from tlcli.data.bad_files import BadFiles
+from tlcli.engine.params import Block, ParamGroup
+from tlcli.engine.task import Task, TrainConfig, classification_sums
+from tlcli.errors import Interrupted, UsageError
+from tlcli.models.clip import ClipModel, load_clip
+from tlcli.output import display_path, emit_json, print_table
+from tlcli_clip.common import k_shot, say, split_data
+
+MODEL_KIND = "clip-vprompt"
+PROMPT_KEYS = ("pad_up", "pad_down", "pad_left", "pad_right")
+
+
+class VPromptConfig(TrainConfig):
+    data: str
+    model: str = "ViT-B-32"
+    pretrained: str | None = None
+    pad: int = Field(30, ge=1)
+    templates: str = "ensemble"
+    shots: int | None = Field(None, ge=1)
+    val_split: float = Field(0.2, ge=0.0, lt=1.0)
+    lr: float = Field(0.1, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    decode_workers: int | None = Field(None, ge=0)
+    use_cache: bool = True
+    max_bad: float = Field(0.05, ge=0, le=1)
+    epochs: int = Field(20, ge=1)
+    workers: int | None = Field(0, ge=0)  # decoded pixels are in memory: worker processes would only cost
+
+
+class PadPrompter(nn.Module):
+    """Bahng et al.'s padding prompt: four learned strips around a zero centre, added to the image."""
+
+    def __init__(self, image_size: int, pad: int, tensors: dict | None = None):
+        super().__init__()
+        if 2 * pad >= image_size:
+            raise UsageError(f"--pad {pad}: the prompt would cover the whole {image_size}px image; use at most "
+                             f"{(image_size - 1) // 2}")
+        self.image_size, self.pad = image_size, pad
+        inner = image_size - 2 * pad
+        generator = torch.Generator().manual_seed(0)
+        shapes = {"pad_up": (1, 3, pad, image_size), "pad_down": (1, 3, pad, image_size),
+                  "pad_left": (1, 3, inner, pad), "pad_right": (1, 3, inner, pad)}
+        for name, shape in shapes.items():
+            value = torch.randn(shape, generator=generator) if tensors is None else tensors[name].float()
+            if tuple(value.shape) != shape:
+                raise UsageError(f"the prompt's {name} has shape {tuple(value.shape)}, expected {shape}")
+            setattr(self, name, nn.Parameter(value.clone()))
+
+    def prompt(self) -> torch.Tensor:
+        inner = self.image_size - 2 * self.pad
+        centre = torch.zeros(1, 3, inner, inner, device=self.pad_up.device, dtype=self.pad_up.dtype)
+        middle = torch.cat([self.pad_left, centre, self.pad_right], dim=3)
+        return torch.cat([self.pad_up, middle, self.pad_down], dim=2)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images + self.prompt().to(images.dtype)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class PromptedClip(nn.Module):
+    """Prompted images through the frozen image tower, scored against fixed class embeddings."""
+
+    def __init__(self, visual: nn.Module, prompter: PadPrompter, head: torch.Tensor, scale: float, bias: float):
+        super().__init__()
+        self.visual, self.prompter = visual, prompter
+        self.register_buffer("head", head.float().contiguous())
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.register_buffer("bias", torch.tensor(float(bias)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        dtype = next(self.visual.parameters()).dtype
+        features = self.visual(self.prompter(images.float()).to(dtype)).float()
+        return self.scale * F.normalize(features, dim=-1) @ self.head.T + self.bias
+
+
+def image_size_of(clip: ClipModel) -> int:
+    size = clip.preprocess_cfg.get("size", 224)
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+# --- data ------------------------------------------------------------------------------------------------------
+
+class Pixels(torch.utils.data.Dataset):
+    """Images preprocessed once (uint8 after the PIL steps, or float tensors when the transform cannot be
+    split); normalised per batch. No augmentation: the paper's recipe trains on the eval view."""
+
+    def __init__(self, items: list, labels: list[int], train: bool):
+        self.items, self.labels, self.train = items, labels, train
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key):
+        index = key[0] if self.train else key
+        return self.items[index], self.labels[index]
+
+
+def decode_pixels(clip: ClipModel, paths: list[Path], bad: BadFiles, workers: int | None):
+    """(kept indices, per-image items, collate(items) -> float batch)."""
+    from tlcli.data.images import load_images
+
+    split = clip.split_preprocess
+    transform = split.per_image if split is not None else clip.preprocess
+    kept, items = [], []
+    for index, result in load_images(paths, transform=transform, workers=workers):
+        if isinstance(result, Exception):
+            bad.add(result)
+            continue
+        kept.append(index)
+        items.append(result)
+    to_batch = split.batch if split is not None else torch.stack
+    return kept, items, to_batch
+
+
+# --- the task ----------------------------------------------------------------------------------------------------
+
+class VPromptTask(Task):
+    def __init__(self, cfg: VPromptConfig, classes: list[str], build, train: Pixels, val: Pixels | None,
+                 to_batch, export):
+        self.cfg, self.classes, self._build = cfg, classes, build
+        self.train, self.val, self.to_batch, self._export = train, val, to_batch, export
+
+    def describe(self) -> dict:
+        return {"command": "vprompt", "plugin": "clip", "model": self.cfg.model, "classes": self.classes,
+                "pad": self.cfg.pad}
+
+    def build_model(self):
+        return self._build()
+
+    def frozen_modules(self, model) -> list[str]:
+        return ["visual"]
+
+    def blocks(self, model):
+        return [Block("prompt", dict(model.prompter.named_parameters(prefix="prompter")), [])]
+
+    def param_groups(self, model, blocks, include_frozen: bool):
+        return [ParamGroup("prompt", list(model.prompter.parameters()), self.cfg.lr, self.cfg.weight_decay)]
+
+    def train_dataset(self):
+        return self.train
+
+    def val_dataset(self):
+        return self.val
+
+    def collate(self, items):
+        return self.to_batch([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.long)
+
+    def batch_size_of(self, batch) -> int:
+        return batch[1].shape[0]
+
+    def training_step(self, model, batch):
+        images, labels = batch
+        return F.cross_entropy(model(images), labels)
+
+    def validation_step(self, model, batch):
+        images, labels = batch
+        return classification_sums(model(images), labels)
+
+    def export(self, model, run_dir: Path, result) -> None:
+        self._export(model)
+
+
+def build_prompted(clip: ClipModel, head: torch.Tensor, pad: int, tensors: dict | None = None) -> PromptedClip:
+    prompter = PadPrompter(image_size_of(clip), pad, tensors)
+    return PromptedClip(clip.model.visual, prompter, head, clip.logit_scale(), clip.logit_bias() or 0.0)
+
+
+def run_vprompt(cfg: VPromptConfig, run, resume: bool, json_output: bool, quiet: bool, emit: bool = True) -> dict:
+    from tlcli.artifacts import write_model
+    from tlcli.engine.callbacks import standard_callbacks
+    from tlcli.engine.loop import fit
+    from tlcli_clip.common import model_reference
+    from tlcli_clip.text import label_embeddings, resolve_templates
+
+    started = time.time()
+    bad = BadFiles()
+    split = split_data(cfg.data, cfg.val_split, cfg.seed, bad) if cfg.val_split > 0 else None
+    if split is None:
+        from tlcli_clip.common import Split
+        from tlcli.data.sources import load_labelled
+
+        samples = load_labelled(Path(cfg.data), bad_files=bad)
+        split = Split(sorted({s.label for s in samples}), samples, [])
+    train_samples = k_shot(split.train, cfg.shots, cfg.seed)
+    classes = split.classes
+    # fp32 on the CPU: the engine moves the model and runs it in --precision
+    clip = load_clip(cfg.model, cfg.pretrained, "cpu", "fp32")
+    clip.model  # noqa: B018  built now, not lazily inside encode_texts' inference mode (whose tensors cannot train)
+    templates = resolve_templates(cfg.templates)
+    head = torch.from_numpy(label_embeddings(clip, classes, templates, cfg.use_cache))
+    say(quiet, f"vprompt: {len(train_samples)} train / {len(split.val)} val images, {len(classes)} classes, "
+               f"pad {cfg.pad}px of {image_size_of(clip)}px")
+    index = {c: i for i, c in enumerate(classes)}
+    kept, items, to_batch = decode_pixels(clip, [s.path for s in train_samples], bad, cfg.decode_workers)
+    train = Pixels(items, [index[train_samples[i].label] for i in kept], train=True)
+    val = None
+    if split.val:
+        kept_val, val_items, _ = decode_pixels(clip, [s.path for s in split.val], bad, cfg.decode_workers)
+        val = Pixels(val_items, [index[split.val[i].label] for i in kept_val], train=False)
+    bad.check(len(train_samples) + len(split.val), cfg.max_bad)
+    if len(train) < 2:
+        raise UsageError(f"{cfg.data}: fewer than two readable training images")
+    model_ref, pretrained_ref = model_reference(cfg.model, cfg.pretrained)
+
+    def export(model: PromptedClip) -> None:
+        tensors = {name: getattr(model.prompter, name) for name in PROMPT_KEYS}
+        with run.model_writer() as tmp:
+            write_model(tmp, kind=MODEL_KIND, plugin="clip", tensors={**tensors, "head": model.head},
+                        weights_file="prompt.safetensors", labels=classes, model=model_ref,
+                        pretrained=pretrained_ref, precision=clip.spec["precision"], pad=cfg.pad,
+                        image_size=image_size_of(clip), templates=cfg.templates)
+
+    task = VPromptTask(cfg, classes, lambda: build_prompted(clip, head, cfg.pad), train, val, to_batch, export)
+    callbacks = standard_callbacks(run, "vprompt", "clip", quiet,
+                                   [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
+    result = fit(task, cfg, run, callbacks=callbacks, resume=resume)
+    summary = {
+        "run_dir": str(run.path), "status": result.status, "val_accuracy": result.best,
+        "final_metrics": result.final_metrics, "steps": result.steps, "epochs": result.epochs_done,
+        "trainable_params": result.trainable_params, "total_params": result.total_params, "pad": cfg.pad,
+        "classes": classes, "train_images": len(train), "val_images": len(val) if val is not None else 0,
+        "wall_s": round(time.time() - started, 3), "images_per_s": round(result.samples_per_s, 1),
+        "device": result.device, "precision": result.precision, "bad_files": bad.summary(),
+    }
+    run.finish(result.status, summary)
+    if emit and json_output:
+        emit_json(summary)
+    elif emit:
+        best = "-" if result.best is None else f"{result.best:.4f}"
+        print_table(f"vprompt {result.status}", ["run", "best val acc", "trainable / total", "wall"],
+                    [[str(run.path), best, f"{result.trainable_params:,} / {result.total_params:,}",
+                      f"{summary['wall_s']:.1f}s"]])
+    if result.status == "interrupted":
+        raise Interrupted(f"interrupted; checkpoint saved. Continue with: tlcli vprompt --resume {run.path}")
+    return summary
+
+
+def compare_row(cfg, shots: int, run_dir: Path) -> dict:
+    """`tlcli compare --vprompt`: a prompt learned on ``shots`` images per class of the compare split (the
+    same seeded split and draw as CoOp's row), scored at its last epoch on the held-out images."""
+    from tlcli.run import Run
+
+    vcfg = VPromptConfig(data=cfg.data, model=cfg.model, pretrained=cfg.pretrained, shots=shots,
+                         val_split=cfg.val_split, epochs=cfg.vprompt_epochs, pad=cfg.vprompt_pad, seed=cfg.seed,
+                         device=cfg.device, precision=cfg.precision, templates=cfg.templates,
+                         decode_workers=cfg.workers, use_cache=cfg.use_cache, max_bad=cfg.max_bad,
+                         batch_size=cfg.batch_size or 32)
+    with Run.create("vprompt", run_dir, plugin="clip", config=vcfg.model_dump()) as run:
+        summary = run_vprompt(vcfg, run, resume=False, json_output=False, quiet=True, emit=False)
+    return {"accuracy": summary["final_metrics"].get("val_accuracy", float("nan")),
+            "trainable_params": summary["trainable_params"], "run_dir": summary["run_dir"]}
+
+
+# --- using a learned prompt ------------------------------------------------------------------------------------
+
+class VPromptPredictor:
+    """``tlcli predict``/``evaluate``: CLIP's eval preprocessing, the prompt added, the fixed class head."""
+
+    def __init__(self, clip: ClipModel, model: PromptedClip, labels: list[str]):
+        self.clip, self.labels = clip, labels
+        self.model = model.to(clip.device).eval()
+        self.transform = clip.preprocess
+
+    @torch.inference_mode()
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch.to(self.clip.device)).float().softmax(dim=-1).cpu()
+
+
+def load_vprompt(model_dir: Path, device: str = "cpu", labels: list[str] | None = None) -> VPromptPredictor:
+    """A vprompt run's predictor; with ``labels`` other than the run's, the head is built for them (the
+    prompt itself does not depend on the labels)."""
+    from tlcli.artifacts import read_model
+
+    files = read_model(model_dir)
+    if files.kind != MODEL_KIND:
+        raise UsageError(f"{model_dir}: a {files.kind!r} model, not a visual prompt (kind {MODEL_KIND})")
+    meta, tensors = files.meta, files.tensors()
+    try:
+        clip = load_clip(meta["model"], meta.get("pretrained"), device, meta.get("precision", "auto"))
+    except UsageError as error:
+        if "--precision" not in str(error):
+            raise
+        clip = load_clip(meta["model"], meta.get("pretrained"), device, "auto")  # an fp16 run on a CPU
+    head = tensors["head"]
+    if labels is not None and list(labels) != list(files.labels):
+        from tlcli_clip.text import label_embeddings, resolve_templates
+
+        head = torch.from_numpy(label_embeddings(clip, labels, resolve_templates(meta.get("templates", "ensemble"))))
+    model = build_prompted(clip, head, int(meta["pad"]), tensors)
+    model.requires_grad_(False)
+    return VPromptPredictor(clip, model, list(labels or files.labels))
+
+
+def load_vprompt_predictor(model_dir: Path, device: str = "cpu") -> VPromptPredictor:
+    return load_vprompt(Path(model_dir), device)
+
+
+def run_vprompt_zeroshot(args: list[str], labels: list[str] | None, run_dir: Path, top_k: int | None,
+                         threshold: float | None, evaluate: bool, options: dict, json_output: bool,
+                         quiet: bool) -> dict:
+    """`tlcli zeroshot --vprompt RUN`: every image through the learned prompt (image features of prompted
+    images are not the feature cache's, so nothing is cached here)."""
+    from tlcli.data.images import load_images
+    from tlcli.data.sources import expand_paths, scan_class_folders
+    from tlcli.evaluation import classification_report, classifier_records
+    from tlcli_clip.zeroshot import UNKNOWN
+    started = time.time()
+    bad = BadFiles()
+    truth_names = None
+    if evaluate:
+        if len(args) != 1 or args[0] == "-" or not Path(args[0]).is_dir():
+            raise UsageError("--eval needs PATHS to be one folder with a subfolder per label")
+        samples = scan_class_folders(Path(args[0]), bad_files=bad)
+        paths, truth_names = [s.path for s in samples], [s.label for s in samples]
+    else:
+        paths, skipped = expand_paths(args)
+        bad.extend(skipped)
+    if not paths:
+        raise UsageError(f"no images found in {' '.join(args)}; pass image files, folders or - (paths on stdin)")
+    predictor = load_vprompt(run_dir, options["device"], labels)
+    labels = predictor.labels
+    if truth_names is not None:
+        missing = sorted(set(truth_names) - set(labels))
+        if missing:
+            raise UsageError(f"--eval: label folders not among the labels: {', '.join(missing[:5])}; add them to --labels")
+    say(quiet, f"zero-shot with the visual prompt of {run_dir}: {len(paths)} images, {len(labels)} labels")
+    batch_size = options.get("batch_size") or 32
+    rows, kept, chunks, pending = [], [], [], []
+
+    def flush():
+        probs = predictor.predict(torch.stack([t for _, t in pending])).numpy()
+        for (i, _), fields in zip(pending, classifier_records(probs, labels, top_k or 5)):
+            record = {"path": display_path(paths[i]), **fields}
+            if threshold is not None and record["score"] < threshold:
+                record["label"] = UNKNOWN
+            if truth_names is not None:
+                record["truth"] = truth_names[i]
+            rows.append(record)
+            if json_output:
+                emit_json(record)
+        kept.extend(i for i, _ in pending)
+        chunks.append(probs)
+        pending.clear()
+
+    for index, result in load_images(paths, transform=predictor.transform, workers=options.get("workers")):
+        if isinstance(result, Exception):
+            bad.add(result)
+            continue
+        pending.append((index, result))
+        if len(pending) == batch_size:
+            flush()
+    if pending:
+        flush()
+    bad.check(len(paths), options["max_bad"])
+    if not json_output:
+        print_table(None, ["path", "label", "score", "top"],
+                    [[r["path"], r["label"], f"{r['score']:.3f}",
+                      ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])] for r in rows])
+    summary = {"images": len(rows), "vprompt": str(run_dir), "bad_files": bad.summary(),
+               "wall_s": round(time.time() - started, 3)}
+    if truth_names is not None and chunks:
+        index = {name: i for i, name in enumerate(labels)}
+        truth = np.array([index[truth_names[i]] for i in kept], dtype=np.int64)
+        summary["metrics"] = classification_report(np.concatenate(chunks), truth, labels)
+        if json_output:
+            emit_json({"summary": summary})
+        else:
+            m = summary["metrics"]
+            print_table("zero-shot accuracy (visual prompt)", ["accuracy", "top-5 accuracy", "mean recall", "images"],
+                        [[f"{m['accuracy']:.4f}", f"{m['top5_accuracy']:.4f}", f"{m['mean_recall']:.4f}", m["n"]]])
+    return summary

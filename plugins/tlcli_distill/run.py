@@ -1,0 +1,234 @@
+"""One distillation run: teacher, data, cached teacher outputs, the engine, and the summary."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tlcli.data.bad_files import BadFiles
+from tlcli.data.sources import expand_paths, load_labelled, stratified_split
+from tlcli.errors import Interrupted, UsageError
+from tlcli.output import emit_json, info, print_table
+from tlcli_distill.config import DistillConfig
+from tlcli_distill.data import Decoded, decode, eval_transform
+from tlcli_distill.loss import UNLABELLED
+from tlcli_distill.teacher_cache import TeacherCache, digests_of
+from tlcli_distill.teachers import Teacher, build_teacher
+
+THROUGHPUT_BATCH = 64
+
+
+def _say(quiet: bool, message: str) -> None:
+    if not quiet:
+        info(message)
+
+
+def class_names(cfg: DistillConfig) -> list[str] | None:
+    """The classes a CLIP teacher scores: --labels, else the labelled data's class folders/labels."""
+    if cfg.labels:
+        return list(cfg.labels)
+    if cfg.teacher.startswith("clip:") and cfg.data:
+        return sorted({s.label for s in load_labelled(Path(cfg.data))})
+    return None
+
+
+def _labelled_items(source: str, classes: list[str], bad: BadFiles, what: str) -> list:
+    samples = load_labelled(Path(source), bad_files=bad)
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({s.label for s in samples} - set(index))
+    if unknown:
+        raise UsageError(f"{what} {source}: labels the teacher does not know: {', '.join(unknown[:5])}; the teacher "
+                         f"scores {', '.join(classes[:10])}")
+    return [(s.path, index[s.label], s.label) for s in samples]
+
+
+def gather_items(cfg: DistillConfig, classes: list[str], bad: BadFiles):
+    """(train items, val items) as (path, class index or UNLABELLED)."""
+    train, val = [], []
+    if cfg.data:
+        labelled = _labelled_items(cfg.data, classes, bad, "DATA")
+        if cfg.val:
+            train = labelled
+        elif cfg.val_split > 0:
+            train, val = stratified_split(_Labelled.wrap(labelled), cfg.val_split, cfg.seed)
+            train, val = [x.item for x in train], [x.item for x in val]
+        else:
+            train = labelled
+    if cfg.val:
+        val = _labelled_items(cfg.val, classes, bad, "--val")
+    if cfg.unlabelled:
+        paths, skipped = expand_paths([cfg.unlabelled])
+        bad.extend(skipped)
+        if not paths and not skipped:
+            raise UsageError(f"--unlabelled {cfg.unlabelled}: no images found; pass a folder of images")
+        train += [(path, UNLABELLED, None) for path in paths]
+    return [(p, y) for p, y, _ in train], [(p, y) for p, y, _ in val]
+
+
+class _Labelled:
+    """stratified_split wants objects with ``label``."""
+
+    def __init__(self, item):
+        self.item, self.label = item, item[2]
+
+    @classmethod
+    def wrap(cls, items):
+        return [cls(item) for item in items]
+
+
+@torch.inference_mode()
+def teacher_logits(teacher: Teacher, decoded: Decoded, cache: TeacherCache, device: torch.device,
+                   batch_size: int, stats: dict) -> torch.Tensor:
+    """(N, classes) float32 teacher logits of the clean views, from the cache where present."""
+    digests = digests_of(decoded.paths)
+    rows: dict[int, np.ndarray] = {}
+    for i, digest in enumerate(digests):
+        row = cache.get(digest)  # checked there: float32, one finite value per class
+        if row is not None:
+            rows[i] = row
+    missing = [i for i in range(len(decoded)) if i not in rows]
+    if missing:
+        teacher.to(device).eval()
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            batch = torch.stack([teacher.transform(decoded.images[i]) for i in chunk]).to(device)
+            out = teacher(batch).float().cpu().numpy()
+            for i, row in zip(chunk, out):
+                rows[i] = row
+                cache.put(digests[i], row)
+        cache.flush()
+        teacher.to("cpu")
+    stats["cached"] = stats.get("cached", 0) + len(decoded) - len(missing)
+    stats["computed"] = stats.get("computed", 0) + len(missing)
+    if not len(decoded):
+        return torch.zeros((0, len(teacher.labels)))
+    return torch.from_numpy(np.stack([rows[i] for i in range(len(decoded))]).astype(np.float32))
+
+
+def student_preprocessing(cfg: DistillConfig) -> dict:
+    from tlcli.models.vision import preprocessing_of
+
+    pre = dict(preprocessing_of(cfg.student, "none" if cfg.weights else cfg.pretrained))
+    if cfg.image_size:  # keep the library's resize/crop ratio
+        pre["resize"] = max(cfg.image_size, round(cfg.image_size * pre["resize"] / pre["crop"]))
+        pre["crop"] = cfg.image_size
+    return pre
+
+
+def student_builder(cfg: DistillConfig, num_classes: int):
+    def build():
+        from tlcli.models.vision import build_vision_model, load_backbone_weights, read_weights_file
+
+        built = build_vision_model(cfg.student, "none" if cfg.weights else cfg.pretrained, num_classes=num_classes)
+        if cfg.weights:
+            load_backbone_weights(built.model, read_weights_file(Path(cfg.weights)), built.head_names)
+        return built.model
+
+    return build
+
+
+def run_distill(cfg: DistillConfig, run, resume: bool, json_output: bool, quiet: bool) -> dict:
+    from tlcli.engine.callbacks import standard_callbacks
+    from tlcli.engine.device import resolve_device
+    from tlcli.engine.loop import fit
+    from tlcli_distill.task import DistillTask
+
+    started = time.time()
+    device = resolve_device(cfg.device)
+    teacher = build_teacher(cfg.teacher, cfg.teacher_pretrained, class_names(cfg), cfg.templates, str(device),
+                            cfg.use_cache)
+    classes = teacher.labels
+    bad = BadFiles()
+    train_items, val_items = gather_items(cfg, classes, bad)
+    preprocessing = student_preprocessing(cfg)
+    short_side = max(preprocessing["resize"], teacher.short_side)
+    _say(quiet, f"distill: teacher {teacher.description}; decoding {len(train_items) + len(val_items)} images")
+    train = decode(train_items, bad, short_side, None)
+    val = decode(val_items, bad, short_side, None) if val_items else None
+    bad.check(len(train_items) + len(val_items), cfg.max_bad)
+    if len(train) < 2:
+        raise UsageError("fewer than two readable training images; pass more labelled DATA or --unlabelled images")
+
+    cache = TeacherCache(teacher.key, {"teacher": cfg.teacher, "labels": classes}, len(classes),
+                         enabled=cfg.use_cache)
+    stats: dict = {}
+    t = time.time()
+    batch = cfg.eval_batch_size
+    train_logits = None if cfg.augment != "none" else teacher_logits(teacher, train, cache, device, batch, stats)
+    val_logits = teacher_logits(teacher, val, cache, device, batch, stats) if val is not None else None
+    teacher_s = time.time() - t
+    _say(quiet, f"teacher outputs: {stats.get('cached', 0)} cached, {stats.get('computed', 0)} computed "
+                f"({teacher_s:.1f}s)")
+
+    task = DistillTask(cfg, classes, teacher, train, val, train_logits, val_logits, preprocessing,
+                       student_builder(cfg, len(classes)), run=run)
+    warnings = [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()]
+    result = fit(task, cfg, run, callbacks=standard_callbacks(run, "distill", "distill", quiet, warnings),
+                 resume=resume)
+
+    summary = _summary(cfg, run, result, teacher, task, train, val, val_logits, preprocessing, device, stats,
+                       teacher_s, bad, time.time() - started)
+    run.finish(result.status, summary)
+    if json_output:
+        emit_json(summary)
+    else:
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        print_table(f"distill {result.status}: {run.path}", ["model", "val accuracy", "parameters", "images/s"], [
+            ["teacher", fmt(summary["teacher"]["val_accuracy"]), f"{summary['teacher']['params']:,}",
+             f"{summary['teacher']['images_per_s']:.0f}"],
+            ["student", fmt(summary["student"]["val_accuracy"]), f"{summary['student']['params']:,}",
+             f"{summary['student']['images_per_s']:.0f}"]])
+    if result.status == "interrupted":
+        raise Interrupted(f"interrupted; checkpoint saved. Continue with: tlcli distill --resume {run.path}")
+    return summary
+
+
+def _summary(cfg, run, result, teacher, task, train: Decoded, val: Decoded | None, val_logits, preprocessing,
+             device, stats, teacher_s, bad, wall) -> dict:
+    from tlcli.artifacts import read_model
+    from tlcli_distill.data import eval_transform
+
+    teacher_acc = None
+    if val is not None and len(val):
+        truth = torch.tensor(val.labels)
+        teacher_acc = float((val_logits.argmax(1) == truth).float().mean())
+    student = task._build_student()
+    student_params = sum(p.numel() for p in student.parameters())
+    student_ips = teacher_ips = None
+    sample = (val if val is not None and len(val) else train).images[:THROUGHPUT_BATCH]
+    if (run.path / "model").is_dir():  # the exported student, as predict would run it
+        from safetensors.torch import load_file
+
+        files = read_model(run.path)
+        student.load_state_dict(load_file(str(files.path / "model.safetensors")))
+        student.to(device).eval()
+        from tlcli_distill.throughput import images_per_second
+
+        student_ips = images_per_second(student, torch.stack([eval_transform(preprocessing)(im) for im in sample])
+                                        .to(device))
+        teacher.to(device).eval()
+        teacher_ips = images_per_second(teacher, torch.stack([teacher.transform(im) for im in sample]).to(device))
+        teacher.to("cpu")
+    final = result.final_metrics or {}
+    return {
+        "run_dir": str(run.path), "status": result.status,
+        "teacher": {"spec": cfg.teacher, "val_accuracy": teacher_acc, "params": teacher.num_params(),
+                    "images_per_s": round(teacher_ips or 0.0, 1)},
+        # the exported student is the best one seen on --val (its accuracy is result.best)
+        "student": {"spec": cfg.student, "val_accuracy": result.best, "last_val_accuracy": final.get("val_accuracy"),
+                    "teacher_agreement": final.get("val_teacher_agreement"),
+                    "params": student_params, "images_per_s": round(student_ips or 0.0, 1)},
+        "speedup": round(student_ips / teacher_ips, 2) if student_ips and teacher_ips else None,
+        "compression": round(teacher.num_params() / max(1, student_params), 2),
+        "temperature": cfg.temperature, "alpha": cfg.alpha if train.labelled else 1.0,
+        "labelled_images": train.labelled, "unlabelled_images": len(train) - train.labelled,
+        "val_images": len(val) if val is not None else 0, "classes": teacher.labels,
+        "teacher_outputs": {"cached": stats.get("cached", 0), "computed": stats.get("computed", 0),
+                            "seconds": round(teacher_s, 3), "training": task.describe()["teacher_outputs"]},
+        "steps": result.steps, "epochs": result.epochs_done, "train_images_per_s": round(result.samples_per_s, 1),
+        "wall_s": round(wall, 2), "device": result.device, "precision": result.precision,
+        "bad_files": bad.summary(),
+    }

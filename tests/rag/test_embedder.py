@@ -1,0 +1,40 @@
+"""The RAG embedder against SentenceTransformer.encode on the same texts and model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tlcli.embedder import TextEmbedder, resolve_precision
+from tlcli.errors import UsageError
+
+TEXTS = ["short", "a somewhat longer sentence about retrieval and indexes",
+         "word " * 300,  # longer than the model's 256 tokens: truncated like the library does
+         "", "Unicode: café, naïve, 東京", "the quick brown fox " * 20] * 3
+
+
+@pytest.fixture(scope="module")
+def reference():
+    embedder = TextEmbedder("all-MiniLM-L6-v2", precision="fp32")
+    return embedder.sentence_transformer.encode(TEXTS, batch_size=4, normalize_embeddings=True,
+                                                convert_to_numpy=True)
+
+
+def test_fp32_matches_the_library_in_input_order(reference):
+    embedder = TextEmbedder("all-MiniLM-L6-v2", precision="fp32", batch_size=2, token_budget=64)
+    vectors = embedder.encode(TEXTS)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(vectors, reference, atol=2e-5)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_bf16_agrees_with_the_library(reference):
+    vectors = TextEmbedder("all-MiniLM-L6-v2", precision="bf16").encode(TEXTS)
+    assert np.min(np.sum(vectors * reference, axis=1)) > 0.99
+
+
+def test_precision_choice():
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("auto", "cuda") == "bf16"
+    with pytest.raises(UsageError, match="fp16"):
+        resolve_precision("fp16", "cpu")
