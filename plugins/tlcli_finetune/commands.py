@@ -70,6 +70,12 @@ def finetune(
     save_every: Optional[int] = typer.Option(None, "--save-every", min=1, help="Also checkpoint every N steps."),
     log_every: Optional[int] = typer.Option(None, "--log-every", min=1, help="Write a metric event every N steps (default: ~500 per run)."),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    domain_adapt: Optional[Path] = typer.Option(None, "--domain-adapt", help="Unlabelled target-domain images: "
+                                                "domain-adversarial training (DANN)."),
+    dann_weight: float = options.finite_option(1.0, "--dann-weight", low=0.0, help="Scale of the DANN gradient "
+                                               "reversal (its schedule rises from 0 to this)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Train once per seed (1,2,3) into RUN_DIR/seed-N "
+                                        "and report mean ± std."),
     max_bad: str = options.max_bad(),
     out: Optional[Path] = options.out(),
     overwrite: bool = options.overwrite(),
@@ -100,6 +106,12 @@ def finetune(
     from tlcli.tui.launch import progress_is_quiet
 
     def job():
+        if seeds:
+            from tlcli_finetune.dann import parse_seeds, run_seeds
+
+            with run:
+                return run_seeds(cfg, parse_seeds(seeds), run, lambda c, r: run_finetune(
+                    c, r, resume=False, json_output=False, quiet=quiet or tui), json_output)
         with run:
             return run_finetune(cfg, run, resume=resume is not None, json_output=json_output,
                                 quiet=progress_is_quiet(tui, quiet))
@@ -116,7 +128,8 @@ def _build_config(ctx: typer.Context, config_file: Path | None):
     from tlcli.config_file import read_options_file
     from tlcli_finetune.config import FinetuneConfig
 
-    values = {k: v for k, v in options.config_values(ctx, rename=RENAMED).items() if v is not None}
+    values = {k: v for k, v in options.config_values(ctx, exclude=options.NOT_CONFIG | {"seeds"},
+                                                     rename=RENAMED).items() if v is not None}
     if config_file is not None:
         explicit = {RENAMED.get(k, k) for k in options.given_options(ctx)}
         values.update({k: v for k, v in read_options_file(config_file).items() if k not in explicit})

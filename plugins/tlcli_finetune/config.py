@@ -29,6 +29,8 @@ class FinetuneConfig(TrainConfig):
     image_size: int | None = Field(None, ge=8)
     max_bad: MaxBadShare = 0.05
     epochs: int = Field(10, ge=1)
+    domain_adapt: str | None = None  # DANN: unlabelled target images (tlcli_finetune.dann)
+    dann_weight: float = Field(1.0, ge=0)
 
 
 def check_image_size(cfg: FinetuneConfig) -> None:

@@ -44,7 +44,12 @@ def run_finetune(cfg: FinetuneConfig, run, resume: bool, json_output: bool, quie
     if len(train) < 2:
         raise UsageError(f"{cfg.data}: fewer than two readable training images")
 
-    task = FinetuneTask(cfg, classes, train, val, preprocessing, run)
+    if cfg.domain_adapt:
+        from tlcli_finetune.dann import DannTask, load_target
+
+        task = DannTask(cfg, classes, train, val, preprocessing, run, load_target(cfg, preprocessing, bad))
+    else:
+        task = FinetuneTask(cfg, classes, train, val, preprocessing, run)
     callbacks = standard_callbacks(run, "finetune", "finetune", quiet,
                                    [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
     result = fit(task, cfg, run, callbacks=callbacks, resume=resume)

@@ -219,15 +219,46 @@ def _clip(spec: str, name: str, pretrained: str, num_classes: int | None) -> Vis
     return VisionModel(ClipImageClassifier(visual, num_classes), spec, "clip", preprocessing, ["head"])
 
 
+# --- backbones without a head (self-supervised pretraining, feature extraction) ------------------------------
+
+def build_backbone(spec: str, pretrained: str = "none") -> tuple[VisionModel, int]:
+    """The model named by ``spec`` with its classifier removed, so it outputs pooled features, and their
+    width. Its ``state_dict()`` keys are the model's own names minus the head's, which is what
+    ``load_backbone_weights`` (``finetune --weights``) expects."""
+    if spec.startswith("clip:"):  # the tower under ClipImageClassifier's names (visual.*), as finetune builds it
+        built = build_vision_model(spec, pretrained, num_classes=1)
+        built.model.head = nn.Identity()
+        return built, int(built.model.visual.output_dim)
+    built = build_vision_model(spec, pretrained, num_classes=None)
+    model = built.model
+    if built.family == "timm":
+        classifier = model.get_classifier()
+        head = [n for n, m in model.named_modules() if m is classifier and n]
+        model.reset_classifier(0)
+        return VisionModel(model, spec, "timm", built.preprocessing, head), int(model.num_features)
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise UsageError(f"{spec} has no linear classifier head to remove; pick another --model")
+    parent_name, _, child = last.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    width = getattr(parent, child).in_features
+    setattr(parent, child, nn.Identity())
+    return VisionModel(model, spec, built.family, built.preprocessing, [last]), int(width)
+
+
 # --- local weights -----------------------------------------------------------------------------------------
 
 def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from safetensors, a tlcli model folder, or a torch file read with weights_only=True."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
+    if path.is_dir():  # a run folder (its model/) or a model folder
+        path = (path / "model" if (path / "model").is_dir() else path) / "model.safetensors"
     if not path.is_file():
-        raise UsageError(f"--weights {path}: no such file; pass a .safetensors/.pt file or a tlcli run's model/ folder")
+        raise UsageError(f"--weights {path}: no such file; pass a .safetensors/.pt file, a tlcli run folder or "
+                         "its model/ folder")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -1,0 +1,1 @@
+"""Built-in plugin: learn from unlabelled images (self-supervised pretraining, pseudo-labelling)."""
