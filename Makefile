@@ -19,6 +19,8 @@ demo: install
 	$(PY) examples/clip_zeroshot/run.py
 	$(PY) examples/rag_docs/run.py
 	$(PY) examples/agents/run.py
+	$(PY) examples/unlabelled_digits/run.py --quick
+	$(PY) examples/distill_digits/run.py --quick
 
 test: install
 	$(PY) -m pytest -q
