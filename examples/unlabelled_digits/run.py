@@ -285,6 +285,7 @@ def main() -> None:
     tables = {name: json.loads((work / f"results-{name}.json").read_text())["rows"]
               for name in experiments if (work / f"results-{name}.json").exists()}
     tables["wall_s"] = round(time.time() - started, 1)
+    tables["quick"] = options.quick
     if options.json:
         print(json.dumps(tables))
         return
@@ -313,6 +314,10 @@ def report(tables: dict, data: dict) -> None:
             print(f"{r['method']:<42} {r['mean']:>19.3f} ± {r['std']:.3f}  "
                   f"{', '.join(f'{v:.3f}' for v in r['target_test_accuracy'])}")
     print(f"\nwall time {tables['wall_s']:.0f} s")
+    if tables.get("quick"):
+        print("--quick runs every command with budgets of a few steps to show the mechanics: at these budgets "
+              "the accuracies are near chance (0.10 for ten digits) and say nothing about the methods. "
+              "Run without --quick for the README's tables.")
 
 
 if __name__ == "__main__":
