@@ -16,15 +16,19 @@ def failed(result) -> bool:
 
 
 @pytest.mark.slow  # a server process loading torch and the model: ~20 s on a quiet machine
-def test_mcp_search_and_fetch_chunk(small_index):
+def test_mcp_search_and_fetch_chunk(small_index, tmp_path):
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
     params = StdioServerParameters(command=sys.executable, args=["-m", "tlcli", "rag", "serve"],
                                    cwd=str(small_index), env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
+    # stdio_client's default errlog is whatever sys.stderr was when mcp was first imported (under an in-process
+    # CLI test that is a capture buffer with no file descriptor): give the server's stderr a real file.
+    errlog = open(tmp_path / "server-stderr.log", "w", encoding="utf-8")
+
     async def talk():
-        async with stdio_client(params) as (read, write):
+        async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 tools = {tool.name for tool in (await session.list_tools()).tools}
