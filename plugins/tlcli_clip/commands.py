@@ -256,19 +256,10 @@ def coop(
         cfg = options.validated(CoopConfig, **values)
         run = _open_run("coop", cfg, out, overwrite)
 
-    from tlcli.tui.launch import progress_is_quiet
+    from tlcli.tui.launch import run_in
 
-    def job():
-        with run:
-            return run_coop(cfg, run, resume=resume is not None, json_output=json_output,
-                                quiet=progress_is_quiet(tui, quiet))
-
-    if not tui:
-        job()
-        return
-    from tlcli.tui.launch import run_with_dashboard
-
-    run_with_dashboard(run.path, job)
+    run_in(run, lambda quiet_progress: run_coop(cfg, run, resume=resume is not None, json_output=json_output,
+                                                quiet=quiet_progress), tui, quiet)
 
 
 # --- compare ---------------------------------------------------------------------------------------------

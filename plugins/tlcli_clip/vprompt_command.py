@@ -76,13 +76,7 @@ def vprompt(
         options.check_out_path(out)
         run = Run.create("vprompt", out, overwrite=overwrite, plugin="clip", config=cfg.model_dump())
 
-    def job():
-        with run:
-            return run_vprompt(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet or tui)
+    from tlcli.tui.launch import run_in
 
-    if tui:
-        from tlcli.tui.launch import run_with_dashboard
-
-        run_with_dashboard(run.path, job)
-    else:
-        job()
+    run_in(run, lambda quiet_progress: run_vprompt(cfg, run, resume=resume is not None, json_output=json_output,
+                                                   quiet=quiet_progress), tui, quiet)

@@ -106,16 +106,10 @@ def distill(
         run = Run.create("distill", out, overwrite=overwrite, plugin="distill", config=cfg.model_dump())
     from tlcli_distill.run import run_distill
 
-    def job():
-        with run:
-            return run_distill(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet or tui)
+    from tlcli.tui.launch import run_in
 
-    if tui:
-        from tlcli.tui.launch import run_with_dashboard
-
-        run_with_dashboard(run.path, job)
-    else:
-        job()
+    run_in(run, lambda quiet_progress: run_distill(cfg, run, resume=resume is not None, json_output=json_output,
+                                                   quiet=quiet_progress), tui, quiet)
 
 
 def _str(path: Optional[Path]) -> Optional[str]:

@@ -101,27 +101,18 @@ def finetune(
         check_image_size(cfg)
         options.check_out_path(out)
         run = Run.create("finetune", out, overwrite=overwrite, config=cfg.model_dump(), plugin="finetune")
+    from tlcli.tui.launch import run_in
     from tlcli_finetune.run import run_finetune
 
-    from tlcli.tui.launch import progress_is_quiet
-
-    def job():
+    def job(quiet_progress: bool):
         if seeds:
             from tlcli_finetune.dann import parse_seeds, run_seeds
 
-            with run:
-                return run_seeds(cfg, parse_seeds(seeds), run, lambda c, r: run_finetune(
-                    c, r, resume=False, json_output=False, quiet=quiet or tui), json_output)
-        with run:
-            return run_finetune(cfg, run, resume=resume is not None, json_output=json_output,
-                                quiet=progress_is_quiet(tui, quiet))
+            return run_seeds(cfg, parse_seeds(seeds), run, lambda c, r: run_finetune(
+                c, r, resume=False, json_output=False, quiet=quiet_progress), json_output)
+        return run_finetune(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet_progress)
 
-    if tui:
-        from tlcli.tui.launch import run_with_dashboard
-
-        run_with_dashboard(run.path, job)
-    else:
-        job()
+    run_in(run, job, tui, quiet)
 
 
 def _build_config(ctx: typer.Context, config_file: Path | None):

@@ -108,16 +108,10 @@ def pretrain(
         run = Run.create("pretrain", out, overwrite=overwrite, plugin="selfsup", config=cfg.model_dump())
     from tlcli_selfsup.pretrain_run import run_pretrain
 
-    def job():
-        with run:
-            return run_pretrain(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet or tui)
+    from tlcli.tui.launch import run_in
 
-    if tui:
-        from tlcli.tui.launch import run_with_dashboard
-
-        run_with_dashboard(run.path, job)
-    else:
-        job()
+    run_in(run, lambda quiet_progress: run_pretrain(cfg, run, resume=resume is not None, json_output=json_output,
+                                                    quiet=quiet_progress), tui, quiet)
 
 
 def pseudolabel(
@@ -173,13 +167,7 @@ def pseudolabel(
     run = Run.create("pseudolabel", out, overwrite=overwrite, plugin="selfsup", config=cfg.model_dump())
     from tlcli_selfsup.pseudolabel import run_pseudolabel
 
-    def job():
-        with run:
-            return run_pseudolabel(cfg, source, run, json_output=json_output, quiet=quiet or tui)
+    from tlcli.tui.launch import run_in
 
-    if tui:
-        from tlcli.tui.launch import run_with_dashboard
-
-        run_with_dashboard(run.path, job)
-    else:
-        job()
+    run_in(run, lambda quiet_progress: run_pseudolabel(cfg, source, run, json_output=json_output,
+                                                       quiet=quiet_progress), tui, quiet)

@@ -21,6 +21,19 @@ def progress_is_quiet(tui: bool, quiet: bool) -> bool:
     return quiet or (tui and dashboard_available())
 
 
+def run_in(run, job: Callable[[bool], T], tui: bool, quiet: bool) -> T:
+    """The end of every training command: ``job(quiet_progress)`` inside ``run`` (whose context manager writes
+    the run's end however the job ends), on the dashboard with ``--tui``. ``quiet_progress`` follows
+    :func:`progress_is_quiet`, so ``--tui`` without a terminal still prints plain progress lines."""
+    quiet_progress = progress_is_quiet(tui, quiet)
+
+    def inside() -> T:
+        with run:
+            return job(quiet_progress)
+
+    return run_with_dashboard(run.path, inside) if tui else inside()
+
+
 def run_with_dashboard(run_dir: Path, job: Callable[[], T]) -> T:
     """Run `job` (the training, which writes run_dir/events.jsonl) in a worker thread while the dashboard shows
     the run; when the job ends, the final summary stays on screen until `q`; returns job's result or re-raises
