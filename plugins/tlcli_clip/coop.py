@@ -23,7 +23,7 @@ from torch import nn
 from tlcli.data.bad_files import BadFiles
 from tlcli.engine.params import Block, ParamGroup
 from tlcli.cli.options import VAL_SPLIT
-from tlcli.engine.task import MaxBadShare, Task, TrainConfig, classification_sums
+from tlcli.engine.task import ClassifierTask, MaxBadShare, TrainConfig
 from tlcli.errors import Interrupted, UsageError
 from tlcli.models.clip import ClipModel, load_clip
 from tlcli.output import emit_json, info, print_table
@@ -154,7 +154,7 @@ class FeatureSet(torch.utils.data.Dataset):
         return self.features[index], self.labels[index]
 
 
-class CoopTask(Task):
+class CoopTask(ClassifierTask):
     def __init__(self, cfg: CoopConfig, classes: list[str], train, val, meta: dict, run):
         self.cfg, self.classes, self.train, self.val, self.meta, self.run = cfg, classes, train, val, meta, run
 
@@ -184,17 +184,6 @@ class CoopTask(Task):
 
     def collate(self, items):
         return torch.stack([f for f, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
-
-    def batch_size_of(self, batch) -> int:
-        return batch[1].shape[0]
-
-    def training_step(self, model, batch):
-        features, labels = batch
-        return F.cross_entropy(model(features), labels)
-
-    def validation_step(self, model, batch):
-        features, labels = batch
-        return classification_sums(model(features), labels)
 
     def export(self, model, run_dir: Path, result) -> None:
         """``model/``: the context vectors (KBs) and the labels; CLIP itself is named, not copied."""

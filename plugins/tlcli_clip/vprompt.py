@@ -21,7 +21,7 @@ from torch import nn
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.engine.params import Block, ParamGroup
-from tlcli.engine.task import Task, TrainConfig, classification_sums
+from tlcli.engine.task import ClassifierTask, TrainConfig
 from tlcli.errors import Interrupted, UsageError
 from tlcli.models.clip import ClipModel, load_clip
 from tlcli.output import display_path, emit_json, print_table
@@ -137,7 +137,7 @@ def decode_pixels(clip: ClipModel, paths: list[Path], bad: BadFiles, workers: in
 
 # --- the task ----------------------------------------------------------------------------------------------------
 
-class VPromptTask(Task):
+class VPromptTask(ClassifierTask):
     def __init__(self, cfg: VPromptConfig, classes: list[str], build, train: Pixels, val: Pixels | None,
                  to_batch, export):
         self.cfg, self.classes, self._build = cfg, classes, build
@@ -167,17 +167,6 @@ class VPromptTask(Task):
 
     def collate(self, items):
         return self.to_batch([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.long)
-
-    def batch_size_of(self, batch) -> int:
-        return batch[1].shape[0]
-
-    def training_step(self, model, batch):
-        images, labels = batch
-        return F.cross_entropy(model(images), labels)
-
-    def validation_step(self, model, batch):
-        images, labels = batch
-        return classification_sums(model(images), labels)
 
     def export(self, model, run_dir: Path, result) -> None:
         self._export(model)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from tlcli.engine.params import block_name, discriminative_groups, freeze_until, list_blocks
-from tlcli.engine.task import Task, classification_sums
+from tlcli.engine.task import ClassifierTask
 from tlcli.errors import UsageError
 from tlcli.models.vision import build_vision_model, load_backbone_weights, read_weights_file
 from tlcli_finetune.config import FinetuneConfig
@@ -25,7 +24,7 @@ def preprocessing_for(cfg: FinetuneConfig, base: dict) -> dict:
     return pre
 
 
-class FinetuneTask(Task):
+class FinetuneTask(ClassifierTask):
     def __init__(self, cfg: FinetuneConfig, classes: list[str], train: DecodedImages, val: DecodedImages | None,
                  preprocessing: dict, run=None):
         self.cfg, self.classes, self.preprocessing, self.run = cfg, classes, preprocessing, run
@@ -68,17 +67,6 @@ class FinetuneTask(Task):
         images = torch.stack([item[0] for item in items])
         labels = torch.tensor([item[1] for item in items], dtype=torch.long)
         return images, labels
-
-    def batch_size_of(self, batch) -> int:
-        return batch[1].shape[0]
-
-    def training_step(self, model, batch):
-        images, labels = batch
-        return F.cross_entropy(model(images), labels)
-
-    def validation_step(self, model, batch):
-        images, labels = batch
-        return classification_sums(model(images), labels)
 
     def export(self, model, run_dir: Path, result) -> None:
         """``model/``: the weights under the backbone's own names, labels, preprocessing."""

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from tlcli.data.decoded import EvalImages, TrainImages, eval_transform, train_transform
-from tlcli.engine.task import Task, classification_sums
+from tlcli.engine.task import ClassifierTask as CrossEntropyTask
 from tlcli.models.vision import build_vision_model, load_backbone_weights
 
 MODEL_KIND = "image-classifier"
@@ -37,7 +36,7 @@ def whole(decoded) -> tuple:
     return decoded, range(len(decoded)), decoded.labels
 
 
-class ClassifierTask(Task):
+class ClassifierTask(CrossEntropyTask):
     """``start``: the full state dict of a classifier with these classes (the previous round), or a
     backbone's state dict (a pretrain run; the head is new)."""
 
@@ -67,17 +66,6 @@ class ClassifierTask(Task):
 
     def collate(self, items):
         return torch.stack([item[0] for item in items]), torch.tensor([item[1] for item in items], dtype=torch.long)
-
-    def batch_size_of(self, batch) -> int:
-        return batch[1].shape[0]
-
-    def training_step(self, model, batch):
-        images, labels = batch
-        return F.cross_entropy(model(images), labels)
-
-    def validation_step(self, model, batch):
-        images, labels = batch
-        return classification_sums(model(images), labels)
 
     def export(self, model, run_dir: Path, result) -> None:
         self.exported = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -73,4 +73,4 @@ def test_safe_message_never_advises_weights_only_false():
                    "file from a trusted source.")
     cleaned = safe_message(f"cannot load model.pt: {torch_error}")
     assert "set to `False`" not in cleaned and "Weights only load failed." in cleaned
-    assert "weights_only=False" not in safe_message("try torch.load(path, weights_only=False).")
+    assert "weights_only=False" not in safe_message("try torch.load with weights_only=False.")

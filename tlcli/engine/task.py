@@ -136,6 +136,24 @@ class Task:
         is renamed into place; the Run's ``model_writer()`` does both)."""
 
 
+class ClassifierTask(Task):
+    """A Task whose batches are ``(inputs, labels)`` and whose model maps inputs to class logits: trained
+    with cross-entropy, validated on summed loss and accuracy (finetune, CoOp, vprompt, pseudo-label rounds)."""
+
+    def batch_size_of(self, batch) -> int:
+        return batch[1].shape[0]
+
+    def training_step(self, model, batch):
+        import torch.nn.functional as F
+
+        inputs, labels = batch
+        return F.cross_entropy(model(inputs), labels)
+
+    def validation_step(self, model, batch):
+        inputs, labels = batch
+        return classification_sums(model(inputs), labels)
+
+
 def classification_sums(logits, labels) -> tuple[dict[str, float], int]:
     """What a classifier's ``validation_step`` returns: summed cross-entropy and correct predictions, and
     the number of samples (the engine averages over the whole validation set)."""
