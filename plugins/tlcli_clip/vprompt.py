@@ -313,22 +313,12 @@ def run_vprompt_zeroshot(args: list[str], labels: list[str] | None, run_dir: Pat
     """`tlcli zeroshot --vprompt RUN`: every image through the learned prompt (image features of prompted
     images are not the feature cache's, so nothing is cached here)."""
     from tlcli.data.images import load_images
-    from tlcli.data.sources import expand_paths, scan_class_folders
     from tlcli.evaluation import classification_report, classifier_records
-    from tlcli_clip.zeroshot import UNKNOWN
+    from tlcli_clip.zeroshot import UNKNOWN, read_inputs
+
     started = time.time()
     bad = BadFiles()
-    truth_names = None
-    if evaluate:
-        if len(args) != 1 or args[0] == "-" or not Path(args[0]).is_dir():
-            raise UsageError("--eval needs PATHS to be one folder with a subfolder per label")
-        samples = scan_class_folders(Path(args[0]), bad_files=bad)
-        paths, truth_names = [s.path for s in samples], [s.label for s in samples]
-    else:
-        paths, skipped = expand_paths(args)
-        bad.extend(skipped)
-    if not paths:
-        raise UsageError(f"no images found in {' '.join(args)}; pass image files, folders or - (paths on stdin)")
+    paths, truth_names = read_inputs(args, evaluate, bad)
     predictor = load_vprompt(run_dir, options["device"], labels)
     labels = predictor.labels
     if truth_names is not None:

@@ -20,7 +20,7 @@ from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 UNKNOWN = "unknown"
 
 
-def _inputs(args: list[str], evaluate: bool, bad: BadFiles) -> tuple[list[Path], list[str] | None]:
+def read_inputs(args: list[str], evaluate: bool, bad: BadFiles) -> tuple[list[Path], list[str] | None]:
     """The image paths, and with ``--eval`` each one's true label (its class folder)."""
     if evaluate:
         if len(args) != 1 or args[0] == "-" or not Path(args[0]).is_dir():
@@ -63,7 +63,7 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
                  quiet: bool) -> dict | None:
     started = time.time()
     bad = BadFiles()
-    paths, truth_names = _inputs(args, evaluate, bad)
+    paths, truth_names = read_inputs(args, evaluate, bad)
     coop = None
     if prompt is not None:
         from tlcli_clip.coop import load_prompt_run
