@@ -59,10 +59,7 @@ def vprompt(
     from tlcli_clip.vprompt import VPromptConfig, run_vprompt
 
     if resume is not None:
-        changed = options.given_options(ctx) - {"resume", "json_output", "tui", "quiet", "workers"}
-        if changed:
-            flags = ", ".join("--" + name.replace("_", "-") for name in sorted(changed))
-            raise UsageError(f"--resume continues the run exactly as configured; drop {flags}")
+        options.refuse_changes_on_resume(ctx)
         run = Run.resume(resume, "vprompt", "clip")
         cfg = VPromptConfig(**run.config)
     else:

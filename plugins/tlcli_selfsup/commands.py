@@ -83,15 +83,12 @@ def pretrain(
     tui: bool = options.tui(),
     quiet: bool = options.quiet(),
 ) -> None:
-    from tlcli.cli.options import given_options, validated
+    from tlcli.cli.options import validated
     from tlcli.run import Run
     from tlcli_selfsup.config import PretrainConfig
 
     if resume is not None:
-        changed = given_options(ctx) - {"resume", "json_output", "tui", "quiet", "workers"}
-        if changed:
-            flags = ", ".join("--" + n.replace("_", "-") for n in sorted(changed))
-            raise UsageError(f"--resume continues the run exactly as configured; drop {flags}")
+        options.refuse_changes_on_resume(ctx)
         run = Run.resume(resume, "pretrain", "selfsup")
         cfg = validated(PretrainConfig, **run.config)
     else:
