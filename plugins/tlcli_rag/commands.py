@@ -51,13 +51,26 @@ def mode_option() -> str:
 
 
 def register(app: typer.Typer) -> None:
+    commands = [
+        ("index", index, "Index documents (.txt .md .rst .html .pdf .py .ipynb .json .jsonl); re-runs embed only "
+         "what changed.\n\nExamples:\n\n  tlcli rag index docs/ notes/ --json\n\n"
+         "  find . -name '*.md' | tlcli rag index - --index ~/.my-index\n\n"
+         "  torchrun --nproc-per-node 2 -m tlcli rag index big-corpus/"),
+        ("search", search, "Search the index: one line per hit with source, lines and heading.\n\nExamples:\n\n"
+         "  tlcli rag search 'what does E4021 mean' -k 5\n\n"
+         "  tlcli rag search 'install offline' --filter 'source=docs/*' --mode dense --json"),
+        ("ask", ask, "Answer a question from retrieved passages with numbered citations (needs --llm).\n\n"
+         "Example:\n\n  tlcli rag ask 'How do I raise an exception?' --llm openai:http://127.0.0.1:8000/v1#m"),
+        ("eval", evaluate, "recall@k, MRR@k and nDCG@k of dense, lexical and hybrid search on a qrels file.\n\n"
+         "Example:\n\n  tlcli rag eval --qrels questions.jsonl -k 10 --json"),
+        ("info", info, "What an index holds: files, chunks, model, dimension, index type, size.\n\n"
+         "Example:\n\n  tlcli rag info --index .tlcli-index --json"),
+        ("serve", serve, "Serve the index over MCP (stdio) with `search` and `fetch_chunk` tools.\n\n"
+         "Example (an MCP client's server command):\n\n  tlcli rag serve --index /path/to/.tlcli-index"),
+    ]
     rag = typer.Typer(help=RAG_HELP, no_args_is_help=True)
-    rag.command("index", help="Index documents (.txt .md .rst .html .pdf .py .ipynb .json .jsonl); re-runs embed only what changed.")(index)
-    rag.command("search", help="Search the index: one line per hit with source, lines and heading.")(search)
-    rag.command("ask", help="Answer a question from retrieved passages with numbered citations (needs --llm).")(ask)
-    rag.command("eval", help="recall@k, MRR@k and nDCG@k of dense, lexical and hybrid search on a qrels file.")(evaluate)
-    rag.command("info", help="What an index holds: files, chunks, model, dimension, index type, size.")(info)
-    rag.command("serve", help="Serve the index over MCP (stdio) with `search` and `fetch_chunk` tools.")(serve)
+    for name, function, text in commands:
+        rag.command(name, help=text)(function)
     app.add_typer(rag, name="rag")
 
 
