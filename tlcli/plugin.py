@@ -56,6 +56,10 @@ class ImagePredictor(Protocol):
     labels: class names in output order.
     transform: PIL RGB image -> float tensor (C, H, W), the model's own preprocessing.
     predict: batch tensor (N, C, H, W) -> class probabilities (N, len(labels)), on the CPU.
+
+    Optional, for `tlcli distill --feature-loss` with this model as the teacher:
+    predict_with_features: batch -> (probabilities as ``predict``, penultimate features (N, D) float32 on
+    the CPU): what the class head reads (a CLIP model's image embedding), from the same forward pass.
     """
 
     labels: list[str]

@@ -23,8 +23,13 @@ class ClipHeadPredictor:
         self.transform = clip.preprocess
 
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
-        features = F.normalize(self.clip.encode_images(batch), dim=-1)
-        return (features @ self.weight.T + self.bias).softmax(dim=-1)
+        return self.predict_with_features(batch)[0]
+
+    def predict_with_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probabilities and the image embedding (not normalised) they were computed from."""
+        embedding = self.clip.encode_images(batch)
+        probs = (F.normalize(embedding, dim=-1) @ self.weight.T + self.bias).softmax(dim=-1)
+        return probs, embedding
 
 
 def _load_clip(meta: dict, device: str) -> ClipModel:

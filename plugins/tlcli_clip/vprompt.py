@@ -91,9 +91,13 @@ class PromptedClip(nn.Module):
         self.register_buffer("bias", torch.tensor(float(bias)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits_and_embedding(images)[0]
+
+    def logits_and_embedding(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits and the prompted images' embedding (not normalised) they come from."""
         dtype = next(self.visual.parameters()).dtype
         features = self.visual(self.prompter(images.float()).to(dtype)).float()
-        return self.scale * F.normalize(features, dim=-1) @ self.head.T + self.bias
+        return self.scale * F.normalize(features, dim=-1) @ self.head.T + self.bias, features
 
 
 def image_size_of(clip: ClipModel) -> int:
@@ -276,6 +280,11 @@ class VPromptPredictor:
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(batch.to(self.clip.device)).float().softmax(dim=-1).cpu()
+
+    @torch.inference_mode()
+    def predict_with_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, embedding = self.model.logits_and_embedding(batch.to(self.clip.device))
+        return logits.float().softmax(dim=-1).cpu(), embedding.cpu()
 
 
 def load_vprompt(model_dir: Path, device: str = "cpu", labels: list[str] | None = None) -> VPromptPredictor:

@@ -22,11 +22,17 @@ only the teacher's outputs teach them (alpha = 1), so a CLIP teacher with --labe
 at all. The teacher's outputs on each image are computed once and cached (augmented views, with --augment,
 run the frozen teacher on the fly). The student's run folder works with `tlcli predict` and `tlcli evaluate`.
 
+--feature-loss adds FitNets' hint: a linear regressor maps the student's penultimate features to the
+teacher's (a CLIP teacher's: its image embedding), and --feature-weight * MSE joins the loss. The regressor
+trains with the student and is left out of the exported model.
+
 Examples:
 
   tlcli distill photos/ --teacher runs/finetune-20261123-101500 --student mobilenet_v3_small
 
   tlcli distill --unlabelled shots/ --teacher clip:ViT-B-32 --labels cat,dog,bird --val val/ --student resnet18
+
+  tlcli distill photos/ --teacher runs/finetune-20261123-101500 --student resnet18 --feature-loss
 
   tlcli distill --resume runs/distill-20261202-101500
 """
@@ -51,6 +57,8 @@ def distill(
     weights: Optional[Path] = typer.Option(None, "--weights", help="The student's local starting weights (safetensors, state dict, or a run's model/)."),
     temperature: float = options.finite_option(4.0, "--temperature", low=0.0, low_open=True, high=100.0, help="Softening temperature T of both models' outputs."),
     alpha: float = options.finite_option(0.7, "--alpha", low=0.0, high=1.0, help="Weight of the teacher's soft targets (1 - alpha on the labels)."),
+    feature_loss: bool = typer.Option(False, "--feature-loss", help="Also match the teacher's penultimate features (FitNets hint): a learned linear map of the student's, MSE, added with --feature-weight."),
+    feature_weight: Optional[float] = options.finite_option(None, "--feature-weight", low=0.0, help="Weight of the --feature-loss term (default 1.0)."),
     lr: float = options.finite_option(1e-3, "--lr", low=0.0, low_open=True, help="Learning rate."),
     weight_decay: float = options.finite_option(0.05, "--weight-decay", low=0.0, help="Weight decay (never on biases and norms)."),
     epochs: int = typer.Option(10, "--epochs", min=1),
@@ -88,6 +96,8 @@ def distill(
             raise UsageError("missing --teacher: pass a trained run folder, or clip:MODEL with --labels")
         if augment not in ("none", "light", "strong"):
             raise UsageError(f"--augment {augment!r}: expected none, light or strong")
+        if feature_weight is not None and not feature_loss:
+            raise UsageError("--feature-weight weighs the feature loss: add --feature-loss, or drop --feature-weight")
         names = _labels(labels)
         if data is None and unlabelled is None:
             raise UsageError("no images: pass labelled DATA, --unlabelled DIR, or both")
@@ -99,6 +109,7 @@ def distill(
             DistillConfig, data=_str(data), unlabelled=_str(unlabelled), val=_str(val), val_split=val_split,
             teacher=teacher, teacher_pretrained=teacher_pretrained, labels=names, templates=templates,
             student=student, pretrained=pretrained, weights=_str(weights), temperature=temperature, alpha=alpha,
+            feature_loss=feature_loss, **({} if feature_weight is None else {"feature_weight": feature_weight}),
             lr=lr, weight_decay=weight_decay, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             augment=augment, image_size=image_size, seed=seed, device=device, precision=precision,
             workers=workers, early_stop=early_stop, use_cache=not no_cache, max_bad=parse_max_bad(max_bad))

@@ -8,6 +8,10 @@ from pydantic import Field, model_validator
 
 from tlcli.engine.task import TrainConfig
 
+# The hint term's weight: mean-squared penultimate features (post-ReLU pooled activations, a CLIP image
+# embedding) are of order 0.1-1, the same order as the T^2-scaled KL term, so 1 gives both a say.
+FEATURE_WEIGHT = 1.0
+
 
 class DistillConfig(TrainConfig):
     data: str | None = None
@@ -23,6 +27,8 @@ class DistillConfig(TrainConfig):
     weights: str | None = None
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0.0, le=1.0)
+    feature_loss: bool = False  # FitNets-style hint: MSE of regressed student features to the teacher's
+    feature_weight: float = Field(FEATURE_WEIGHT, ge=0.0)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
     augment: Literal["none", "light", "strong"] = "none"

@@ -79,11 +79,14 @@ def augment_view(augment: str):
 
 
 class TrainViews(torch.utils.data.Dataset):
-    """``[(index, seed)] -> (student tensor, teacher tensor | None, teacher logits | None, label)``."""
+    """``[(index, seed)] -> (student tensor, teacher tensor | None, teacher logits | None, teacher features |
+    None, label)``: a clean view carries the cached teacher outputs (features with --feature-loss), an
+    augmented one the teacher's own tensor of the view."""
 
-    def __init__(self, decoded: Decoded, student_transform, teacher_transform, view, logits: torch.Tensor | None):
+    def __init__(self, decoded: Decoded, student_transform, teacher_transform, view, logits: torch.Tensor | None,
+                 features: torch.Tensor | None = None):
         self.decoded, self.student_transform, self.teacher_transform = decoded, student_transform, teacher_transform
-        self.view, self.logits = view, logits
+        self.view, self.logits, self.features = view, logits, features
 
     def __len__(self) -> int:
         return len(self.decoded)
@@ -93,11 +96,12 @@ class TrainViews(torch.utils.data.Dataset):
         image = self.decoded.images[index]
         label = self.decoded.labels[index]
         if self.view is None:  # the clean view: the teacher's outputs on it are cached
-            return self.student_transform(image), None, self.logits[index], label
+            features = None if self.features is None else self.features[index]
+            return self.student_transform(image), None, self.logits[index], features, label
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             image = self.view(image)
-        return self.student_transform(image), self.teacher_transform(image), None, label
+        return self.student_transform(image), self.teacher_transform(image), None, None, label
 
 
 class ValViews(torch.utils.data.Dataset):
@@ -114,11 +118,11 @@ class ValViews(torch.utils.data.Dataset):
 
 
 def collate_train(items):
-    students = torch.stack([item[0] for item in items])
-    teachers = None if items[0][1] is None else torch.stack([item[1] for item in items])
-    logits = None if items[0][2] is None else torch.stack([item[2] for item in items])
-    labels = torch.tensor([item[3] for item in items], dtype=torch.long)
-    return students, teachers, logits, labels
+    def stacked(column: int):
+        return None if items[0][column] is None else torch.stack([item[column] for item in items])
+
+    labels = torch.tensor([item[4] for item in items], dtype=torch.long)
+    return stacked(0), stacked(1), stacked(2), stacked(3), labels
 
 
 def collate_val(items):

@@ -1,4 +1,5 @@
-"""The distillation loss (Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network", 2015)."""
+"""The distillation losses: soft targets (Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural
+Network", 2015) and the feature hint (Romero et al., "FitNets: Hints for Thin Deep Nets", 2015)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,10 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     hard = F.cross_entropy(student_logits.float(), labels.clamp_min(0), reduction="none")
     weight = torch.where(labelled, torch.full_like(soft, alpha), torch.ones_like(soft))
     return (weight * soft + (1 - weight) * torch.where(labelled, hard, torch.zeros_like(hard))).mean()
+
+
+def feature_loss(regressed_student: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """FitNets' hint loss on penultimate features: the mean over the batch and the feature dimension of
+    ``(r(s_i) - t_i)^2``, where ``r`` is the learned linear regressor from the student's feature width to
+    the teacher's (already applied: ``regressed_student`` is ``r(s)``) and ``t`` the teacher's features."""
+    return F.mse_loss(regressed_student.float(), teacher_features.float())

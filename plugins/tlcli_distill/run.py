@@ -79,10 +79,17 @@ class _Labelled:
         return [cls(item) for item in items]
 
 
-@torch.inference_mode()
 def teacher_logits(teacher: Teacher, decoded: Decoded, cache: TeacherCache, device: torch.device,
                    batch_size: int, stats: dict) -> torch.Tensor:
     """(N, classes) float32 teacher logits of the clean views, from the cache where present."""
+    return teacher_outputs(teacher, decoded, cache, device, batch_size, stats)[0]
+
+
+@torch.inference_mode()
+def teacher_outputs(teacher: Teacher, decoded: Decoded, cache: TeacherCache, device: torch.device,
+                    batch_size: int, stats: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The teacher's (N, classes) float32 logits of the clean views and, when ``cache.features`` (their
+    width), its (N, features) penultimate features (else None); from the cache where present."""
     digests = digests_of(decoded.paths)
     rows: dict[int, np.ndarray] = {}
     for i, digest in enumerate(digests):
@@ -95,7 +102,11 @@ def teacher_logits(teacher: Teacher, decoded: Decoded, cache: TeacherCache, devi
         for start in range(0, len(missing), batch_size):
             chunk = missing[start : start + batch_size]
             batch = torch.stack([teacher.transform(decoded.images[i]) for i in chunk]).to(device)
-            out = teacher(batch).float().cpu().numpy()
+            if cache.features:  # a row is the logits, then the features
+                logits, features = teacher(batch, with_features=True)
+                out = torch.cat([logits.float(), features.float()], dim=1).cpu().numpy()
+            else:
+                out = teacher(batch).float().cpu().numpy()
             for i, row in zip(chunk, out):
                 rows[i] = row
                 cache.put(digests[i], row)
@@ -104,8 +115,11 @@ def teacher_logits(teacher: Teacher, decoded: Decoded, cache: TeacherCache, devi
     stats["cached"] = stats.get("cached", 0) + len(decoded) - len(missing)
     stats["computed"] = stats.get("computed", 0) + len(missing)
     if not len(decoded):
-        return torch.zeros((0, len(teacher.labels)))
-    return torch.from_numpy(np.stack([rows[i] for i in range(len(decoded))]).astype(np.float32))
+        return torch.zeros((0, cache.classes)), torch.zeros((0, cache.features)) if cache.features else None
+    table = torch.from_numpy(np.stack([rows[i] for i in range(len(decoded))]).astype(np.float32))
+    if not cache.features:
+        return table, None
+    return table[:, : cache.classes].contiguous(), table[:, cache.classes :].contiguous()
 
 
 def student_preprocessing(cfg: DistillConfig) -> dict:
@@ -152,19 +166,23 @@ def run_distill(cfg: DistillConfig, run, resume: bool, json_output: bool, quiet:
     if len(train) < 2:
         raise UsageError("fewer than two readable training images; pass more labelled DATA or --unlabelled images")
 
+    feature_width = teacher.feature_width() if cfg.feature_loss else 0
     cache = TeacherCache(teacher.key, {"teacher": cfg.teacher, "labels": classes}, len(classes),
-                         enabled=cfg.use_cache)
+                         enabled=cfg.use_cache, features=feature_width)
     stats: dict = {}
     t = time.time()
     batch = cfg.eval_batch_size
-    train_logits = None if cfg.augment != "none" else teacher_logits(teacher, train, cache, device, batch, stats)
-    val_logits = teacher_logits(teacher, val, cache, device, batch, stats) if val is not None else None
+    train_logits = train_features = None
+    if cfg.augment == "none":
+        train_logits, train_features = teacher_outputs(teacher, train, cache, device, batch, stats)
+    val_logits = teacher_outputs(teacher, val, cache, device, batch, stats)[0] if val is not None else None
     teacher_s = time.time() - t
     _say(quiet, f"teacher outputs: {stats.get('cached', 0)} cached, {stats.get('computed', 0)} computed "
                 f"({teacher_s:.1f}s)")
 
     task = DistillTask(cfg, classes, teacher, train, val, train_logits, val_logits, preprocessing,
-                       student_builder(cfg, len(classes)), run=run)
+                       student_builder(cfg, len(classes)), run=run, train_features=train_features,
+                       feature_width=feature_width)
     warnings = [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()]
     result = fit(task, cfg, run, callbacks=standard_callbacks(run, "distill", "distill", quiet, warnings),
                  resume=resume)
@@ -172,7 +190,9 @@ def run_distill(cfg: DistillConfig, run, resume: bool, json_output: bool, quiet:
     summary = _summary(cfg, run, result, teacher, task, train, val, val_logits, preprocessing, device, stats,
                        teacher_s, bad, time.time() - started)
     run.finish(result.status, summary)
-    if json_output:
+    if not run.writable:  # another rank of a torchrun job: rank 0 reports
+        pass
+    elif json_output:
         emit_json(summary)
     else:
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
@@ -199,7 +219,7 @@ def _summary(cfg, run, result, teacher, task, train: Decoded, val: Decoded | Non
     student_params = sum(p.numel() for p in student.parameters())
     student_ips = teacher_ips = None
     sample = (val if val is not None and len(val) else train).images[:THROUGHPUT_BATCH]
-    if (run.path / "model").is_dir():  # the exported student, as predict would run it
+    if run.writable and (run.path / "model").is_dir():  # the exported student, as predict would run it
         from safetensors.torch import load_file
 
         files = read_model(run.path)
@@ -224,6 +244,7 @@ def _summary(cfg, run, result, teacher, task, train: Decoded, val: Decoded | Non
         "speedup": round(student_ips / teacher_ips, 2) if student_ips and teacher_ips else None,
         "compression": round(teacher.num_params() / max(1, student_params), 2),
         "temperature": cfg.temperature, "alpha": cfg.alpha if train.labelled else 1.0,
+        "feature_weight": cfg.feature_weight if cfg.feature_loss else None,
         "labelled_images": train.labelled, "unlabelled_images": len(train) - train.labelled,
         "val_images": len(val) if val is not None else 0, "classes": teacher.labels,
         "teacher_outputs": {"cached": stats.get("cached", 0), "computed": stats.get("computed", 0),

@@ -17,6 +17,7 @@ import numpy as np
 
 from tlcli.features import FeatureCache, content_digest
 from tlcli.paths import atomic_write_bytes
+from tlcli.run import is_main_process
 
 
 def digests_of(paths: list[Path], workers: int = 4) -> list[str | None]:
@@ -34,11 +35,26 @@ class _TeacherAsEncoder:
 
 
 class TeacherCache(FeatureCache):
-    """``get``/``put`` (then ``flush``) one row of teacher logits per image digest; ``hits`` counts reads."""
+    """``get``/``put`` (then ``flush``) one row of teacher logits per image digest; ``hits`` counts reads.
 
-    def __init__(self, key: str, meta: dict, width: int, enabled: bool = True):
-        super().__init__(_TeacherAsEncoder(f"teacher-{key}", meta, width), enabled)
+    With ``features`` (their width), a row is the logits followed by the teacher's penultimate features,
+    under another key: entries written without features are never read as if they had them, nor these
+    as logits alone.
+    """
+
+    def __init__(self, key: str, meta: dict, width: int, enabled: bool = True, features: int = 0):
+        name = f"teacher-{key}" if not features else f"teacher-{key}-features-{features}"
+        meta = meta if not features else {**meta, "logits": width, "features": features}
+        super().__init__(_TeacherAsEncoder(name, meta, width + features), enabled)
+        self.classes, self.features = width, features
         self.hits = 0
+        # Under torchrun every rank computes the same rows; rank 0 alone writes them (the writes are
+        # atomic, so two writers could not tear a row, but they would race for nothing).
+        self.writes = is_main_process()
+
+    def put(self, digest: str | None, row: np.ndarray) -> None:
+        if self.writes:
+            super().put(digest, row)
 
     def get(self, digest: str | None) -> np.ndarray | None:
         row = super().get(digest)
@@ -55,7 +71,7 @@ class TeacherCache(FeatureCache):
             return None
 
     def put_named(self, name: str, array: np.ndarray) -> None:
-        if self.enabled:
+        if self.enabled and self.writes:
             buffer = io.BytesIO()
             np.save(buffer, np.asarray(array, dtype=np.float32), allow_pickle=False)
             atomic_write_bytes(self.root / f"{name}.npy", buffer.getvalue())

@@ -28,6 +28,9 @@ SINGLE_TEMPLATE = "a photo of a {}."
 
 
 class Teacher(nn.Module):
+    """``forward(images)`` gives logits; ``forward(images, with_features=True)`` gives ``(logits,
+    features)``, the penultimate features (what the class head reads) from the same pass."""
+
     labels: list[str]
     key: str
     description: str
@@ -38,6 +41,16 @@ class Teacher(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    @torch.inference_mode()
+    def feature_width(self) -> int:
+        """The width of the penultimate features, from one pass over two blank images."""
+        from PIL import Image
+
+        blank = self.transform(Image.new("RGB", (self.short_side, self.short_side)))
+        self.eval()
+        _, features = self(torch.stack([blank, blank]), with_features=True)
+        return int(features.shape[1])
 
 
 # --- a trained run -------------------------------------------------------------------------------------------
@@ -73,14 +86,24 @@ class RunTeacher(Teacher):
         self.description = f"{files.kind} run {run_dir}"
         self.short_side = int(files.preprocessing.get("resize") or 256)
         self._head_params = sum(v.numel() for v in vars(predictor).values() if torch.is_tensor(v))
+        self._kind = files.kind
 
     def num_params(self) -> int:
         return super().num_params() + self._head_params
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        probs = self.predictor.predict(images)
+    def forward(self, images: torch.Tensor, with_features: bool = False):
+        if not with_features:
+            return self._logits(self.predictor.predict(images), images.device)
+        if not hasattr(self.predictor, "predict_with_features"):
+            raise UsageError(f"--feature-loss: a {self._kind!r} teacher does not expose its features; drop "
+                             "--feature-loss, or use a finetune, probe, coop or vprompt run, or clip:MODEL")
+        probs, features = self.predictor.predict_with_features(images)
+        return self._logits(probs, images.device), features.float().to(images.device).clone()
+
+    @staticmethod
+    def _logits(probs: torch.Tensor, device) -> torch.Tensor:
         # out of inference mode (a plain tensor the loss may keep for backward), on the images' device
-        return torch.log(probs.float().clamp_min(TINY)).to(images.device).clone()
+        return torch.log(probs.float().clamp_min(TINY)).to(device).clone()
 
 
 def _modules_of(predictor) -> list[nn.Module]:
@@ -168,10 +191,11 @@ class ClipZeroShotTeacher(Teacher):
     def num_params(self) -> int:  # what runs per image: the image tower and the label head
         return sum(p.numel() for p in self.visual.parameters()) + self.head.numel()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, with_features: bool = False):
         dtype = next(self.visual.parameters()).dtype
-        features = F.normalize(self.visual(images.to(dtype)).float(), dim=-1)
-        return self.scale * features @ self.head.T + self.bias
+        embedding = self.visual(images.to(dtype)).float()  # the teacher's features: the image embedding
+        logits = self.scale * F.normalize(embedding, dim=-1) @ self.head.T + self.bias
+        return (logits, embedding) if with_features else logits
 
 
 def build_teacher(spec: str, pretrained: str | None, labels: list[str] | None, templates: str, device: str,

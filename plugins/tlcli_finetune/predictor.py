@@ -8,21 +8,27 @@ import torch
 
 from tlcli.artifacts import read_model
 from tlcli.errors import UsageError
-from tlcli.models.vision import build_vision_model
+from tlcli.models.vision import build_vision_model, logits_and_head_input
 from tlcli_finetune.data import eval_transform
 
 
 class ImageClassifierPredictor:
     modality = "image"
 
-    def __init__(self, model, labels: list[str], preprocessing: dict, device: torch.device):
+    def __init__(self, model, labels: list[str], preprocessing: dict, device: torch.device, head: str | None = None):
         self.model, self.labels, self.device = model.to(device).eval(), labels, device
         self.transform = eval_transform(preprocessing)
+        self.head = head  # the classifier's module name: its input is the penultimate features
 
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         logits = self.model(batch.to(self.device))
         return torch.softmax(logits.float(), dim=1).cpu()
+
+    @torch.inference_mode()
+    def predict_with_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, features = logits_and_head_input(self.model, self.head, batch.to(self.device))
+        return torch.softmax(logits.float(), dim=1).cpu(), features.float().cpu()
 
 
 def load_predictor(model_dir: Path, device: str = "cpu") -> ImageClassifierPredictor:
@@ -38,4 +44,5 @@ def load_predictor(model_dir: Path, device: str = "cpu") -> ImageClassifierPredi
         built.model.load_state_dict(files.tensors())
     except RuntimeError as error:
         raise UsageError(f"{files.path}: weights do not match {spec} ({str(error).splitlines()[0]})") from None
-    return ImageClassifierPredictor(built.model, files.labels, files.preprocessing, resolve_device(device))
+    return ImageClassifierPredictor(built.model, files.labels, files.preprocessing, resolve_device(device),
+                                    head=built.head_names[0])

@@ -2,58 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
-from PIL import Image
-from torch import nn
+from distill_test_helpers import PRE, TinyTeacher
+from distill_test_helpers import decoded_images as _decoded
+from distill_test_helpers import tiny_student as _student
 
 from tlcli.engine.loop import fit
 from tlcli.run import Run
 from tlcli_distill.config import DistillConfig
-from tlcli_distill.data import Decoded, eval_transform
-from tlcli_distill.loss import UNLABELLED
 from tlcli_distill.task import DistillTask
 from tlcli_distill.teacher_cache import TeacherCache
-from tlcli_distill.teachers import Teacher
-
-PRE = {"resize": 16, "crop": 16, "mean": [0.5] * 3, "std": [0.25] * 3, "interpolation": "bilinear"}
-
-
-class TinyTeacher(Teacher):
-    """BatchNorm and Dropout: in train mode its outputs would change and its statistics would move."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(1)
-        self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
-                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
-        self.labels, self.key, self.description, self.short_side = ["a", "b", "c"], "tiny-test", "tiny", 16
-        self.transform = eval_transform(PRE)
-        self.calls = 0
-        self.modes_seen: set[bool] = set()
-
-    def forward(self, images):
-        self.calls += 1
-        self.modes_seen.add(self.training)
-        return self.net(images)
-
-
-def _decoded(n: int, labelled: bool) -> Decoded:
-    rng = np.random.default_rng(0)
-    out = Decoded()
-    for i in range(n):
-        out.paths.append(Path(f"img{i}.png"))
-        out.labels.append(i % 3 if labelled else UNLABELLED)
-        out.images.append(Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)))
-    return out
-
-
-def _student():
-    torch.manual_seed(2)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
-
 
 class Spy:
     """After every optimizer step: the teacher is in eval mode and no teacher parameter has a gradient."""

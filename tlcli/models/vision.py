@@ -127,6 +127,31 @@ def replace_last_linear(model: nn.Module, num_classes: int) -> str:
     return last
 
 
+def last_linear_name(model: nn.Module) -> str | None:
+    """The module name of the model's last nn.Linear: its classifier head, as ``replace_last_linear`` and
+    ``build_backbone`` see it."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    return last
+
+
+def logits_and_head_input(model: nn.Module, head: str, images: torch.Tensor):
+    """``(model(images), features)``: the logits and what the classifier head (module name ``head``) read,
+    flattened to (N, D), i.e. the penultimate features that feature (hint) distillation matches. One
+    forward pass; a hook on the head sees its input, so no model has to expose a features method."""
+    seen: list[torch.Tensor] = []
+    handle = model.get_submodule(head).register_forward_pre_hook(lambda _module, inputs: seen.append(inputs[0]))
+    try:
+        logits = model(images)
+    finally:
+        handle.remove()
+    if len(seen) != 1:
+        raise RuntimeError(f"the head {head!r} ran {len(seen)} times in one forward pass; expected once")
+    return logits, seen[0].flatten(1)
+
+
 # --- timm --------------------------------------------------------------------------------------------------
 
 def _timm(spec: str, name: str, pretrained: str, num_classes: int | None) -> VisionModel:
