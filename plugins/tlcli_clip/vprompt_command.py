@@ -47,6 +47,7 @@ def vprompt(
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the text-embedding cache."),
     max_bad: str = options.max_bad(),
     early_stop: Optional[int] = options.early_stop(),
+    save_every: Optional[int] = options.save_every(),
     out: Optional[Path] = options.out(),
     overwrite: bool = options.overwrite(),
     resume: Optional[Path] = options.resume(),
@@ -69,7 +70,7 @@ def vprompt(
                                 templates=templates, shots=shots, val_split=val_split, epochs=epochs, lr=lr,
                                 batch_size=batch_size, seed=seed, device=device, precision=precision,
                                 decode_workers=workers, use_cache=not no_cache, max_bad=parse_max_bad(max_bad),
-                                early_stop=early_stop)
+                                early_stop=early_stop, save_every=save_every)
         options.check_out_path(out)
         run = Run.create("vprompt", out, overwrite=overwrite, plugin="clip", config=cfg.model_dump())
 

@@ -71,6 +71,7 @@ def distill(
     precision: str = options.precision(),
     workers: Optional[int] = options.workers(),
     early_stop: Optional[int] = options.early_stop(),
+    save_every: Optional[int] = options.save_every(),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the teacher-output cache."),
     max_bad: str = options.max_bad(),
     out: Optional[Path] = options.out(),
@@ -112,7 +113,8 @@ def distill(
             feature_loss=feature_loss, **({} if feature_weight is None else {"feature_weight": feature_weight}),
             lr=lr, weight_decay=weight_decay, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             augment=augment, image_size=image_size, seed=seed, device=device, precision=precision,
-            workers=workers, early_stop=early_stop, use_cache=not no_cache, max_bad=parse_max_bad(max_bad))
+            workers=workers, early_stop=early_stop, save_every=save_every, use_cache=not no_cache,
+            max_bad=parse_max_bad(max_bad))
         options.check_out_path(out)
         run = Run.create("distill", out, overwrite=overwrite, plugin="distill", config=cfg.model_dump())
     from tlcli_distill.run import run_distill

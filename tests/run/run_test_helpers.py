@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -14,7 +15,23 @@ def snapshot(folder: Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def tlcli_process(*args, cwd=None, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TLCLI_PLUGINS": "finetune,clip"}
+def tlcli_process(*args, cwd=None, plugins: str = "finetune,clip", env: dict | None = None,
+                  **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TLCLI_PLUGINS": plugins, **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "tlcli", *map(str, args)], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def wait_for_checkpoint(run: Path, minimum_step: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until ``run`` has a complete ``step-N`` checkpoint with N >= ``minimum_step`` (to kill the
+    process mid-training); fail if the process ends first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        steps = [int(p.name.rsplit("-", 1)[1]) for p in (run / "checkpoints").glob("step-*")
+                 if (p / "COMPLETE").exists()]
+        if steps and max(steps) >= minimum_step:
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"run ended before it could be interrupted: {process.stderr.read()[-3000:]}")
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")

@@ -87,6 +87,10 @@ def seed() -> Any:
     return typer.Option(SEED, "--seed", help="Seed for splits, sampling and initialisation.")
 
 
+def save_every() -> Any:
+    return typer.Option(None, "--save-every", min=1, help="Also checkpoint every N steps (what --resume continues from).")
+
+
 # --- data ---------------------------------------------------------------------------------------------------
 def max_bad() -> Any:
     return typer.Option(MAX_BAD, "--max-bad", callback=_check_max_bad,
