@@ -239,6 +239,7 @@ def run_vprompt(cfg: VPromptConfig, run, resume: bool, json_output: bool, quiet:
         "device": result.device, "precision": result.precision, "bad_files": bad.summary(),
     }
     run.finish(result.status, summary)
+    emit = emit and run.writable  # under torchrun, rank 0 alone reports
     if emit and json_output:
         emit_json(summary)
     elif emit:

@@ -59,6 +59,7 @@ def vprompt(
     from tlcli.run import Run
     from tlcli_clip.vprompt import VPromptConfig, run_vprompt
 
+    options.require_out_under_torchrun(out, resume)
     if resume is not None:
         options.refuse_changes_on_resume(ctx)
         run = Run.resume(resume, "vprompt", "clip")
