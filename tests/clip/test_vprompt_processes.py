@@ -31,7 +31,7 @@ def _finish(process, timeout=300):
 @pytest.mark.slow
 def test_vprompt_resume_after_kill_9_is_bit_identical(image_folder, tiny_config, tiny_weights, tmp_path):
     env = {"TLCLI_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
-    args = _args(image_folder, tiny_config, tiny_weights, "--epochs", "8", "--batch-size", "4", "--save-every", "2")
+    args = _args(image_folder, tiny_config, tiny_weights, "--epochs", "3", "--batch-size", "4", "--save-every", "2")
     reference = tmp_path / "reference"
     _finish(tlcli_process(*args, "--out", reference, plugins="clip", env=env))
     run = tmp_path / "run"
@@ -41,7 +41,7 @@ def test_vprompt_resume_after_kill_9_is_bit_identical(image_folder, tiny_config,
     process.wait(timeout=30)
     assert not (run / "model").exists()  # it died mid-training
     _finish(tlcli_process("vprompt", "--resume", run, plugins="clip", env=env))
-    one, two = (load_file(str(folder / "model" / "model.safetensors")) for folder in (reference, run))
+    one, two = (load_file(str(folder / "model" / "prompt.safetensors")) for folder in (reference, run))
     assert one.keys() == two.keys()
     different = [key for key in one if not (one[key] == two[key]).all()]
     assert not different, f"resumed prompt differs from the uninterrupted run: {different[:5]}"
