@@ -61,26 +61,26 @@ def docs_chunks(limit: int | None = None) -> list[str]:
 
 def bench_embedding(texts: list[str], rounds: int) -> dict:
     from tlcli.embedder import TextEmbedder
+    from tlcli.hardware import cpu_has_bf16
 
     fp32 = TextEmbedder("all-MiniLM-L6-v2", precision="fp32")
-    bf16 = TextEmbedder("all-MiniLM-L6-v2", precision="bf16")
     library = fp32.sentence_transformer
     runs = {
-        "sentence-transformers encode": lambda: library.encode(texts, batch_size=64, normalize_embeddings=True,
-                                                               convert_to_numpy=True, show_progress_bar=False),
-        "tlcli fp32": lambda: fp32.encode(texts),
-        "tlcli bf16": lambda: bf16.encode(texts),
+        "sentence-transformers encode": lambda t: library.encode(t, batch_size=64, normalize_embeddings=True,
+                                                                 convert_to_numpy=True, show_progress_bar=False),
+        "tlcli fp32": fp32.encode,
     }
+    if cpu_has_bf16():  # without it, bf16 is emulated and many times slower: nothing to learn
+        runs["tlcli bf16"] = TextEmbedder("all-MiniLM-L6-v2", precision="bf16").encode
     short = texts[:32]  # warm-up: first calls allocate and pick kernels
-    library.encode(short, batch_size=64)
-    fp32.encode(short)
-    bf16.encode(short)
+    for run in runs.values():
+        run(short)
     best: dict[str, float] = {name: 0.0 for name in runs}
     vectors: dict[str, np.ndarray] = {}
     for _ in range(rounds):
         for name, run in runs.items():
             start = time.perf_counter()
-            vectors[name] = np.asarray(run(), dtype=np.float32)
+            vectors[name] = np.asarray(run(texts), dtype=np.float32)
             best[name] = max(best[name], len(texts) / (time.perf_counter() - start))
     reference = vectors["sentence-transformers encode"]
     base = best["sentence-transformers encode"]
