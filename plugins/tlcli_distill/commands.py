@@ -5,7 +5,6 @@ Nothing heavy is imported at module level: this module is imported whenever the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -75,8 +74,7 @@ def distill(
     from tlcli.data.bad_files import parse_max_bad
     from tlcli.run import Run
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out is None and resume is None:
-        raise UsageError("with torchrun, pass --out RUN_DIR so every process writes to the same run folder")
+    options.require_out_under_torchrun(out, resume)
     if resume is not None:
         options.refuse_changes_on_resume(ctx)
         from tlcli_distill.config import DistillConfig

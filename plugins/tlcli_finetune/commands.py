@@ -85,13 +85,10 @@ def finetune(
     tui: bool = options.tui(),
     quiet: bool = options.quiet(),
 ) -> None:
-    import os
-
     from tlcli.run import Run
     from tlcli_finetune.config import check_image_size
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out is None and resume is None:
-        raise UsageError("with torchrun, pass --out RUN_DIR so every process writes to the same run folder")
+    options.require_out_under_torchrun(out, resume)
     if resume is not None:
         options.refuse_changes_on_resume(ctx, RESUME_ALLOWED, RENAMED)
         run = Run.resume(resume, "finetune", "finetune")

@@ -196,6 +196,15 @@ def check_out_path(path: Optional[Path]) -> Optional[Path]:
     return path
 
 
+def require_out_under_torchrun(out: Optional[Path], resume: Optional[Path] = None) -> None:
+    """Under torchrun every process must write to one run folder: a default ``runs/<command>-<time>`` name
+    could differ between processes started a second apart."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out is None and resume is None:
+        raise UsageError("with torchrun, pass --out RUN_DIR so every process writes to the same run folder")
+
+
 # --- from parsed options to a config -------------------------------------------------------------------------
 # Options that shape how a command runs and prints, never what it computes: not part of a run's config, and
 # free to change on --resume.
