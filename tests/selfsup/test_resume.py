@@ -87,3 +87,38 @@ def test_pseudolabel_resume_refuses_changed_options(cli, tmp_path):
     assert done.exit_code == 2 and "--threshold" in done.stderr
     missing = cli("pseudolabel", "--rounds", "2")
     assert missing.exit_code == 2 and "DATA" in missing.stderr and "--resume" in missing.stderr
+
+
+SEEDS = ["--domain-adapt", None, "--seeds", "1,2", *TINY, "--pretrained", "none", "--epochs", "3", "--batch-size",
+         "4", "--save-every", "1", "--quiet", "--json"]
+
+
+def _seeds_args(colour_data):
+    return [str(colour_data) if a is None else a for a in SEEDS]
+
+
+@pytest.mark.slow
+def test_finetune_seeds_resume_after_kill_9_in_seed_2(colour_data, tmp_path):
+    reference = tmp_path / "reference"
+    expected = json.loads(_finish(tlcli_process("finetune", colour_data, *_seeds_args(colour_data), "--out",
+                                                reference, plugins=PLUGINS)).splitlines()[-1])
+    run = tmp_path / "run"
+    process = tlcli_process("finetune", colour_data, *_seeds_args(colour_data), "--out", run, plugins=PLUGINS)
+    wait_for_checkpoint(run / "seed-2" / "checkpoints", 2, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    seed_1_model = (run / "seed-1" / "model" / "model.safetensors").read_bytes()
+    assert not (run / "seed-2" / "metrics.json").exists(), "killed too late: seed 2 had finished"
+
+    resumed = json.loads(_finish(tlcli_process("finetune", "--resume", run, "--quiet", "--json",
+                                               plugins=PLUGINS)).splitlines()[-1])
+    assert [r["seed"] for r in resumed["seeds"]] == [1, 2]
+    assert [r["best_val_accuracy"] for r in resumed["seeds"]] == [r["best_val_accuracy"] for r in expected["seeds"]]
+    assert resumed["best_val_accuracy"] == expected["best_val_accuracy"]
+    assert (run / "seed-1" / "model" / "model.safetensors").read_bytes() == seed_1_model  # read back, not retrained
+    ours, theirs = (load_file(str(folder / "seed-2" / "model" / "model.safetensors")) for folder in (run, reference))
+    assert all(ours[k].equal(theirs[k]) for k in theirs), "seed 2 resumed differs from the uninterrupted seed 2"
+    seed_2_starts = [json.loads(line)["data"].get("resumed_from") for line in
+                     (run / "seed-2" / "events.jsonl").read_text().splitlines() if '"run_start"' in line]
+    assert len(seed_2_starts) == 2 and seed_2_starts[1] >= 2
+    assert json.loads((run / "metrics.json").read_text())["best_val_accuracy"] == expected["best_val_accuracy"]
