@@ -162,10 +162,11 @@ class Run:
 
     @property
     def status(self) -> str:
-        """The status of the last ``run_end`` event, else ``running`` (or ``new`` before any event)."""
+        """The status of the last ``run_end`` event, else ``running`` (or ``new`` before any event). The end
+        of one stage of a multi-stage run (a pseudo-label round) is not the end of the run."""
         status = "new"
         for event in read_events(self.path / EVENTS_FILE):
-            if event["kind"] == "run_end":
+            if event["kind"] == "run_end" and not event.get("stage"):
                 status = event["data"].get("status") or "failed"
             elif status in ENDED or status == "new":
                 status = "running"
@@ -189,7 +190,7 @@ class Run:
             if self._replaced is not None:
                 shutil.rmtree(self._replaced, ignore_errors=True)
                 self._replaced = None
-        if kind == "run_end":
+        if kind == "run_end" and stage is None:
             self._ended = True
         self._events.emit(kind, redact(data), step, epoch, stage)
 

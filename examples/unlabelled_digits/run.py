@@ -210,15 +210,17 @@ def pseudolabel_experiment(s: Settings, data: dict, runs: Path) -> list[dict]:
     start = finetune_args(s)
     start[start.index("--epochs") + 1], start[start.index("--batch-size") + 1] = str(s.start_epochs), "25"
     tlcli("finetune", data["labelled"], "--pretrained", "none", *start, "--out", runs / "pseudolabel-start")
-    log(f"pseudo-labelling: {s.rounds} rounds from the 5-labels-per-class model")
-    summary = tlcli("pseudolabel", data["labelled"], "--unlabelled", data["pool"], "--from", runs / "pseudolabel-start",
-                    "--val", data["val"], "--threshold", "0.9", "--rounds", str(s.rounds), "--epochs",
-                    str(s.round_epochs), *steps, "--batch-size", "32", "--lr", "1e-3", "--seed", "0", *s.common(model=False),
-                    "--out", runs / "pseudolabel")
     rows = []
-    for entry in summary["rounds"]:
-        run = runs / "pseudolabel-start" if entry["round"] == 0 else runs / "pseudolabel" / "rounds" / f"round-{entry['round']}"
-        rows.append({**entry, "test_accuracy": test_accuracy(run, data["test"])})
+    for augment in ("light", "strong"):  # strong: TrivialAugment, colour jitter, erasing (input noise only)
+        out = runs / ("pseudolabel" if augment == "light" else f"pseudolabel-{augment}")
+        log(f"pseudo-labelling: {s.rounds} rounds from the 5-labels-per-class model, --augment {augment}")
+        summary = tlcli("pseudolabel", data["labelled"], "--unlabelled", data["pool"], "--from",
+                        runs / "pseudolabel-start", "--val", data["val"], "--threshold", "0.9", "--rounds",
+                        str(s.rounds), "--epochs", str(s.round_epochs), *steps, "--batch-size", "32", "--lr", "1e-3",
+                        "--seed", "0", "--augment", augment, *s.common(model=False), "--out", out)
+        for entry in summary["rounds"]:
+            run = runs / "pseudolabel-start" if entry["round"] == 0 else out / "rounds" / f"round-{entry['round']}"
+            rows.append({**entry, "augment": augment, "test_accuracy": test_accuracy(run, data["test"])})
     return rows
 
 
@@ -303,10 +305,10 @@ def report(tables: dict, data: dict) -> None:
                   f"{fmt(r['gap_closed']):>10} {r['pretext_s']:>9.1f}")
     if "pseudolabel" in tables:
         print("\n2. Pseudo-labelling rounds (round 0 = labelled only)")
-        print(f"{'round':>5} {'kept':>6} {'kept acc':>9} {'val acc':>8} {'test acc':>9}")
+        print(f"{'augment':>7} {'round':>5} {'kept':>6} {'kept acc':>9} {'val acc':>8} {'test acc':>9}")
         for r in tables["pseudolabel"]:
-            print(f"{r['round']:>5} {r['kept']:>6} {fmt(r['kept_accuracy']):>9} {fmt(r['val_accuracy']):>8} "
-                  f"{fmt(r['test_accuracy']):>9}")
+            print(f"{r.get('augment', 'light'):>7} {r['round']:>5} {r['kept']:>6} {fmt(r['kept_accuracy']):>9} "
+                  f"{fmt(r['val_accuracy']):>8} {fmt(r['test_accuracy']):>9}")
     if "dann" in tables:
         print(f"\n3. Digits -> colour-blended digits ({count(data['target_test'])} target test images)")
         print(f"{'method':<42} {'target test acc (mean ± std)':>28}  per seed")

@@ -102,11 +102,12 @@ def finetune(
     from tlcli_finetune.run import run_finetune
 
     def job(quiet_progress: bool):
-        if seeds:
-            from tlcli_finetune.dann import parse_seeds, run_seeds
+        if cfg.seeds:
+            from tlcli_finetune.seeds import run_seeds
 
-            return run_seeds(cfg, parse_seeds(seeds), run, lambda c, r: run_finetune(
-                c, r, resume=False, json_output=False, quiet=quiet_progress), json_output)
+            return run_seeds(cfg, run, lambda c, r, resumed: run_finetune(
+                c, r, resume=resumed, json_output=False, quiet=quiet_progress), json_output,
+                resume=resume is not None)
         return run_finetune(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet_progress)
 
     run_in(run, job, tui, quiet)
@@ -116,11 +117,14 @@ def _build_config(ctx: typer.Context, config_file: Path | None):
     from tlcli.config_file import read_options_file
     from tlcli_finetune.config import FinetuneConfig
 
-    values = {k: v for k, v in options.config_values(ctx, exclude=options.NOT_CONFIG | {"seeds"},
-                                                     rename=RENAMED).items() if v is not None}
+    from tlcli_finetune.seeds import parse_seeds
+
+    values = {k: v for k, v in options.config_values(ctx, rename=RENAMED).items() if v is not None}
     if config_file is not None:
         explicit = {RENAMED.get(k, k) for k in options.given_options(ctx)}
         values.update({k: v for k, v in read_options_file(config_file).items() if k not in explicit})
+    if values.get("seeds") is not None:
+        values["seeds"] = parse_seeds(values["seeds"])
     if not values.get("data"):
         raise UsageError("missing DATA: pass a folder of class subfolders or a CSV manifest (or --resume RUN_DIR)")
     return options.validated(FinetuneConfig, **values)

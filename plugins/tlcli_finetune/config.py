@@ -31,6 +31,7 @@ class FinetuneConfig(TrainConfig):
     epochs: int = Field(10, ge=1)
     domain_adapt: str | None = None  # DANN: unlabelled target images (tlcli_finetune.dann)
     dann_weight: float = Field(1.0, ge=0)
+    seeds: list[int] | None = None  # --seeds: one run per seed in RUN_DIR/seed-N (tlcli_finetune.seeds)
 
 
 def check_image_size(cfg: FinetuneConfig) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +154,9 @@ class DannTask(FinetuneTask):
     def on_optimizer_step(self, model, step: int) -> None:
         self.step = step
 
+    def on_resume(self, model, step: int) -> None:
+        self.step = step  # the reversal's strength follows the step: a resume must not restart it at 0
+
     def training_step(self, model, batch):
         source, labels, target = batch
         logits, domain_logits = model(torch.cat([source, target]), self.lambda_now())
@@ -182,48 +183,3 @@ def load_target(cfg, preprocessing: dict, bad) -> DecodedImages:
     if len(target) == 0:
         raise UsageError(f"--domain-adapt {cfg.domain_adapt}: no readable images")
     return target
-
-
-def parse_seeds(text: str) -> list[int]:
-    from tlcli.errors import UsageError
-
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--seeds {text!r}: expected integers separated by commas, e.g. 1,2,3") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds {text!r}: expected distinct integers separated by commas, e.g. 1,2,3")
-    return seeds
-
-
-def run_seeds(cfg, seeds: list[int], run, train_one: Callable, json_output: bool) -> dict:
-    """Train once per seed into the run ``run_dir/seed-N`` (each a run of its own: events, checkpoints,
-    model) and report the mean and standard deviation of the best validation accuracy (adversarial
-    training varies from seed to seed)."""
-    from tlcli.output import emit_json, print_table
-    from tlcli.run import Run
-
-    run.start({"seeds": seeds})
-    runs = []
-    for seed in seeds:
-        seed_cfg = cfg.model_copy(update={"seed": seed})
-        seed_run = Run.create("finetune", run.path / f"seed-{seed}", plugin="finetune", config=seed_cfg.model_dump())
-        with seed_run:
-            summary = train_one(seed_cfg, seed_run)
-        runs.append({"seed": seed, "run_dir": summary["run_dir"], "status": summary["status"],
-                     "best_val_accuracy": summary["best_val_accuracy"]})
-    values = [r["best_val_accuracy"] for r in runs if r["best_val_accuracy"] is not None]
-    mean = statistics.fmean(values) if values else None
-    std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
-    result = {"run_dir": str(run.path), "seeds": runs, "best_val_accuracy": {"mean": mean, "std": std},
-              "domain_adapt": cfg.domain_adapt, "dann_weight": cfg.dann_weight}
-    status = "finished" if all(r["status"] == "finished" for r in runs) else "stopped"
-    run.finish(status, result)
-    if json_output:
-        emit_json(result)
-    else:
-        shown = "-" if mean is None else f"{mean:.4f} ± {std:.4f}"
-        print_table(f"finetune over {len(seeds)} seeds", ["seed", "run", "best val acc"],
-                    [[r["seed"], r["run_dir"], "-" if r["best_val_accuracy"] is None else
-                      f"{r['best_val_accuracy']:.4f}"] for r in runs] + [["mean ± std", str(run.path), shown]])
-    return result

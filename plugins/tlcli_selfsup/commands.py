@@ -29,6 +29,8 @@ Examples:
   tlcli pseudolabel few_labels/ --unlabelled pool/ --from runs/finetune-20261202-101500 --threshold 0.9
 
   tlcli pseudolabel few/ --unlabelled pool/ --from runs/rotnet --rounds 4 --per-class-cap 200 --json
+
+  tlcli pseudolabel --resume runs/pseudolabel-20261202-101500
 """
 
 
@@ -87,6 +89,7 @@ def pretrain(
     from tlcli.run import Run
     from tlcli_selfsup.config import PretrainConfig
 
+    options.require_out_under_torchrun(out, resume)
     if resume is not None:
         options.refuse_changes_on_resume(ctx)
         run = Run.resume(resume, "pretrain", "selfsup")
@@ -112,11 +115,13 @@ def pretrain(
 
 
 def pseudolabel(
-    data: Path = typer.Argument(..., help="The labelled images: class folders or a CSV manifest."),
-    unlabelled: Path = typer.Option(..., "--unlabelled", help="Images without labels (a labelled folder "
-                                    "is fine: its labels are only used to report the pseudo-labels' accuracy)."),
-    start: Path = typer.Option(..., "--from", help="A finetune run (its classifier labels round 1) or a "
-                               "pretrain run (a classifier is first trained from it on DATA)."),
+    ctx: typer.Context,
+    data: Optional[Path] = typer.Argument(None, help="The labelled images: class folders or a CSV manifest."),
+    unlabelled: Optional[Path] = typer.Option(None, "--unlabelled", help="Images without labels (a labelled "
+                                              "folder is fine: its labels are only used to report the "
+                                              "pseudo-labels' accuracy)."),
+    start: Optional[Path] = typer.Option(None, "--from", help="A finetune run (its classifier labels round 1) "
+                                         "or a pretrain run (a classifier is first trained from it on DATA)."),
     threshold: float = options.finite_option(0.9, "--threshold", low=0.0, high=1.0,
                                              help="Keep pseudo-labels at least this confident."),
     rounds: int = typer.Option(3, "--rounds", min=1, help="At most this many label-and-retrain rounds."),
@@ -128,6 +133,8 @@ def pseudolabel(
     image_size: Optional[int] = typer.Option(None, "--image-size", min=8, help="Crop size (default: the run's)."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Training epochs per round."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimizer steps per round at most."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", min=1, help="Also checkpoint every N steps "
+                                             "of a round (what --resume continues from)."),
     batch_size: int = options.batch_size(32),
     lr: float = options.finite_option(1e-3, "--lr", low=0.0, low_open=True, help="Learning rate."),
     weight_decay: float = options.finite_option(0.05, "--weight-decay", low=0.0, help="Weight decay."),
@@ -138,6 +145,7 @@ def pseudolabel(
     max_bad: str = options.max_bad(),
     out: Optional[Path] = options.out(),
     overwrite: bool = options.overwrite(),
+    resume: Optional[Path] = options.resume(),
     json_output: bool = options.json_(),
     tui: bool = options.tui(),
     quiet: bool = options.quiet(),
@@ -147,24 +155,38 @@ def pseudolabel(
     from tlcli.run import Run
     from tlcli_selfsup.config import PseudolabelConfig
 
-    if augment not in ("none", "light", "strong"):
-        raise UsageError(f"--augment {augment!r}: use none, light or strong")
-    source = read_model(start)
-    spec = source.meta.get("model")
-    if not isinstance(spec, str):
-        raise UsageError(f"--from {start}: its model.json names no vision model; pass a finetune or pretrain run")
-    values = _common_train(
-        {"data": str(data), "unlabelled": str(unlabelled), "start": str(start), "val": str(val) if val else None,
-         "val_split": val_split, "threshold": threshold, "rounds": rounds, "per_class_cap": per_class_cap,
-         "augment": augment},
-        epochs, max_steps, batch_size, lr, weight_decay, seed, device, precision, workers, max_bad, image_size,
-        spec, "none")
-    cfg = validated(PseudolabelConfig, **values)
-    options.check_out_path(out)
-    run = Run.create("pseudolabel", out, overwrite=overwrite, plugin="selfsup", config=cfg.model_dump())
+    options.require_out_under_torchrun(out, resume)
+    if resume is not None:
+        options.refuse_changes_on_resume(ctx)
+        run = Run.resume(resume, "pseudolabel", "selfsup")
+        cfg = validated(PseudolabelConfig, **run.config)
+        if workers is not None:  # speed only, never the result
+            cfg = cfg.model_copy(update={"workers": workers})
+        source = read_model(Path(cfg.start))
+    else:
+        missing = [name for name, value in (("DATA", data), ("--unlabelled", unlabelled), ("--from", start))
+                   if value is None]
+        if missing:
+            raise UsageError(f"missing {', '.join(missing)}: pass the labelled images, --unlabelled POOL and "
+                             "--from RUN (or --resume RUN_DIR)")
+        if augment not in ("none", "light", "strong"):
+            raise UsageError(f"--augment {augment!r}: use none, light or strong")
+        source = read_model(start)
+        spec = source.meta.get("model")
+        if not isinstance(spec, str):
+            raise UsageError(f"--from {start}: its model.json names no vision model; pass a finetune or pretrain run")
+        values = _common_train(
+            {"data": str(data), "unlabelled": str(unlabelled), "start": str(start), "val": str(val) if val else None,
+             "val_split": val_split, "threshold": threshold, "rounds": rounds, "per_class_cap": per_class_cap,
+             "augment": augment, "save_every": save_every},
+            epochs, max_steps, batch_size, lr, weight_decay, seed, device, precision, workers, max_bad, image_size,
+            spec, "none")
+        cfg = validated(PseudolabelConfig, **values)
+        options.check_out_path(out)
+        run = Run.create("pseudolabel", out, overwrite=overwrite, plugin="selfsup", config=cfg.model_dump())
     from tlcli_selfsup.pseudolabel import run_pseudolabel
 
     from tlcli.tui.launch import run_in
 
     run_in(run, lambda quiet_progress: run_pseudolabel(cfg, source, run, json_output=json_output,
-                                                       quiet=quiet_progress), tui, quiet)
+                                                       quiet=quiet_progress, resume=resume is not None), tui, quiet)

@@ -19,6 +19,15 @@ class PretextModel(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images).flatten(1)
 
+    def forward(self, images: torch.Tensor, per_sample: int = 1) -> torch.Tensor:
+        """The head on the features; ``per_sample`` consecutive images (a jigsaw's tiles) are one sample.
+        Training goes through here, not ``head(features(...))``: DistributedDataParallel synchronises the
+        gradients of what its forward computed, and only of that."""
+        features = self.features(images)
+        if per_sample > 1:
+            features = features.view(-1, per_sample, features.shape[1])
+        return self.head(features)
+
 
 def rotation_head(width: int) -> nn.Module:
     return nn.Linear(width, 4)

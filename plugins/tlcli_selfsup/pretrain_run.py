@@ -42,7 +42,9 @@ def run_pretrain(cfg: PretrainConfig, run, resume: bool, json_output: bool, quie
         "train_images": len(train), "val_images": len(val) if val else 0, "bad_files": bad.summary(),
     }
     run.write_metrics(summary)
-    if json_output:
+    if not run.writable:  # another rank of a torchrun job: rank 0 reports
+        pass
+    elif json_output:
         emit_json(summary)
     else:
         knn = "-" if summary["best_knn_accuracy"] is None else f"{summary['best_knn_accuracy']:.4f}"

@@ -118,19 +118,17 @@ class PretrainTask(Task):
         task = self.cfg.task
         if task == "rotation":
             images, targets = pretext.rotation_batch(batch)
-            return F.cross_entropy(model.head(model.features(images)), targets)
+            return F.cross_entropy(model(images), targets)
         if task == "jigsaw":
             tiles, targets = batch
-            n = tiles.shape[0]
-            features = model.features(tiles.flatten(0, 1)).view(n, pretext.GRID * pretext.GRID, -1)
-            return F.cross_entropy(model.head(features), targets)
+            return F.cross_entropy(model(tiles.flatten(0, 1), pretext.GRID * pretext.GRID), targets)
         if task == "simclr":
             first, second = batch
-            z = model.head(model.features(torch.cat([first, second])))
+            z = model(torch.cat([first, second]))
             return pretext.nt_xent(z[: first.shape[0]], z[first.shape[0]:], self.cfg.temperature)
         images, mask = batch
         hidden = mask.unsqueeze(1).to(images.dtype)
-        reconstruction = model.head(model.features(images * (1 - hidden)))
+        reconstruction = model(images * (1 - hidden))
         return pretext.masked_mse(reconstruction, images, mask)
 
     @torch.no_grad()

@@ -36,7 +36,7 @@ def test_vprompt_resume_after_kill_9_is_bit_identical(image_folder, tiny_config,
     _finish(tlcli_process(*args, "--out", reference, plugins="clip", env=env))
     run = tmp_path / "run"
     process = tlcli_process(*args, "--out", run, plugins="clip", env=env)
-    wait_for_checkpoint(run, 4, process)
+    wait_for_checkpoint(run / "checkpoints", 4, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert not (run / "model").exists()  # it died mid-training

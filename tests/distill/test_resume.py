@@ -41,7 +41,7 @@ def test_distill_resume_after_kill_9_is_bit_identical(colour_data, colour_val, t
 
     run = tmp_path / "run"
     process = tlcli_process(*_args(colour_data, colour_val, teacher_run), "--out", run, plugins=PLUGINS, env=env)
-    wait_for_checkpoint(run, 4, process)
+    wait_for_checkpoint(run / "checkpoints", 4, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert not (run / "model").exists()  # it really died mid-training

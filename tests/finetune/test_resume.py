@@ -8,9 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "run"))
+from run_test_helpers import wait_for_checkpoint  # noqa: E402
 
 ARGS = ["--model", "resnet18", "--image-size", "32", "--batch-size", "4", "--workers", "0", "--precision",
         "fp32", "--augment", "light", "--epochs", "3", "--save-every", "2", "--freeze-until", "layer1", "--quiet",
@@ -21,18 +25,6 @@ def _tlcli(*args, **kwargs):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TLCLI_PLUGINS": "finetune"}
     return subprocess.Popen([sys.executable, "-m", "tlcli", *map(str, args)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
-
-
-def _wait_for_checkpoint(run, minimum_step: int, process, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        steps = [int(p.name.rsplit("-", 1)[1]) for p in (run / "checkpoints").glob("step-*") if (p / "COMPLETE").exists()]
-        if steps and max(steps) >= minimum_step:
-            return
-        if process.poll() is not None:
-            raise AssertionError(f"run ended before it could be interrupted: {process.stderr.read()}")
-        time.sleep(0.02)
-    raise AssertionError("no checkpoint appeared")
 
 
 def _reference(colour_data, resnet18_init, tmp_path_factory):
@@ -58,7 +50,7 @@ def _assert_identical(run, reference):
 def test_resume_after_kill_9_is_bit_identical(colour_data, resnet18_init, reference_weights, tmp_path):
     run = tmp_path / "run"
     process = _tlcli("finetune", colour_data, *ARGS, "--weights", resnet18_init, "--out", run)
-    _wait_for_checkpoint(run, 4, process)
+    wait_for_checkpoint(run / "checkpoints", 4, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert not (run / "model").exists()
@@ -75,7 +67,7 @@ def test_ctrl_c_checkpoints_exits_130_and_resumes_identically(colour_data, resne
                                                               tmp_path):
     run = tmp_path / "run"
     process = _tlcli("finetune", colour_data, *ARGS, "--weights", resnet18_init, "--out", run)
-    _wait_for_checkpoint(run, 2, process)
+    wait_for_checkpoint(run / "checkpoints", 2, process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
@@ -92,7 +84,7 @@ def test_ctrl_c_checkpoints_exits_130_and_resumes_identically(colour_data, resne
 def test_stop_request_file_ends_the_run_as_stopped(colour_data, resnet18_init, tmp_path):
     run = tmp_path / "run"
     process = _tlcli("finetune", colour_data, *ARGS, "--weights", resnet18_init, "--out", run)
-    _wait_for_checkpoint(run, 2, process)
+    wait_for_checkpoint(run / "checkpoints", 2, process)
     (run / "stop-request").write_text("{}")
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err

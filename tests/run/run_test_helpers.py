@@ -17,21 +17,20 @@ def snapshot(folder: Path) -> dict:
 
 def tlcli_process(*args, cwd=None, plugins: str = "finetune,clip", env: dict | None = None,
                   **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TLCLI_PLUGINS": plugins, **(env or {})}
+    env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1", "TLCLI_PLUGINS": plugins, **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "tlcli", *map(str, args)], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def wait_for_checkpoint(run: Path, minimum_step: int, process: subprocess.Popen, timeout: float = 120) -> None:
-    """Wait until ``run`` has a complete ``step-N`` checkpoint with N >= ``minimum_step`` (to kill the
-    process mid-training); fail if the process ends first."""
+def wait_for_checkpoint(checkpoints: Path, minimum_step: int, process: subprocess.Popen, timeout: float = 120) -> int:
+    """Wait until ``checkpoints`` holds a complete ``step-N`` with N >= ``minimum_step`` (returns N); fails if
+    ``process`` ends first (it ended before it could be interrupted)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        steps = [int(p.name.rsplit("-", 1)[1]) for p in (run / "checkpoints").glob("step-*")
-                 if (p / "COMPLETE").exists()]
+        steps = [int(p.name.rsplit("-", 1)[1]) for p in Path(checkpoints).glob("step-*") if (p / "COMPLETE").exists()]
         if steps and max(steps) >= minimum_step:
-            return
+            return max(steps)
         if process.poll() is not None:
             raise AssertionError(f"run ended before it could be interrupted: {process.stderr.read()[-3000:]}")
-        time.sleep(0.02)
-    raise AssertionError("no checkpoint appeared")
+        time.sleep(0.01)
+    raise AssertionError(f"no checkpoint of step {minimum_step} or later appeared in {checkpoints}")

@@ -193,19 +193,20 @@ def validated(config_class: type[T], **values) -> T:
         raise UsageError(f"{where}: {first['msg']} (got {first.get('input')!r})") from None
 
 
-def require_out_under_torchrun(out: Optional[Path], resume: Optional[Path]) -> None:
-    """Under torchrun every process must name the same run folder (a generated name could differ by rank)."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out is None and resume is None:
-        raise UsageError("with torchrun, pass --out RUN_DIR so every process writes to the same run folder")
-
-
 def check_out_path(path: Optional[Path]) -> Optional[Path]:
     """``--out`` pointing into a file, or at the current folder itself, is refused before any work."""
     if path is not None and Path(path).resolve() == Path.cwd().resolve():
         raise UsageError("--out .: the current folder cannot be a run folder; pass --out runs/NAME")
     return path
+
+
+def require_out_under_torchrun(out: Optional[Path], resume: Optional[Path] = None) -> None:
+    """Under torchrun every process must write to one run folder: a default ``runs/<command>-<time>`` name
+    could differ between processes started a second apart."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out is None and resume is None:
+        raise UsageError("with torchrun, pass --out RUN_DIR so every process writes to the same run folder")
 
 
 # --- from parsed options to a config -------------------------------------------------------------------------

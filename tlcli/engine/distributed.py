@@ -14,6 +14,7 @@ class DistInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owned: bool = False  # this setup() formed the process group, so its teardown() ends it
 
     @property
     def is_main(self) -> bool:
@@ -25,19 +26,23 @@ class DistInfo:
 
 
 def setup(device_type: str) -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); gloo on the CPU, nccl on GPUs."""
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); gloo on the CPU, nccl on GPUs.
+
+    A command that trains several times (pseudo-label rounds) calls this once itself and keeps the group
+    between its fits: a group that already exists is joined, not owned, and outlives each fit."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if device_type == "cuda":  # NCCL needs each process bound to its own GPU before the group forms
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owned)
 
 
 def teardown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    if info.enabled and info.owned and dist.is_initialized():
         dist.destroy_process_group()
 
 
@@ -53,6 +58,15 @@ def all_reduce_sum(values: dict[str, float], info: DistInfo) -> dict[str, float]
     tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
     dist.all_reduce(tensor)
     return dict(zip(keys, tensor.tolist()))
+
+
+def broadcast_object(value, info: DistInfo):
+    """Rank 0's ``value`` on every rank (a decision all ranks must share, e.g. which images a round keeps)."""
+    if not info.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def any_rank(flag: bool, info: DistInfo) -> bool:

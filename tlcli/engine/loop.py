@@ -274,6 +274,7 @@ class _Training:
         self.frozen.load_trainable_state(self.model, state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         restore_rng(*state["rng"])
+        self.task.on_resume(self.model, self.step)
         self.resumed_from = self.step
         self.call("on_log", level="info",
                   message=f"resumed from {folder.name} (epoch {self.start_epoch}, step {self.step})")

@@ -131,6 +131,10 @@ class Task:
     def on_optimizer_step(self, model, step: int) -> None:
         """After every optimizer step (an EMA teacher's update, a schedule of the task's own)."""
 
+    def on_resume(self, model, step: int) -> None:
+        """A resumed run continues after optimizer step ``step``: a schedule of the task's own (kept up to
+        date by ``on_optimizer_step``) must pick up there, not at 0, or the resume is not exact."""
+
     def export(self, model, run_dir: Path, result) -> None:
         """Write ``run_dir/model/`` atomically (``tlcli.artifacts.write_model`` into a temporary folder that
         is renamed into place; the Run's ``model_writer()`` does both)."""
