@@ -28,6 +28,8 @@ async def test_table_lists_runs_with_status_progress_and_best(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         table = app.screen.query_one(DataTable)
         await wait_until(pilot, lambda: table.row_count == 2)
+        # Column widths follow the rows on the table's next idle pass: wait for the redrawn screen.
+        await wait_until(pilot, lambda: "120/300 40%" in "\n".join(screen_lines(app)), what="rows redrawn")
         text = "\n".join(screen_lines(app))
         assert "finished" in text and "300/300 100%" in text and "val_accuracy 0.91" in text
         assert "interrupted" in text and "120/300 40%" in text
