@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import tui_logs as logs
+from tui_helpers import screen_lines
 from tlcli.tui.app import build_monitor_app
 from tlcli.tui.screens.compare import CompareScreen
 
@@ -45,6 +46,8 @@ def test_run_screen_wide(snap_compare, runs):
 def test_runs_table(snap_compare, runs):
     async def rows_loaded(pilot):
         await until(pilot, lambda: pilot.app.screen.query_one("DataTable").row_count == 2)
+        # Column widths follow the rows on the table's next idle pass: wait for the redrawn rows.
+        await until(pilot, lambda: "120/300 40%" in "\n".join(screen_lines(pilot.app)))
 
     assert snap_compare(build_monitor_app(runs), terminal_size=(80, 24), run_before=rows_loaded)
 
