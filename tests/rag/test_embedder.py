@@ -29,8 +29,9 @@ def test_fp32_matches_the_library_in_input_order(reference):
 
 
 def test_bf16_agrees_with_the_library(reference):
-    vectors = TextEmbedder("all-MiniLM-L6-v2", precision="bf16").encode(TEXTS)
-    assert np.min(np.sum(vectors * reference, axis=1)) > 0.99
+    # One copy of the texts: on a CPU without bf16 instructions bf16 is emulated and slow.
+    vectors = TextEmbedder("all-MiniLM-L6-v2", precision="bf16").encode(TEXTS[:6])
+    assert np.min(np.sum(vectors * reference[:6], axis=1)) > 0.99
 
 
 def test_precision_choice():
