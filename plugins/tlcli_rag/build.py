@@ -65,12 +65,28 @@ class IndexSummary:
 Progress = Callable[[dict], None]
 
 
+@dataclass
+class UpdatePlan:
+    """What an update does, decided from the hashes alone (no model, no FAISS)."""
+    current: dict[str, tuple[FoundFile, str]]  # source -> (file, sha256) of every readable file found
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    unchanged: int
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not (self.added or self.changed or self.removed)
+
+    def to_index(self) -> list[tuple[FoundFile, str]]:
+        """The files to (re)chunk and embed: changed ones first, then new ones."""
+        return [self.current[source] for source in self.changed + self.added]
+
+
 def build_index(config: IndexConfig, progress: Progress | None = None, make_embedder=None) -> IndexSummary:
     """Bring the index at ``config.index`` up to date with ``config.paths``. ``make_embedder(model, device,
     precision, batch_size)`` builds the embedder (default: a TextEmbedder in this process; under torchrun,
     one that shares the work with the other ranks)."""
-    from tlcli.models.text import DEFAULT_TEXT_MODEL, model_key
-
     started = time.perf_counter()
     progress = progress or (lambda event: None)
     folder = Path(config.index)
@@ -79,118 +95,155 @@ def build_index(config: IndexConfig, progress: Progress | None = None, make_embe
     bad = BadFiles()
     found, skipped = find_documents(config.paths, max_bytes=int(config.max_file_mb * 1e6))
     bad.extend(skipped)
+    seen = len(found) + len(skipped)
     _refuse_index_inside_roots(found, folder)
-    summary = IndexSummary()
     with IndexWriter(folder) as writer:
         old = writer.manifest
-        requested_key = model_key(config.model) if config.model is not None else None
-        if old is not None and not config.reembed:
-            check_model(old, config.model, requested_key, folder)
-            if config.index_type not in ("auto", old.index_type):
-                raise UsageError(f"--index-type {config.index_type}: {display_path(folder)} is a {old.index_type} "
-                                 "index; add --reembed to rebuild it as another type")
-        model = config.model or (old.model if old is not None else DEFAULT_TEXT_MODEL)
-        summary.model = model
+        model = _model_for_update(config, old, folder)
         fresh = old is None or config.reembed
-        indexed = {} if fresh else writer.indexed_files()
-        if not fresh and (old.chunk_tokens, old.overlap) != (config.chunk_tokens, config.overlap):
-            raise UsageError(f"--chunk-tokens/--overlap {config.chunk_tokens}/{config.overlap}: the index was "
-                             f"chunked with {old.chunk_tokens}/{old.overlap}; add --reembed to re-chunk it")
-
         # Hash everything first: an unchanged corpus stops here.
-        current: dict[str, tuple[FoundFile, str]] = {}
-        for file in found:
-            try:
-                current[file.source] = (file, file_sha256(file.path))
-            except OSError as error:
-                bad.add(BadFile(file.path, f"unreadable ({(error.strerror or str(error)).lower()})"))
-        removed = sorted(path for path in indexed if path not in current and _dropped(path, config.paths))
-        changed = [s for s in current if s in indexed and indexed[s].sha256 != current[s][1]]
-        added = [s for s in current if s not in indexed]
-        summary.unchanged = sum(1 for s in current if s in indexed and indexed[s].sha256 == current[s][1])
-        progress({"stage": "hashed", "files": len(current), "changed": len(changed) + len(added),
-                  "removed": len(removed)})
-        if not (removed or changed or added):
-            bad.check(len(found) + len(skipped), config.max_bad)
-            summary.chunks = _chunk_count(writer)
-            summary.index_type = old.index_type if old else ""
-            summary.skipped = bad.summary()
-            summary.seconds = time.perf_counter() - started
-            return summary
-
-        if make_embedder is None:
-            from tlcli.embedder import TextEmbedder
-
-            embedder = TextEmbedder(model, device=config.device, precision=config.precision,
-                                    batch_size=config.batch_size)
+        plan = plan_update(found, {} if fresh else writer.indexed_files(), config.paths, bad)
+        progress({"stage": "hashed", "files": len(plan.current), "changed": len(plan.changed) + len(plan.added),
+                  "removed": len(plan.removed)})
+        summary = IndexSummary(unchanged=plan.unchanged, model=model, index_type=old.index_type if old else "")
+        if plan.nothing_to_do:
+            bad.check(seen, config.max_bad)
         else:
-            embedder = make_embedder(model, config.device, config.precision, config.batch_size)
-        to_embed = [current[s] for s in changed + added]
-        documents, records = [], []
-        for file, digest in to_embed:
-            try:
-                documents.append(load_document(file.path, file.source, text_field=config.text_field))
-                records.append(FileRecord(file.source, digest, file.size, file.mtime))
-            except DocumentError as error:
-                bad.add(BadFile(file.path, str(error)))
-        bad.check(len(found) + len(skipped), config.max_bad)
-        # A changed file that cannot be read any more is dropped from the index rather than left stale.
-        unreadable_changed = [s for s in changed if s not in {r.path for r in records}]
-        chunk_lists = chunk_documents(documents, HFTokenizer(embedder.tokenizer),
-                                      max_tokens=min(config.chunk_tokens, embedder.max_seq_length - 2),
-                                      overlap=config.overlap)
-        total_new = sum(len(c) for c in chunk_lists)
-        kept = 0 if fresh else _chunk_count(writer) - sum(_file_chunks(writer, s) for s in removed + changed)
-        index_type = (old.index_type if (old and not fresh) else choose_index_type(config.index_type, kept + total_new))
-        manifest = Manifest(generation=(old.generation + 1 if old else 1), model=model, model_key=model_key(model),
-                            dimension=embedder.dimension, index_type=index_type, chunk_tokens=config.chunk_tokens,
-                            overlap=config.overlap)
-        progress({"stage": "chunked", "files": len(records), "chunks": total_new})
-
-        embed_started = time.perf_counter()
-        pending = [(r, c) for r, c in zip(records, chunk_lists)]
-        training = None
-        if index_type == "ivf-pq" and fresh:
-            # IVF-PQ learns its quantizers from data: embed everything first (the corpus fits in memory
-            # as float32 for training), then add.
-            all_chunks = [c for _, cs in pending for c in cs]
-            training = embedder.encode([_embedding_text(c) for c in all_chunks])
-        writer.begin(manifest, fresh=fresh, training=training)
-        writer.remove_files(removed + changed)
-        offset = 0
-        group: list[tuple[FileRecord, list]] = []
-        group_size = 0
-        done = 0
-        for n, (record, chunks) in enumerate(pending):
-            group.append((record, chunks))
-            group_size += len(chunks)
-            if group_size < EMBED_GROUP and n + 1 < len(pending):
-                continue
-            texts = [_embedding_text(c) for _, cs in group for c in cs]
-            if training is not None:
-                vectors = training[offset:offset + len(texts)]
-            else:
-                vectors = embedder.encode(texts)
-            offset += len(texts)
-            row = 0
-            for rec, cs in group:
-                writer.add_file(rec, cs, vectors[row:row + len(cs)])
-                row += len(cs)
-            done += len(texts)
-            elapsed = time.perf_counter() - embed_started
-            progress({"stage": "embedding", "files": n + 1, "files_total": len(pending), "chunks": done,
-                      "chunks_total": total_new, "chunks_per_s": round(done / max(elapsed, 1e-9), 2)})
-            group, group_size = [], 0
-        writer.commit()
-        summary.added = len(added)
-        summary.updated = len(changed) - len(unreadable_changed)
-        summary.removed = len(removed) + len(unreadable_changed)
-        summary.embedded = total_new
+            embedder = _embedder(config, model, make_embedder)
+            records, chunk_lists = _load_and_chunk(plan.to_index(), config, embedder, bad, seen)
+            new_chunks = sum(len(chunks) for chunks in chunk_lists)
+            manifest = _next_manifest(config, old, fresh, model, embedder.dimension, new_chunks)
+            progress({"stage": "chunked", "files": len(records), "chunks": new_chunks})
+            write_generation(writer, manifest, fresh, plan.removed + plan.changed, list(zip(records, chunk_lists)),
+                             embedder, progress)
+            # A changed file that cannot be read any more is dropped from the index rather than left stale.
+            unreadable = [s for s in plan.changed if s not in {record.path for record in records}]
+            summary.added, summary.updated = len(plan.added), len(plan.changed) - len(unreadable)
+            summary.removed = len(plan.removed) + len(unreadable)
+            summary.embedded, summary.index_type = new_chunks, manifest.index_type
         summary.chunks = _chunk_count(writer)
-        summary.index_type = index_type
         summary.skipped = bad.summary()
         summary.seconds = time.perf_counter() - started
         return summary
+
+
+def _model_for_update(config: IndexConfig, old: Manifest | None, folder: Path) -> str:
+    """The model this update embeds with, after refusing settings that differ from the index's own
+    (unless ``--reembed`` rebuilds it)."""
+    from tlcli.models.text import DEFAULT_TEXT_MODEL, model_key
+
+    if old is not None and not config.reembed:
+        check_model(old, config.model, model_key(config.model) if config.model is not None else None, folder)
+        if config.index_type not in ("auto", old.index_type):
+            raise UsageError(f"--index-type {config.index_type}: {display_path(folder)} is a {old.index_type} "
+                             "index; add --reembed to rebuild it as another type")
+        if (old.chunk_tokens, old.overlap) != (config.chunk_tokens, config.overlap):
+            raise UsageError(f"--chunk-tokens/--overlap {config.chunk_tokens}/{config.overlap}: the index was "
+                             f"chunked with {old.chunk_tokens}/{old.overlap}; add --reembed to re-chunk it")
+    return config.model or (old.model if old is not None else DEFAULT_TEXT_MODEL)
+
+
+def plan_update(found: list[FoundFile], indexed: dict[str, FileRecord], roots: list[str],
+                bad: BadFiles) -> UpdatePlan:
+    """Compare the files found now with those ``indexed``, by SHA-256. Unreadable files go to ``bad``."""
+    current: dict[str, tuple[FoundFile, str]] = {}
+    for file in found:
+        try:
+            current[file.source] = (file, file_sha256(file.path))
+        except OSError as error:
+            bad.add(BadFile(file.path, f"unreadable ({(error.strerror or str(error)).lower()})"))
+    same = {s for s in current if s in indexed and indexed[s].sha256 == current[s][1]}
+    return UpdatePlan(
+        current=current,
+        added=[s for s in current if s not in indexed],
+        changed=[s for s in current if s in indexed and s not in same],
+        removed=sorted(path for path in indexed if path not in current and _dropped(path, roots)),
+        unchanged=len(same))
+
+
+def _embedder(config: IndexConfig, model: str, make_embedder):
+    if make_embedder is None:
+        from tlcli.embedder import TextEmbedder
+
+        return TextEmbedder(model, device=config.device, precision=config.precision, batch_size=config.batch_size)
+    return make_embedder(model, config.device, config.precision, config.batch_size)
+
+
+def _load_and_chunk(files: list[tuple[FoundFile, str]], config: IndexConfig, embedder, bad: BadFiles,
+                    seen: int) -> tuple[list[FileRecord], list[list]]:
+    """Each readable file's record and its chunks (in the same order); unreadable ones go to ``bad``."""
+    documents, records = [], []
+    for file, digest in files:
+        try:
+            documents.append(load_document(file.path, file.source, text_field=config.text_field))
+            records.append(FileRecord(file.source, digest, file.size, file.mtime))
+        except DocumentError as error:
+            bad.add(BadFile(file.path, str(error)))
+    bad.check(seen, config.max_bad)
+    chunk_lists = chunk_documents(documents, HFTokenizer(embedder.tokenizer),
+                                  max_tokens=min(config.chunk_tokens, embedder.max_seq_length - 2),
+                                  overlap=config.overlap)
+    return records, chunk_lists
+
+
+def _next_manifest(config: IndexConfig, old: Manifest | None, fresh: bool, model: str, dimension: int,
+                   new_chunks: int) -> Manifest:
+    from tlcli.models.text import model_key
+
+    # An update keeps the index's type; a fresh index gets one sized for what it will hold.
+    index_type = old.index_type if not fresh else choose_index_type(config.index_type, new_chunks)
+    return Manifest(generation=(old.generation + 1 if old else 1), model=model, model_key=model_key(model),
+                    dimension=dimension, index_type=index_type, chunk_tokens=config.chunk_tokens,
+                    overlap=config.overlap)
+
+
+def write_generation(writer: IndexWriter, manifest: Manifest, fresh: bool, drop: list[str],
+                     pending: list[tuple[FileRecord, list]], embedder, progress: Progress) -> None:
+    """Write generation ``manifest`` beside the current one: without the files in ``drop``, with ``pending``
+    (each file's record and chunks) embedded. Nothing is published until ``writer.commit()`` at the end, so a
+    kill at any point leaves the current generation answering."""
+    started = time.perf_counter()
+    training = None
+    if manifest.index_type == "ivf-pq" and fresh:
+        # IVF-PQ learns its quantizers from data: embed everything first (the corpus fits in memory
+        # as float32 for training), then add.
+        training = embedder.encode([_embedding_text(c) for _, chunks in pending for c in chunks])
+    writer.begin(manifest, fresh=fresh, training=training)
+    writer.remove_files(drop)
+    for group, vectors in _embedded_groups(pending, embedder, training, started, progress):
+        row = 0
+        for record, chunks in group:
+            writer.add_file(record, chunks, vectors[row:row + len(chunks)])
+            row += len(chunks)
+    writer.commit()
+
+
+def _embedded_groups(pending: list[tuple[FileRecord, list]], embedder, training: np.ndarray | None,
+                     started: float, progress: Progress):
+    """Yield ``(files, vectors)`` about EMBED_GROUP chunks at a time (``training``: vectors already made),
+    with an "embedding" progress event once the caller has taken each group."""
+    total = sum(len(chunks) for _, chunks in pending)
+    done = 0
+    for files_done, group in _file_groups(pending, EMBED_GROUP):
+        texts = [_embedding_text(c) for _, chunks in group for c in chunks]
+        vectors = training[done:done + len(texts)] if training is not None else embedder.encode(texts)
+        yield group, vectors
+        done += len(texts)
+        elapsed = time.perf_counter() - started
+        progress({"stage": "embedding", "files": files_done, "files_total": len(pending), "chunks": done,
+                  "chunks_total": total, "chunks_per_s": round(done / max(elapsed, 1e-9), 2)})
+
+
+def _file_groups(pending: list[tuple[FileRecord, list]], size: int):
+    """Yield ``(files so far, group)``: whole files, each group closed once it holds ``size`` chunks."""
+    group: list[tuple[FileRecord, list]] = []
+    chunks = 0
+    for n, item in enumerate(pending):
+        group.append(item)
+        chunks += len(item[1])
+        if chunks >= size or n + 1 == len(pending):
+            yield n + 1, group
+            group, chunks = [], 0
 
 
 def _embedding_text(chunk) -> str:
@@ -222,17 +275,6 @@ def _chunk_count(writer: IndexWriter) -> int:
     connection = connect_readonly(writer.folder / writer.manifest.sqlite_name)
     try:
         return connection.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-    finally:
-        connection.close()
-
-
-def _file_chunks(writer: IndexWriter, path: str) -> int:
-    from tlcli_rag.store import connect_readonly
-
-    connection = connect_readonly(writer.folder / writer.manifest.sqlite_name)
-    try:
-        row = connection.execute("SELECT chunks FROM files WHERE path = ?", (path,)).fetchone()
-        return int(row[0]) if row else 0
     finally:
         connection.close()
 

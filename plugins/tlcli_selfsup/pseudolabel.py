@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -31,6 +33,9 @@ from tlcli_selfsup.classifier import ClassifierTask, ImageSet, predict_probabili
 from tlcli_selfsup.config import PseudolabelConfig
 from tlcli_selfsup.images import preprocessing_for
 from tlcli_selfsup.round_store import RoundStore
+
+if TYPE_CHECKING:
+    from tlcli.run import Run
 
 
 def select_confident(probabilities: torch.Tensor, threshold: float, cap: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,21 +70,59 @@ def _unlabelled_with_truth(root: str, classes: list[str], pre: dict, bad: BadFil
     return DecodedImages(samples, classes, pre, bad, workers)
 
 
+@dataclass
+class _Data:
+    """The images of one run, decoded once for all rounds."""
+    classes: list[str]
+    pre: dict
+    labelled: DecodedImages
+    val: DecodedImages | None
+    pool: DecodedImages  # the unlabelled images; their labels are the true ones where known (report only)
+    bad: BadFiles
+
+
 def run_pseudolabel(cfg: PseudolabelConfig, source, run, json_output: bool, quiet: bool,
                     resume: bool = False) -> dict:
     """Run (or with ``resume`` continue) the rounds. A resumed run reads back the rounds that finished,
     continues the round in progress from its last checkpoint and runs the rest: the same table as an
     uninterrupted run. Under torchrun every rank trains each round; rank 0 picks the pseudo-labels and
     writes the files."""
-    spec = cfg.model
-    from_backbone = source.kind == "backbone"
     if source.kind not in ("backbone", "image-classifier"):
         raise UsageError(f"--from {cfg.start}: a {source.kind!r} model; pass a finetune or pretrain run")
-    pre = dict(source.preprocessing) or preprocessing_for(spec, "none", None)
+    data = _load_data(cfg, source, quiet)
+    cap = cfg.per_class_cap or math.ceil(len(data.pool) / len(data.classes))
+    device = resolve_device(cfg.device)
+    # Held for all rounds (each fit joins it rather than forming and ending its own).
+    dist_info = distributed.setup(device.type)
+    run.start({"model": cfg.model, "classes": data.classes, "labelled": len(data.labelled),
+               "unlabelled": len(data.pool), "val": len(data.val) if data.val else 0, "cap": cap,
+               "resumed": resume, "world_size": dist_info.world})
+    rounds = _Rounds(cfg, data, run, dist_info, device, cap, resume, quiet, source.kind == "backbone",
+                     source.tensors())
+    try:
+        rounds.run_all()
+        if run.writable:
+            _export(run, rounds.state, data, cfg.model)
+    except BaseException as error:
+        run.emit("run_end", {"status": "interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
+                             "error": f"{type(error).__name__}: {error}"})
+        raise
+    finally:
+        distributed.teardown(dist_info)
+    summary = {"run_dir": str(run.path), "status": rounds.status, "rounds": rounds.rows, "threshold": cfg.threshold,
+               "per_class_cap": cap, "labelled": len(data.labelled), "unlabelled": len(data.pool),
+               "val_images": len(data.val) if data.val else 0, "classes": data.classes,
+               "bad_files": data.bad.summary()}
+    _report(summary, run, json_output, quiet)
+    return summary
+
+
+def _load_data(cfg: PseudolabelConfig, source, quiet: bool) -> _Data:
+    """Decode the labelled, validation and unlabelled images, checking the classes against ``source``."""
+    pre = dict(source.preprocessing) or preprocessing_for(cfg.model, "none", None)
     if cfg.image_size:
         pre = {**pre, "resize": max(cfg.image_size, round(cfg.image_size * pre["resize"] / pre["crop"])),
                "crop": cfg.image_size}
-
     bad = BadFiles()
     samples = load_labelled(Path(cfg.data), bad_files=bad)
     if cfg.val:
@@ -88,7 +131,7 @@ def run_pseudolabel(cfg: PseudolabelConfig, source, run, json_output: bool, quie
         train_samples, val_samples = stratified_split(samples, cfg.val_split, cfg.seed)
     else:
         train_samples, val_samples = samples, []
-    if from_backbone:
+    if source.kind == "backbone":
         classes = training_classes(train_samples, val_samples, cfg.data)
     else:
         classes = list(source.labels)
@@ -102,118 +145,143 @@ def run_pseudolabel(cfg: PseudolabelConfig, source, run, json_output: bool, quie
     val = DecodedImages(val_samples, classes, pre, bad, cfg.workers) if val_samples else None
     pool = _unlabelled_with_truth(cfg.unlabelled, classes, pre, bad, cfg.workers)
     bad.check(len(samples) + len(pool) + len(bad), cfg.max_bad)
-    truth = torch.tensor(pool.labels)  # report only
-    pool_view = EvalImages(pool, eval_transform(pre))
-    cap = cfg.per_class_cap or math.ceil(len(pool) / len(classes))
-    device = resolve_device(cfg.device)
-    # Held for all rounds (each fit joins it rather than forming and ending its own).
-    dist_info = distributed.setup(device.type)
-    store = RoundStore(run.path / "rounds", writable=run.writable)
+    return _Data(classes, pre, labelled, val, pool, bad)
 
-    run.start({"model": spec, "classes": classes, "labelled": len(labelled), "unlabelled": len(pool),
-               "val": len(val) if val else 0, "cap": cap, "resumed": resume, "world_size": dist_info.world})
-    rounds: list[dict] = []
-    state = source.tensors()
-    status = "finished"
 
-    def train_round(index: int, parts: list[tuple], start: dict, start_is_backbone: bool):
-        folder = store.folder(index)
+@dataclass
+class _Rounds:
+    """The rounds of one run, in order: each read back (it finished before a resume) or run."""
+    cfg: PseudolabelConfig
+    data: _Data
+    run: Run
+    dist_info: distributed.DistInfo
+    device: torch.device
+    cap: int
+    resume: bool
+    quiet: bool
+    from_backbone: bool
+    state: dict  # the latest round's weights (the --from model's before round 0)
+    status: str = "finished"
+    rows: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.store = RoundStore(self.run.path / "rounds", writable=self.run.writable)
+        self.pool_view = EvalImages(self.data.pool, eval_transform(self.data.pre))
+
+    def run_all(self) -> None:
+        previous = self.read_back(0)
+        if previous is None:
+            self.labelled_only_round()
+            previous = set()
+        for index in range(1, self.cfg.rounds + 1):
+            if self.status != "finished":
+                break
+            kept = self.read_back(index)
+            if kept is None:
+                kept = self.self_training_round(index, previous)
+            if kept is None:
+                break
+            previous = kept
+
+    def read_back(self, index: int) -> set[int] | None:
+        """A round that finished before the resume: its row and weights, not retrained."""
+        done = self.store.finished(index) if self.resume else None
+        if done is None:
+            return None
+        self.rows.append(done["row"])
+        exported = self.store.weights(index) if index > 0 or self.from_backbone else None
+        self.state = exported if exported is not None else self.state
+        self.run.log("info", f"round {index}: finished before the resume; read back, not retrained")
+        return set(done["kept"])
+
+    def labelled_only_round(self) -> None:
+        """Round 0: the --from classifier as it is, or one trained on the labelled images alone."""
+        if self.from_backbone:
+            result = self.train(0, [whole(self.data.labelled)], True)
+            val_accuracy = result.best
+        else:
+            val_accuracy = _accuracy(self.cfg.model, self.data.classes, self.state, self.data.val, self.data.pre,
+                                     self.device)
+        self.finish(0, {"round": 0, "kept": 0, "kept_accuracy": None, "val_accuracy": val_accuracy}, [])
+
+    def self_training_round(self, index: int, previous: set[int]) -> set[int] | None:
+        """Label the pool with the latest model, keep the confident images and train on them; None (and no
+        training) when that would add no image to ``previous``."""
+        cfg, data = self.cfg, self.data
+        kept, labels = _selection(index, self.store, self.resume, self.dist_info, lambda: select_confident(
+            predict_probabilities(cfg.model, data.classes, self.state, self.pool_view, self.device,
+                                  cfg.eval_batch_size), cfg.threshold, self.cap))
+        if set(kept) <= previous:
+            self.run.log("info", f"round {index}: no image added to the {len(previous)} kept before; stopping")
+            return None
+        result = self.train(index, [whole(data.labelled), (data.pool, kept, labels)], False)
+        self.finish(index, {"round": index, "kept": len(kept),
+                            "kept_accuracy": _kept_accuracy(data.pool.labels, kept, labels),
+                            "val_accuracy": result.best}, kept)
+        return set(kept)
+
+    def train(self, index: int, parts: list[tuple], start_is_backbone: bool):
+        """Train round ``index`` on ``parts`` from the latest weights (continuing its checkpoint on resume)."""
+        folder = self.store.folder(index)
         folder.mkdir(parents=True, exist_ok=True)
-        continuing = resume and store.has_checkpoint(index)
+        continuing = self.resume and self.store.has_checkpoint(index)
         if not continuing:
-            store.clear_checkpoints(index)
-        task = ClassifierTask(cfg, spec, classes, ImageSet(parts), val, pre, start, start_is_backbone)
-        callbacks = standard_callbacks(run, "pseudolabel", "selfsup", quiet, stage=f"round-{index}")
-        result = fit(task, cfg, folder, callbacks=callbacks, resume=continuing)
-        distributed.barrier(dist_info)  # rank 0 has exported the round's model: every rank reads it back
-        exported = store.weights(index)
-        return result, exported if exported is not None else start
+            self.store.clear_checkpoints(index)
+        task = ClassifierTask(self.cfg, self.cfg.model, self.data.classes, ImageSet(parts), self.data.val,
+                              self.data.pre, self.state, start_is_backbone)
+        callbacks = standard_callbacks(self.run, "pseudolabel", "selfsup", self.quiet, stage=f"round-{index}")
+        result = fit(task, self.cfg, folder, callbacks=callbacks, resume=continuing)
+        distributed.barrier(self.dist_info)  # rank 0 has exported the round's model: every rank reads it back
+        exported = self.store.weights(index)
+        self.state = exported if exported is not None else self.state
+        self.status = result.status
+        return result
 
-    def finish_round(index: int, row: dict, kept: list[int]) -> None:
-        rounds.append(row)
-        if status == "finished":
-            store.mark_finished(index, row, kept)
-        run.emit("eval", {"metrics": row}, stage=f"round-{index}")
-        if not quiet and index > 0:
+    def finish(self, index: int, row: dict, kept: list[int]) -> None:
+        self.rows.append(row)
+        if self.status == "finished":
+            self.store.mark_finished(index, row, kept)
+        self.run.emit("eval", {"metrics": row}, stage=f"round-{index}")
+        if not self.quiet and index > 0:
             info(f"round {index}: kept {row['kept']}, their accuracy {_fmt(row['kept_accuracy'])}, "
                  f"val accuracy {_fmt(row['val_accuracy'])}")
 
-    def read_back(index: int) -> set[int] | None:
-        """A round that finished before the resume: its row and weights, not retrained."""
-        nonlocal state
-        done = store.finished(index) if resume else None
-        if done is None:
-            return None
-        rounds.append(done["row"])
-        exported = store.weights(index) if index > 0 or from_backbone else None
-        state = exported if exported is not None else state
-        run.log("info", f"round {index}: finished before the resume; read back, not retrained")
-        return set(done["kept"])
 
-    try:
-        previous = read_back(0)
-        if previous is None:
-            if from_backbone:
-                result, state = train_round(0, [whole(labelled)], state, True)
-                status = result.status
-                val_accuracy = result.best
-            else:
-                val_accuracy = _accuracy(spec, classes, state, val, pre, device)
-            finish_round(0, {"round": 0, "kept": 0, "kept_accuracy": None, "val_accuracy": val_accuracy}, [])
-            previous = set()
-        for index in range(1, cfg.rounds + 1):
-            if status != "finished":
-                break
-            kept_before = read_back(index)
-            if kept_before is not None:
-                previous = kept_before
-                continue
-            kept, labels = _selection(index, store, resume, dist_info, lambda: select_confident(
-                predict_probabilities(spec, classes, state, pool_view, device, cfg.eval_batch_size),
-                cfg.threshold, cap))
-            if set(kept) <= previous:
-                run.log("info", f"round {index}: no image added to the {len(previous)} kept before; stopping")
-                break
-            previous = set(kept)
-            kept_tensor, label_tensor = torch.tensor(kept, dtype=torch.long), torch.tensor(labels, dtype=torch.long)
-            known = truth[kept_tensor] != UNLABELLED
-            kept_accuracy = ((label_tensor[known] == truth[kept_tensor][known]).float().mean().item()
-                             if bool(known.any()) else None)
-            result, state = train_round(index, [whole(labelled), (pool, kept, labels)], state, False)
-            status = result.status
-            finish_round(index, {"round": index, "kept": len(kept), "kept_accuracy": kept_accuracy,
-                                 "val_accuracy": result.best}, kept)
-        if run.writable:
-            with run.model_writer() as tmp:
-                write_classifier(tmp / "model", state, classes, pre, spec)
-                for item in (tmp / "model").iterdir():
-                    shutil.move(str(item), tmp / item.name)
-                (tmp / "model").rmdir()
-    except BaseException as error:
-        run.emit("run_end", {"status": "interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
-                             "error": f"{type(error).__name__}: {error}"})
-        raise
-    finally:
-        distributed.teardown(dist_info)
+def _kept_accuracy(truth: list[int], kept: list[int], labels: list[int]) -> float | None:
+    """How many pseudo-labels match the true labels, among kept images that have one (report only)."""
+    kept_truth = torch.tensor(truth)[torch.tensor(kept, dtype=torch.long)]
+    known = kept_truth != UNLABELLED
+    if not bool(known.any()):
+        return None
+    return (torch.tensor(labels, dtype=torch.long)[known] == kept_truth[known]).float().mean().item()
 
-    summary = {"run_dir": str(run.path), "status": status, "rounds": rounds, "threshold": cfg.threshold,
-               "per_class_cap": cap, "labelled": len(labelled), "unlabelled": len(pool),
-               "val_images": len(val) if val else 0, "classes": classes, "bad_files": bad.summary()}
+
+def _export(run, state: dict, data: _Data, spec: str) -> None:
+    """The last round's classifier as the run's model/."""
+    with run.model_writer() as tmp:
+        write_classifier(tmp / "model", state, data.classes, data.pre, spec)
+        for item in (tmp / "model").iterdir():
+            shutil.move(str(item), tmp / item.name)
+        (tmp / "model").rmdir()
+
+
+def _report(summary: dict, run, json_output: bool, quiet: bool) -> None:
+    """Record the summary; rank 0 prints it (JSON or a table). An interrupted run raises, naming --resume."""
+    status = summary["status"]
     run.write_metrics(summary)
-    run.emit("run_end", {"status": status, "error": None, "rounds": len(rounds) - 1})
+    run.emit("run_end", {"status": status, "error": None, "rounds": len(summary["rounds"]) - 1})
     if run.writable:
         if json_output:
             emit_json(summary)
         else:
             print_table(f"pseudolabel {status}: {run.path}", ["round", "kept", "kept accuracy", "val accuracy"],
                         [[r["round"], r["kept"], _fmt(r["kept_accuracy"]), _fmt(r["val_accuracy"])]
-                         for r in rounds])
+                         for r in summary["rounds"]])
     if status == "interrupted":
         raise Interrupted(f"interrupted; the rounds finished so far are kept. Continue with: "
                           f"tlcli pseudolabel --resume {run.path}")
     if status == "stopped" and not quiet:
         info(f"stopped. Continue with: tlcli pseudolabel --resume {run.path}")
-    return summary
 
 
 def _selection(index: int, store: RoundStore, resume: bool, dist_info, choose) -> tuple[list[int], list[int]]:
