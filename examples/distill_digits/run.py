@@ -3,15 +3,22 @@
 1. Teacher: `tlcli finetune` a ResNet-18 (random init) on the training digits.
 2. Baseline: the student architecture (timm test_resnet, 0.37M parameters) trained from scratch on the same labels.
 3. `tlcli distill` with labels: alpha * T^2 * KL(teacher || student) + (1 - alpha) * cross-entropy.
-4. `tlcli distill` with no labels at all: the same images as an --unlabelled folder, the teacher's outputs
+4. Rows 3 and 5 again with `--feature-loss` (FitNets' hint: a learned linear map of the student's
+   penultimate features regressed onto the teacher's 512-d ones, MSE weighted by --feature-weight); --quick
+   keeps only the one with labels.
+5. `tlcli distill` with no labels at all: the same images as an --unlabelled folder, the teacher's outputs
    only (alpha = 1).
-5. The same unlabelled flow with a CLIP zero-shot teacher built from a tiny config with RANDOM weights: no
+6. The same unlabelled flow with a CLIP zero-shot teacher built from a tiny config with RANDOM weights: no
    CLIP weights can be downloaded here, so this teacher is near chance and so is its student. It shows the
    mechanics (class names in, a student out, no labels), not what a real CLIP teacher would give.
 
 Every model is scored on the same held-out test digits with `tlcli evaluate`; a validation split (not the
 test set) picks each run's best epoch. Everything goes through the tlcli command line, as a user runs it.
-Usage: python examples/distill_digits/run.py [--quick] [--threads N] [--work DIR] [--json]
+With --seeds N the two distillations with labels (plain and with the hint) are trained at seeds 0..N-1 and
+their rows give the mean and standard deviation of test top-1: one seed's difference of a few test digits
+says nothing.
+Usage: python examples/distill_digits/run.py [--quick] [--threads N] [--seeds N] [--feature-weight W]
+                                             [--work DIR] [--json] [--reuse]
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -86,9 +94,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20 training digits per class, fewer epochs (~1 min)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per process (1 is much faster on a CPU shared with other jobs)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train the two distillations with labels (plain, hint) at seeds 0..N-1: mean and std")
+    parser.add_argument("--feature-weight", type=float, default=None,
+                        help="--feature-weight of the --feature-loss rows (default: tlcli's own, 1.0)")
     parser.add_argument("--json", action="store_true", help="print the table as JSON Lines")
     parser.add_argument("--reuse", action="store_true", help="keep finished runs of an earlier call in --work")
     options = parser.parse_args()
+    if options.seeds < 1:
+        parser.error("--seeds: at least 1")
     work = options.work
     env = dict(os.environ, TLCLI_HOME=str(work / "home"))
     if options.threads:
@@ -101,77 +115,106 @@ def main() -> None:
         shutil.rmtree(runs, ignore_errors=True)
         shutil.rmtree(work / "home", ignore_errors=True)  # a cold teacher cache: the distill runs fill it
     common = ["--image-size", str(SIZE), "--val", data["val"], "--batch-size", "32", "--precision", "fp32",
-              "--device", "cpu", "--seed", "0", "--quiet", "--json"]
+              "--device", "cpu", "--quiet", "--json"]
+    hint = ["--feature-loss"]
+    hint_name = "distilled-hint"
+    if options.feature_weight is not None:  # its own folder, so --reuse never mixes two weights
+        hint += ["--feature-weight", str(options.feature_weight)]
+        hint_name += f"-w{options.feature_weight:g}"
+    weight_text = f"{options.feature_weight:g}" if options.feature_weight is not None else "1, the default"
     say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    timings = {}
+    timings: dict[str, float] = {}
 
-    say(f"1/5 teacher: {TEACHER} fine-tuned on {train_count} labelled digits ({teacher_epochs} epochs)")
-    started = time.time()
-    tlcli_or_reuse(options.reuse, runs / "teacher", "finetune", data["train"], "--model", TEACHER, "--pretrained",
-                   "none", "--augment", "none", "--epochs", teacher_epochs, "--lr", "2e-3", *common, env=env)
-    timings["teacher"] = time.time() - started
+    def step(name: str, *args, seed: int = 0) -> dict:
+        started = time.time()
+        summary = tlcli_or_reuse(options.reuse, runs / name, *args, "--seed", seed, env=env)
+        timings[name] = time.time() - started
+        return summary
+
+    def seeded(name: str, *args) -> list[str]:
+        """The run at seed 0 in ``name``, the others (--seeds) beside it; their folder names."""
+        names = [name] + [f"{name}-seed{seed}" for seed in range(1, options.seeds)]
+        for seed, run_name in enumerate(names):
+            step(run_name, *args, seed=seed)
+        return names
+
+    say(f"1/7 teacher: {TEACHER} fine-tuned on {train_count} labelled digits ({teacher_epochs} epochs)")
+    step("teacher", "finetune", data["train"], "--model", TEACHER, "--pretrained", "none", "--augment", "none",
+         "--epochs", teacher_epochs, "--lr", "2e-3", *common)
     student = ["--pretrained", "none", "--epochs", student_epochs, "--lr", "5e-3", *common]
-    say(f"2/5 baseline: {STUDENT} from scratch on the same labels ({student_epochs} epochs)")
-    started = time.time()
-    tlcli_or_reuse(options.reuse, runs / "scratch", "finetune", data["train"], "--model", STUDENT, "--augment",
-                   "none", *student, env=env)
-    timings["scratch"] = time.time() - started
-    say("3/5 distilled with labels (alpha 0.7, T 4)")
-    started = time.time()
-    labelled = tlcli_or_reuse(options.reuse, runs / "distilled", "distill", data["train"], "--teacher",
-                              runs / "teacher", "--student", STUDENT, *student, env=env)
-    timings["distilled"] = time.time() - started
-    say("4/5 distilled with the teacher's outputs only, on the same digits without labels")
-    started = time.time()
-    unlabelled = tlcli_or_reuse(options.reuse, runs / "distilled-unlabelled", "distill", "--unlabelled",
-                                data["unlabelled"], "--teacher", runs / "teacher", "--student", STUDENT, *student,
-                                env=env)
-    timings["distilled-unlabelled"] = time.time() - started
+    say(f"2/7 baseline: {STUDENT} from scratch on the same labels ({student_epochs} epochs)")
+    step("scratch", "finetune", data["train"], "--model", STUDENT, "--augment", "none", *student)
+    seeds_text = f", seeds 0-{options.seeds - 1}" if options.seeds > 1 else ""
+    say(f"3/7 distilled with labels (alpha 0.7, T 4{seeds_text})")
+    distilled = seeded("distilled", "distill", data["train"], "--teacher", runs / "teacher", "--student", STUDENT,
+                       *student)
+    labelled = json.loads((runs / "distilled" / "metrics.json").read_text())
+    say(f"4/7 the same with the feature hint (--feature-loss, weight {weight_text}{seeds_text})")
+    distilled_hint = seeded(hint_name, "distill", data["train"], "--teacher", runs / "teacher", "--student", STUDENT,
+                            *hint, *student)
+    say("5/7 distilled with the teacher's outputs only, on the same digits without labels")
+    unlabelled = step("distilled-unlabelled", "distill", "--unlabelled", data["unlabelled"], "--teacher",
+                      runs / "teacher", "--student", STUDENT, *student)
+    if not options.quick:  # ~25 s more: left out of --quick (`make demo`), which keeps the labelled hint row
+        say("6/7 the same with the feature hint, no labels")
+        step(f"{hint_name}-unlabelled", "distill", "--unlabelled", data["unlabelled"], "--teacher", runs / "teacher",
+             "--student", STUDENT, *hint, *student)
     (work / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
-    say("5/5 CLIP zero-shot teacher (tiny config, RANDOM weights) over the class names, no labels")
-    started = time.time()
-    clip = tlcli_or_reuse(options.reuse, runs / "distilled-clip", "distill", "--unlabelled", data["unlabelled"],
-                          "--teacher", f"clip:{work / 'tiny-clip.json'}", "--teacher-pretrained", "none", "--labels",
-                          ",".join(CLASS_NAMES), "--templates", "single", "--student", STUDENT, *student, env=env)
-    timings["distilled-clip"] = time.time() - started
+    say("7/7 CLIP zero-shot teacher (tiny config, RANDOM weights) over the class names, no labels")
+    clip = step("distilled-clip", "distill", "--unlabelled", data["unlabelled"], "--teacher",
+                f"clip:{work / 'tiny-clip.json'}", "--teacher-pretrained", "none", "--labels", ",".join(CLASS_NAMES),
+                "--templates", "single", "--student", STUDENT, *student)
 
     def test_accuracy(run: Path) -> float:
         report = tlcli("evaluate", run, data["test"], "--json", "--device", "cpu", env=env)
         return report["accuracy"]
 
+    def row(model: str, names: list[str], params: int, images_per_s: float) -> dict:
+        """One table row; over several seeds, the mean test top-1 (and the sample std, and each seed's)."""
+        scores = [test_accuracy(runs / name) for name in names]
+        out = {"model": model, "test_top1": statistics.mean(scores), "params": params, "images_per_s": images_per_s,
+               "wall_s": statistics.mean(timings[name] for name in names)}
+        if len(scores) > 1:
+            out.update(test_top1_std=statistics.stdev(scores), test_top1_seeds=scores)
+        return out
+
     teacher_ips, student_ips = labelled["teacher"]["images_per_s"], labelled["student"]["images_per_s"]
+    student_params = labelled["student"]["params"]
     rows = [
-        {"model": f"teacher {TEACHER} (finetune, labels)", "test_top1": test_accuracy(runs / "teacher"),
-         "params": labelled["teacher"]["params"], "images_per_s": teacher_ips, "wall_s": timings["teacher"]},
-        {"model": f"student {STUDENT} from scratch (labels)", "test_top1": test_accuracy(runs / "scratch"),
-         "params": labelled["student"]["params"], "images_per_s": student_ips, "wall_s": timings["scratch"]},
-        {"model": "student distilled (labels + teacher)", "test_top1": test_accuracy(runs / "distilled"),
-         "params": labelled["student"]["params"], "images_per_s": student_ips, "wall_s": timings["distilled"]},
-        {"model": "student distilled (teacher only, no labels)",
-         "test_top1": test_accuracy(runs / "distilled-unlabelled"), "params": unlabelled["student"]["params"],
-         "images_per_s": student_ips, "wall_s": timings["distilled-unlabelled"]},
+        row(f"teacher {TEACHER} (finetune, labels)", ["teacher"], labelled["teacher"]["params"], teacher_ips),
+        row(f"student {STUDENT} from scratch (labels)", ["scratch"], student_params, student_ips),
+        row("student distilled (labels + teacher)", distilled, student_params, student_ips),
+        row("student distilled + feature hint (labels + teacher)", distilled_hint, student_params, student_ips),
+        row("student distilled (teacher only, no labels)", ["distilled-unlabelled"], student_params, student_ips),
+        *([] if options.quick else [
+            row("student distilled + feature hint (teacher only, no labels)", [f"{hint_name}-unlabelled"],
+                student_params, student_ips)]),
         {"model": "tiny random CLIP zero-shot teacher (mechanics only)",
          "test_top1": _zero_shot_accuracy(clip), "params": clip["teacher"]["params"],
          "images_per_s": clip["teacher"]["images_per_s"], "wall_s": None},
-        {"model": "student distilled from it (no labels)", "test_top1": test_accuracy(runs / "distilled-clip"),
-         "params": clip["student"]["params"], "images_per_s": clip["student"]["images_per_s"],
-         "wall_s": timings["distilled-clip"]},
+        row("student distilled from it (no labels)", ["distilled-clip"], clip["student"]["params"],
+            clip["student"]["images_per_s"]),
     ]
     cache = {"computed_first_run": labelled["teacher_outputs"]["computed"],
              "cached_second_run": unlabelled["teacher_outputs"]["cached"]}
+    settings = {"train_digits": train_count, "test_digits": 500, "seeds": options.seeds,
+                "feature_weight": options.feature_weight, "teacher_cache": cache}
     if options.json:
-        for row in rows:
-            print(json.dumps(row))
-        print(json.dumps({"train_digits": train_count, "test_digits": 500, "teacher_cache": cache}))
+        for line in rows:
+            print(json.dumps(line))
+        print(json.dumps(settings))
         return
-    print(f"\nDigits ({SIZE}px): {train_count} training images, 150 validation, 500 test (50 per class)")
-    print(f"{'model':<52} {'test top-1':>10} {'params':>12} {'images/s':>9} {'wall s':>7}")
-    for row in rows:
-        wall = "" if row["wall_s"] is None else f"{row['wall_s']:.0f}"
-        print(f"{row['model']:<52} {row['test_top1']:>10.3f} {row['params']:>12,} {row['images_per_s']:>9,.0f} "
-              f"{wall:>7}")
+    print(f"\nDigits ({SIZE}px): {train_count} training images, 150 validation, 500 test (50 per class); "
+          f"feature hint weight {weight_text}")
+    print(f"{'model':<60} {'test top-1':>13} {'params':>12} {'images/s':>9} {'wall s':>7}")
+    for line in rows:
+        wall = "" if line["wall_s"] is None else f"{line['wall_s']:.0f}"
+        top1 = f"{line['test_top1']:.3f}" + (f"±{line['test_top1_std']:.3f}" if "test_top1_std" in line else "")
+        print(f"{line['model']:<60} {top1:>13} {line['params']:>12,} {line['images_per_s']:>9,.0f} {wall:>7}")
+        if "test_top1_seeds" in line:
+            print(f"{'':<4}seeds 0-{options.seeds - 1}: " + ", ".join(f"{s:.3f}" for s in line["test_top1_seeds"]))
     print(f"teacher outputs: {cache['computed_first_run']} computed by the first distill run, "
-          f"{cache['cached_second_run']} read from the cache by the second")
+          f"{cache['cached_second_run']} read from the cache by the unlabelled one")
 
 
 def _zero_shot_accuracy(summary: dict) -> float:
