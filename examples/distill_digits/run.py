@@ -155,7 +155,9 @@ def main() -> None:
     say("5/7 distilled with the teacher's outputs only, on the same digits without labels")
     unlabelled = step("distilled-unlabelled", "distill", "--unlabelled", data["unlabelled"], "--teacher",
                       runs / "teacher", "--student", STUDENT, *student)
-    if not options.quick:  # ~25 s more: left out of --quick (`make demo`), which keeps the labelled hint row
+    if options.quick:  # ~25 s more: left out of --quick (`make demo`), which keeps the labelled hint row
+        say("6/7 the same with the feature hint, no labels: full run only (left out of --quick)")
+    else:
         say("6/7 the same with the feature hint, no labels")
         step(f"{hint_name}-unlabelled", "distill", "--unlabelled", data["unlabelled"], "--teacher", runs / "teacher",
              "--student", STUDENT, *hint, *student)
