@@ -37,7 +37,7 @@ class IndexConfig(BaseModel):
     reembed: bool = False
     max_bad: float = Field(0.05, ge=0.0, le=1.0)
     max_file_mb: float = Field(DEFAULT_MAX_FILE_BYTES / 1e6, gt=0)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int | None = Field(None, ge=1)  # None: the embedder's default for its device
     device: str = "cpu"
     precision: str = "auto"
 

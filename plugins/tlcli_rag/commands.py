@@ -89,7 +89,7 @@ def index(
     reembed: bool = typer.Option(False, "--reembed", help="Rebuild the whole index (another model, chunk size or type)."),
     max_file_mb: float = typer.Option(20.0, "--max-file-mb", min=0.001, help="Skip (and name) larger files."),
     max_bad: str = options.max_bad(),
-    batch_size: Optional[int] = options.batch_size(None, "Texts per embedding batch (default 64; short texts go "
+    batch_size: Optional[int] = options.batch_size(None, "Texts per embedding batch (default 32 on a CPU, 64 on a GPU; short texts go "
                                                    "in bigger batches)."),
     device: str = options.device(),
     precision: str = options.precision(),
@@ -112,7 +112,7 @@ def index(
         config = options.validated(
             IndexConfig, paths=paths, index=str(index), model=model, index_type=index_type,
             chunk_tokens=chunk_tokens, overlap=overlap, text_field=text_field, reembed=reembed,
-            max_bad=parse_max_bad(max_bad), max_file_mb=max_file_mb, batch_size=batch_size or 64, device=device,
+            max_bad=parse_max_bad(max_bad), max_file_mb=max_file_mb, batch_size=batch_size, device=device,
             precision=precision)
         if index_type not in ("auto", "flat", "hnsw", "ivf-pq"):
             raise UsageError(f"--index-type {index_type}: expected auto, flat, hnsw or ivf-pq")

@@ -95,7 +95,7 @@ class ShardedEmbedder:
         return _gather_rows(mine, len(texts), self.inner.dimension)
 
 
-def make_sharded_embedder(model: str, device: str, precision: str, batch_size: int) -> ShardedEmbedder:
+def make_sharded_embedder(model: str, device: str, precision: str, batch_size: int | None) -> ShardedEmbedder:
     from tlcli.embedder import TextEmbedder
 
     _group()

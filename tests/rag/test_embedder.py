@@ -28,6 +28,19 @@ def test_fp32_matches_the_library_in_input_order(reference):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+def test_fp32_on_the_cpu_runs_packed_linears_with_the_gelu_fused():
+    import torch
+
+    from tlcli.models.packed import PackedLinear, packing_available
+
+    if not packing_available(torch.device("cpu"), torch.float32):
+        pytest.skip("this torch has no oneDNN packed linear")
+    transformer, _ = TextEmbedder("all-MiniLM-L6-v2", precision="fp32")._fast_parts
+    packed = [m for m in transformer.modules() if isinstance(m, PackedLinear)]
+    assert len(packed) == 6 * 6 + 1 and not any(type(m) is torch.nn.Linear for m in transformer.modules())
+    assert sum(m.activation == "gelu" for m in packed) == 6  # one feed-forward GELU per layer
+
+
 def test_bf16_agrees_with_the_library(reference):
     # One copy of the texts: on a CPU without bf16 instructions bf16 is emulated and slow.
     vectors = TextEmbedder("all-MiniLM-L6-v2", precision="bf16").encode(TEXTS[:6])

@@ -105,6 +105,22 @@ def test_finetune_domain_adapt_under_torchrun(colour_data, tmp_path):
     _trained(exported)
 
 
+@pytest.mark.slow
+def test_finetune_seeds_under_torchrun(colour_data, tmp_path):
+    """Several trainings in one torchrun job: each seed's run is written once (rank 0), all ranks train it."""
+    run = tmp_path / "seeds"
+    summary = _one_summary(_tlcli("finetune", colour_data, "--domain-adapt", colour_data, *TINY, "--pretrained",
+                                  "none", "--max-steps", "2", "--batch-size", "4", "--seeds", "1,2", "--out", run,
+                                  "--json", "--quiet", torchrun=True))
+    assert [(r["seed"], r["status"]) for r in summary["seeds"]] == [(1, "finished"), (2, "finished")]
+    assert summary["best_val_accuracy"]["mean"] is not None
+    for seed in (1, 2):
+        starts_ends = _top_level(run / f"seed-{seed}")
+        assert [e["kind"] for e in starts_ends] == ["run_start", "run_end"]
+        assert starts_ends[0]["data"]["world_size"] == 2 and starts_ends[0]["data"]["config"]["seed"] == seed
+        _trained(load_file(str(run / f"seed-{seed}" / "model" / "model.safetensors")))
+
+
 @pytest.mark.parametrize("task", ["rotation", "jigsaw", "simclr", "mae"])
 def test_pretext_training_goes_through_the_models_forward(colour_data, task):
     """DistributedDataParallel synchronises only what its forward computed: a training step that called

@@ -152,3 +152,18 @@ def _pack_sequential(sequence: nn.Sequential, rows: int) -> int:
         setattr(sequence, name, packed)
         replaced += 1
     return replaced
+
+
+def fuse_intermediate_gelu(module: nn.Module) -> int:
+    """In Hugging Face BERT-family encoders (``*Intermediate``: ``dense`` then ``intermediate_act_fn``),
+    run an exact (erf) GELU inside the packed ``dense`` kernel instead of as a pass of its own over the
+    widest activations (8% of MiniLM's CPU time); returns how many were fused. Call after
+    ``pack_for_inference``."""
+    fused = 0
+    for child in module.modules():
+        dense, act = getattr(child, "dense", None), getattr(child, "intermediate_act_fn", None)
+        if isinstance(dense, PackedLinear) and dense.activation == "none" and getattr(act, "act", None) is F.gelu:
+            dense.activation = "gelu"
+            child.intermediate_act_fn = nn.Identity()
+            fused += 1
+    return fused
