@@ -116,18 +116,18 @@ class TextEmbedder:
             return None
         transformer = modules[0].auto_model
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
-        if dtype != torch.float32 or self.device == "cpu":
+        from tlcli.models.packed import fuse_intermediate_gelu, pack_for_inference, packing_available
+
+        pack = self.device == "cpu" and packing_available(torch.device("cpu"), dtype)
+        if dtype != torch.float32 or pack:
             # A copy: the cached SentenceTransformer is shared with other callers, who expect its own
             # fp32 nn.Linear layers.
             transformer = copy.deepcopy(transformer).to(dtype)
-        if self.device == "cpu":
-            from tlcli.models.packed import fuse_intermediate_gelu, pack_for_inference, packing_available
-
-            if packing_available(torch.device("cpu"), dtype):
-                # oneDNN-packed weights: the same result (fp32: to rounding), without re-laying-out each
-                # weight per call, and the feed-forward GELU inside its matrix product (benchmarks/rag.py).
-                pack_for_inference(transformer, rows=self.token_budget)
-                fuse_intermediate_gelu(transformer)
+        if pack:
+            # oneDNN-packed weights: the same result (fp32: to rounding), without re-laying-out each weight
+            # per call, and the feed-forward GELU inside its matrix product (benchmarks/rag.py).
+            pack_for_inference(transformer, rows=self.token_budget)
+            fuse_intermediate_gelu(transformer)
         transformer.eval()
         return transformer, mode
 
