@@ -14,7 +14,7 @@ import pytest
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "run"))
-from run_test_helpers import tlcli_process, wait_for_checkpoint  # noqa: E402
+from run_test_helpers import finish, tlcli_process, wait_for_checkpoint  # noqa: E402
 
 
 def _args(image_folder, tiny_config, tiny_weights, *extra):
@@ -23,24 +23,19 @@ def _args(image_folder, tiny_config, tiny_weights, *extra):
             "--workers", "0", "--quiet", *extra]
 
 
-def _finish(process, timeout=300):
-    _, err = process.communicate(timeout=timeout)
-    assert process.returncode == 0, err[-3000:]
-
-
 @pytest.mark.slow
 def test_vprompt_resume_after_kill_9_is_bit_identical(image_folder, tiny_config, tiny_weights, tmp_path):
     env = {"TLCLI_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     args = _args(image_folder, tiny_config, tiny_weights, "--epochs", "3", "--batch-size", "4", "--save-every", "2")
     reference = tmp_path / "reference"
-    _finish(tlcli_process(*args, "--out", reference, plugins="clip", env=env))
+    finish(tlcli_process(*args, "--out", reference, plugins="clip", env=env))
     run = tmp_path / "run"
     process = tlcli_process(*args, "--out", run, plugins="clip", env=env)
     wait_for_checkpoint(run / "checkpoints", 4, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert not (run / "model").exists()  # it died mid-training
-    _finish(tlcli_process("vprompt", "--resume", run, plugins="clip", env=env))
+    finish(tlcli_process("vprompt", "--resume", run, plugins="clip", env=env))
     one, two = (load_file(str(folder / "model" / "prompt.safetensors")) for folder in (reference, run))
     assert one.keys() == two.keys()
     different = [key for key in one if not (one[key] == two[key]).all()]

@@ -16,7 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "run"))
-from run_test_helpers import tlcli_process, wait_for_checkpoint  # noqa: E402
+from run_test_helpers import finish, tlcli_process, wait_for_checkpoint  # noqa: E402
 
 PLUGINS = "distill,finetune"  # the teacher is a fine-tuning export
 
@@ -27,16 +27,11 @@ def _args(data, val, teacher):
             "cpu", "--epochs", "3", "--save-every", "2", "--augment", "light", "--feature-loss", "--quiet"]
 
 
-def _finish(process, timeout=300):
-    _, err = process.communicate(timeout=timeout)
-    assert process.returncode == 0, err[-3000:]
-
-
 @pytest.mark.slow
 def test_distill_resume_after_kill_9_is_bit_identical(colour_data, colour_val, teacher_run, tmp_path):
     env = {"TLCLI_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     reference = tmp_path / "reference"
-    _finish(tlcli_process(*_args(colour_data, colour_val, teacher_run), "--out", reference, plugins=PLUGINS,
+    finish(tlcli_process(*_args(colour_data, colour_val, teacher_run), "--out", reference, plugins=PLUGINS,
                           env=env))
 
     run = tmp_path / "run"
@@ -45,7 +40,7 @@ def test_distill_resume_after_kill_9_is_bit_identical(colour_data, colour_val, t
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert not (run / "model").exists()  # it really died mid-training
-    _finish(tlcli_process("distill", "--resume", run, plugins=PLUGINS, env=env))
+    finish(tlcli_process("distill", "--resume", run, plugins=PLUGINS, env=env))
 
     one, two = (load_file(str(folder / "model" / "model.safetensors")) for folder in (reference, run))
     assert one.keys() == two.keys() and not any("regressor" in key for key in two)

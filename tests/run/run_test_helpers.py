@@ -34,3 +34,10 @@ def wait_for_checkpoint(checkpoints: Path, minimum_step: int, process: subproces
             raise AssertionError(f"run ended before it could be interrupted: {process.stderr.read()[-3000:]}")
         time.sleep(0.01)
     raise AssertionError(f"no checkpoint of step {minimum_step} or later appeared in {checkpoints}")
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    """Wait for a ``tlcli_process`` and require exit 0; returns its stdout."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-3000:]
+    return out

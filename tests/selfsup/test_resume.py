@@ -12,7 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "run"))
-from run_test_helpers import tlcli_process, wait_for_checkpoint  # noqa: E402
+from run_test_helpers import finish, tlcli_process, wait_for_checkpoint  # noqa: E402
 
 PLUGINS = "finetune,selfsup"
 TINY = ["--model", "timm:test_resnet", "--image-size", "24", "--precision", "fp32", "--workers", "0",
@@ -22,16 +22,10 @@ ROUNDS = ["--threshold", "0.0", "--per-class-cap", "4", "--rounds", "2", "--imag
           "--augment", "light", "--quiet", "--json"]
 
 
-def _finish(process, timeout=300) -> str:
-    out, err = process.communicate(timeout=timeout)
-    assert process.returncode == 0, err[-3000:]
-    return out
-
-
 @pytest.fixture(scope="module")
 def start_run(colour_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("pl-start") / "start"
-    _finish(tlcli_process("finetune", colour_data, *TINY, "--pretrained", "none", "--max-steps", "3",
+    finish(tlcli_process("finetune", colour_data, *TINY, "--pretrained", "none", "--max-steps", "3",
                           "--batch-size", "6", "--out", run, "--quiet", plugins=PLUGINS))
     return run
 
@@ -39,7 +33,7 @@ def start_run(colour_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(colour_data, start_run, tmp_path_factory):
     run = tmp_path_factory.mktemp("pl-reference") / "run"
-    out = _finish(tlcli_process("pseudolabel", colour_data, "--unlabelled", colour_data, "--from", start_run,
+    out = finish(tlcli_process("pseudolabel", colour_data, "--unlabelled", colour_data, "--from", start_run,
                                 *ROUNDS, "--out", run, plugins=PLUGINS))
     return json.loads(out.splitlines()[-1]), load_file(str(run / "model" / "model.safetensors"))
 
@@ -58,7 +52,7 @@ def test_pseudolabel_resumes_after_kill_9_mid_round(colour_data, start_run, refe
     assert not (run / "rounds" / "round-1" / "round.json").exists(), "killed too late: round 1 had finished"
     assert not (run / "model").exists()
 
-    out = _finish(tlcli_process("pseudolabel", "--resume", run, "--quiet", "--json", plugins=PLUGINS))
+    out = finish(tlcli_process("pseudolabel", "--resume", run, "--quiet", "--json", plugins=PLUGINS))
     resumed = json.loads(out.splitlines()[-1])
     assert resumed["status"] == "finished"
     assert resumed["rounds"] == summary["rounds"]
@@ -100,7 +94,7 @@ def _seeds_args(colour_data):
 @pytest.mark.slow
 def test_finetune_seeds_resume_after_kill_9_in_seed_2(colour_data, tmp_path):
     reference = tmp_path / "reference"
-    expected = json.loads(_finish(tlcli_process("finetune", colour_data, *_seeds_args(colour_data), "--out",
+    expected = json.loads(finish(tlcli_process("finetune", colour_data, *_seeds_args(colour_data), "--out",
                                                 reference, plugins=PLUGINS)).splitlines()[-1])
     run = tmp_path / "run"
     process = tlcli_process("finetune", colour_data, *_seeds_args(colour_data), "--out", run, plugins=PLUGINS)
@@ -110,7 +104,7 @@ def test_finetune_seeds_resume_after_kill_9_in_seed_2(colour_data, tmp_path):
     seed_1_model = (run / "seed-1" / "model" / "model.safetensors").read_bytes()
     assert not (run / "seed-2" / "metrics.json").exists(), "killed too late: seed 2 had finished"
 
-    resumed = json.loads(_finish(tlcli_process("finetune", "--resume", run, "--quiet", "--json",
+    resumed = json.loads(finish(tlcli_process("finetune", "--resume", run, "--quiet", "--json",
                                                plugins=PLUGINS)).splitlines()[-1])
     assert [r["seed"] for r in resumed["seeds"]] == [1, 2]
     assert [r["best_val_accuracy"] for r in resumed["seeds"]] == [r["best_val_accuracy"] for r in expected["seeds"]]
