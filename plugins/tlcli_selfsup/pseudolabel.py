@@ -92,7 +92,7 @@ def run_pseudolabel(cfg: PseudolabelConfig, source, run, json_output: bool, quie
     data = _load_data(cfg, source, quiet)
     cap = cfg.per_class_cap or math.ceil(len(data.pool) / len(data.classes))
     device = resolve_device(cfg.device)
-    # Held for all rounds (each fit joins it rather than forming and ending its own).
+    # Every rank trains each round; rank 0 picks the pseudo-labels and broadcasts them.
     dist_info = distributed.setup(device.type)
     run.start({"model": cfg.model, "classes": data.classes, "labelled": len(data.labelled),
                "unlabelled": len(data.pool), "val": len(data.val) if data.val else 0, "cap": cap,
@@ -107,8 +107,6 @@ def run_pseudolabel(cfg: PseudolabelConfig, source, run, json_output: bool, quie
         run.emit("run_end", {"status": "interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
                              "error": f"{type(error).__name__}: {error}"})
         raise
-    finally:
-        distributed.teardown(dist_info)
     summary = {"run_dir": str(run.path), "status": rounds.status, "rounds": rounds.rows, "threshold": cfg.threshold,
                "per_class_cap": cap, "labelled": len(data.labelled), "unlabelled": len(data.pool),
                "val_images": len(data.val) if data.val else 0, "classes": data.classes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -14,7 +15,6 @@ class DistInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
-    owned: bool = False  # this setup() formed the process group, so its teardown() ends it
 
     @property
     def is_main(self) -> bool:
@@ -28,21 +28,23 @@ class DistInfo:
 def setup(device_type: str) -> DistInfo:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1); gloo on the CPU, nccl on GPUs.
 
-    A command that trains several times (pseudo-label rounds) calls this once itself and keeps the group
-    between its fits: a group that already exists is joined, not owned, and outlives each fit."""
+    The group is formed on first use and kept until the process exits, however many fits the command runs
+    (seeds, pseudo-label rounds). Forming it a second time is not safe: torchrun's store outlives a group, a
+    new default group reuses the old one's store keys, and a rank can read the other's stale gloo address
+    ("Connection refused", seen in CI with `finetune --seeds` under torchrun)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if device_type == "cuda":  # NCCL needs each process bound to its own GPU before the group forms
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    owned = not dist.is_initialized()
-    if owned:
+    if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owned)
+        atexit.register(_end_group)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def teardown(info: DistInfo) -> None:
-    if info.enabled and info.owned and dist.is_initialized():
+def _end_group() -> None:
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 

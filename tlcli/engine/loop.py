@@ -333,7 +333,6 @@ class _Training:
             self.call("on_run_end", result={"status": "failed", "error": f"{type(error).__name__}: {error}",
                                             "steps": self.step, "best": self.best, "monitor": cfg.monitor,
                                             "wall_s": self.wall_before + time.time() - self.started})
-            distributed.teardown(self.dist)
             raise
         return status
 
@@ -509,7 +508,6 @@ class _Training:
         self.call("on_run_end", result={"status": status, "error": None, "steps": self.step, "best": self.best,
                                         "monitor": cfg.monitor, "wall_s": wall,
                                         "samples_per_s": result.samples_per_s})
-        distributed.teardown(self.dist)
         return result
 
 
