@@ -4,9 +4,11 @@ Every figure is a ratio or a comparison measured in this one run, so a busy mach
 
 1. embedding chunks/s: tlcli's TextEmbedder (fp32, and bf16 on CPUs that have it) against
    SentenceTransformer.encode on the same chunks of Python's docs topics and the same model
-   (all-MiniLM-L6-v2), in alternating rounds, best of --rounds; the cosine agreement of the vectors with the
-   library's; and the model's linear layers alone on the same tokens, the bound no exact fp32 speed-up
-   can pass on this machine;
+   (all-MiniLM-L6-v2), in alternating rounds, best of --rounds; on CPUs with bf16 also the library with its
+   model cast to bf16 (what a user of the library would do for speed), so bf16 is compared with bf16; the
+   cosine agreement of the vectors with the library's fp32 ones; and the model's linear layers alone on the
+   same tokens, the bound no exact fp32 speed-up can pass on this machine. ``default`` names the precision
+   ``--precision auto`` picks here;
 2. query latency p50/p99 (one query at a time) and recall@10 at --n chunks for Flat, HNSW and IVF-PQ
    (faiss, inside IndexIDMap2 as the index stores them) against NumPy brute force; the vectors are the
    real MiniLM vectors of the docs chunks plus synthetic ones drawn from a Gaussian with their mean and
@@ -62,17 +64,24 @@ def docs_chunks(limit: int | None = None) -> list[str]:
 # --- 1. embedding ---------------------------------------------------------------------------------
 
 def bench_embedding(texts: list[str], rounds: int) -> dict:
-    from tlcli.embedder import TextEmbedder
+    import copy
+
+    import torch
+
+    from tlcli.embedder import TextEmbedder, resolve_precision
     from tlcli.hardware import cpu_has_bf16
 
     fp32 = TextEmbedder("all-MiniLM-L6-v2", precision="fp32")
     library = fp32.sentence_transformer
-    runs = {
-        "sentence-transformers encode": lambda t: library.encode(t, batch_size=64, normalize_embeddings=True,
-                                                                 convert_to_numpy=True, show_progress_bar=False),
-        "tlcli fp32": fp32.encode,
-    }
+
+    def library_encode(model):
+        return lambda t: model.encode(t, batch_size=64, normalize_embeddings=True, convert_to_numpy=True,
+                                      show_progress_bar=False)
+
+    runs = {"sentence-transformers encode": library_encode(library), "tlcli fp32": fp32.encode}
     if cpu_has_bf16():  # without it, bf16 is emulated and many times slower: nothing to learn
+        runs["sentence-transformers encode, model in bf16"] = library_encode(
+            copy.deepcopy(library).to(torch.bfloat16))
         runs["tlcli bf16"] = TextEmbedder("all-MiniLM-L6-v2", precision="bf16").encode
     short = texts[:32]  # warm-up: first calls allocate and pick kernels
     for run in runs.values():
@@ -91,6 +100,7 @@ def bench_embedding(texts: list[str], rounds: int) -> dict:
     library_s = seconds["sentence-transformers encode"]
     reference = vectors["sentence-transformers encode"]
     out = {"texts": len(texts), "tokens": token_count(fp32, texts), "rounds": rounds,
+           "default": f"tlcli {resolve_precision('auto', 'cpu')}",
            "chunks_per_s": {k: round(len(texts) / min(v), 1) for k, v in seconds.items()},
            # Each round runs every method back to back, so a round's ratio compares like with like on a
            # shared machine; the median over rounds is the figure to quote, best-of-rounds its companion.

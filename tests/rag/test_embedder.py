@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tlcli import hardware
 from tlcli.embedder import TextEmbedder, resolve_precision
 from tlcli.errors import UsageError
 
@@ -47,8 +48,11 @@ def test_bf16_agrees_with_the_library(reference):
     assert np.min(np.sum(vectors * reference[:6], axis=1)) > 0.99
 
 
-def test_precision_choice():
-    assert resolve_precision("auto", "cpu") == "fp32"
+@pytest.mark.parametrize("amx, chosen", [(True, "bf16"), (False, "fp32")])
+def test_precision_choice(monkeypatch, amx, chosen):
+    monkeypatch.setattr(hardware, "cpu_has_amx", lambda: amx)
+    assert resolve_precision("auto", "cpu") == chosen  # bf16 only where it measured faster: AMX
     assert resolve_precision("auto", "cuda") == "bf16"
+    assert resolve_precision("fp32", "cuda") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(UsageError, match="fp16"):
         resolve_precision("fp16", "cpu")
