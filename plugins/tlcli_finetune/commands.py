@@ -106,7 +106,7 @@ def finetune(
             from tlcli_finetune.seeds import run_seeds
 
             return run_seeds(cfg, run, lambda c, r, resumed: run_finetune(
-                c, r, resume=resumed, json_output=False, quiet=quiet_progress), json_output,
+                c, r, resume=resumed, json_output=False, quiet=quiet_progress, outer_runs=(run.path,)), json_output,
                 resume=resume is not None)
         return run_finetune(cfg, run, resume=resume is not None, json_output=json_output, quiet=quiet_progress)
 

@@ -28,9 +28,11 @@ def _split_data(cfg: FinetuneConfig, bad: BadFiles):
     return train, val, training_classes(train, val, cfg.data)
 
 
-def run_finetune(cfg: FinetuneConfig, run, resume: bool, json_output: bool, quiet: bool) -> dict:
+def run_finetune(cfg: FinetuneConfig, run, resume: bool, json_output: bool, quiet: bool,
+                 outer_runs: tuple = ()) -> dict:
     """Decode the data, train with the engine, write ``metrics.json`` and print the summary. ``run`` is a
-    :class:`tlcli.run.Run`; a usage error before training starts leaves its folder to be removed."""
+    :class:`tlcli.run.Run`; a usage error before training starts leaves its folder to be removed.
+    ``outer_runs``: the folder of the --seeds set this run is one seed of (its stop request stops it too)."""
     bad = BadFiles()
     train_samples, val_samples, classes = _split_data(cfg, bad)
     skipped_in_walk = len(bad)  # files the folder walk could not use (dangling links...): count them too
@@ -52,7 +54,7 @@ def run_finetune(cfg: FinetuneConfig, run, resume: bool, json_output: bool, quie
         task = FinetuneTask(cfg, classes, train, val, preprocessing, run)
     callbacks = standard_callbacks(run, "finetune", "finetune", quiet,
                                    [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
-    result = fit(task, cfg, run, callbacks=callbacks, resume=resume)
+    result = fit(task, cfg, run, callbacks=callbacks, resume=resume, outer_runs=outer_runs)
 
     summary = {
         "run_dir": str(run.path), "status": result.status, "best_val_accuracy": result.best,

@@ -228,7 +228,8 @@ class _Rounds:
         task = ClassifierTask(self.cfg, self.cfg.model, self.data.classes, ImageSet(parts), self.data.val,
                               self.data.pre, self.state, start_is_backbone)
         callbacks = standard_callbacks(self.run, "pseudolabel", "selfsup", self.quiet, stage=f"round-{index}")
-        result = fit(task, self.cfg, folder, callbacks=callbacks, resume=continuing)
+        # The monitor shows (and stops) the whole run: its stop request ends this round's fit.
+        result = fit(task, self.cfg, folder, callbacks=callbacks, resume=continuing, outer_runs=(self.run.path,))
         distributed.barrier(self.dist_info)  # rank 0 has exported the round's model: every rank reads it back
         exported = self.store.weights(index)
         self.state = exported if exported is not None else self.state

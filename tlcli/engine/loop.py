@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -91,11 +91,13 @@ class EpochBatches(Sampler):
 
 
 class _StopFlags:
-    """Ctrl-C, SIGTERM (docker stop, SLURM, timeout) and the run folder's stop-request file all ask the
-    loop to end after the current step. Ctrl-C ends as "interrupted", the other two as "stopped"."""
+    """Ctrl-C, SIGTERM (docker stop, SLURM, timeout) and a stop-request file all ask the loop to end after
+    the current step. Ctrl-C ends as "interrupted", the other two as "stopped". The request is read from
+    the fit's own folder and from the folders of the runs it is part of (a --seeds set, pseudo-label
+    rounds): the monitor writes it where the user is looking."""
 
-    def __init__(self, run_dir: Path):
-        self.stop_file = run_dir / STOP_REQUEST_FILE
+    def __init__(self, run_dir: Path, outer_runs: Sequence[Path] = ()):
+        self.stop_files = [Path(folder) / STOP_REQUEST_FILE for folder in (run_dir, *outer_runs)]
         self.interrupted = False
         self.terminated = False
         self._previous: dict = {}
@@ -120,11 +122,12 @@ class _StopFlags:
             signal.signal(signum, previous)
 
     def stop_requested(self) -> bool:
-        return self.terminated or self.stop_file.exists()
+        return self.terminated or any(path.exists() for path in self.stop_files)
 
     def clear_request(self) -> None:
         """The request was honoured: remove it, so a later --resume does not stop again at once."""
-        self.stop_file.unlink(missing_ok=True)
+        for path in self.stop_files:
+            path.unlink(missing_ok=True)
 
 
 class _Callbacks:
@@ -172,9 +175,11 @@ def _build_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
     raise UsageError(f"--optimizer {name!r} is not known; use adamw or sgd")
 
 
-def fit(task: Task, cfg: TrainConfig, run, callbacks=(), resume: bool = False) -> RunResult:
+def fit(task: Task, cfg: TrainConfig, run, callbacks=(), resume: bool = False,
+        outer_runs: Sequence[Path] = ()) -> RunResult:
     """Train ``task`` as ``cfg`` says, writing checkpoints into the run folder (a :class:`tlcli.run.Run`
-    or its path). Returns how it ended.
+    or its path). Returns how it ended. ``outer_runs``: folders of the runs this fit is one part of, whose
+    stop request also ends it.
 
     However it ends (finished, stopped, interrupted), the best model so far is exported to ``model/``
     once at least one step was taken; a later ``--resume`` continues a stopped or interrupted run.
@@ -183,7 +188,7 @@ def fit(task: Task, cfg: TrainConfig, run, callbacks=(), resume: bool = False) -
     if resume:
         training.restore()
     training.announce()
-    with _StopFlags(training.run_dir) as flags:
+    with _StopFlags(training.run_dir, outer_runs) as flags:
         status = training.run_epochs(flags)
     return training.finish(status, flags)
 
