@@ -89,37 +89,55 @@ def teacher_logits(teacher: Teacher, decoded: Decoded, cache: TeacherCache, devi
 def teacher_outputs(teacher: Teacher, decoded: Decoded, cache: TeacherCache, device: torch.device,
                     batch_size: int, stats: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The teacher's (N, classes) float32 logits of the clean views and, when ``cache.features`` (their
-    width), its (N, features) penultimate features (else None); from the cache where present."""
+    width), its (N, features) penultimate features (else None); from the cache where present. Under torchrun
+    each rank computes its share of the missing rows and every rank receives them all."""
+    from tlcli.engine import distributed
+
+    if not len(decoded):  # the same data on every rank: all return here, before any collective
+        return torch.zeros((0, cache.classes)), torch.zeros((0, cache.features)) if cache.features else None
     digests = digests_of(decoded.paths)
     rows: dict[int, np.ndarray] = {}
     for i, digest in enumerate(digests):
         row = cache.get(digest)  # checked there: float32, one finite value per class
         if row is not None:
             rows[i] = row
-    missing = [i for i in range(len(decoded)) if i not in rows]
+    # Ranks on other machines may hold other caches: a row missing on any rank is computed by all.
+    info = distributed.setup(device.type)
+    absent = torch.tensor([float(i not in rows) for i in range(len(decoded))])
+    missing = torch.nonzero(distributed.sum_across_ranks(absent, info, device)).flatten().tolist()
     if missing:
-        teacher.to(device).eval()
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start : start + batch_size]
-            batch = torch.stack([teacher.transform(decoded.images[i]) for i in chunk]).to(device)
-            if cache.features:  # a row is the logits, then the features
-                logits, features = teacher(batch, with_features=True)
-                out = torch.cat([logits.float(), features.float()], dim=1).cpu().numpy()
-            else:
-                out = teacher(batch).float().cpu().numpy()
-            for i, row in zip(chunk, out):
-                rows[i] = row
-                cache.put(digests[i], row)
+        computed = _computed_rows(teacher, decoded, missing, cache, device, batch_size, info)
+        for i, row in zip(missing, computed):
+            rows[i] = row
+            cache.put(digests[i], row)
         cache.flush()
-        teacher.to("cpu")
     stats["cached"] = stats.get("cached", 0) + len(decoded) - len(missing)
     stats["computed"] = stats.get("computed", 0) + len(missing)
-    if not len(decoded):
-        return torch.zeros((0, cache.classes)), torch.zeros((0, cache.features)) if cache.features else None
     table = torch.from_numpy(np.stack([rows[i] for i in range(len(decoded))]).astype(np.float32))
     if not cache.features:
         return table, None
     return table[:, : cache.classes].contiguous(), table[:, cache.classes :].contiguous()
+
+
+def _computed_rows(teacher: Teacher, decoded: Decoded, missing: list[int], cache: TeacherCache,
+                   device: torch.device, batch_size: int, info) -> np.ndarray:
+    """(len(missing), classes + features) rows of the teacher's outputs. Under torchrun rank r computes
+    rows r, r + world, ... and a sum across ranks fills in the others' (no pickled objects cross)."""
+    from tlcli.engine import distributed
+
+    table = torch.zeros((len(missing), cache.classes + cache.features), dtype=torch.float32)
+    mine = list(range(info.rank, len(missing), info.world))
+    teacher.to(device).eval()
+    for start in range(0, len(mine), batch_size):
+        places = mine[start : start + batch_size]
+        batch = torch.stack([teacher.transform(decoded.images[missing[p]]) for p in places]).to(device)
+        if cache.features:  # a row is the logits, then the features
+            logits, features = teacher(batch, with_features=True)
+            table[places] = torch.cat([logits.float(), features.float()], dim=1).cpu()
+        else:
+            table[places] = teacher(batch).float().cpu()
+    teacher.to("cpu")
+    return distributed.sum_across_ranks(table, info, device).numpy()
 
 
 def student_preprocessing(cfg: DistillConfig) -> dict:

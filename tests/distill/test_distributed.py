@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from safetensors.torch import load_file
 
@@ -42,6 +43,17 @@ def test_distill_with_feature_loss_on_two_gloo_processes(cli, colour_data, colou
     # the teacher cache (written by rank 0 only): one complete row per image, no temporaries
     rows = [p for p in home.rglob("*.npy")]
     assert len(rows) == 36 and not [p for p in home.rglob("*") if ".tmp" in p.name]
+    # each rank computed half of the rows and a sum across ranks gave both the whole table: the rows equal
+    # a single process's (a row lost or counted twice would not)
+    alone_home = tmp_path / "alone-home"
+    alone = cli("distill", colour_data, "--teacher", teacher_run, "--val", colour_val, "--student",
+                "timm:lcnet_035", "--pretrained", "none", "--image-size", "32", "--batch-size", "4", "--workers",
+                "0", "--precision", "fp32", "--device", "cpu", "--max-steps", "1", "--feature-loss", "--quiet",
+                "--out", tmp_path / "alone", env={"TLCLI_HOME": str(alone_home)})
+    assert alone.exit_code == 0, alone.stderr
+    for row in rows:
+        single = np.load(alone_home / row.relative_to(home), allow_pickle=False)
+        np.testing.assert_allclose(np.load(row, allow_pickle=False), single, rtol=1e-5, atol=1e-6)
     exported = load_file(str(run / "model" / "model.safetensors"))
     assert exported and not any("regressor" in key or key.startswith("module.") for key in exported)
     predicted = cli("predict", run, colour_val, "--json", "--device", "cpu")

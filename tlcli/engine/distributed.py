@@ -62,6 +62,16 @@ def all_reduce_sum(values: dict[str, float], info: DistInfo) -> dict[str, float]
     return dict(zip(keys, tensor.tolist()))
 
 
+def sum_across_ranks(tensor: torch.Tensor, info: DistInfo, device: torch.device) -> torch.Tensor:
+    """The element-wise sum of ``tensor`` over all ranks, on the CPU (rows each rank filled in, zeros
+    elsewhere, become every rank's full table). NCCL reduces only device tensors, hence ``device``."""
+    if not info.enabled:
+        return tensor
+    moved = tensor.to(device)
+    dist.all_reduce(moved)
+    return moved.cpu()
+
+
 def broadcast_object(value, info: DistInfo):
     """Rank 0's ``value`` on every rank (a decision all ranks must share, e.g. which images a round keeps)."""
     if not info.enabled:
