@@ -49,3 +49,15 @@ def test_llm_from_environment_variable(cli, tmp_path):
                  env={"TLCLI_LLM": f"scripted:{replies}"})
     assert result.exit_code == 0, result.stderr
     assert result.json_lines()[0]["answer"] == "7"
+
+
+def test_a_prompt_longer_than_the_models_context_exits_2_naming_the_fix(cli, tmp_path, tiny_model_dir):
+    # The tiny GPT-2 has 512 positions; past them its position embedding raised IndexError (a traceback).
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"id": 0, "question": "word " * 600}) + "\n")
+    result = cli("prompt", "run", "direct", "--input", questions, "--llm", f"hf:{tiny_model_dir}",
+                 "--max-tokens", "4")
+    assert result.exit_code == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "context of 512 tokens" in last and "--max-tokens" in last

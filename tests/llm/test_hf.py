@@ -115,6 +115,19 @@ def test_shared_prefill_computes_each_prompt_once(tiny_llm, monkeypatch):
 
     monkeypatch.setattr(body, "forward", spy)
     tiny_llm.generate(PROMPTS, n=5, temperature=0.8, max_tokens=3, seed=0)
-    width = tiny_llm._encode(PROMPTS)["input_ids"].shape[1]
+    width = tiny_llm._encode(PROMPTS, 1)["input_ids"].shape[1]
     assert rows[0] == (3, width - 1)  # the prompts once, without their last token
     assert all(shape == (15, 1) for shape in rows[1:]) and len(rows) == 1 + 3  # then one token per step
+
+
+def test_prompt_and_reply_must_fit_in_the_context_in_every_entry_point(tiny_llm):
+    assert tiny_llm.context_length == 512
+    fits = "word " * 100
+    assert tiny_llm.generate([fits], max_tokens=2)[0].texts  # well inside: runs
+    too_long = "word " * 600
+    with pytest.raises(UsageError, match="context of 512 tokens"):
+        tiny_llm.generate([fits, too_long], max_tokens=2)  # one row of a batch is enough
+    with pytest.raises(UsageError, match="--max-tokens 500"):
+        tiny_llm.chat([{"role": "user", "content": fits}], max_tokens=500)  # the reply would not fit
+    with pytest.raises(UsageError, match="context of 512 tokens"):
+        list(tiny_llm.chat_stream([{"role": "user", "content": too_long}], max_tokens=2))

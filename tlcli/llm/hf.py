@@ -63,6 +63,8 @@ class HFLLM(LLM):
                              "use chat_template=auto or off")
         #: Number of times model.generate ran (benchmarks and tests read it).
         self.forward_calls = 0
+        #: Positions the model has (None when its config does not say); longer inputs crash its embedding.
+        self.context_length = _context_length(self.model.config)
 
     # -- prompts ----------------------------------------------------------------------------------
 
@@ -111,7 +113,7 @@ class HFLLM(LLM):
                                  stop=list(stop or []), seed=seed)
         if params.seed is not None:
             torch.manual_seed(params.seed)
-        encoded = self._encode([self.render(messages, check_tools(tools))])
+        encoded = self._encode([self.render(messages, check_tools(tools))], params.max_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
 
@@ -144,12 +146,18 @@ class HFLLM(LLM):
             results.extend(self._generate_batch(texts[start:start + size], params))
         return results
 
-    def _encode(self, texts: list[str]):
+    def _encode(self, texts: list[str], max_new_tokens: int):
         # A chat template already writes the special tokens (BOS and the like) into the text. Only ids
         # and mask go to the model: BERT-style tokenizers (the tiny model's) add token_type_ids, which
         # GPT-2 would add to its embeddings.
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, return_token_type_ids=False,
                                  add_special_tokens=not self.use_chat_template)
+        longest = int(encoded["attention_mask"].sum(dim=1).max()) if len(texts) else 0
+        if self.context_length is not None and longest + max_new_tokens > self.context_length:
+            # Refused as the OpenAI API refuses it, instead of an IndexError from deep inside the model.
+            raise UsageError(f"{self.spec}: a prompt of {longest} tokens plus --max-tokens {max_new_tokens} is "
+                             f"more than the model's context of {self.context_length} tokens; shorten the "
+                             "input (fewer or shorter passages, a shorter template) or lower --max-tokens")
         return {"input_ids": encoded["input_ids"].to(self.model.device),
                 "attention_mask": encoded["attention_mask"].to(self.model.device)}
 
@@ -170,7 +178,7 @@ class HFLLM(LLM):
     def _generate_batch(self, texts: list[str], params) -> list[Generation]:
         import torch
 
-        encoded = self._encode(texts)
+        encoded = self._encode(texts, params.max_tokens)
         with torch.inference_mode():
             if params.n > 1 and self.options.share_prefill and encoded["input_ids"].shape[1] > 1:
                 output = self._generate_shared_prefill(encoded, params)
@@ -244,6 +252,15 @@ class HFLLM(LLM):
 
     def close(self) -> None:
         self.model = None
+
+
+def _context_length(config) -> int | None:
+    """The model's number of positions, from the config field its architecture uses."""
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_seq_len"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _template_message(message: dict) -> dict:
