@@ -47,15 +47,6 @@ def render_all(template: Template, questions: list[dict], exemplars: list[Exempl
     return [template.render(q, exemplars) for q in questions]
 
 
-def has_chat_api(llm: LLM) -> bool:
-    """Backends that format a conversation themselves: an OpenAI-compatible server on /chat/completions, a
-    local model with a chat template. Elsewhere ``chat`` would only write ``role: content`` lines around a
-    prompt that was written to be continued as it is, so the raw prompt goes to ``generate``."""
-    if getattr(llm, "use_chat_template", False):
-        return True
-    return getattr(getattr(llm, "options", None), "api", None) == "chat"
-
-
 def chat_messages(template: Template, prompt: str) -> list[dict]:
     """The conversation for one question: the template's system message (if any), then the prompt as the
     user's turn."""
@@ -68,7 +59,9 @@ def run_questions(llm: LLM, template: Template, questions: list[dict], exemplars
     """Yield one record per question, in input order, as soon as its chunk is done:
     ``{id, prompt, completions, answers, answer, votes, tokens}`` (and ``messages`` when sent as a chat)."""
     prompts = render_all(template, questions, exemplars)  # render all first: a bad record fails early
-    as_chat = has_chat_api(llm)
+    # A backend that formats chats itself gets the template's system line and the prompt as the user's
+    # turn; elsewhere the raw prompt, written to be continued as it is, goes to ``generate``.
+    as_chat = llm.formats_chats
     for start in range(0, len(questions), settings.batch_size):
         chunk = questions[start:start + settings.batch_size]
         chunk_prompts = prompts[start:start + len(chunk)]
@@ -107,7 +100,7 @@ def _chat_generations(llm: LLM, template: Template, prompts: list[str], p: Sampl
         counts = split_total(result.usage.completion_tokens, len(result.choices))
         return Generation([c.text for c in result.choices], result.usage.prompt_tokens, counts)
 
-    workers = min(len(prompts), getattr(getattr(llm, "options", None), "concurrency", 1) or 1)
+    workers = min(len(prompts), llm.concurrency)
     if workers <= 1:
         return [one(prompt) for prompt in prompts]
     with ThreadPoolExecutor(max_workers=workers) as pool:

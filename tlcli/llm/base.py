@@ -234,6 +234,12 @@ class LLM(ABC):
     supports_tools: bool = False
     #: True for canned answers (``scripted:``): callers must never present them as a model's.
     scripted: bool = False
+    #: True where the backend formats a conversation itself (a chat API, a chat template); elsewhere
+    #: ``chat`` only writes ``role: content`` lines, so a prompt written to be continued is better sent
+    #: to ``generate`` as it is.
+    formats_chats: bool = False
+    #: How many calls the backend serves at once (a server's parallel requests); callers use as many threads.
+    concurrency: int = 1
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -66,6 +66,10 @@ class HFLLM(LLM):
         #: Positions the model has (None when its config does not say); longer inputs crash its embedding.
         self.context_length = _context_length(self.model.config)
 
+    @property
+    def formats_chats(self) -> bool:
+        return self.use_chat_template
+
     # -- prompts ----------------------------------------------------------------------------------
 
     def _format(self, prompt: str) -> str:

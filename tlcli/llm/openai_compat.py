@@ -53,6 +53,8 @@ class OpenAILLM(LLM):
 
         self.spec = redact(f"openai:{spec.base_url}#{spec.model}")
         self.options = spec
+        self.formats_chats = spec.api == "chat"
+        self.concurrency = spec.concurrency
         self._sleep = sleep
         self._say = say or _info
         headers = {"Accept": "application/json"}
