@@ -24,7 +24,7 @@ def test_native_tool_calls_over_the_wire(cli, options):
     assert result.exit_code == 0, result.stderr
     summary = last_json(result.stdout)
     assert summary["status"] == "solved" and summary["answer"] == "The total is 395." and summary["turns"] == 4
-    bodies = server.requests
+    bodies = server.bodies
     assert "tools" not in bodies[0] or not bodies[0]["tools"]  # the planner may call nothing
     assert [t["function"]["name"] for t in bodies[1]["tools"]] == ["calculator"]
     assistant, tool = bodies[2]["messages"][-2:]
@@ -33,8 +33,8 @@ def test_native_tool_calls_over_the_wire(cli, options):
     assert tool["role"] == "tool" and tool["tool_call_id"] == call["id"] and "395" in tool["content"]
     events = [e["data"] for e in events_of("runs/http") if e["kind"] == "message"]
     assert any(e["role"] == "tool" and e["content"] == "395" for e in events)
-    if not options:  # the JSON answers carry the server's own counts
-        prompt = sum(sum(len(str(m.get("content") or "").split()) for m in b["messages"]) for b in bodies)
+    if not options:  # the JSON answers carry the server's own counts (the words of each last message)
+        prompt = sum(len(str(b["messages"][-1].get("content") or "").split()) for b in bodies)
         assert summary["tokens"]["prompt"] == prompt
 
 
@@ -46,10 +46,10 @@ def test_debate_sends_the_solvers_concurrently(cli):
     assert result.exit_code == 0, result.stderr
     summary = last_json(result.stdout)
     assert summary["answer"] == "395" and summary["turns"] == 2
-    assert server.peak_in_flight == 3 and all(b.get("n", 1) == 1 for b in server.requests)
-    assert len(server.requests) == 4  # three at once (peak 3 in flight), then the judge
+    assert server.peak_in_flight == 3 and all(b.get("n", 1) == 1 for b in server.bodies)
+    assert len(server.bodies) == 4  # three at once (peak 3 in flight), then the judge
     assert set(summary["per_agent"]) == {"solver-1", "solver-2", "solver-3", "judge"}
-    judge = server.requests[-1]["messages"][-1]["content"]
+    judge = server.bodies[-1]["messages"][-1]["content"]
     assert "[solver-1]" in judge and "[solver-3]" in judge
     # The server is gone; the replay needs none, whatever order the concurrent answers arrived in.
     replay = cli("agents", "replay", "runs/debate", "--json")

@@ -1,10 +1,12 @@
-"""A fake OpenAI-compatible server on 127.0.0.1 speaking the real wire format, shared by tests/llm and
-tests/hostile (each conftest loads this file by path: test folders are not packages)."""
+"""A fake OpenAI-compatible server on 127.0.0.1 speaking the real wire format: the one fake server of the
+tests (tests/llm, tests/hostile, tests/prompting, tests/agents and benchmarks/agents.py load this file by
+path: test folders are not packages)."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
@@ -25,16 +27,23 @@ class FakeOpenAI:
     ``reply(prompt, n, body) -> list[str | {"content", "tool_calls": [{"name", "arguments"}]}]`` makes
     the choices; ``failures`` are answered first, in order: a :class:`Scripted` status, or a callable
     ``(handler, body)`` that writes a raw answer (hostile tests: drips, cut streams, wrong shapes).
-    ``max_choices`` imitates servers that ignore n; ``send_usage=False`` servers that report no usage."""
+    ``max_choices`` imitates servers that ignore n; ``send_usage=False`` servers that report no usage;
+    ``latency`` delays every answer (``peak_in_flight`` then counts the requests served at once). Usage
+    counts the words of the prompt (a chat's last message) and of the replies."""
 
     Scripted = Scripted  # tests reach it through the fixture (conftest modules are not importable)
+    #: HTTP/1.0 closes each connection; "HTTP/1.1" keeps it open for the client's pool, as real servers do.
+    http_version = "HTTP/1.0"
 
-    def __init__(self, reply: Callable[[str, int, dict], list[str]]):
+    def __init__(self, reply: Callable[[str, int, dict], list[str]], latency: float = 0.0):
         self.reply = reply
+        self.latency = latency
         self.failures: list[Scripted] = []
         self.requests: list[dict] = []
         self.max_choices: int | None = None
         self.send_usage = True
+        self.in_flight = self.peak_in_flight = 0
+        self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -58,17 +67,40 @@ class FakeOpenAI:
         self.server.shutdown()
         self.server.server_close()
 
+    @property
+    def bodies(self) -> list[dict]:
+        return [request["body"] for request in self.requests]
+
+    def spec(self, options: str = "", model: str = "fake-model") -> str:
+        """The ``--llm`` spec that reaches this server."""
+        return f"openai:{self.base_url}#{model}" + (f"?{options}" if options else "")
+
     def _handler(self):
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = fake.http_version
+
             def log_message(self, *args):  # keep test output clean
                 pass
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                with fake._lock:
+                    fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    number = len(fake.requests)  # tool-call ids are unique across requests, as real ones
+                    fake.in_flight += 1
+                    fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)
+                try:
+                    if fake.latency:
+                        time.sleep(fake.latency)
+                    self._answer(body, number)
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+
+            def _answer(self, body, number):
                 if fake.failures:
                     failure = fake.failures.pop(0)
                     if callable(failure):  # a raw behaviour: it writes whatever it likes on the socket
@@ -83,14 +115,14 @@ class FakeOpenAI:
                     n = min(n, fake.max_choices)
                 items = [_item(r) for r in fake.reply(prompt, n, body)]
                 if body.get("stream"):
-                    return self._stream(items, chat, body)
+                    return self._stream(items, chat, body, number)
                 choices = []
                 for i, (text, calls) in enumerate(items):
                     if chat:
                         message = {"role": "assistant", "content": text if text or not calls else None}
                         if calls:
                             message["tool_calls"] = [
-                                {"id": f"call_{i}_{j}", "type": "function",
+                                {"id": f"call_{number}_{i}_{j}", "type": "function",
                                  "function": {"name": c["name"], "arguments": c["arguments"]}}
                                 for j, c in enumerate(calls)]
                         choice = {"message": message}
@@ -114,7 +146,7 @@ class FakeOpenAI:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _stream(self, items, chat, body):
+            def _stream(self, items, chat, body, number):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
@@ -133,7 +165,7 @@ class FakeOpenAI:
                     for j, call in enumerate(calls if chat else []):
                         # The real shape: id, type and name first, then the arguments in fragments.
                         send({"index": index, "delta": {"tool_calls": [
-                            {"index": j, "id": f"call_{index}_{j}", "type": "function",
+                            {"index": j, "id": f"call_{number}_{index}_{j}", "type": "function",
                              "function": {"name": call["name"], "arguments": ""}}]}})
                         half = len(call["arguments"]) // 2
                         for fragment in (call["arguments"][:half], call["arguments"][half:]):
@@ -146,6 +178,7 @@ class FakeOpenAI:
                     self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
+                self.close_connection = True  # the stream ends with the connection (no length was sent)
 
         return Handler
 

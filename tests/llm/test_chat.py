@@ -142,10 +142,10 @@ def test_openai_chat_sends_messages_and_tools_and_parses_tool_calls(fake_openai_
         first = llm.chat(CONVERSATION, tools=CALC, n=2, temperature=0.5)
         assert len(first.choices) == 2
         call = first.choices[1].tool_calls[0]
-        assert (call.id, call.name, json.loads(call.arguments)) == ("call_1_0", "calculator", {"expression": "2+2"})
+        assert (call.id, call.name, json.loads(call.arguments)) == ("call_1_1_0", "calculator", {"expression": "2+2"})
         assert first.choices[0].finish_reason == "tool_calls" and first.choices[0].text == ""
         history = CONVERSATION + [first.choices[0].to_message(),
-                                  {"role": "tool", "tool_call_id": "call_0_0", "content": "4"}]
+                                  {"role": "tool", "tool_call_id": "call_1_0_0", "content": "4"}]
         second = llm.chat(history, tools=CALC)
         llm.close()
     assert second.text == "The answer is 4." and second.choices[0].tool_calls == []

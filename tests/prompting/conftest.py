@@ -47,38 +47,29 @@ def tiny_model_dir(tmp_path_factory):
     return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-gpt2-prompting"))
 
 
+def _fake_openai():
+    """tests/llm/fake_openai.py, the tests' one fake server, loaded once by path (folders are not packages)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "tlcli_test_fake_openai"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "llm" / "fake_openai.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _five(prompt: str, n: int, body: dict) -> list[str]:
+    return ["Two and three. The answer is 5." if "messages" in body else " The answer is 5."] * n
+
+
 @pytest.fixture
 def chat_server():
     """An OpenAI-compatible server on 127.0.0.1 that answers every request with n choices of
-    "... The answer is 5." and records the request bodies (path, JSON)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    requests = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            requests.append((self.path, body))
-            n = int(body.get("n") or 1)
-            key = "message" if self.path.endswith("/chat/completions") else None
-            choices = [{"index": i, "finish_reason": "stop",
-                        **({key: {"role": "assistant", "content": "Two and three. The answer is 5."}} if key
-                           else {"text": " The answer is 5."})} for i in range(n)]
-            data = json.dumps({"choices": choices, "usage": {"prompt_tokens": 7, "completion_tokens": 4 * n}})
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data.encode())
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    yield f"http://{host}:{port}/v1", requests
-    server.shutdown()
-    server.server_close()
+    "... The answer is 5." and records the requests (``server.requests``: path, headers, body)."""
+    with _fake_openai().FakeOpenAI(_five) as server:
+        yield server

@@ -151,30 +151,30 @@ def test_prompt_help_imports_nothing_heavy():
 
 
 def test_chat_backend_gets_system_and_user_messages(cli, tmp_path, questions_file, chat_server):
-    base_url, requests = chat_server
     template = tmp_path / "terse.jinja"
     template.write_text('{#- tlcli-template\nvariables = ["question"]\nsystem = "Answer with a number."\n-#}\n'
                         "Q: {{ question }}\nA:")
-    result = cli("prompt", "run", template, "--input", questions_file, "--llm", f"openai:{base_url}#m", "--json",
+    result = cli("prompt", "run", template, "--input", questions_file, "--llm", chat_server.spec(), "--json",
                  "--n", "2", "--temperature", "0.5")
     assert result.exit_code == 0, result.stderr
     rows = result.json_lines()
     assert [r["answer"] for r in rows] == ["5", "5", "5"] and rows[0]["votes"] == {"5": 2}
-    assert rows[0]["tokens"] == {"prompt": 7, "completion": 8}
-    assert len(requests) == 3 and all(path == "/v1/chat/completions" for path, _ in requests)
-    first = sorted((body for _, body in requests), key=lambda b: b["messages"][1]["content"])[0]
+    # the server's own counts: the words of the user's turn, and 7 words in each of the 2 replies
+    assert rows[0]["tokens"] == {"prompt": len(rows[0]["prompt"].split()), "completion": 14}
+    requests = chat_server.requests
+    assert len(requests) == 3 and all(r["path"] == "/v1/chat/completions" for r in requests)
+    first = sorted(chat_server.bodies, key=lambda b: b["messages"][1]["content"])[0]
     assert first["n"] == 2 and [m["role"] for m in first["messages"]] == ["system", "user"]
     assert first["messages"][0]["content"] == "Answer with a number."
     assert rows[0]["messages"][1]["content"] == rows[0]["prompt"]
 
 
 def test_completions_backend_gets_the_raw_prompt(cli, tmp_path, questions_file, chat_server):
-    base_url, requests = chat_server
     result = cli("prompt", "run", "zero-shot-cot", "--input", questions_file, "--json",
-                 "--llm", f"openai:{base_url}#m?api=completions")
+                 "--llm", chat_server.spec("api=completions"))
     assert result.exit_code == 0, result.stderr
-    assert [path for path, _ in requests] == ["/v1/completions"] * 3
-    assert sorted(body["prompt"] for _, body in requests)[0].endswith("A: Let's think step by step.")
+    assert [r["path"] for r in chat_server.requests] == ["/v1/completions"] * 3
+    assert sorted(body["prompt"] for body in chat_server.bodies)[0].endswith("A: Let's think step by step.")
     assert "messages" not in result.json_lines()[0]
 
 
