@@ -4,25 +4,16 @@ alive as real servers keep them, ``latency`` delays each answer, ``peak_in_fligh
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import threading
 from pathlib import Path
 from typing import Callable
 
-
-def _fake_openai():
-    name = "tlcli_test_fake_openai"  # the name the llm and hostile conftests load it under: one copy
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "llm"
-                                                      / "fake_openai.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "llm"))  # also run by benchmarks/agents.py
+from fake_openai import FakeOpenAI  # noqa: E402
 
 
-class AgentServer(_fake_openai().FakeOpenAI):
+class AgentServer(FakeOpenAI):
     http_version = "HTTP/1.1"
 
     def __init__(self, reply: Callable[[dict, int], list], latency: float = 0.0):

@@ -5,30 +5,14 @@ helper that collects everything a run wrote so a test can grep it for secrets; s
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import fake_openai as _fake  # tests/conftest.py puts tests/llm on the path
 import pytest
-
-
-def _load_fake_openai():
-    """tests/llm/fake_openai.py, loaded once by path (test folders are not packages)."""
-    name = "tlcli_test_fake_openai"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "llm" / "fake_openai.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_fake = _load_fake_openai()
 
 
 # -- raw behaviours: callables (handler, body) queued in server.failures ---------------------------------

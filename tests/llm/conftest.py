@@ -2,27 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-
-def _load_fake_openai():
-    """tests/llm/fake_openai.py, loaded once by path (tests/hostile/conftest.py does the same)."""
-    import sys
-
-    name = "tlcli_test_fake_openai"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fake_openai.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file runs
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_fake = _load_fake_openai()
-FakeOpenAI, Scripted, echo_reply = _fake.FakeOpenAI, _fake.Scripted, _fake.echo_reply
+from fake_openai import FakeOpenAI, Scripted, echo_reply  # tests/conftest.py puts tests/llm on the path
 
 
 @pytest.fixture(scope="session")

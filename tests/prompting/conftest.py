@@ -47,22 +47,6 @@ def tiny_model_dir(tmp_path_factory):
     return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-gpt2-prompting"))
 
 
-def _fake_openai():
-    """tests/llm/fake_openai.py, the tests' one fake server, loaded once by path (folders are not packages)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    name = "tlcli_test_fake_openai"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "llm" / "fake_openai.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _five(prompt: str, n: int, body: dict) -> list[str]:
     return ["Two and three. The answer is 5." if "messages" in body else " The answer is 5."] * n
 
@@ -71,5 +55,7 @@ def _five(prompt: str, n: int, body: dict) -> list[str]:
 def chat_server():
     """An OpenAI-compatible server on 127.0.0.1 that answers every request with n choices of
     "... The answer is 5." and records the requests (``server.requests``: path, headers, body)."""
-    with _fake_openai().FakeOpenAI(_five) as server:
+    from fake_openai import FakeOpenAI  # tests/conftest.py puts it on the path
+
+    with FakeOpenAI(_five) as server:
         yield server
