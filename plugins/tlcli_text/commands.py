@@ -228,8 +228,9 @@ def prompt_tune(
     from tlcli.run import Run
 
     if resume is not None:
+        options.refuse_changes_on_resume(ctx)
         run = Run.resume(resume, "prompt-tune", "text")
-        cfg = _resume_config(run, options.given_options(ctx))
+        cfg = _saved_config(run)
     else:
         cfg = _build_config(settings)
         options.check_out_path(out)
@@ -277,14 +278,9 @@ def _build_config(settings: dict):
                                                   if v is not None or k == "clip_grad"})
 
 
-def _resume_config(run, given: set[str]):
+def _saved_config(run):
     from tlcli_text.prompt_tune_config import PromptTuneConfig
 
-    changed = given - {"resume", "json_output", "tui", "quiet"}
-    if changed:
-        run.close()
-        flags = ", ".join("--" + n.replace("_", "-") for n in sorted(changed))
-        raise UsageError(f"--resume continues the run exactly as configured; drop {flags}")
     try:
         return PromptTuneConfig(**run.config)
     except Exception:  # a hand-edited or foreign config.json: say which run, not pydantic's traceback
