@@ -21,8 +21,8 @@ def cpu_has_bf16() -> bool:
 
 @lru_cache(maxsize=1)
 def cpu_has_amx() -> bool:
-    """AMX tiles for bf16 (Sapphire Rapids and later): the MiniLM embedder measured 3.4x faster in bf16
-    than in fp32 with them, 0.8x with AVX-512 BF16 alone (benchmarks/rag.py)."""
+    """AMX tiles for bf16 (Sapphire Rapids and later): the MiniLM embedder measured about 3x faster in bf16
+    than in fp32 with them, 0.7x with AVX-512 BF16 alone (benchmarks/rag.py)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             return "amx_bf16" in handle.read()
