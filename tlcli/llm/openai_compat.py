@@ -53,8 +53,6 @@ class OpenAILLM(LLM):
 
         self.spec = redact(f"openai:{spec.base_url}#{spec.model}")
         self.options = spec
-        self.formats_chats = spec.api == "chat"
-        self.concurrency = spec.concurrency
         self._sleep = sleep
         self._say = say or _info
         headers = {"Accept": "application/json"}
@@ -68,6 +66,14 @@ class OpenAILLM(LLM):
                                     transport=transport, follow_redirects=False)
         #: HTTP requests sent, retries included (tests read it).
         self.requests_sent = 0
+
+    @property
+    def formats_chats(self) -> bool:
+        return self.options.api == "chat"
+
+    @property
+    def concurrency(self) -> int:
+        return self.options.concurrency
 
     def _api_key(self) -> str | None:
         names = (self.options.api_key_env,) if self.options.api_key_env else KEY_ENV_VARS
@@ -222,9 +228,9 @@ class OpenAILLM(LLM):
                               split_total(usage.completion_tokens, len(choices)),
                               [c.finish_reason for c in choices])
 
-        if len(prompts) <= 1 or self.options.concurrency == 1:
+        if len(prompts) <= 1 or self.concurrency == 1:
             return [one(p) for p in prompts]
-        with ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(prompts))) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
             return list(pool.map(one, prompts))
 
     def chat(self, messages, n=1, temperature=0.0, top_p=1.0, max_tokens=256, stop=None, seed=None, tools=None):
