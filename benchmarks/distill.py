@@ -90,7 +90,7 @@ def main() -> None:
     from tlcli.models.vision import build_vision_model
     from tlcli_distill.config import DistillConfig
     from tlcli_distill.data import decode, eval_transform
-    from tlcli_distill.run import teacher_logits
+    from tlcli_distill.job import teacher_logits
     from tlcli_distill.teacher_cache import TeacherCache
     from tlcli_distill.teachers import RunTeacher
     from tlcli_distill.throughput import images_per_second

@@ -22,7 +22,13 @@ class Plugin:
     """What a backend contributes.
 
     name: unique, short, lower-case (``finetune``, ``clip``).
-    register_commands: called once with the root Typer app; adds the plugin's commands or groups.
+    commands: the plugin's commands, declared without importing them: ``"distill"`` (or ``"rag index"`` for
+        a command in a group) mapped to ``("module:ATTR", "one-line summary")``, where ATTR names a
+        :class:`tlcli.cli.command.Command` (or a Typer app / Click command). ``tlcli --help`` shows the
+        summary; the module is imported only when the command runs.
+    groups: one-line help of each group word used in ``commands`` (``{"rag": "Retrieval over documents."}``).
+    register_commands: the older, eager way (imported at every start): called once with the root Typer
+        app, it adds commands or groups itself. Prefer ``commands``.
     predictors: model kinds this plugin can load for ``tlcli predict`` / ``tlcli evaluate``, mapped to
         ``"module:function"``. The function takes ``(model_dir: Path, device: str)`` and returns an
         :class:`ImagePredictor` or a :class:`TextPredictor`. The string is imported only when such a model is used.
@@ -37,7 +43,9 @@ class Plugin:
     """
 
     name: str
-    register_commands: Callable[["typer.Typer"], None]
+    register_commands: Callable[["typer.Typer"], None] | None = None
+    commands: dict[str, tuple[str, str]] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
     predictors: dict[str, str] = field(default_factory=dict)
     embedders: dict[str, str] = field(default_factory=dict)
     llm_backends: dict[str, str] = field(default_factory=dict)

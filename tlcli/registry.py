@@ -94,6 +94,8 @@ def register_commands(app) -> list[PluginFailure]:
     ``tlcli plugins``) and the others still register."""
     failures = []
     for loaded in load_plugins().loaded:
+        if loaded.plugin.register_commands is None:
+            continue
         try:
             loaded.plugin.register_commands(PanelApp(app, loaded.plugin.panel))
         except Exception as error:  # a broken plugin must not take the CLI down
@@ -103,6 +105,14 @@ def register_commands(app) -> list[PluginFailure]:
 
 
 _REGISTER_FAILURES: list[PluginFailure] = []
+
+
+def add_declared_commands(root) -> None:
+    """Every loaded plugin's declared commands, as placeholders in the root group (nothing imported)."""
+    from tlcli.cli.lazy import add_declared
+
+    for loaded in load_plugins().loaded:
+        add_declared(root, loaded.plugin.commands, loaded.plugin.groups, loaded.plugin.panel)
 
 
 class PanelApp:

@@ -65,6 +65,7 @@ class Run:
         self.path = Path(path)
         self.command, self.plugin = command, plugin
         self.writable = writable
+        self.resumed = False             # opened by --resume: the job continues from its checkpoint
         self._created = created          # this process made the folder (so it may remove it again)
         self._replaced = replaced        # an old run moved aside by --overwrite, deleted once we start
         self._lock_handle = None
@@ -120,6 +121,7 @@ class Run:
             raise UsageError(f"--resume {path}: not a run folder (no {CONFIG_FILE}); pass the folder a run wrote")
         writable = is_main_process()
         run = cls(path, command, plugin, writable=writable)
+        run.resumed = True
         if run.status == "finished":
             raise RunFinished(f"{path} already finished; nothing to resume (its model and metrics are unchanged)")
         if writable:

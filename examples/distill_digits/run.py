@@ -180,7 +180,7 @@ def main() -> None:
             out.update(test_top1_std=statistics.stdev(scores), test_top1_seeds=scores)
         return out
 
-    teacher_ips, student_ips = labelled["teacher"]["images_per_s"], labelled["student"]["images_per_s"]
+    teacher_ips, student_ips = labelled["teacher"]["infer_samples_per_s"], labelled["student"]["infer_samples_per_s"]
     student_params = labelled["student"]["params"]
     rows = [
         row(f"teacher {TEACHER} (finetune, labels)", ["teacher"], labelled["teacher"]["params"], teacher_ips),
@@ -193,9 +193,9 @@ def main() -> None:
                 student_params, student_ips)]),
         {"model": "tiny random CLIP zero-shot teacher (mechanics only)",
          "test_top1": _zero_shot_accuracy(clip), "params": clip["teacher"]["params"],
-         "images_per_s": clip["teacher"]["images_per_s"], "wall_s": None},
+         "images_per_s": clip["teacher"]["infer_samples_per_s"], "wall_s": None},
         row("student distilled from it (no labels)", ["distilled-clip"], clip["student"]["params"],
-            clip["student"]["images_per_s"]),
+            clip["student"]["infer_samples_per_s"]),
     ]
     cache = {"computed_first_run": labelled["teacher_outputs"]["computed"],
              "cached_second_run": unlabelled["teacher_outputs"]["cached"]}

@@ -15,7 +15,7 @@ from tlcli.engine.loop import fit
 from tlcli.run import Run
 from tlcli_distill.config import DistillConfig
 from tlcli_distill.loss import distillation_loss, feature_loss
-from tlcli_distill.run import teacher_logits, teacher_outputs
+from tlcli_distill.job import teacher_logits, teacher_outputs
 from tlcli_distill.task import DistillTask
 from tlcli_distill.teacher_cache import TeacherCache
 

@@ -52,7 +52,7 @@ def test_teacher_stays_frozen_in_eval_mode_on_augmented_views(tmp_path):
 
 
 def test_clean_views_use_cached_outputs_and_never_run_the_teacher_while_training(tmp_path, monkeypatch):
-    from tlcli_distill.run import teacher_logits
+    from tlcli_distill.job import teacher_logits
 
     monkeypatch.setenv("TLCLI_HOME", str(tmp_path / "home"))
     teacher = TinyTeacher()

@@ -45,12 +45,14 @@ def _no_type_for_flags() -> None:
 def build_app() -> typer.Typer:
     """The whole command tree: core commands, then every loaded plugin's."""
     from tlcli.cli import layers, monitor, plugins_cmd, predict
+    from tlcli.cli.lazy import LazyGroup
     from tlcli.registry import PanelApp, register_commands
 
     _no_type_for_flags()
 
     app = typer.Typer(
         name="tlcli",
+        cls=LazyGroup,
         help=HELP,
         no_args_is_help=True,
         add_completion=False,
@@ -80,8 +82,18 @@ def build_app() -> typer.Typer:
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run a command, map errors to one line and an exit code."""
+def build_command():
+    """The root Click group: the Typer app's commands, then every plugin's declared (lazy) commands."""
+    from tlcli.registry import add_declared_commands
+
+    command = typer.main.get_command(build_app())
+    add_declared_commands(command)
+    return command
+
+
+def main(argv: list[str] | None = None, root=None) -> None:
+    """Console entry point: run a command, map errors to one line and an exit code. ``root``: another
+    Click command to run the same way (tests of the command layer)."""
     from typer.exceptions import Abort, Exit, TyperException
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -89,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     if debug:
         os.environ["TLCLI_DEBUG"] = "1"
-    command = typer.main.get_command(build_app())
+    command = build_command() if root is None else root
     try:
         code = command.main(args=args, prog_name="tlcli", standalone_mode=False)
     except Exit as done:

@@ -59,9 +59,12 @@ def plugins(json_output: bool = typer.Option(False, "--json", help="JSON Lines o
 
 
 def _commands_of(plugin) -> list[str]:
-    """Names a plugin adds, found by registering it on a scratch app."""
-    scratch = typer.Typer()
-    plugin.register_commands(scratch)
-    names = [info.name or info.callback.__name__.replace("_", "-") for info in scratch.registered_commands]
-    names += [group.name for group in scratch.registered_groups if group.name]
+    """Names a plugin adds: its declared commands (group words once), then any it registers itself on a
+    scratch app."""
+    names = list(dict.fromkeys(path.split()[0] for path in plugin.commands))
+    if plugin.register_commands is not None:
+        scratch = typer.Typer()
+        plugin.register_commands(scratch)
+        names += [info.name or info.callback.__name__.replace("_", "-") for info in scratch.registered_commands]
+        names += [group.name for group in scratch.registered_groups if group.name]
     return names

@@ -54,6 +54,23 @@ class RunResult:
     precision: str
     history: list[dict] = field(default_factory=list)
 
+    @property
+    def best_step(self) -> int | None:
+        """The step of the evaluation that scored ``best`` (the exported model's)."""
+        if self.best is None:
+            return None
+        return next((entry.get("step") for entry in self.history if entry.get(self.monitor) == self.best), None)
+
+    def summary(self) -> dict:
+        """What every training command's summary says of the loop (the Report's schema, see
+        ``tlcli/cli/report.py``): status, the best evaluation, the last one's metrics, speed and size."""
+        return {"status": self.status,
+                "best": {"metric": self.monitor, "value": self.best, "step": self.best_step},
+                "metrics": dict(self.final_metrics or {}),
+                "train_samples_per_s": round(self.samples_per_s, 1), "steps": self.steps,
+                "epochs": self.epochs_done, "wall_s": round(self.wall_s, 2), "device": self.device,
+                "precision": self.precision}
+
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """Seed for one sample's augmentation: independent of workers, batch order and resume."""

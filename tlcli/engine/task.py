@@ -2,57 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-
-
-def _max_bad_share(value: Any) -> float:
-    from tlcli.data.bad_files import parse_max_bad
-
-    return parse_max_bad(value)
+from tlcli.fields import MaxBadShare, TrainOptions  # noqa: F401  (MaxBadShare: re-exported for configs)
 
 
-# ``--max-bad`` as a config field: "5%", "0.05" or 0.05 (a config file may say max_bad = "5%").
-MaxBadShare = Annotated[float, BeforeValidator(_max_bad_share)]
-
-
-class TrainConfig(BaseModel):
-    """Options of the shared loop. Plugins embed these in their own config."""
-
-    # allow_inf_nan=False: `--lr inf` or a NaN in a config file is a usage error, not a run that trains to NaN.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    epochs: int = Field(10, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    batch_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(64, ge=1)
-    accumulate: int = Field(1, ge=1)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    scheduler: Literal["cosine", "onecycle", "constant"] = "cosine"
-    warmup: float = Field(0.0, ge=0, description="steps, or a fraction of all steps when below 1")
-    clip_grad: float | None = Field(None, gt=0)
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    workers: int | None = Field(None, ge=0)
-    early_stop: int | None = Field(None, ge=1)
-    save_every: int | None = Field(None, ge=1)
-    checkpoint_interval_s: float = Field(60.0, ge=0, description="epoch-end checkpoints at most this often")
-    unfreeze_every: int | None = Field(None, ge=1)
-    train_bn: bool = False
-    monitor: str = "val_accuracy"
-    monitor_mode: Literal["max", "min"] = "max"
-    compile: bool = False
-    log_every: int | None = Field(None, ge=1)
-    skip_nonfinite: bool = Field(False, description="skip steps whose loss is inf/NaN instead of failing the run")
-
-    def resolved_workers(self) -> int:
-        if self.workers is not None:
-            return self.workers
-        return min(4, max(0, (os.cpu_count() or 1) - 1))
+# The shared loop's options are the one declaration in tlcli/fields.py (each field is also a flag).
+TrainConfig = TrainOptions
 
 
 class Task:

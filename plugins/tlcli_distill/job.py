@@ -10,8 +10,7 @@ import torch
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import expand_paths, load_labelled, stratified_split
-from tlcli.errors import Interrupted, UsageError
-from tlcli.output import emit_json, info, print_table
+from tlcli.errors import UsageError
 from tlcli_distill.config import DistillConfig
 from tlcli_distill.data import Decoded, decode, eval_transform
 from tlcli_distill.loss import UNLABELLED
@@ -19,11 +18,6 @@ from tlcli_distill.teacher_cache import TeacherCache, digests_of
 from tlcli_distill.teachers import Teacher, build_teacher
 
 THROUGHPUT_BATCH = 64
-
-
-def _say(quiet: bool, message: str) -> None:
-    if not quiet:
-        info(message)
 
 
 def class_names(cfg: DistillConfig) -> list[str] | None:
@@ -162,7 +156,9 @@ def student_builder(cfg: DistillConfig, num_classes: int):
     return build
 
 
-def run_distill(cfg: DistillConfig, run, resume: bool, json_output: bool, quiet: bool) -> dict:
+def run_distill(cfg: DistillConfig, run, report) -> dict:
+    """The job of `tlcli distill`: teacher outputs (cached), then the student trained by the engine; the
+    summary (Report schema) with the teacher's and the student's accuracy, size and speed."""
     from tlcli.engine.callbacks import standard_callbacks
     from tlcli.engine.device import resolve_device
     from tlcli.engine.loop import fit
@@ -171,13 +167,13 @@ def run_distill(cfg: DistillConfig, run, resume: bool, json_output: bool, quiet:
     started = time.time()
     device = resolve_device(cfg.device)
     teacher = build_teacher(cfg.teacher, cfg.teacher_pretrained, class_names(cfg), cfg.templates, str(device),
-                            cfg.use_cache)
+                            cfg.cache)
     classes = teacher.labels
     bad = BadFiles()
     train_items, val_items = gather_items(cfg, classes, bad)
     preprocessing = student_preprocessing(cfg)
     short_side = max(preprocessing["resize"], teacher.short_side)
-    _say(quiet, f"distill: teacher {teacher.description}; decoding {len(train_items) + len(val_items)} images")
+    report.info(f"distill: teacher {teacher.description}; decoding {len(train_items) + len(val_items)} images")
     train = decode(train_items, bad, short_side, None)
     val = decode(val_items, bad, short_side, None) if val_items else None
     bad.check(len(train_items) + len(val_items), cfg.max_bad)
@@ -186,7 +182,7 @@ def run_distill(cfg: DistillConfig, run, resume: bool, json_output: bool, quiet:
 
     feature_width = teacher.feature_width() if cfg.feature_loss else 0
     cache = TeacherCache(teacher.key, {"teacher": cfg.teacher, "labels": classes}, len(classes),
-                         enabled=cfg.use_cache, features=feature_width)
+                         enabled=cfg.cache, features=feature_width)
     stats: dict = {}
     t = time.time()
     batch = cfg.eval_batch_size
@@ -195,32 +191,23 @@ def run_distill(cfg: DistillConfig, run, resume: bool, json_output: bool, quiet:
         train_logits, train_features = teacher_outputs(teacher, train, cache, device, batch, stats)
     val_logits = teacher_outputs(teacher, val, cache, device, batch, stats)[0] if val is not None else None
     teacher_s = time.time() - t
-    _say(quiet, f"teacher outputs: {stats.get('cached', 0)} cached, {stats.get('computed', 0)} computed "
+    report.info(f"teacher outputs: {stats.get('cached', 0)} cached, {stats.get('computed', 0)} computed "
                 f"({teacher_s:.1f}s)")
 
     task = DistillTask(cfg, classes, teacher, train, val, train_logits, val_logits, preprocessing,
                        student_builder(cfg, len(classes)), run=run, train_features=train_features,
                        feature_width=feature_width)
     warnings = [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()]
-    result = fit(task, cfg, run, callbacks=standard_callbacks(run, "distill", "distill", quiet, warnings),
-                 resume=resume)
+    result = fit(task, cfg, run, callbacks=standard_callbacks(run, "distill", "distill", report.progress_quiet,
+                                                    warnings),
+                 resume=run.resumed)
 
     summary = _summary(cfg, run, result, teacher, task, train, val, val_logits, preprocessing, device, stats,
                        teacher_s, bad, time.time() - started)
-    run.finish(result.status, summary)
-    if not run.writable:  # another rank of a torchrun job: rank 0 reports
-        pass
-    elif json_output:
-        emit_json(summary)
-    else:
-        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-        print_table(f"distill {result.status}: {run.path}", ["model", "val accuracy", "parameters", "images/s"], [
-            ["teacher", fmt(summary["teacher"]["val_accuracy"]), f"{summary['teacher']['params']:,}",
-             f"{summary['teacher']['images_per_s']:.0f}"],
-            ["student", fmt(summary["student"]["val_accuracy"]), f"{summary['student']['params']:,}",
-             f"{summary['student']['images_per_s']:.0f}"]])
-    if result.status == "interrupted":
-        raise Interrupted(f"interrupted; checkpoint saved. Continue with: tlcli distill --resume {run.path}")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    report.table(f"distill {result.status}: {run.path}", ["model", "val accuracy", "parameters", "images/s"], [
+        [role, fmt(summary[role]["val_accuracy"]), f"{summary[role]['params']:,}",
+         f"{summary[role]['infer_samples_per_s']:.0f}"] for role in ("teacher", "student")])
     return summary
 
 
@@ -252,13 +239,14 @@ def _summary(cfg, run, result, teacher, task, train: Decoded, val: Decoded | Non
         teacher.to("cpu")
     final = result.final_metrics or {}
     return {
-        "run_dir": str(run.path), "status": result.status,
+        **result.summary(),
+        "infer_samples_per_s": round(student_ips or 0.0, 1),
         "teacher": {"spec": cfg.teacher, "val_accuracy": teacher_acc, "params": teacher.num_params(),
-                    "images_per_s": round(teacher_ips or 0.0, 1)},
+                    "infer_samples_per_s": round(teacher_ips or 0.0, 1)},
         # the exported student is the best one seen on --val (its accuracy is result.best)
         "student": {"spec": cfg.student, "val_accuracy": result.best, "last_val_accuracy": final.get("val_accuracy"),
                     "teacher_agreement": final.get("val_teacher_agreement"),
-                    "params": student_params, "images_per_s": round(student_ips or 0.0, 1)},
+                    "params": student_params, "infer_samples_per_s": round(student_ips or 0.0, 1)},
         "speedup": round(student_ips / teacher_ips, 2) if student_ips and teacher_ips else None,
         "compression": round(teacher.num_params() / max(1, student_params), 2),
         "temperature": cfg.temperature, "alpha": cfg.alpha if train.labelled else 1.0,
@@ -267,7 +255,5 @@ def _summary(cfg, run, result, teacher, task, train: Decoded, val: Decoded | Non
         "val_images": len(val) if val is not None else 0, "classes": teacher.labels,
         "teacher_outputs": {"cached": stats.get("cached", 0), "computed": stats.get("computed", 0),
                             "seconds": round(teacher_s, 3), "training": task.describe()["teacher_outputs"]},
-        "steps": result.steps, "epochs": result.epochs_done, "train_images_per_s": round(result.samples_per_s, 1),
-        "wall_s": round(wall, 2), "device": result.device, "precision": result.precision,
-        "bad_files": bad.summary(),
+        "wall_s": round(wall, 2), "bad_files": bad.summary(),
     }

@@ -1,0 +1,107 @@
+"""The lazy command table: ``tlcli --help`` lists every command from its declaration, and a command's
+module is imported only when that command runs (or shows its own ``--help``).
+
+Click documents this as a "lazily loading subcommands" group; here the table holds placeholders
+(:class:`LazyCommand`) that know their name, their one-line summary and their help panel, and
+:meth:`LazyGroup.resolve_command` swaps a placeholder for the real command when it is invoked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from typer.core import TyperGroup
+
+from tlcli.errors import UsageError
+
+
+class LazyCommand(click.Command):
+    """A command not yet imported: enough to be listed in its group's help."""
+
+    def __init__(self, name: str, target: str, summary: str, panel: str | None, group: str = ""):
+        super().__init__(name, help=summary, short_help=summary)
+        self.target = target
+        self.group = group
+        self.rich_help_panel = panel
+
+    def load(self) -> click.Command:
+        """The real Click command: a :class:`~tlcli.cli.command.Command` spec built, or a Typer app /
+        Click command as it is."""
+        from tlcli.plugin import resolve_target
+
+        try:
+            found = resolve_target(self.target)
+        except Exception as error:  # a broken plugin: one line, the rest of the CLI keeps working
+            raise UsageError(f"`{self.group + ' ' if self.group else ''}{self.name}` cannot load "
+                             f"({type(error).__name__}: {error}); see `tlcli plugins`") from None
+        return as_click(found, self.name, self.group, self.rich_help_panel)
+
+
+def as_click(found: Any, name: str, group: str = "", panel: str | None = None) -> click.Command:
+    import typer
+
+    from tlcli.cli.command import Command, build
+
+    if isinstance(found, Command):
+        if found.group != group or found.name != name:
+            raise TypeError(f"{found.path!r} is declared as {(group + ' ' + name).strip()!r}")
+        command = build(found)
+    elif isinstance(found, typer.Typer):
+        command = typer.main.get_command(found)
+    elif isinstance(found, click.Command):
+        command = found
+    else:
+        raise TypeError(f"expected a Command, a Typer app or a Click command, got {type(found).__name__}")
+    command.name = name
+    if panel is not None:
+        command.rich_help_panel = panel
+    return command
+
+
+class LazyGroup(TyperGroup):
+    """A group whose commands may be placeholders; each is loaded when it runs."""
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, LazyCommand):
+            command = self.load(name)
+        return name, command, rest
+
+    def load(self, name: str) -> click.Command | None:
+        """The real command ``name`` (imported now, once)."""
+        command = self.commands.get(name)
+        if isinstance(command, LazyCommand):
+            command = command.load()
+            self.commands[name] = command
+        return command
+
+
+def add_declared(root: click.Group, declared: dict[str, tuple[str, str]], groups: dict[str, str],
+                 panel: str | None) -> None:
+    """Put a plugin's declared commands into ``root``: ``declared`` maps ``"name"`` or ``"group name"`` to
+    ``(target, summary)``; ``groups`` maps a group's word to its one-line help."""
+    for path, (target, summary) in declared.items():
+        words = path.split()
+        if len(words) == 1:
+            root.commands[path] = LazyCommand(path, target, summary, panel)
+            continue
+        group_word, name = words
+        group = root.commands.get(group_word)
+        if group is None:
+            group = LazyGroup(name=group_word, help=groups.get(group_word, ""), rich_help_panel=panel,
+                              no_args_is_help=True, rich_markup_mode="rich",
+                              context_settings={"help_option_names": ["-h", "--help"]})
+            group.short_help = groups.get(group_word, "")
+            root.commands[group_word] = group
+        group.commands[name] = LazyCommand(name, target, summary, None, group_word)
+
+
+def load_all(group: click.Group) -> None:
+    """Import every placeholder below ``group`` (for tests and docs that read every command's flags)."""
+    for name in list(group.commands):
+        command = group.commands[name]
+        if isinstance(command, LazyCommand) and isinstance(group, LazyGroup):
+            command = group.load(name)
+        if isinstance(command, click.Group) or isinstance(command, TyperGroup):
+            load_all(command)
