@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 
 
+# The four metrics every evaluation reports, at the top of a summary's "metrics".
+METRIC_KEYS = ("accuracy", "top5_accuracy", "mean_recall", "per_class")
+
+
 def top_indices(probs: np.ndarray, k: int) -> np.ndarray:
     """Indices of each row's ``k`` largest values, largest first (ties: the lower index first)."""
     return np.argsort(-probs, axis=1, kind="stable")[:, :k]

@@ -94,8 +94,8 @@ def main() -> None:
         run = work / "runs" / name
         report = tlcli("evaluate", run, data["target_test"], "--json")
         metrics = json.loads((run / "metrics.json").read_text())
-        rows.append({"method": label, "test_accuracy": round(report["accuracy"], 4),
-                     "mean_recall": round(report["mean_recall"], 4),
+        rows.append({"method": label, "test_accuracy": round(report["metrics"]["accuracy"], 4),
+                     "mean_recall": round(report["metrics"]["mean_recall"], 4),
                      "test_images": report["n"], "trainable_params": metrics["trainable_params"],
                      "train_wall_s": metrics["wall_s"]})
     if options.json:

@@ -169,7 +169,7 @@ def main() -> None:
 
     def test_accuracy(run: Path) -> float:
         report = tlcli("evaluate", run, data["test"], "--json", "--device", "cpu", env=env)
-        return report["accuracy"]
+        return report["metrics"]["accuracy"]
 
     def row(model: str, names: list[str], params: int, images_per_s: float) -> dict:
         """One table row; over several seeds, the mean test top-1 (and the sample std, and each seed's)."""

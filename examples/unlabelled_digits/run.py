@@ -158,7 +158,7 @@ def tlcli(*args) -> dict:
 
 
 def test_accuracy(run: Path, test: Path) -> float:
-    return tlcli("evaluate", run, test, "--json")["accuracy"]
+    return tlcli("evaluate", run, test, "--json")["metrics"]["accuracy"]
 
 
 def log(message: str) -> None:

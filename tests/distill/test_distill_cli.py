@@ -54,9 +54,9 @@ def test_run_teacher_second_run_hits_the_cache_and_the_student_predicts(cli, col
     assert meta["kind"] == "image-classifier" and meta["model"] == "timm:lcnet_035"
     predicted = cli("predict", tmp_path / "two", colour_val, "--json", "--device", "cpu")
     assert predicted.exit_code == 0, predicted.stderr
-    assert len(predicted.json_lines()) == 12
+    assert len(predicted.json_lines()) == 12 + 1  # the records, then the summary
     report = cli("evaluate", tmp_path / "two", colour_val, "--json", "--device", "cpu").json_lines()[-1]
-    assert report["accuracy"] == pytest.approx(second["student"]["val_accuracy"], abs=1e-5)  # summaries: 6 digits
+    assert report["metrics"]["accuracy"] == pytest.approx(second["student"]["val_accuracy"], abs=1e-5)  # summaries: 6 digits
 
 
 @pytest.mark.slow

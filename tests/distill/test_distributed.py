@@ -58,4 +58,4 @@ def test_distill_with_feature_loss_on_two_gloo_processes(cli, colour_data, colou
     assert exported and not any("regressor" in key or key.startswith("module.") for key in exported)
     predicted = cli("predict", run, colour_val, "--json", "--device", "cpu")
     assert predicted.exit_code == 0, predicted.stderr
-    assert len(predicted.json_lines()) == 12
+    assert len(predicted.json_lines()) == 12 + 1  # the records, then the summary

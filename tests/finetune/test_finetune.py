@@ -72,8 +72,8 @@ def test_run_folder_contents_and_predict_evaluate(cli, colour_data, resnet18_ini
 
     predicted = cli("predict", run, colour_data, "--json", "--top-k", "2")
     assert predicted.exit_code == 0, predicted.stderr
-    lines = predicted.json_lines()
-    assert len(lines) == 36
+    *lines, summary = predicted.json_lines()
+    assert len(lines) == 36 and summary["command"] == "predict" and summary["predicted"] == 36
     assert all(len(line["top"]) == 2 and line["top"][0] == {"label": line["label"], "score": line["score"]}
                for line in lines)
     correct = sum(line["label"] == line["path"].split("/")[-2] for line in lines)
@@ -81,11 +81,11 @@ def test_run_folder_contents_and_predict_evaluate(cli, colour_data, resnet18_ini
 
     report = cli("evaluate", run, colour_data, "--json")
     assert report.exit_code == 0, report.stderr
-    data = report.json_lines()[0]
-    assert data["n"] == 36
+    (data,) = report.json_lines()
+    assert data["command"] == "evaluate" and data["n"] == 36
     assert sum(map(sum, data["confusion"])) == 36
-    assert data["accuracy"] == pytest.approx(correct / 36)  # evaluate agrees with predict
-    assert sum(c["support"] for c in data["per_class"].values()) == 36
+    assert data["metrics"]["accuracy"] == pytest.approx(correct / 36, abs=1e-6)  # evaluate agrees with predict
+    assert sum(c["support"] for c in data["metrics"]["per_class"].values()) == 36
     assert (run / "confusion.svg").read_text().startswith("<svg")
 
 

@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from tlcli.cli.report import summary_problems
+
 OLD_NAMES = {"acc1", "acc5", "top1", "mean_per_class_recall", "confusion_matrix"}
 
 
@@ -92,6 +94,8 @@ def test_every_image_command_writes_the_contract(cli, image_folder, clip_args, t
         result = cli(*args, "--json")
         assert result.exit_code == 0, (args[0], result.stderr)
         classifiers, metrics = check_output(result.stdout)
+        last = json.loads(result.stdout.splitlines()[-1])  # every command ends with its summary
+        assert summary_problems(last) == [] and last["command"] == args[0], (args[0], last)
         if expect[0] is not None:
             assert classifiers == expect[0], (args[0], classifiers)
         if expect[1] is not None:

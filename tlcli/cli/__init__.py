@@ -44,7 +44,7 @@ def _no_type_for_flags() -> None:
 
 def build_app() -> typer.Typer:
     """The whole command tree: core commands, then every loaded plugin's."""
-    from tlcli.cli import layers, monitor, plugins_cmd, predict
+    from tlcli.cli import layers, monitor, plugins_cmd
     from tlcli.cli.lazy import LazyGroup
     from tlcli.registry import PanelApp, register_commands
 
@@ -72,7 +72,6 @@ def build_app() -> typer.Typer:
     core = PanelApp(app, "Core")
     plugins_cmd.register(core)
     layers.register(core)
-    predict.register(core)
     monitor.register(core)
     for failure in register_commands(app):
         from tlcli.output import terminal_safe
@@ -82,11 +81,21 @@ def build_app() -> typer.Typer:
     return app
 
 
+# The core's own commands, declared like a plugin's: imported only when they run.
+CORE_COMMANDS = {
+    "predict": ("tlcli.cli.predict:PREDICT", "Classify images (or texts, for a text run) with a trained run."),
+    "evaluate": ("tlcli.cli.predict:EVALUATE",
+                 "Measure a trained run on labelled data: accuracy, per-class recall, confusion matrix."),
+}
+
+
 def build_command():
-    """The root Click group: the Typer app's commands, then every plugin's declared (lazy) commands."""
+    """The root Click group: the core's commands, then every plugin's declared (lazy) commands."""
+    from tlcli.cli.lazy import add_declared
     from tlcli.registry import add_declared_commands
 
     command = typer.main.get_command(build_app())
+    add_declared(command, CORE_COMMANDS, {}, "Core")
     add_declared_commands(command)
     return command
 

@@ -188,13 +188,15 @@ def _presentation_parameters(command: Command) -> list[inspect.Parameter]:
 def build(command: Command):
     """The Click command for ``command``: its flags generated from the config, its body the lifecycle."""
     own = set(getattr(command.config, "__annotations__", {}))
-    # The method's own fields first (its panel reads best that way), then the shared groups'.
-    fields = dict(sorted(flag_fields(command.config).items(), key=lambda item: item[0] not in own))
+    fields = flag_fields(command.config)
+    # Arguments in declaration order (base classes first); flags with the method's own first (its panel
+    # reads best that way), then the shared groups'.
+    arguments = [_parameter(command, n, i) for n, i in fields.items() if _extra(i).get("argument")]
+    flags = [_parameter(command, n, i) for n, i in sorted(fields.items(), key=lambda item: item[0] not in own)
+             if not _extra(i).get("argument")]
     clash = set(fields) & set(RUN_OPTIONS + OUTPUT_OPTIONS)
     if clash:
         raise TypeError(f"{command.path}: config fields {sorted(clash)} clash with the core's options")
-    arguments = [_parameter(command, n, i) for n, i in fields.items() if _extra(i).get("argument")]
-    flags = [_parameter(command, n, i) for n, i in fields.items() if not _extra(i).get("argument")]
     context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
     # Arguments first: Typer keeps the order, and a positional parameter must come before the options.
     signature = inspect.Signature([context] + [a.replace(kind=inspect.Parameter.KEYWORD_ONLY) for a in arguments]

@@ -11,39 +11,51 @@ A predictor with ``modality == "text"`` (a text probe, a prompt-tuned model) is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
-import typer
-
-from tlcli.cli import options
+from tlcli.cli.command import Command
+from tlcli.fields import TOP_K, Device, MaxBadShare, option
 
 PREDICT_HELP = """Classify images (or texts, for a text run) with a trained run.
 
 PATHS are files, folders (recursive) or - (one path per line on stdin); for a text run, texts or - (one
-text per line on stdin).
-
-Examples:
-
-  tlcli predict runs/finetune-20261123-101500 photos/ --top-k 3
-
-  find shots -name '*.jpg' | tlcli predict runs/my-run - --json > predictions.jsonl
-"""
+text per line on stdin). With --json, one line per input ({"path" or "text", "label", "score", "top"}),
+then the summary."""
 
 EVALUATE_HELP = """Measure a trained run on labelled data: accuracy, per-class recall, confusion matrix.
 
 Prints accuracy, top-5 accuracy, mean recall and per-class precision/recall, and writes the confusion
 matrix as a picture (SVG or PNG). DATA is class folders or a CSV manifest for an image run, a CSV/JSONL of
-text,label for a text run.
-
-Example:
-
-  tlcli evaluate runs/finetune-20261123-101500 test/ --confusion confusion.svg
-"""
+text,label for a text run. With --json, one line: the summary, whose "metrics" hold accuracy,
+top5_accuracy, mean_recall and per_class."""
 
 
-def register(app: typer.Typer) -> None:
-    app.command("predict", help=PREDICT_HELP)(predict)
-    app.command("evaluate", help=EVALUATE_HELP)(evaluate)
+class _RunInput(Device):
+    run_dir: str = option(..., "A trained run folder (or its model/ folder).", argument=True, metavar="RUN_DIR",
+                          missing="pass a trained run folder")
+    batch_size: int = option(64, "Inputs per forward pass.", short="-b", ge=1)
+    max_bad: MaxBadShare = option(0.05, "Exit 2 when more input files than this are unreadable: a share (5%, "
+                                  "0.05) or a count.")
+
+
+class PredictConfig(_RunInput):
+    paths: list[str] = option(..., "Image files, folders, or - for paths on stdin (texts for a text run).",
+                              argument=True, metavar="PATHS", missing="pass image files, folders, or - for stdin")
+    top_k: int = option(TOP_K, "How many labels to list per input.", short="-k", ge=1)
+
+
+class EvaluateConfig(_RunInput):
+    data: str = option(..., "Class folders or a CSV manifest (path,label); text,label for a text run.",
+                       argument=True, metavar="DATA", missing="pass labelled data")
+    confusion: str | None = option(None, "Picture of the confusion matrix (.svg or .png); default "
+                                   "RUN_DIR/confusion.svg for an image run.")
+
+
+PREDICT = Command("predict", PredictConfig, "tlcli.cli.predict:run_predict", PREDICT_HELP, kind="tool",
+                  examples=("tlcli predict runs/finetune-20261123-101500 photos/ --top-k 3",
+                            "find shots -name '*.jpg' | tlcli predict runs/my-run - --json > predictions.jsonl"))
+EVALUATE = Command("evaluate", EvaluateConfig, "tlcli.cli.predict:run_evaluate", EVALUATE_HELP, kind="tool",
+                   examples=("tlcli evaluate runs/finetune-20261123-101500 test/ --confusion confusion.svg",))
 
 
 def load_run_predictor(run_dir: Path, device: str):
@@ -106,43 +118,34 @@ def _image_probabilities(predictor, paths: list[Path], batch_size: int, workers:
             yield [index for index, _ in good], probs.float().numpy()
 
 
-def predict(
-    run_dir: Path = typer.Argument(..., help="A trained run folder (or its model/ folder)."),
-    paths: List[str] = typer.Argument(..., help="Image files, folders, or - for paths on stdin (texts for a text run)."),
-    top_k: int = options.top_k(),
-    batch_size: int = options.batch_size(64, help="Images per forward pass."),
-    device: str = options.device(),
-    workers: Optional[int] = options.workers(),
-    max_bad: str = options.max_bad(),
-    json_output: bool = typer.Option(False, "--json", help='JSON Lines: {"path","label","score","top"}.'),
-) -> None:
-    from tlcli.data.sources import BadFiles, expand_paths, parse_max_bad
+def run_predict(cfg: PredictConfig, run, report) -> dict:
+    """Classify every input: one record each (streamed with --json), a table for people."""
+    from tlcli.data.sources import BadFiles, expand_paths
     from tlcli.errors import UsageError
     from tlcli.evaluation import classifier_records
-    from tlcli.output import display_path, emit_json, print_table
+    from tlcli.output import display_path
 
-    limit = parse_max_bad(max_bad)
-    predictor = load_run_predictor(run_dir, device)
+    run_dir = Path(cfg.run_dir)
+    predictor = load_run_predictor(run_dir, cfg.device)
     if is_text(predictor):
-        _text_module().predict_texts(predictor, paths, top_k, json_output)
-        return
-    files, skipped = expand_paths(paths)
+        n = _text_module().predict_texts(predictor, cfg.paths, cfg.top_k, report)
+        return {"status": "finished", "run_dir": str(run_dir), "predicted": n}
+    files, skipped = expand_paths(cfg.paths)
     bad = BadFiles()
     bad.extend(skipped)
     if not files and not skipped:
         raise UsageError("no images found in the given paths; pass image files, folders, or - with paths on stdin")
     rows = []
-    for indices, probs in _image_probabilities(predictor, files, batch_size, workers, bad):
-        for index, fields in zip(indices, classifier_records(probs, list(predictor.labels), top_k)):
+    for indices, probs in _image_probabilities(predictor, files, cfg.batch_size, cfg.workers, bad):
+        for index, fields in zip(indices, classifier_records(probs, list(predictor.labels), cfg.top_k)):
             record = {"path": display_path(files[index]), **fields}
-            if json_output:
-                emit_json(record)  # streamed: a pipeline sees each line as soon as it is known
-            else:
-                rows.append([record["path"], record["label"], f"{record['score']:.3f}",
-                             ", ".join(f"{t['label']} {t['score']:.2f}" for t in record["top"][1:])])
-    if not json_output and rows:
-        print_table(None, ["path", "label", "score", "next"], rows)
-    bad.check(len(files) + len(skipped), limit)
+            report.record(record)  # streamed: a pipeline sees each line as soon as it is known
+            rows.append([record["path"], record["label"], f"{record['score']:.3f}",
+                         ", ".join(f"{t['label']} {t['score']:.2f}" for t in record["top"][1:])])
+    if rows:
+        report.table(None, ["path", "label", "score", "next"], rows)
+    bad.check(len(files) + len(skipped), cfg.max_bad)
+    return {"status": "finished", "run_dir": str(run_dir), "predicted": len(rows), "bad_files": bad.summary()}
 
 
 def _check_confusion_path(path: Optional[Path]) -> None:
@@ -157,30 +160,22 @@ def _check_confusion_path(path: Optional[Path]) -> None:
         raise UsageError(f"--confusion {path}: expected a .svg or .png file name")
 
 
-def evaluate(
-    run_dir: Path = typer.Argument(..., help="A trained run folder (or its model/ folder)."),
-    data: Path = typer.Argument(..., help="Class folders or a CSV manifest (path,label); text,label for a text run."),
-    batch_size: int = options.batch_size(64, help="Images per forward pass."),
-    device: str = options.device(),
-    workers: Optional[int] = options.workers(),
-    confusion: Optional[Path] = typer.Option(None, "--confusion", help="Picture of the confusion matrix (.svg or "
-                                             ".png); default RUN_DIR/confusion.svg for an image run."),
-    max_bad: str = options.max_bad(),
-    json_output: bool = typer.Option(False, "--json", help="The whole report as one JSON object."),
-) -> None:
+def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
+    """Score the run on labelled data: the summary's ``metrics`` (accuracy, top5_accuracy, mean_recall,
+    per_class), the confusion matrix and its picture."""
     import numpy as np
 
-    from tlcli.data.sources import BadFiles, load_labelled, parse_max_bad
+    from tlcli.data.sources import BadFiles, load_labelled
     from tlcli.errors import UsageError
     from tlcli.evaluation import classification_report, write_confusion_picture
-    from tlcli.output import emit_json, info, print_table
 
+    run_dir, data = Path(cfg.run_dir), Path(cfg.data)
+    confusion = Path(cfg.confusion) if cfg.confusion else None
     _check_confusion_path(confusion)
-    limit = parse_max_bad(max_bad)
-    predictor = load_run_predictor(run_dir, device)
+    predictor = load_run_predictor(run_dir, cfg.device)
     if is_text(predictor):
-        _text_module().evaluate_texts(predictor, data, json_output, confusion=confusion)
-        return
+        scored = _text_module().evaluate_texts(predictor, data, report, confusion=confusion)
+        return {"status": "finished", "run_dir": str(run_dir), **metrics_summary(scored)}
     samples = load_labelled(data)
     labels = list(predictor.labels)
     index_of = {label: i for i, label in enumerate(labels)}
@@ -190,27 +185,39 @@ def evaluate(
                          f"{', '.join(labels[:10])}")
     bad = BadFiles()
     all_probs, targets = [], []
-    for indices, probs in _image_probabilities(predictor, [s.path for s in samples], batch_size, workers, bad):
+    for indices, probs in _image_probabilities(predictor, [s.path for s in samples], cfg.batch_size, cfg.workers,
+                                               bad):
         all_probs.append(probs)
         targets.extend(index_of[samples[i].label] for i in indices)
-    bad.check(len(samples), limit)
+    bad.check(len(samples), cfg.max_bad)
     if not targets:
         raise UsageError(f"{data}: no readable images to evaluate")
-    report = classification_report(np.concatenate(all_probs), np.asarray(targets), labels)
-    picture = confusion or (Path(run_dir) / "confusion.svg")
+    scored = classification_report(np.concatenate(all_probs), np.asarray(targets), labels)
+    picture = confusion or (run_dir / "confusion.svg")
     try:
-        write_confusion_picture(report["confusion"], report["labels"], picture)
+        write_confusion_picture(scored["confusion"], scored["labels"], picture)
     except OSError as error:
         raise UsageError(f"--confusion {picture}: cannot write it ({error.strerror or error}); pass "
                          "--confusion PATH in a writable folder") from None
-    report["confusion_picture"] = str(picture)
-    report["bad_files"] = bad.summary()
-    if json_output:
-        emit_json(report)
-        return
-    print_table(f"{run_dir}: {report['n']} images", ["accuracy", "top-5 accuracy", "mean recall"],
-                [[f"{report['accuracy']:.4f}", f"{report['top5_accuracy']:.4f}", f"{report['mean_recall']:.4f}"]])
-    print_table("per class", ["label", "precision", "recall", "support"],
-                [[label, f"{c['precision']:.3f}", "-" if c["recall"] is None else f"{c['recall']:.3f}",
-                  c["support"]] for label, c in report["per_class"].items()])
-    info(f"confusion matrix written to {picture}")
+    scored["confusion_picture"] = str(picture)
+    show_metrics(report, f"{run_dir}: {scored['n']} images", scored)
+    report.info(f"confusion matrix written to {picture}")
+    return {"status": "finished", "run_dir": str(run_dir), **metrics_summary(scored), "bad_files": bad.summary()}
+
+
+def metrics_summary(scored: dict) -> dict:
+    """A classification report in the summary's layout: the four metrics under ``metrics``, the rest
+    (``n``, ``labels``, ``confusion``, ``confusion_picture``) beside."""
+    from tlcli.evaluation import METRIC_KEYS
+
+    return {"metrics": {key: scored[key] for key in METRIC_KEYS if key in scored},
+            **{key: value for key, value in scored.items() if key not in METRIC_KEYS}}
+
+
+def show_metrics(report, title: str, scored: dict) -> None:
+    """The metrics for people: the three numbers, then per class."""
+    report.table(title, ["accuracy", "top-5 accuracy", "mean recall"],
+                 [[f"{scored['accuracy']:.4f}", f"{scored['top5_accuracy']:.4f}", f"{scored['mean_recall']:.4f}"]])
+    report.table("per class", ["label", "precision", "recall", "support"],
+                 [[label, f"{c['precision']:.3f}", "-" if c["recall"] is None else f"{c['recall']:.3f}",
+                   c["support"]] for label, c in scored["per_class"].items()])

@@ -20,24 +20,21 @@ def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def emit_text_predictions(texts: Sequence[str], labels: Sequence[str], scores, top_k: int, json_output: bool,
+def emit_text_predictions(texts: Sequence[str], labels: Sequence[str], scores, top_k: int, report,
                           score_name: str = "score") -> None:
-    """One line per text, in order (a JSON line each with ``--json``, else one table)."""
+    """One record per text, in order (a JSON line each with ``--json``), and one table for people."""
     from tlcli.evaluation import classifier_records
-    from tlcli.output import emit_json, print_table
 
     rows = []
     for text, fields in zip(texts, classifier_records(scores, list(labels), top_k)):
-        if json_output:
-            emit_json({"text": text, **fields})
-        else:
-            rows.append([_short(text), fields["label"], f"{fields['score']:.3f}",
-                         ", ".join(f"{t['label']} {t['score']:.2f}" for t in fields["top"][1:])])
+        report.record({"text": text, **fields})
+        rows.append([_short(text), fields["label"], f"{fields['score']:.3f}",
+                     ", ".join(f"{t['label']} {t['score']:.2f}" for t in fields["top"][1:])])
     if rows:
-        print_table(None, ["text", "label", score_name, "next"], rows)
+        report.table(None, ["text", "label", score_name, "next"], rows)
 
 
-def predict_texts(predictor, inputs: Sequence[str], top_k: int, json_output: bool, input_file: Path | None = None,
+def predict_texts(predictor, inputs: Sequence[str], top_k: int, report, input_file: Path | None = None,
                   stdin: IO | None = None) -> int:
     """Classify texts: each of ``inputs`` is a text, ``-`` reads one text per stdin line, ``input_file`` adds a
     CSV/JSONL/lines file's texts. With ``--json`` lines stream out chunk by chunk. Returns how many."""
@@ -45,26 +42,27 @@ def predict_texts(predictor, inputs: Sequence[str], top_k: int, json_output: boo
 
     texts = read_texts(list(inputs), input_file, stdin)
     labels = list(predictor.labels)
-    if json_output:
+    if report.json_output:
         for start in range(0, len(texts), CHUNK):
             chunk = texts[start:start + CHUNK]
-            emit_text_predictions(chunk, labels, _probabilities(predictor, chunk), top_k, True)
+            emit_text_predictions(chunk, labels, _probabilities(predictor, chunk), top_k, report)
     else:
-        emit_text_predictions(texts, labels, _probabilities(predictor, texts), top_k, False, score_name="prob")
+        emit_text_predictions(texts, labels, _probabilities(predictor, texts), top_k, report, score_name="prob")
     return len(texts)
 
 
-def evaluate_texts(predictor, data_path: Path, json_output: bool, confusion: Path | None = None,
+def evaluate_texts(predictor, data_path: Path, report, confusion: Path | None = None,
                    title: str | None = None) -> dict:
     """Score a text classifier on labelled data (CSV text,label or JSONL): accuracy, top-5 accuracy, mean
     recall, per-class precision/recall/support, confusion matrix (and its picture when ``confusion`` is given).
-    The report is one JSON object with ``--json``; it is also returned."""
+    Shown to people through ``report``; returned for the summary."""
     import numpy as np
 
     from tlcli.data.texts import read_labelled_texts
     from tlcli.errors import UsageError
     from tlcli.evaluation import classification_report, write_confusion_picture
-    from tlcli.output import display_path, emit_json, info, print_table
+    from tlcli.cli.predict import show_metrics
+    from tlcli.output import display_path
 
     labels = list(predictor.labels)
     samples = read_labelled_texts(Path(data_path))
@@ -75,22 +73,14 @@ def evaluate_texts(predictor, data_path: Path, json_output: bool, confusion: Pat
                          f"the model knows {', '.join(labels[:10])}")
     texts = [s.text for s in samples]
     probs = np.concatenate([_probabilities(predictor, texts[i:i + CHUNK]) for i in range(0, len(texts), CHUNK)])
-    report = classification_report(probs, np.asarray([index_of[s.label] for s in samples]), labels)
+    scored = classification_report(probs, np.asarray([index_of[s.label] for s in samples]), labels)
     if confusion is not None:
-        write_confusion_picture(report["confusion"], labels, confusion)
-        report["confusion_picture"] = str(confusion)
-    if json_output:
-        emit_json(report)
-        return report
-    print_table(title or f"{display_path(data_path)}: {report['n']} texts",
-                ["accuracy", "top5_accuracy", "mean_recall"],
-                [[f"{report['accuracy']:.4f}", f"{report['top5_accuracy']:.4f}", f"{report['mean_recall']:.4f}"]])
-    print_table("per class", ["label", "precision", "recall", "support"],
-                [[label, f"{c['precision']:.3f}", "-" if c["recall"] is None else f"{c['recall']:.3f}",
-                  c["support"]] for label, c in report["per_class"].items()])
+        write_confusion_picture(scored["confusion"], labels, confusion)
+        scored["confusion_picture"] = str(confusion)
+    show_metrics(report, title or f"{display_path(data_path)}: {scored['n']} texts", scored)
     if confusion is not None:
-        info(f"confusion matrix written to {confusion}")
-    return report
+        report.info(f"confusion matrix written to {confusion}")
+    return scored
 
 
 def _probabilities(predictor, texts: list[str]):
