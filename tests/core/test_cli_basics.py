@@ -11,7 +11,9 @@ def test_help_lists_commands(cli):
 def test_plugins_json_lists_builtin_finetune(cli):
     result = cli("plugins", "--json")
     assert result.exit_code == 0
-    rows = {row["name"]: row for row in result.json_lines()}
+    *records, summary = result.json_lines()
+    assert summary["command"] == "plugins" and summary["failed"] == 0
+    rows = {row["name"]: row for row in records}
     assert rows["finetune"]["status"] == "ok"
     assert rows["finetune"]["distribution"] == "tlcli"
 

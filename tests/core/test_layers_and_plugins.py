@@ -11,16 +11,16 @@ from tlcli.registry import LoadedPlugin, Plugins
 def test_layers_lists_blocks_in_order(cli, model, expected):
     result = cli("layers", model, "--json")
     assert result.exit_code == 0, result.stderr
-    rows = result.json_lines()
+    rows = result.json_lines()[:-1]
     assert [r["name"] for r in rows] == expected
     assert all(r["params"] > 0 and r["trainable"] for r in rows)
 
 
 def test_layers_of_transformers_split_their_stacks(cli):
-    vit = [r["name"] for r in cli("layers", "vit_b_16", "--json").json_lines()]
+    vit = [r["name"] for r in cli("layers", "vit_b_16", "--json").json_lines()[:-1]]
     assert vit[:3] == ["class_token", "conv_proj", "encoder.pos_embedding"]
     assert "encoder.layers.encoder_layer_11" in vit and vit[-1] == "heads"
-    clip = [r["name"] for r in cli("layers", "clip:ViT-B-32", "--json").json_lines()]
+    clip = [r["name"] for r in cli("layers", "clip:ViT-B-32", "--json").json_lines()[:-1]]
     assert "visual.transformer.resblocks.0" in clip and clip[-2:] == ["visual.proj", "head"]
 
 
@@ -30,18 +30,18 @@ def test_layers_and_finetune_accept_the_same_clip_block_names(cli):
     from tlcli.engine.params import block_name, freeze_until, list_blocks
     from tlcli.models.vision import build_vision_model
 
-    listed = [r["name"] for r in cli("layers", "clip:ViT-B-32", "--json").json_lines()]
+    listed = [r["name"] for r in cli("layers", "clip:ViT-B-32", "--json").json_lines()[:-1]]
     blocks = list_blocks(build_vision_model("clip:ViT-B-32", "none", num_classes=5).model)  # as FinetuneTask does
     assert listed == [b.name for b in blocks]
     freeze_until(blocks, block_name(blocks, "transformer.resblocks.8"))
     frozen = [b.name for b in blocks if not b.trainable]
     assert frozen[-1] == "visual.transformer.resblocks.8"
-    preview = cli("layers", "clip:ViT-B-32", "--freeze-until", "transformer.resblocks.8", "--json").json_lines()
+    preview = cli("layers", "clip:ViT-B-32", "--freeze-until", "transformer.resblocks.8", "--json").json_lines()[:-1]
     assert [r["name"] for r in preview if not r["trainable"]] == frozen
 
 
 def test_layers_freeze_preview_and_unknown_model(cli):
-    rows = cli("layers", "resnet18", "--freeze-until", "layer2", "--json").json_lines()
+    rows = cli("layers", "resnet18", "--freeze-until", "layer2", "--json").json_lines()[:-1]
     assert [r["trainable"] for r in rows] == [False, False, False, False, True, True, True]
     unknown = cli("layers", "resnet17")
     assert unknown.exit_code == 2 and "resnet18" in unknown.stderr
@@ -65,7 +65,7 @@ def test_a_plugin_that_fails_to_register_is_reported_not_fatal(cli, monkeypatch)
     monkeypatch.setattr(registry, "load_plugins", lambda: fake)
     result = cli("plugins", "--json")
     assert result.exit_code == 0
-    rows = {r["name"]: r for r in result.json_lines()}
+    rows = {r["name"]: r for r in result.json_lines()[:-1]}
     assert rows["broken"]["status"] == "failed" and "boom" in rows["broken"]["error"]
     assert rows["finetune"]["status"] == "ok"
     assert cli("layers", "resnet18", "--json").exit_code == 0

@@ -44,9 +44,8 @@ def _no_type_for_flags() -> None:
 
 def build_app() -> typer.Typer:
     """The whole command tree: core commands, then every loaded plugin's."""
-    from tlcli.cli import layers, monitor, plugins_cmd
     from tlcli.cli.lazy import LazyGroup
-    from tlcli.registry import PanelApp, register_commands
+    from tlcli.registry import register_commands
 
     _no_type_for_flags()
 
@@ -69,10 +68,6 @@ def build_app() -> typer.Typer:
     ) -> None:
         """tlcli root."""
 
-    core = PanelApp(app, "Core")
-    plugins_cmd.register(core)
-    layers.register(core)
-    monitor.register(core)
     for failure in register_commands(app):
         from tlcli.output import terminal_safe
 
@@ -83,6 +78,11 @@ def build_app() -> typer.Typer:
 
 # The core's own commands, declared like a plugin's: imported only when they run.
 CORE_COMMANDS = {
+    "plugins": ("tlcli.cli.plugins_cmd:PLUGINS", "List installed plugins and their commands."),
+    "layers": ("tlcli.cli.layers:LAYERS", "Show a model's blocks: the names --freeze-until accepts."),
+    "monitor": ("tlcli.cli.monitor:MONITOR", "Watch training live in the terminal: loss and validation curves, "
+                "learning rates, throughput, memory, which layers are frozen or trainable, warnings and "
+                "checkpoints."),
     "predict": ("tlcli.cli.predict:PREDICT", "Classify images (or texts, for a text run) with a trained run."),
     "evaluate": ("tlcli.cli.predict:EVALUATE",
                  "Measure a trained run on labelled data: accuracy, per-class recall, confusion matrix."),

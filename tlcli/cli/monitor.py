@@ -76,5 +76,9 @@ def _did_you_mean(path: Path) -> str:
     return ""
 
 
-def register(app: typer.Typer) -> None:
-    app.command("monitor", help=HELP, no_args_is_help=False)(monitor)
+# Declared in the core's command table (tlcli/cli/__init__.py); a Typer app: the dashboard has no summary.
+MONITOR = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich")
+
+
+MONITOR.command("monitor", help=HELP, no_args_is_help=False,
+                context_settings={"help_option_names": ["-h", "--help"]})(monitor)

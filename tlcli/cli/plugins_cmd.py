@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import typer
-
-from tlcli.output import emit_json, print_table, warn
-
-
-def register(app: typer.Typer) -> None:
-    app.command("plugins", help="List installed plugins and their commands.\n\nExample: tlcli plugins --json")(
-        plugins
-    )
+from tlcli.cli.command import Command
+from tlcli.fields import Options
 
 
-def plugins(json_output: bool = typer.Option(False, "--json", help="JSON Lines on stdout.")) -> None:
+def run_plugins(cfg: Options, run, report) -> dict:
+    """One record a plugin (failed ones too, with their error)."""
     from tlcli.registry import all_failures, load_plugins
 
     found = load_plugins()
@@ -45,22 +39,24 @@ def plugins(json_output: bool = typer.Option(False, "--json", help="JSON Lines o
                 "error": failure.error,
             }
         )
-    if json_output:
-        for row in rows:
-            emit_json(row)
-    else:
-        print_table(
+    for row in rows:
+        report.record(row)
+    report.table(
             "plugins",
             ["name", "distribution", "version", "commands", "status"],
             [[r["name"], r["distribution"], r["version"] or "-", ", ".join(r["commands"]), r["status"]] for r in rows],
         )
     for failure in found.failed:  # register failures were already named when the CLI started
-        warn(f"plugin {failure.entry_point} failed to load: {failure.error}")
+        report.warn(f"plugin {failure.entry_point} failed to load: {failure.error}")
+    return {"status": "finished", "plugins": sum(r["status"] == "ok" for r in rows),
+            "failed": sum(r["status"] == "failed" for r in rows)}
 
 
 def _commands_of(plugin) -> list[str]:
     """Names a plugin adds: its declared commands (group words once), then any it registers itself on a
     scratch app."""
+    import typer
+
     names = list(dict.fromkeys(path.split()[0] for path in plugin.commands))
     if plugin.register_commands is not None:
         scratch = typer.Typer()
@@ -68,3 +64,7 @@ def _commands_of(plugin) -> list[str]:
         names += [info.name or info.callback.__name__.replace("_", "-") for info in scratch.registered_commands]
         names += [group.name for group in scratch.registered_groups if group.name]
     return names
+
+
+PLUGINS = Command("plugins", Options, run_plugins, "List installed plugins and their commands.", kind="tool",
+                  examples=("tlcli plugins --json",))
