@@ -6,11 +6,10 @@ import json
 import subprocess
 import sys
 
-import click
 import pytest
 
 from tlcli.cli.command import Command
-from tlcli.cli.lazy import LazyCommand, LazyGroup
+from tlcli.cli.lazy import LazyCommand, LazyGroup, is_group
 
 TRAINING_FLAGS = ("--epochs", "--max-steps", "--lr", "--weight-decay", "--save-every", "--early-stop", "--config",
                   "--resume", "--out", "--overwrite", "--json", "--tui", "--device", "--precision", "--seed")
@@ -54,10 +53,10 @@ def test_each_declared_summary_is_the_first_line_of_its_help(path, target, summa
         assert " ".join(found.help.strip().split("\n\n")[0].split()) == summary
 
 
-def _commands(group: click.Group, prefix=()):
+def _commands(group, prefix=()):
     for name in list(group.commands):
         command = group.load(name) if isinstance(group, LazyGroup) else group.commands[name]
-        if isinstance(command, click.Group):
+        if is_group(command):
             yield from _commands(command, prefix + (name,))
         else:
             yield " ".join(prefix + (name,)), command
@@ -74,3 +73,28 @@ def test_every_command_loads_and_training_commands_share_the_training_flags():
         assert flags is not None, f"no command {path}"
         missing = [flag for flag in TRAINING_FLAGS if flag not in flags]
         assert not missing, f"{path} lacks {missing}"
+
+
+@pytest.mark.parametrize("command", TRAINING_COMMANDS)
+@pytest.mark.parametrize("maker", ["another command", "no command recorded"])
+def test_resume_of_a_folder_this_command_cannot_continue_is_one_line(cli, tmp_path, command, maker):
+    folder = tmp_path / "foreign"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"something": "else", "epochs": 1}))
+    start = {"kind": "run_start", "step": 0, "data": {"command": "not-" + command}} if maker == "another command" else {}
+    (folder / "events.jsonl").write_text(json.dumps(start) + "\n" if start else "")
+    result = cli(*command.split(), "--resume", folder)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr and "--resume" in lines[0], lines
+    assert not (folder / ".lock").exists()
+    assert json.loads((folder / "config.json").read_text())["something"] == "else"  # nothing changed
+
+
+def test_the_command_reference_matches_the_declarations():
+    """docs/cli.md is generated from the same declarations as --help: regenerate it when a flag changes."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "docs" / "make_cli_md.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
-from typer.core import TyperGroup
+from typer import core as _typer_core
+from typer.core import TyperCommand, TyperGroup
+
+# Typer 0.29 carries its own copy of Click (typer._click); its commands are that copy's classes.
+click = getattr(_typer_core, "_click", None) or __import__("click")
 
 from tlcli.errors import UsageError
 
 
-class LazyCommand(click.Command):
+class LazyCommand(TyperCommand):
     """A command not yet imported: enough to be listed in its group's help."""
 
     def __init__(self, name: str, target: str, summary: str, panel: str | None, group: str = ""):
-        super().__init__(name, help=summary, short_help=summary)
+        super().__init__(name, help=summary, short_help=summary, rich_help_panel=panel)
         self.target = target
         self.group = group
-        self.rich_help_panel = panel
 
     def load(self) -> click.Command:
         """The real Click command: a :class:`~tlcli.cli.command.Command` spec built, or a Typer app /
@@ -49,7 +51,7 @@ def as_click(found: Any, name: str, group: str = "", panel: str | None = None) -
         command = build(found)
     elif isinstance(found, typer.Typer):
         command = typer.main.get_command(found)
-    elif isinstance(found, click.Command):
+    elif hasattr(found, "main") and hasattr(found, "params"):  # a Click command (either copy)
         command = found
     else:
         raise TypeError(f"expected a Command, a Typer app or a Click command, got {type(found).__name__}")
@@ -103,5 +105,10 @@ def load_all(group: click.Group) -> None:
         command = group.commands[name]
         if isinstance(command, LazyCommand) and isinstance(group, LazyGroup):
             command = group.load(name)
-        if isinstance(command, click.Group) or isinstance(command, TyperGroup):
+        if is_group(command):
             load_all(command)
+
+
+def is_group(command) -> bool:
+    """A group of sub-commands, in either Click (Typer's own copy or the package)."""
+    return isinstance(getattr(command, "commands", None), dict)
