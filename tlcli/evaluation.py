@@ -128,3 +128,19 @@ def _write_png(confusion: np.ndarray, labels: list[str], path: Path) -> None:
             draw.rectangle(box, fill=_shade(int(confusion[i, j]), row_total), outline=(136, 136, 136))
             draw.text((box[0] + 10, box[1] + 12), str(int(confusion[i, j])), fill="black")
     image.save(path)
+
+
+def metrics_summary(scored: dict) -> dict:
+    """A classification report in the summary's layout: the four metrics under ``metrics``, the rest
+    (``n``, ``labels``, ``confusion``, ``confusion_picture``) beside."""
+    return {"metrics": {key: scored[key] for key in METRIC_KEYS if key in scored},
+            **{key: value for key, value in scored.items() if key not in METRIC_KEYS}}
+
+
+def show_metrics(report, title: str, scored: dict) -> None:
+    """The metrics for people: the three numbers, then per class."""
+    report.table(title, ["accuracy", "top-5 accuracy", "mean recall"],
+                 [[f"{scored['accuracy']:.4f}", f"{scored['top5_accuracy']:.4f}", f"{scored['mean_recall']:.4f}"]])
+    report.table("per class", ["label", "precision", "recall", "support"],
+                 [[label, f"{c['precision']:.3f}", "-" if c["recall"] is None else f"{c['recall']:.3f}",
+                   c["support"]] for label, c in scored["per_class"].items()])

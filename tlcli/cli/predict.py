@@ -167,7 +167,7 @@ def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
 
     from tlcli.data.sources import BadFiles, load_labelled
     from tlcli.errors import UsageError
-    from tlcli.evaluation import classification_report, write_confusion_picture
+    from tlcli.evaluation import classification_report, metrics_summary, show_metrics, write_confusion_picture
 
     run_dir, data = Path(cfg.run_dir), Path(cfg.data)
     confusion = Path(cfg.confusion) if cfg.confusion else None
@@ -203,21 +203,3 @@ def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
     show_metrics(report, f"{run_dir}: {scored['n']} images", scored)
     report.info(f"confusion matrix written to {picture}")
     return {"status": "finished", "run_dir": str(run_dir), **metrics_summary(scored), "bad_files": bad.summary()}
-
-
-def metrics_summary(scored: dict) -> dict:
-    """A classification report in the summary's layout: the four metrics under ``metrics``, the rest
-    (``n``, ``labels``, ``confusion``, ``confusion_picture``) beside."""
-    from tlcli.evaluation import METRIC_KEYS
-
-    return {"metrics": {key: scored[key] for key in METRIC_KEYS if key in scored},
-            **{key: value for key, value in scored.items() if key not in METRIC_KEYS}}
-
-
-def show_metrics(report, title: str, scored: dict) -> None:
-    """The metrics for people: the three numbers, then per class."""
-    report.table(title, ["accuracy", "top-5 accuracy", "mean recall"],
-                 [[f"{scored['accuracy']:.4f}", f"{scored['top5_accuracy']:.4f}", f"{scored['mean_recall']:.4f}"]])
-    report.table("per class", ["label", "precision", "recall", "support"],
-                 [[label, f"{c['precision']:.3f}", "-" if c["recall"] is None else f"{c['recall']:.3f}",
-                   c["support"]] for label, c in scored["per_class"].items()])

@@ -60,8 +60,7 @@ def evaluate_texts(predictor, data_path: Path, report, confusion: Path | None = 
 
     from tlcli.data.texts import read_labelled_texts
     from tlcli.errors import UsageError
-    from tlcli.evaluation import classification_report, write_confusion_picture
-    from tlcli.cli.predict import show_metrics
+    from tlcli.evaluation import classification_report, show_metrics, write_confusion_picture
     from tlcli.output import display_path
 
     labels = list(predictor.labels)
