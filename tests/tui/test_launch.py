@@ -10,8 +10,8 @@ import types
 
 import pytest
 
-import tui_logs as logs
-from tui_helpers import panel_text, wait_until
+from support import tui_logs as logs
+from support.tui import panel_text, wait_until
 from tlcli.tui import launch
 from tlcli.tui.app import MonitorApp
 from tlcli.tui.widgets.run_log import RunLog
