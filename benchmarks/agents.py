@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "agents"))  # the fake server the tests use
+sys.path.insert(0, str(ROOT / "tests"))  # support/: the fake server the tests use
 
 
 def overhead_per_turn(turns: int, write_events: bool = True) -> dict:
@@ -68,7 +68,7 @@ def overhead_per_turn(turns: int, write_events: bool = True) -> dict:
 
 
 def debate_round(n: int, latency: float) -> dict:
-    from agent_server import AgentServer
+    from support.agent_server import AgentServer
 
     from tlcli.llm import resolve_llm
     from tlcli_agents.models import LiveModel, Request

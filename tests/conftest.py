@@ -9,10 +9,6 @@ from dataclasses import dataclass
 
 import pytest
 
-# tests/llm/fake_openai.py is the tests' one fake OpenAI-compatible server; test folders are not packages,
-# so its folder goes on the path once, here, and every test area imports it by name.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "llm"))
-
 # Tests never reach a hub; make libraries fail fast instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -1,16 +1,10 @@
-"""Fixtures for the agents tests; the fake backend and helpers are in agent_helpers.py."""
+"""Fixtures for the agents tests; the fake backend and helpers are in tests/support/agents.py."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-
-from agent_helpers import FakeChatLLM  # noqa: E402
+from support.agents import FakeChatLLM
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from agent_helpers import make_solver
+from support.agents import make_solver
 from tlcli_agents.termination import AllOf, AnyOf, LoopState, MaxTokens, MaxTurns, TextMention, token_headroom
 
 

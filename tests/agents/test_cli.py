@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_helpers import events_of, last_json
+from support.agents import events_of, last_json
 
 SCRIPT = ["1. add", '{"tool": "calculator", "arguments": {"expression": "17 * 23 + 4"}}', "395",
           "Not shown as a sum.", '{"tool": "read_file", "arguments": {"path": "facts.txt"}}',

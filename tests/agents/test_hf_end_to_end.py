@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_helpers import events_of, last_json
+from support.agents import events_of, last_json
 
 
 @pytest.fixture(scope="module")

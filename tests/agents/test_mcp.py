@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent_helpers import make_solver
+from support.agents import make_solver
 from tlcli.errors import UsageError
 from tlcli_agents.tools import build_toolbox
 
-SERVER = Path(__file__).parent / "mcp_lookup_server.py"
+SERVER = Path(__file__).parents[1] / "support" / "mcp_lookup_server.py"
 COMMAND = f"{shlex.quote(sys.executable)} {shlex.quote(str(SERVER))}"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent_helpers import events_of, last_json
-from agent_server import AgentServer, by_role
+from support.agents import events_of, last_json
+from support.agent_server import AgentServer, by_role
 
 SCRIPT = {
     "planner": ["1. compute 17 * 23 2. add 4"],

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from agent_helpers import events_of, last_json
+from support.agents import events_of, last_json
 
 
 def rag_installed() -> bool:

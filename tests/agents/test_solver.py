@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from agent_helpers import make_solver
+from support.agents import make_solver
 
 
 def test_critic_rejection_causes_a_revision(fake_llm):

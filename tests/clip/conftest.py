@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import sys
-
 import pytest
 
-# Helpers shared by the test modules (pytest runs with --import-mode=importlib: tests/ is no package).
-sys.path.insert(0, str(Path(__file__).parent))
-from clip_test_helpers import TINY_CONFIG, make_images  # noqa: E402
+from support.clip import TINY_CONFIG, make_images
+
 
 @pytest.fixture(scope="session")
 def tiny_config(tmp_path_factory) -> Path:

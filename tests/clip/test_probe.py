@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clip_test_helpers import make_images  # noqa: F401  (see conftest: added to sys.path)
+from support.clip import make_images
 
 
 def test_probe_caches_features_and_exports(cli, tiny_config, image_folder, model_args, json_lines):
@@ -92,7 +92,7 @@ def test_probe_matches_scikit_learn_on_clip_features(cli, tiny_config, image_fol
 
 def test_cache_invalidated_by_file_weights_and_preprocessing(cli, tiny_config, tiny_weights, tmp_path, model_args,
                                                             json_lines):
-    from clip_test_helpers import TINY_CONFIG
+    from support.clip import TINY_CONFIG
 
     data = make_images(tmp_path / "data", per_class=3, classes={"a": (200, 0, 0), "b": (0, 0, 200)})
 

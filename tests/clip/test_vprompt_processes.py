@@ -8,13 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "run"))
-from run_test_helpers import finish, tlcli_process, wait_for_checkpoint  # noqa: E402
+from support.runs import finish, tlcli_process, wait_for_checkpoint
 
 
 def _args(image_folder, tiny_config, tiny_weights, *extra):

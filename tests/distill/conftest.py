@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "clip"))
-from clip_test_helpers import TINY_CONFIG  # noqa: E402
+from support.clip import TINY_CONFIG
+from support.distill import COLOURS, IMAGENET, make_images
 
-sys.path.insert(0, str(Path(__file__).parent))
-from distill_test_helpers import COLOURS, IMAGENET, make_images  # noqa: E402
 
 @pytest.fixture(scope="session")
 def colour_data(tmp_path_factory) -> Path:

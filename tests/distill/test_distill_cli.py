@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from distill_test_helpers import make_images
+from support.distill import make_images
 
 
 def _student():

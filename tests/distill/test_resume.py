@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
-from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "run"))
-from run_test_helpers import finish, tlcli_process, wait_for_checkpoint  # noqa: E402
+from support.runs import finish, tlcli_process, wait_for_checkpoint
 
 PLUGINS = "distill,finetune"  # the teacher is a fine-tuning export
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from distill_test_helpers import PRE, TinyTeacher
-from distill_test_helpers import decoded_images as _decoded
-from distill_test_helpers import tiny_student as _student
+from support.distill import PRE, TinyTeacher
+from support.distill import decoded_images as _decoded
+from support.distill import tiny_student as _student
 
 from tlcli.engine.loop import fit
 from tlcli.run import Run

@@ -7,13 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "run"))
-from run_test_helpers import wait_for_checkpoint  # noqa: E402
+from support.runs import wait_for_checkpoint
 
 ARGS = ["--model", "resnet18", "--image-size", "32", "--batch-size", "4", "--workers", "0", "--precision",
         "fp32", "--augment", "light", "--epochs", "3", "--save-every", "2", "--freeze-until", "layer1", "--quiet",

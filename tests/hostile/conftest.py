@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import fake_openai as _fake  # tests/conftest.py puts tests/llm on the path
+from support import fake_openai as _fake
 import pytest
 
 

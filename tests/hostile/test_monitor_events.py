@@ -7,22 +7,20 @@ import json
 import math
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tui"))
-import tui_logs as logs  # noqa: E402
+from support import tui_logs as logs
 
-from tlcli.events import parse_event_line  # noqa: E402
-from tlcli.tui import tail as tail_module  # noqa: E402
-from tlcli.tui.format import clock, duration  # noqa: E402
-from tlcli.tui.runs import RunReader  # noqa: E402
-from tlcli.tui.state import RunState, load_run  # noqa: E402
-from tlcli.tui.tail import EventTail  # noqa: E402
+from tlcli.events import parse_event_line
+from tlcli.tui import tail as tail_module
+from tlcli.tui.format import clock, duration
+from tlcli.tui.runs import RunReader
+from tlcli.tui.state import RunState, load_run
+from tlcli.tui.tail import EventTail
 
 ODD_VALUES = [float("inf"), float("-inf"), float("nan"), 1e30, -1, 0, 10**400, -(10**400), "12", "", None,
               True, [], {}, [[[]]], {"a": {"b": [1, None]}}, 1.5, "\x1b]52;c;ZXZpbA==\x07", 2**63]

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tui"))
-import tui_logs as logs  # noqa: E402
-from tui_helpers import panel_text, screen_lines, wait_until  # noqa: E402
+from support import tui_logs as logs
+from support.tui import panel_text, screen_lines, wait_until
 
-from tlcli.tui.app import build_monitor_app  # noqa: E402
-from tlcli.tui.screens.compare import CompareScreen  # noqa: E402
-from tlcli.tui.widgets.run_log import RunLog  # noqa: E402
+from tlcli.tui.app import build_monitor_app
+from tlcli.tui.screens.compare import CompareScreen
+from tlcli.tui.widgets.run_log import RunLog
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fake_openai import FakeOpenAI, Scripted, echo_reply  # tests/conftest.py puts tests/llm on the path
+from support.fake_openai import FakeOpenAI, Scripted, echo_reply
 
 
 @pytest.fixture(scope="session")

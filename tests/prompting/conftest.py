@@ -55,7 +55,7 @@ def _five(prompt: str, n: int, body: dict) -> list[str]:
 def chat_server():
     """An OpenAI-compatible server on 127.0.0.1 that answers every request with n choices of
     "... The answer is 5." and records the requests (``server.requests``: path, headers, body)."""
-    from fake_openai import FakeOpenAI  # tests/conftest.py puts it on the path
+    from support.fake_openai import FakeOpenAI
 
     with FakeOpenAI(_five) as server:
         yield server

@@ -4,14 +4,11 @@ random ResNet-18 for the commands that train a backbone. Everything offline, sec
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "clip"))
-from clip_test_helpers import TINY_CONFIG, make_images  # noqa: E402
+from support.clip import TINY_CONFIG, make_images
 
 
 @pytest.fixture(scope="session")

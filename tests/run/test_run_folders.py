@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from run_test_helpers import snapshot
+from support.runs import snapshot
 
 
 def test_out_onto_a_non_empty_folder_is_refused_and_left_untouched(cli, image_folder, clip_args, tmp_path):

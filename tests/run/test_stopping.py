@@ -11,7 +11,7 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from run_test_helpers import tlcli_process
+from support.runs import tlcli_process
 
 ARGS = ["--model", "resnet18", "--pretrained", "none", "--image-size", "32", "--batch-size", "4", "--workers", "0",
         "--precision", "fp32", "--device", "cpu", "--epochs", "3", "--save-every", "2", "--freeze-until", "layer1",

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
-from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "run"))
-from run_test_helpers import finish, tlcli_process, wait_for_checkpoint  # noqa: E402
+from support.runs import finish, tlcli_process, wait_for_checkpoint
 
 PLUGINS = "finetune,selfsup"
 TINY = ["--model", "timm:test_resnet", "--image-size", "24", "--precision", "fp32", "--workers", "0",

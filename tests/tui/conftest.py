@@ -1,15 +1,10 @@
-"""Fixtures for the dashboard tests; helpers are in tui_helpers.py, event logs in tui_logs.py."""
+"""Fixtures for the dashboard tests; helpers are in support/tui.py, event logs in support/tui_logs.py."""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
-
-# `import tui_logs, tui_helpers` (tests run with --import-mode=importlib); names unique across the suite.
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import tui_logs as logs
+from support import tui_logs as logs
 
 
 def test_help_has_an_example(cli):

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-import tui_logs as logs
-from tui_helpers import panel_text, screen_lines, wait_until, widget_text
+from support import tui_logs as logs
+from support.tui import panel_text, screen_lines, wait_until, widget_text
 from tlcli.paths import STOP_REQUEST_FILE
 from tlcli.tui.app import build_monitor_app
 from tlcli.tui.watcher import RunUpdated

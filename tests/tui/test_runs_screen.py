@@ -7,8 +7,8 @@ import os
 import pytest
 from textual.widgets import DataTable
 
-import tui_logs as logs
-from tui_helpers import screen_lines, wait_until
+from support import tui_logs as logs
+from support.tui import screen_lines, wait_until
 from tlcli.tui.app import build_monitor_app
 from tlcli.tui.screens.compare import CompareScreen
 from tlcli.tui.screens.run import RunScreen

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import tui_logs as logs
-from tui_helpers import screen_lines
+from support import tui_logs as logs
+from support.tui import screen_lines
 from tlcli.tui.app import build_monitor_app
 from tlcli.tui.screens.compare import CompareScreen
 

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-import tui_logs as logs
+from support import tui_logs as logs
 from tlcli.tui.state import MAX_SERIES_POINTS, RunState, Series, load_run
 from tlcli.tui.tail import EventTail
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-import tui_logs as logs
-from tui_helpers import wait_until, widget_text
+from support import tui_logs as logs
+from support.tui import wait_until, widget_text
 from tlcli.tui.app import build_monitor_app
 from tlcli.tui.state import load_run
 from tlcli.tui.widgets.run_header import RunHeader

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
@@ -33,15 +34,25 @@ class MonitorApp(App[None]):
         self.show_runs = show_runs
         self.job_running = False  # true under `--tui` while the training thread runs
         self._job = None
+        # Under `--tui`: what the job wrote to stdout / stderr while the app was up, as (text, to_stderr),
+        # written to the terminal once the app has closed (see `launch.run_with_dashboard`). Headless (in
+        # tests) Textual captures nothing: prints reach the streams at once.
+        self.held_output: list[tuple[str, bool]] = []
+        self.output_passed_through = False
 
     def follow_job(self, outcome) -> None:
         """Under `--tui`: watch a `launch.JobOutcome` and say on screen when the training thread ends."""
         self._job = outcome
         self.job_running = True
+        self.begin_capture_print(self)  # before the app starts: the job may print at once
 
     def on_mount(self) -> None:
         if self._job is not None:
             self.set_interval(JOB_POLL_S, self._check_job)
+            self.output_passed_through = self.is_headless
+
+    def on_print(self, event: events.Print) -> None:
+        self.held_output.append((event.text, event.stderr))
 
     def _check_job(self) -> None:
         if self.job_running and self._job.done.is_set():

@@ -1,4 +1,5 @@
-"""`--tui`: run a training job in a worker thread while the dashboard watches its run folder."""
+"""`--tui`: run a training job in a worker thread while the dashboard watches its run folder; once the
+dashboard closes, the terminal holds what a plain run prints (see `run_with_dashboard`)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,11 @@ def run_with_dashboard(run_dir: Path, job: Callable[[], T]) -> T:
 
     Leaving the dashboard with `q` while the job still runs does not abandon it: this waits for the job in the
     terminal (a note says so); Ctrl-C then writes the stop request, so the run checkpoints and ends as stopped.
-    While the dashboard is up, what the job prints is swallowed: the event log is what it shows.
+
+    After the dashboard, the terminal holds what a plain run prints: what the job wrote to stdout and stderr
+    while the dashboard was up (held, then written in order), then on stderr the run folder and, for a run
+    that stopped or was interrupted after a checkpoint, the line to continue it (`tlcli COMMAND --resume DIR`,
+    see :func:`closing_lines`). The caller prints its summary after this returns (the last stdout line).
     """
     if not dashboard_available():
         # The job's own progress lines follow (see progress_is_quiet): the dashboard is what is ignored.
@@ -65,12 +70,50 @@ def run_with_dashboard(run_dir: Path, job: Callable[[], T]) -> T:
 
     worker = threading.Thread(target=work, name="tlcli-job", daemon=True)
     worker.start()
-    app.run()
+    try:
+        app.run()
+    finally:
+        said = _write_held(app.held_output, write=not app.output_passed_through)
     if not outcome.done.is_set():
         _wait_after_dashboard(Path(run_dir), outcome)
     if outcome.error is not None:
+        said += str(outcome.error)
+    for line in closing_lines(Path(run_dir), hint_said="--resume" in said):
+        print(line, file=sys.stderr, flush=True)
+    if outcome.error is not None:
         raise outcome.error
     return outcome.result
+
+
+def closing_lines(run_dir: Path, hint_said: bool = False) -> list[str]:
+    """What `--tui` prints once the dashboard has closed, read from the run's event log: the run folder, and,
+    when the run stopped or was interrupted after writing a checkpoint, how to continue it (the command is
+    the run's own, from its run_start event; unless ``hint_said``: the job said it already)."""
+    from tlcli.output import display_path
+    from tlcli.tui.state import load_run
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():  # the job failed before its run started (the folder is removed)
+        return []
+    run = load_run(run_dir)
+    lines = [f"tlcli: run folder {display_path(run_dir)} ({run.status})"]
+    resumable = run.status in ("stopped", "interrupted") and run.checkpoints and run.command
+    if resumable and not hint_said:
+        lines.append(f"tlcli: {run.status}; continue with: tlcli {run.command} --resume {display_path(run_dir)}")
+    return lines
+
+
+def _write_held(held: list[tuple[str, bool]], write: bool = True) -> str:
+    """Write what the job printed while the dashboard was up to the real streams; returns its stderr text."""
+    errors = []
+    for text, to_stderr in held:
+        if write:
+            (sys.stderr if to_stderr else sys.stdout).write(text)
+        if to_stderr:
+            errors.append(text)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return "".join(errors)
 
 
 class JobOutcome:

@@ -3,6 +3,10 @@
 Plain Python, no Textual: the watcher thread folds events into a `RunState` and hands the screen a
 `snapshot()`, which the screen only reads.
 
+One small state per event family, and the run's `family` (chosen by the kinds it writes) picks the panels:
+"training" (metric / eval / layers / checkpoint: the fields of `RunState` itself), "index" (`index`
+events: an `IndexBuild`, see `index_build.py`) and "agents" (`message` events: the transcript).
+
 Status rules (`judge_status`):
 
 - a `run_end` line gives the status (finished / stopped / interrupted / failed);
@@ -30,6 +34,7 @@ from typing import Any, Callable
 
 from tlcli.events import writer_alive
 from tlcli.output import terminal_safe
+from tlcli.tui.index_build import IndexBuild
 
 STALE_AFTER_S = 600.0
 MAX_LOG_LINES = 2000
@@ -151,11 +156,13 @@ class RunState:
     best: float | None = None
     best_step: int | None = None
     blocks: list[Block] = field(default_factory=list)
+    checkpoints: int = 0  # checkpoint events seen (a stopped run with one can be resumed)
     logs: deque = field(default_factory=lambda: deque(maxlen=MAX_LOG_LINES))
     log_count: int = 0  # lines ever added; the log panel appends the ones it has not shown
     transcript: deque = field(default_factory=lambda: deque(maxlen=MAX_TRANSCRIPT))
     transcript_count: int = 0  # entries ever added; the transcript panel appends the ones it has not shown
     agents: dict[str, AgentUsage] = field(default_factory=dict)
+    index: IndexBuild | None = None  # an index build's progress (a run with `index` events)
     end: dict[str, Any] | None = None
     end_time: float | None = None
     status: str = "waiting"
@@ -238,6 +245,9 @@ class RunState:
         self.params_trainable = _count(params.get("trainable"), self.params_trainable)
         self.params_total = _count(params.get("total"), self.params_total)
         self._set_blocks(data.get("blocks"))
+        if isinstance(data.get("index"), str):  # `rag index` names the index it builds
+            self.index = self.index or IndexBuild()
+            self.index.folder = _text(data["index"])
         what = " · ".join(x for x in (self.command or self.plugin, self.model, self.device) if x)
         self.add_log(when, step, "info", f"run started{': ' + what if what else ''}")
 
@@ -275,7 +285,12 @@ class RunState:
 
     def _on_checkpoint(self, data: dict, step: int, when: float | None) -> None:
         kind = data.get("kind") if isinstance(data.get("kind"), str) and data.get("kind") else "last"
+        self.checkpoints += 1
         self.add_log(when, step, "info", f"saved {kind} checkpoint")
+
+    def _on_index(self, data: dict, step: int, when: float | None) -> None:
+        self.index = self.index or IndexBuild()
+        self.index.apply(data, when)
 
     def _on_log(self, data: dict, step: int, when: float | None) -> None:
         level = data.get("level") if data.get("level") in ("info", "warning", "error") else "info"
@@ -375,6 +390,15 @@ class RunState:
         return self.status
 
     @property
+    def family(self) -> str:
+        """Which panels show this run: "index", "agents" or "training" (the kinds it has written)."""
+        if self.index is not None:
+            return "index"
+        if self.transcript_count:
+            return "agents"
+        return "training"
+
+    @property
     def is_live(self) -> bool:
         return self.status in ("running", "running?")
 
@@ -387,6 +411,10 @@ class RunState:
 
     @property
     def progress(self) -> float | None:
+        """Done, from 0 to 1: steps of a training run, chunks (else files) of an index build."""
+        if self.index is not None:
+            index = self.index
+            return index.chunks_fraction if index.chunks_fraction is not None else index.files_fraction
         if not self.total_steps or self.total_steps <= 0:
             return None
         return max(0.0, min(1.0, self.step / self.total_steps))
@@ -401,7 +429,10 @@ class RunState:
         return max(0.0, (self.end_time or self.last_time or self.started) - self.started)
 
     def eta(self, now: float | None = None) -> float | None:
-        """Seconds left at the step rate seen since the first metric of this (possibly resumed) run."""
+        """Seconds left at the step rate seen since the first metric of this (possibly resumed) run; for an
+        index build, its own estimate."""
+        if self.index is not None:
+            return self.index.eta(time.time() if now is None else now) if self.is_live else None
         if not self.is_live or not self.total_steps or self.first_metric is None or self.last_time is None:
             return None
         t0, step0 = self.first_metric
@@ -421,10 +452,11 @@ class RunState:
         copied.logs = deque(self.logs, maxlen=MAX_LOG_LINES)
         copied.transcript = deque(self.transcript, maxlen=MAX_TRANSCRIPT)
         copied.agents = {name: copy.copy(tally) for name, tally in self.agents.items()}
+        copied.index = copy.copy(self.index)
         return copied
 
 
-_KNOWN_KINDS = ("run_start", "metric", "eval", "layers", "checkpoint", "log", "run_end")
+_KNOWN_KINDS = ("run_start", "metric", "eval", "layers", "checkpoint", "log", "index", "run_end")
 
 
 def _float(value: Any, default: float | None = None) -> float | None:

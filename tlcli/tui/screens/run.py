@@ -1,5 +1,7 @@
-"""One run, live: header, loss and validation charts, numbers, layers, log; an agent run (one that writes
-`message` events) shows its transcript in place of the charts."""
+"""One run, live: header, then the panels of the run's event family (see `RunState.family`), then the log.
+
+A training run shows loss and validation charts, numbers and layers; an agent run (one that writes
+`message` events) its transcript; an index build (`index` events) its files, chunks, speed and ETA."""
 
 from __future__ import annotations
 
@@ -18,11 +20,15 @@ from tlcli.tui.state import ENDED_STATUSES, RunState
 from tlcli.tui.stop import request_stop
 from tlcli.tui.watcher import EventLogWatcher, RunUpdated
 from tlcli.tui.widgets.charts import LossChart, MetricChart
+from tlcli.tui.widgets.index_panel import IndexPanel
 from tlcli.tui.widgets.layers import LayerPanel
 from tlcli.tui.widgets.run_header import RunHeader
 from tlcli.tui.widgets.run_log import RunLog
 from tlcli.tui.widgets.stats import StatsPanel
 from tlcli.tui.widgets.transcript import TranscriptPanel
+
+
+FAMILIES = ("training", "agents", "index")  # each a CSS class naming the panels shown
 
 
 class RunScreen(Screen):
@@ -51,6 +57,7 @@ class RunScreen(Screen):
             yield LossChart(id="loss-chart").data_bind(RunScreen.run)
             yield MetricChart(id="metric-chart").data_bind(RunScreen.run, RunScreen.metric)
         yield TranscriptPanel(id="transcript").data_bind(RunScreen.run)
+        yield IndexPanel(id="index-build").data_bind(RunScreen.run)
         with Horizontal(id="panels"):
             yield StatsPanel(id="stats").data_bind(RunScreen.run)
             yield LayerPanel(id="layers").data_bind(RunScreen.run)
@@ -77,8 +84,9 @@ class RunScreen(Screen):
             self.run, self._held = self._held, None
 
     def watch_run(self, old: RunState | None, new: RunState | None) -> None:
-        if new is not None and new.transcript_count and not self.has_class("-agents"):
-            self.add_class("-agents")
+        if new is not None:
+            for family in FAMILIES:
+                self.set_class(new.family == family, f"-{family}")
         ended = new is not None and new.status in ENDED_STATUSES
         if ended and (old is None or old.status not in ENDED_STATUSES) and getattr(self.app, "job_running", False):
             self.notify(f"run {new.status} — press q to quit", timeout=8)

@@ -98,7 +98,11 @@ class RunsScreen(Screen):
         name = Text(display_path(state.run_dir.name))
         if self._marked == state.run_dir:
             name.stylize("reverse")
-        progress = f"{state.step}/{state.total_steps}" if state.total_steps else str(state.step)
+        if state.index is not None:  # an index build: chunks embedded of those to embed
+            chunks = state.index.chunks
+            progress = f"{state.index.chunks_done or 0}/{chunks} chunks" if chunks is not None else "- chunks"
+        else:
+            progress = f"{state.step}/{state.total_steps}" if state.total_steps else str(state.step)
         if state.progress is not None:
             progress += f" {state.progress:.0%}"
         best = f"{state.monitor or ''} {number(state.best)}".strip() if state.best is not None else "-"

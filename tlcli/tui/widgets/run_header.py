@@ -23,6 +23,7 @@ STATUS_STYLES = {
     "waiting": "dim",
 }
 BAR_WIDTH = 24
+INDEX_BAR_WIDTH = 12  # beside the file and chunk counts
 
 
 class RunHeader(Widget):
@@ -72,8 +73,10 @@ class RunHeader(Widget):
     def _progress(self, run: RunState) -> Text:
         if run.status == "waiting":
             return Text(f"waiting for {display_path(run.run_dir / 'events.jsonl')}", style="dim")
-        if run.transcript_count:  # an agents run counts turns and messages, not steps and epochs
+        if run.family == "agents":  # an agents run counts turns and messages, not steps and epochs
             return Text(f"turn {run.step}  {run.transcript_count} messages  {len(run.agents)} agents")
+        if run.family == "index":  # an index build counts files and chunks
+            return self._index_progress(run)
         text = Text(f"step {run.step}")
         progress = run.progress
         if progress is not None:
@@ -84,4 +87,20 @@ class RunHeader(Widget):
             text.append(f" {progress:4.0%}")
         epochs = f"/{run.epochs:g}" if run.epochs else ""
         text.append(f"  epoch {run.epoch:.2f}{epochs}")
+        return text
+
+    def _index_progress(self, run: RunState) -> Text:
+        build = run.index
+        text = Text()
+        if build.files is not None:
+            text.append(f"files {build.files_done or 0:,}/{build.files:,}  ")
+        total = f"/{build.chunks:,}" if build.chunks is not None else ""
+        text.append(f"chunks {build.chunks_done or 0:,}{total}")
+        progress = run.progress
+        if progress is not None:
+            done = int(round(progress * INDEX_BAR_WIDTH))
+            text.append(" ")
+            text.append("━" * done, style="green" if run.is_live else "cyan")
+            text.append("━" * (INDEX_BAR_WIDTH - done), style="grey35")
+            text.append(f" {progress:4.0%}")
         return text

@@ -1,6 +1,5 @@
 """A fake OpenAI-compatible server on 127.0.0.1 speaking the real wire format: the one fake server of the
-tests (tests/llm, tests/hostile, tests/prompting, tests/agents and benchmarks/agents.py load this file by
-path: test folders are not packages)."""
+tests (tests/llm, tests/hostile, tests/prompting, tests/agents and benchmarks/agents.py import it)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,13 @@
-"""The fake OpenAI-compatible server (tests/llm/fake_openai.py) as the agents tests and benchmark use it:
+"""The fake OpenAI-compatible server (support/fake_openai.py) as the agents tests and benchmark use it:
 ``reply(body, n)`` sees the whole request (the speaker is in its system prompt), connections are kept
 alive as real servers keep them, ``latency`` delays each answer, ``peak_in_flight`` counts concurrency."""
 
 from __future__ import annotations
 
-import sys
 import threading
-from pathlib import Path
 from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "llm"))  # also run by benchmarks/agents.py
-from fake_openai import FakeOpenAI  # noqa: E402
+from .fake_openai import FakeOpenAI
 
 
 class AgentServer(FakeOpenAI):

@@ -1,4 +1,4 @@
-"""Helpers the run tests share (imported by name: tests/ is no package)."""
+"""Run helpers: `tlcli` as a subprocess, waiting for its checkpoints, snapshots of a run folder."""
 
 from __future__ import annotations
 

@@ -119,3 +119,40 @@ def agent_run(run: str = "agents") -> str:
     text += line("run_end", {"status": "finished", "wall_s": 7.0, "steps": 6, "error": None, "best": None,
                              "monitor": None}, step=6, time=START + 7, run=run)
     return text
+
+
+def index_start(run: str = "index", pid: int = DEAD_PID, time: float = START) -> str:
+    return line("run_start", {"command": "rag-index", "plugin": "rag", "pid": pid, "host": socket.gethostname(),
+                              "config": {"paths": ["docs"]}, "index": ".tlcli-index"}, time=time, run=run)
+
+
+def index_progress(files_done: int, chunks_done: int, files: int = 120, chunks: int = 2400,
+                   chunks_per_s: float = 80.0, run: str = "index", time: float | None = None) -> str:
+    """An `index` event in the current shape: files and chunks are the build's totals."""
+    eta = (chunks - chunks_done) / chunks_per_s
+    return line("index", {"files_done": files_done, "files": files, "chunks_done": chunks_done, "chunks": chunks,
+                          "chunks_per_s": chunks_per_s, "eta_s": eta},
+                time=START + 1 + chunks_done / chunks_per_s if time is None else time, run=run)
+
+
+def index_run(ended: bool = True, run: str = "index") -> str:
+    """A `rag index` build of 120 files (2,400 chunks) at 80 chunks/s: 40 files (800 chunks) done, then
+    (``ended``) the rest and a finished run_end."""
+    text = index_start(run=run) + index_progress(0, 0, run=run) + index_progress(40, 800, run=run)
+    if ended:
+        text += index_progress(120, 2400, run=run)
+        text += line("run_end", {"status": "finished", "error": None}, time=START + 32, run=run)
+    return text
+
+
+def legacy_index_run(run: str = "index") -> str:
+    """The `index` events `rag index` wrote before the current shape: stages, and during embedding
+    ``chunks`` counts what is done (``chunks_total`` the total)."""
+    text = index_start(run=run)
+    text += line("index", {"stage": "hashed", "files": 12, "files_done": 12, "changed": 10, "removed": 1},
+                 time=START + 1, run=run)
+    text += line("index", {"stage": "chunked", "files": 10, "files_done": 10, "chunks": 300},
+                 time=START + 2, run=run)
+    text += line("index", {"stage": "embedding", "files": 10, "files_done": 4, "chunks": 120, "chunks_total": 300,
+                           "chunks_per_s": 60.0}, time=START + 4, run=run)
+    return text
