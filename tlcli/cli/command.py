@@ -345,7 +345,7 @@ def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) ->
         run = Run.create(command.run_name or command.name, options["out"], overwrite=options["overwrite"],
                          plugin=command.plugin, config=cfg.model_dump(mode="json"))
     job = _job(command)
-    from tlcli.tui.launch import run_in
+    from tlcli.tui.launch import dashboard_available, run_in
 
     def inside(progress_quiet: bool) -> dict:
         report.progress_quiet = progress_quiet
@@ -355,10 +355,12 @@ def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) ->
 
     summary = run_in(run, inside, options["tui"], options["quiet"])
     final = report.summary(summary, status=run.status, run_dir=str(run.path))
+    on_dashboard = options["tui"] and dashboard_available()  # it printed the folder and the resume line
     if final["status"] in ("stopped", "interrupted") and command.resumable:
         from tlcli.output import display_path
 
-        report.hint(f"{final['status']}; continue with: tlcli {command.path} --resume {display_path(run.path)}")
+        if not on_dashboard:
+            report.hint(f"{final['status']}; continue with: tlcli {command.path} --resume {display_path(run.path)}")
         if final["status"] == "interrupted":
             raise Interrupted("interrupted; checkpoint saved") from None
 
