@@ -196,13 +196,15 @@ class _Rounds:
 
     def labelled_only_round(self) -> None:
         """Round 0: the --from classifier as it is, or one trained on the labelled images alone."""
+        steps = 0
         if self.from_backbone:
             result = self.train(0, [whole(self.data.labelled)], True)
-            val_accuracy = result.best
+            val_accuracy, steps = result.best, result.steps
         else:
             val_accuracy = _accuracy(self.cfg.model, self.data.classes, self.state, self.data.val, self.data.pre,
                                      self.device)
-        self.finish(0, {"round": 0, "kept": 0, "kept_accuracy": None, "val_accuracy": val_accuracy}, [])
+        self.finish(0, {"round": 0, "kept": 0, "kept_accuracy": None, "val_accuracy": val_accuracy,
+                        "steps": steps}, [])
 
     def self_training_round(self, index: int, previous: set[int]) -> set[int] | None:
         """Label the pool with the latest model, keep the confident images and train on them; None (and no
@@ -217,7 +219,7 @@ class _Rounds:
         result = self.train(index, [whole(data.labelled), (data.pool, kept, labels)], False)
         self.finish(index, {"round": index, "kept": len(kept),
                             "kept_accuracy": _kept_accuracy(data.pool.labels, kept, labels),
-                            "val_accuracy": result.best}, kept)
+                            "val_accuracy": result.best, "steps": result.steps}, kept)
         return set(kept)
 
     def train(self, index: int, parts: list[tuple], start_is_backbone: bool):
