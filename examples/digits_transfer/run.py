@@ -78,7 +78,7 @@ def main() -> None:
     print("1/3 pretraining ResNet-18 from scratch on digits 0-4", file=sys.stderr)
     pretrain = tlcli("finetune", data["pretrain"], *COMMON, "--pretrained", "none", "--epochs", "4",
                      "--batch-size", "64", "--lr", "2e-3", "--val-split", "0.1", "--out", work / "runs" / "pretrain")
-    print(f"    digits 0-4 validation accuracy {pretrain['best_val_accuracy']:.3f}", file=sys.stderr)
+    print(f"    digits 0-4 validation accuracy {pretrain['best']['value']:.3f}", file=sys.stderr)
 
     budget = ["--epochs", str(options.epochs), "--batch-size", "16", "--val-split", "0", "--seed", "0"]
     print(f"2/3 transfer: {SHOTS} images per digit 5-9, pretrained weights, layers up to layer2 frozen",

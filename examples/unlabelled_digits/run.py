@@ -180,7 +180,7 @@ def pretext_experiment(s: Settings, data: dict, runs: Path) -> list[dict]:
                     "--out", runs / f"pre-{task}")
         tlcli("finetune", data["labelled"], "--weights", runs / f"pre-{task}", *finetune, "--out", runs / f"ft-{task}")
         rows.append({"start": f"pretrain --task {task}", "pretext_s": pre["wall_s"],
-                     "knn_on_labelled": pre["best_knn_accuracy"],
+                     "knn_on_labelled": pre["best"]["value"],
                      "test_accuracy": test_accuracy(runs / f"ft-{task}", data["test"])})
     log("supervised pretraining on the pool's labels (the upper bound), then fine-tuning")
     sup = tlcli("finetune", data["pool"], "--pretrained", "none", "--val-split", "0", "--epochs",

@@ -1,42 +1,61 @@
-"""The validated options of `tlcli finetune` (flags, or a TOML file whose keys are the flag names)."""
+"""The options of `tlcli finetune`: the one declaration of its flags (see tlcli/fields.py)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import field_validator
 
-from tlcli.cli.options import VAL_SPLIT
-from tlcli.engine.task import MaxBadShare, TrainConfig
+from tlcli.fields import ImageData, TrainOptions, option
 
 # Bytes per pixel of one training image on its way to the model: the resized uint8 image kept in memory (3),
 # its float32 tensor (12), and at least as much again for the first layer's activations (a lower bound).
 BYTES_PER_PIXEL = 3 + 12 + 12
+MODEL = "Model"
+ADAPT = "Domain adaptation and seeds"
 
 
-class FinetuneConfig(TrainConfig):
-    data: str
-    val: str | None = None
-    val_split: float = Field(VAL_SPLIT, ge=0.0, lt=1.0)
-    model: str = "resnet50"
-    pretrained: str = "default"
-    weights: str | None = None
-    freeze_until: str | None = None
-    lr: float = Field(1e-3, gt=0)
-    lr_decay: float = Field(1.0, gt=0, le=1.0)
-    weight_decay: float = Field(0.05, ge=0)
-    augment: Literal["none", "light", "strong"] = "light"
-    image_size: int | None = Field(None, ge=8)
-    max_bad: MaxBadShare = 0.05
-    epochs: int = Field(10, ge=1)
-    domain_adapt: str | None = None  # DANN: unlabelled target images (tlcli_finetune.dann)
-    dann_weight: float = Field(1.0, ge=0)
-    seeds: list[int] | None = None  # --seeds: one run per seed in RUN_DIR/seed-N (tlcli_finetune.seeds)
+class FinetuneConfig(ImageData, TrainOptions):
+    model: str = option("resnet50", "torchvision name, timm:NAME or clip:NAME.", short="-m", panel=MODEL)
+    pretrained: str = option("default", "default | none | a weight tag.", panel=MODEL)
+    weights: str | None = option(None, "Local weights: safetensors, a state dict, or a run's model/ "
+                                 "folder.", panel=MODEL)
+    freeze_until: str | None = option(None, "Freeze every block up to and including this one (see `tlcli "
+                                      "layers`).", panel=MODEL)
+    train_bn: bool = option(False, "Let frozen BatchNorm layers update their statistics.", panel=MODEL)
+    unfreeze_every: int | None = option(None, "Unfreeze the next block down every E epochs.", ge=1, panel=MODEL)
+    lr_decay: float = option(1.0, "Multiply --lr (the head's) by this for each earlier block.", gt=0, le=1.0,
+                             panel=MODEL)
+    augment: Literal["none", "light", "strong"] = option("light", "none | light | strong", panel=MODEL)
+    domain_adapt: str | None = option(None, "Unlabelled target-domain images: domain-adversarial training "
+                                      "(DANN).", panel=ADAPT)
+    dann_weight: float = option(1.0, "Scale of the DANN gradient reversal (its schedule rises from 0 to this).",
+                                ge=0, panel=ADAPT)
+    seeds: list[int] | None = option(None, "Train once per seed (1,2,3) into RUN_DIR/seed-N and report the mean "
+                                     "and std of their best --val accuracy.", panel=ADAPT)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_list(cls, value):
+        """``"1,2,3"`` (the flag) or ``[1, 2, 3]`` (a config file): distinct integers."""
+        if value is None:
+            return None
+        parts = [p.strip() for p in value.split(",")] if isinstance(value, str) else value
+        try:
+            seeds = [int(p) for p in parts if p != ""]
+        except (TypeError, ValueError):
+            raise ValueError("expected integers separated by commas, e.g. 1,2,3") from None
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError("expected distinct integers separated by commas, e.g. 1,2,3")
+        if any(s < 0 or s >= 2**32 for s in seeds):
+            raise ValueError("each seed must be between 0 and 4294967295")
+        return seeds
 
 
 def check_image_size(cfg: FinetuneConfig) -> None:
     """Refuse an ``--image-size`` whose batch alone would not fit in memory (``--image-size 100000`` was
-    killed by the OOM killer at 23 GB instead of being told so)."""
+    killed by the OOM killer at 23 GB instead of being told so). A check of this machine, not of the
+    options: the job makes it before any work."""
     if not cfg.image_size:
         return
     from tlcli.errors import UsageError

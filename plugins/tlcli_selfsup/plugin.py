@@ -1,19 +1,18 @@
-"""Registration only: nothing heavy is imported here."""
+"""Registration only: the commands are declared by import path, nothing is imported here."""
 
 from __future__ import annotations
 
 from tlcli.plugin import Plugin
 
-
-def register_commands(app) -> None:
-    from tlcli_selfsup import commands
-
-    commands.register(app)
-
-
 plugin = Plugin(
     name="selfsup",
-    register_commands=register_commands,
+    commands={
+        "pretrain": ("tlcli_selfsup.cli:PRETRAIN",
+                     "Pretrain a vision backbone on unlabelled images with a pretext task."),
+        "pseudolabel": ("tlcli_selfsup.cli:PSEUDOLABEL",
+                        "Self-training: label unlabelled images with a model, keep the confident ones "
+                        "(class-balanced), retrain, repeat."),
+    },
     description="Learn from unlabelled images: pretext-task pretraining (rotation, jigsaw, SimCLR, masked "
     "autoencoder) and pseudo-labelling rounds.",
     help_panel="Unlabelled images",

@@ -27,14 +27,15 @@ from tlcli.engine import distributed
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.device import resolve_device
 from tlcli.engine.loop import fit
-from tlcli.errors import Interrupted, UsageError
-from tlcli.output import emit_json, info, print_table
+from tlcli.artifacts import read_model
+from tlcli.errors import UsageError
 from tlcli_selfsup.classifier import ClassifierTask, ImageSet, predict_probabilities, whole, write_classifier
 from tlcli_selfsup.config import PseudolabelConfig
 from tlcli_selfsup.images import preprocessing_for
 from tlcli_selfsup.round_store import RoundStore
 
 if TYPE_CHECKING:
+    from tlcli.cli.report import Report
     from tlcli.run import Run
 
 
@@ -81,41 +82,43 @@ class _Data:
     bad: BadFiles
 
 
-def run_pseudolabel(cfg: PseudolabelConfig, source, run, json_output: bool, quiet: bool,
-                    resume: bool = False) -> dict:
-    """Run (or with ``resume`` continue) the rounds. A resumed run reads back the rounds that finished,
-    continues the round in progress from its last checkpoint and runs the rest: the same table as an
-    uninterrupted run. Under torchrun every rank trains each round; rank 0 picks the pseudo-labels and
-    writes the files."""
+def run_pseudolabel(cfg: PseudolabelConfig, run, report) -> dict:
+    """The job of `tlcli pseudolabel`: run (or on ``--resume`` continue) the rounds. A resumed run reads back
+    the rounds that finished, continues the round in progress from its last checkpoint and runs the rest: the
+    same rounds as an uninterrupted run. Under torchrun every rank trains each round; rank 0 picks the
+    pseudo-labels and writes the files. The summary lists the ``rounds``; the last one's validation accuracy
+    is ``best`` (its model is the run's)."""
+    source = read_model(Path(cfg.start))
     if source.kind not in ("backbone", "image-classifier"):
         raise UsageError(f"--from {cfg.start}: a {source.kind!r} model; pass a finetune or pretrain run")
-    data = _load_data(cfg, source, quiet)
+    data = _load_data(cfg, source, report)
     cap = cfg.per_class_cap or math.ceil(len(data.pool) / len(data.classes))
     device = resolve_device(cfg.device)
     # Every rank trains each round; rank 0 picks the pseudo-labels and broadcasts them.
     dist_info = distributed.setup(device.type)
     run.start({"model": cfg.model, "classes": data.classes, "labelled": len(data.labelled),
                "unlabelled": len(data.pool), "val": len(data.val) if data.val else 0, "cap": cap,
-               "resumed": resume, "world_size": dist_info.world})
-    rounds = _Rounds(cfg, data, run, dist_info, device, cap, resume, quiet, source.kind == "backbone",
+               "resumed": run.resumed, "world_size": dist_info.world})
+    rounds = _Rounds(cfg, data, run, dist_info, device, cap, run.resumed, report, source.kind == "backbone",
                      source.tensors())
-    try:
-        rounds.run_all()
-        if run.writable:
-            _export(run, rounds.state, data, cfg.model)
-    except BaseException as error:
-        run.emit("run_end", {"status": "interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
-                             "error": f"{type(error).__name__}: {error}"})
-        raise
-    summary = {"run_dir": str(run.path), "status": rounds.status, "rounds": rounds.rows, "threshold": cfg.threshold,
-               "per_class_cap": cap, "labelled": len(data.labelled), "unlabelled": len(data.pool),
+    rounds.run_all()
+    if run.writable:
+        _export(run, rounds.state, data, cfg.model)
+    last = rounds.rows[-1] if rounds.rows else {}
+    summary = {"status": rounds.status,
+               "best": {"metric": "val_accuracy", "value": last.get("val_accuracy"), "step": None},
+               "metrics": {"val_accuracy": last.get("val_accuracy"), "round": last.get("round"),
+                           "kept": last.get("kept"), "kept_accuracy": last.get("kept_accuracy")},
+               "rounds": rounds.rows, "model": cfg.model, "threshold": cfg.threshold, "per_class_cap": cap,
+               "labelled": len(data.labelled), "unlabelled": len(data.pool),
                "val_images": len(data.val) if data.val else 0, "classes": data.classes,
                "bad_files": data.bad.summary()}
-    _report(summary, run, json_output, quiet)
+    report.table(f"pseudolabel {rounds.status}: {run.path}", ["round", "kept", "kept accuracy", "val accuracy"],
+                 [[r["round"], r["kept"], _fmt(r["kept_accuracy"]), _fmt(r["val_accuracy"])] for r in rounds.rows])
     return summary
 
 
-def _load_data(cfg: PseudolabelConfig, source, quiet: bool) -> _Data:
+def _load_data(cfg: PseudolabelConfig, source, report) -> _Data:
     """Decode the labelled, validation and unlabelled images, checking the classes against ``source``."""
     pre = dict(source.preprocessing) or preprocessing_for(cfg.model, "none", None)
     if cfg.image_size:
@@ -137,8 +140,7 @@ def _load_data(cfg: PseudolabelConfig, source, quiet: bool) -> _Data:
         if unknown:
             raise UsageError(f"{cfg.data}: classes {', '.join(unknown[:5])} are not among the --from model's "
                              f"labels ({', '.join(classes[:5])}...); pass a run trained on the same classes")
-    if not quiet:
-        info("decoding images")
+    report.info("decoding images")
     labelled = DecodedImages(train_samples, classes, pre, bad, cfg.workers)
     val = DecodedImages(val_samples, classes, pre, bad, cfg.workers) if val_samples else None
     pool = _unlabelled_with_truth(cfg.unlabelled, classes, pre, bad, cfg.workers)
@@ -156,7 +158,7 @@ class _Rounds:
     device: torch.device
     cap: int
     resume: bool
-    quiet: bool
+    report: Report
     from_backbone: bool
     state: dict  # the latest round's weights (the --from model's before round 0)
     status: str = "finished"
@@ -194,13 +196,15 @@ class _Rounds:
 
     def labelled_only_round(self) -> None:
         """Round 0: the --from classifier as it is, or one trained on the labelled images alone."""
+        steps = 0
         if self.from_backbone:
             result = self.train(0, [whole(self.data.labelled)], True)
-            val_accuracy = result.best
+            val_accuracy, steps = result.best, result.steps
         else:
             val_accuracy = _accuracy(self.cfg.model, self.data.classes, self.state, self.data.val, self.data.pre,
                                      self.device)
-        self.finish(0, {"round": 0, "kept": 0, "kept_accuracy": None, "val_accuracy": val_accuracy}, [])
+        self.finish(0, {"round": 0, "kept": 0, "kept_accuracy": None, "val_accuracy": val_accuracy,
+                        "steps": steps}, [])
 
     def self_training_round(self, index: int, previous: set[int]) -> set[int] | None:
         """Label the pool with the latest model, keep the confident images and train on them; None (and no
@@ -215,7 +219,7 @@ class _Rounds:
         result = self.train(index, [whole(data.labelled), (data.pool, kept, labels)], False)
         self.finish(index, {"round": index, "kept": len(kept),
                             "kept_accuracy": _kept_accuracy(data.pool.labels, kept, labels),
-                            "val_accuracy": result.best}, kept)
+                            "val_accuracy": result.best, "steps": result.steps}, kept)
         return set(kept)
 
     def train(self, index: int, parts: list[tuple], start_is_backbone: bool):
@@ -227,7 +231,8 @@ class _Rounds:
             self.store.clear_checkpoints(index)
         task = ClassifierTask(self.cfg, self.cfg.model, self.data.classes, ImageSet(parts), self.data.val,
                               self.data.pre, self.state, start_is_backbone)
-        callbacks = standard_callbacks(self.run, "pseudolabel", "selfsup", self.quiet, stage=f"round-{index}")
+        callbacks = standard_callbacks(self.run, "pseudolabel", "selfsup", self.report.progress_quiet,
+                                       stage=f"round-{index}")
         # The monitor shows (and stops) the whole run: its stop request ends this round's fit.
         result = fit(task, self.cfg, folder, callbacks=callbacks, resume=continuing, outer_runs=(self.run.path,))
         distributed.barrier(self.dist_info)  # rank 0 has exported the round's model: every rank reads it back
@@ -241,8 +246,8 @@ class _Rounds:
         if self.status == "finished":
             self.store.mark_finished(index, row, kept)
         self.run.emit("eval", {"metrics": row}, stage=f"round-{index}")
-        if not self.quiet and index > 0:
-            info(f"round {index}: kept {row['kept']}, their accuracy {_fmt(row['kept_accuracy'])}, "
+        if index > 0:
+            self.report.info(f"round {index}: kept {row['kept']}, their accuracy {_fmt(row['kept_accuracy'])}, "
                  f"val accuracy {_fmt(row['val_accuracy'])}")
 
 
@@ -262,25 +267,6 @@ def _export(run, state: dict, data: _Data, spec: str) -> None:
         for item in (tmp / "model").iterdir():
             shutil.move(str(item), tmp / item.name)
         (tmp / "model").rmdir()
-
-
-def _report(summary: dict, run, json_output: bool, quiet: bool) -> None:
-    """Record the summary; rank 0 prints it (JSON or a table). An interrupted run raises, naming --resume."""
-    status = summary["status"]
-    run.write_metrics(summary)
-    run.emit("run_end", {"status": status, "error": None, "rounds": len(summary["rounds"]) - 1})
-    if run.writable:
-        if json_output:
-            emit_json(summary)
-        else:
-            print_table(f"pseudolabel {status}: {run.path}", ["round", "kept", "kept accuracy", "val accuracy"],
-                        [[r["round"], r["kept"], _fmt(r["kept_accuracy"]), _fmt(r["val_accuracy"])]
-                         for r in summary["rounds"]])
-    if status == "interrupted":
-        raise Interrupted(f"interrupted; the rounds finished so far are kept. Continue with: "
-                          f"tlcli pseudolabel --resume {run.path}")
-    if status == "stopped" and not quiet:
-        info(f"stopped. Continue with: tlcli pseudolabel --resume {run.path}")
 
 
 def _selection(index: int, store: RoundStore, resume: bool, dist_info, choose) -> tuple[list[int], list[int]]:

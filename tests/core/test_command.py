@@ -162,3 +162,15 @@ def test_summary_problems_catch_the_old_shapes():
     assert summary_problems({"command": "x", "status": "finished", "best_val_accuracy": 0.5})
     assert summary_problems({"command": "x", "status": "finished", "metrics": {"accuracy": {"mean": 1}}})
     assert not summary_problems({"command": "x", "status": "finished", "seeds": [1, 2], "mean": 0.5, "std": 0.1})
+
+
+def test_resume_of_a_finished_run_another_command_made_is_refused_not_called_finished(tmp_path):
+    foreign = tmp_path / "other"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"teacher": "x"}))
+    (foreign / "events.jsonl").write_text(
+        json.dumps({"kind": "run_start", "stage": None, "data": {"command": "distill"}}) + "\n"
+        + json.dumps({"kind": "run_end", "stage": None, "data": {"status": "finished"}}) + "\n")
+    code, _, err = run_toy(tmp_path, "--resume", "other")
+    assert code == 2 and "not a `tlcli toy` run" in err and "already finished" not in err
+    assert len(err.strip().splitlines()) == 1 and not (foreign / ".lock").exists()

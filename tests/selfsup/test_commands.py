@@ -7,6 +7,8 @@ import json
 import pytest
 from safetensors.torch import load_file
 
+from tlcli.cli.report import summary_problems
+
 TINY = ["--model", "timm:test_resnet", "--image-size", "24", "--precision", "fp32", "--workers", "0"]
 
 
@@ -21,7 +23,9 @@ def test_pretrain_exports_a_backbone_finetune_loads_without_missing_keys(cli, co
     assert done.exit_code == 0, done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])
     assert summary["status"] == "finished" and summary["task"] == task
-    assert 0.0 <= summary["best_knn_accuracy"] <= 1.0
+    assert summary_problems(summary) == []
+    assert summary["best"]["metric"] == "knn_accuracy" and 0.0 <= summary["best"]["value"] <= 1.0
+    assert summary["metrics"]["knn_accuracy"] == summary["best"]["value"]  # one evaluation: the last is the best
 
     meta = json.loads((tmp_path / "pre/model/model.json").read_text())
     assert meta["kind"] == "backbone" and meta["pretext_task"] == task
@@ -64,7 +68,10 @@ def test_pseudolabel_rounds_respect_threshold_and_cap(cli, colour_data, tmp_path
                "--out", "pl", "--json", "--quiet")
     assert done.exit_code == 0, done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary_problems(summary) == []
     rounds = summary["rounds"]
+    assert summary["best"] == {"metric": "val_accuracy", "value": rounds[-1]["val_accuracy"], "step": None}
+    assert summary["metrics"]["round"] == rounds[-1]["round"]
     assert rounds[0]["round"] == 0 and rounds[0]["kept"] == 0
     for entry in rounds[1:]:
         # threshold 0 keeps every image, so the cap decides: at most 2 per class
@@ -89,9 +96,13 @@ def test_finetune_domain_adapt_over_seeds(cli, colour_data, tmp_path):
                "none", "--max-steps", "2", "--batch-size", "6", "--out", "dann", "--json", "--quiet")
     assert done.exit_code == 0, done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary_problems(summary) == []
     assert [r["seed"] for r in summary["seeds"]] == [1, 2]
-    values = [r["best_val_accuracy"] for r in summary["seeds"]]
-    assert summary["best_val_accuracy"]["mean"] == pytest.approx(sum(values) / 2)
+    assert [r["run_dir"] for r in summary["seeds"]] == ["dann/seed-1", "dann/seed-2"]
+    values = [r["best"]["value"] for r in summary["seeds"]]
+    assert summary["mean"] == pytest.approx(sum(values) / 2, abs=1e-6)
+    assert summary["std"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5, abs=1e-6)
+    assert json.loads((tmp_path / "dann/seed-1/metrics.json").read_text())["best"] == summary["seeds"][0]["best"]
     exported = load_file(str(tmp_path / "dann/seed-1/model/model.safetensors"))
     assert not any(k.startswith(("domain.", "classifier.")) for k in exported)  # the classifier's own names
     assert cli("evaluate", "dann/seed-1", colour_data, "--json").exit_code == 0
