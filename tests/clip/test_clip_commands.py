@@ -67,7 +67,8 @@ def test_vprompt_config_file_is_recorded_and_print_config_round_trips(cli, image
     again = cli("vprompt", "--config", "again.toml", "--print-config")
     assert again.exit_code == 0 and again.stdout == printed.stdout
 
-    result = cli(*args, "--out", "run", "--json", "--save-every", "1", "--scheduler", "constant")
+    result = cli(*args, "--out", "run", "--json", "--save-every", "1", "--scheduler", "constant", "--weight-decay",
+                 "0.01")
     assert result.exit_code == 0, result.stderr
     saved = json.loads(Path("run/config.json").read_text())
     assert (saved["pad"], saved["max_steps"], saved["lr"]) == (3, 2, 0.5)
@@ -76,7 +77,7 @@ def test_vprompt_config_file_is_recorded_and_print_config_round_trips(cli, image
     assert summary["steps"] == 2 and summary["pad"] == 3
     assert summary["trainable_params"] == 3 * (32 * 32 - 26 * 26)  # pad 3 on the tiny model's 32 px
     state = json.loads(next(Path("run/checkpoints").glob("step-*/state.json")).read_text())
-    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [0.5]
+    assert [(g["lr"], g["weight_decay"]) for g in state["optimizer"]["param_groups"]] == [(0.5, 0.01)]
 
 
 def test_coop_honours_the_training_flags(cli, image_folder, tiny_config, model_args):
@@ -93,11 +94,40 @@ def test_coop_honours_the_training_flags(cli, image_folder, tiny_config, model_a
     groups = json.loads((checkpoints[-1] / "state.json").read_text())["optimizer"]["param_groups"]
     assert [(g["lr"], g["weight_decay"]) for g in groups] == [(0.03, 0.01)]
 
-    stopped = cli(*base, "--epochs", "40", "--early-stop", "1", "--out", "early")
+
+
+@pytest.mark.parametrize("command", ["coop", "vprompt"])
+def test_early_stop_ends_the_run_before_its_epochs(cli, image_folder, tiny_config, model_args, command):
+    extra = ["--n-ctx", "2"] if command == "coop" else ["--pad", "2", "--templates", "single", "--batch-size", "8"]
+    stopped = cli(command, image_folder, *model_args(tiny_config), *extra, "--epochs", "30", "--early-stop", "1",
+                  "--val-split", "0.25", "--out", "early", "--quiet", "--json")
     assert stopped.exit_code == 0, stopped.stderr
-    assert stopped.json_lines()[-1]["epochs"] < 40
-    events = Path("early/events.jsonl").read_text()
-    assert "early stop" in events
+    summary = stopped.json_lines()[-1]
+    assert summary["status"] == "finished" and summary["epochs"] < 30
+    assert "early stop" in Path("early/events.jsonl").read_text()
+
+
+def test_coop_config_file_is_recorded(cli, image_folder, tiny_config, model_args):
+    Path("f.toml").write_text("n-ctx = 2\nmax_steps = 1\nlr = 0.02\nclass_specific = true\n")
+    result = cli("coop", image_folder, *model_args(tiny_config), "--config", "f.toml", "--out", "run", "--quiet",
+                 "--json")
+    assert result.exit_code == 0, result.stderr
+    saved = json.loads(Path("run/config.json").read_text())
+    assert (saved["n_ctx"], saved["max_steps"], saved["lr"], saved["class_specific"]) == (2, 1, 0.02, True)
+    summary = result.json_lines()[-1]
+    assert summary["steps"] == 1 and summary["trainable_params"] == 3 * 2 * 64  # one context per class
+
+
+@pytest.mark.parametrize("command", ["probe", "compare", "zeroshot"])
+def test_print_config_round_trips_for_the_other_commands(cli, image_folder, command):
+    extra = {"probe": ["--init", "zeroshot", "--shots", "4"], "compare": ["--shots", "2,8", "--no-coop"],
+             "zeroshot": ["--labels", "cat,dog", "-k", "2", "--eval"]}[command]
+    printed = cli(command, image_folder, *extra, "--no-cache", "--print-config")
+    assert printed.exit_code == 0, printed.stderr
+    assert "cache = false" in printed.stdout
+    Path("f.toml").write_text(printed.stdout)
+    again = cli(command, "--config", "f.toml", "--print-config")
+    assert again.exit_code == 0 and again.stdout == printed.stdout
 
 
 def test_every_command_ends_with_a_summary_in_the_one_schema(cli, image_folder, tiny_config, model_args):
