@@ -39,6 +39,8 @@ def main() -> None:
     print("\nCLIP zero-shot on scikit-image sample photos")
     for line in done.stdout.splitlines():
         row = json.loads(line)
+        if "path" not in row:  # the summary, the last line
+            continue
         expected = PHOTOS[Path(row["path"]).stem]
         mark = "ok" if row["label"] == expected else f"expected {expected}"
         print(f"{Path(row['path']).name:<16} {row['label']:<20} {row['score']:.2f}  {mark}")

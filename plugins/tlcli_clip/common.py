@@ -1,5 +1,4 @@
-"""What probe, coop and compare share: their validated options, labelled data, the seeded split, k-shot
-sampling, features."""
+"""What probe, coop, compare and vprompt share: labelled data, the seeded split, k-shot sampling, features."""
 
 from __future__ import annotations
 
@@ -8,61 +7,14 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from tlcli.cli.options import VAL_SPLIT
+from tlcli.cli.report import Report, rounded
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import LabelledSample, load_labelled, stratified_split
-from tlcli.engine.task import MaxBadShare
 from tlcli.errors import UsageError
-from tlcli.output import info
-
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_N_CTX = 16  # CoOp's own default; coop and compare use the same
-
-
-class ClipOptions(BaseModel):
-    """The options every CLIP command that builds a run shares (flag names, one default each)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    data: str
-    model: str = DEFAULT_MODEL
-    pretrained: str | None = None
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    batch_size: int | None = Field(None, ge=1)
-    workers: int | None = Field(None, ge=0)
-    no_cache: bool = False
-    max_bad: MaxBadShare = 0.05
-    seed: int = 0
-    val_split: float = Field(VAL_SPLIT, gt=0.0, lt=1.0)
-
-    @property
-    def use_cache(self) -> bool:
-        return not self.no_cache
-
-
-class ProbeConfig(ClipOptions):
-    shots: int | None = Field(None, ge=1)
-    weight_decay: float | None = Field(None, ge=0)
-    init: Literal["none", "zeroshot"] = "none"
-    templates: str = "ensemble"
-
-
-class CompareConfig(ClipOptions):
-    shots: list[int] = Field(min_length=1)
-    templates: str = "ensemble"
-    n_ctx: int = Field(DEFAULT_N_CTX, ge=1, le=64)
-    coop_epochs: int = Field(30, ge=1)
-    no_coop: bool = False
-    vprompt: bool = False
-    vprompt_epochs: int = Field(10, ge=1)
-    vprompt_pad: int = Field(30, ge=1)
-
+from tlcli.run import Run
 
 def k_shot(samples: list[LabelledSample], shots: int | None, seed: int) -> list[LabelledSample]:
     """At most ``shots`` samples of each class, drawn by ``seed``; input order kept."""
@@ -90,10 +42,10 @@ def shots_used(samples: list[LabelledSample], shots: int | None) -> dict:
             "max_per_class": max(counts.values(), default=0), "classes_short": short}
 
 
-def report_short_shots(used: dict, quiet: bool) -> None:
-    if used["classes_short"] and not quiet:
+def report_short_shots(used: dict, report) -> None:
+    if used["classes_short"]:
         names = ", ".join(used["classes_short"][:5]) + (", ..." if len(used["classes_short"]) > 5 else "")
-        info(f"--shots {used['asked']}: {len(used['classes_short'])} class(es) have fewer training images "
+        report.info(f"--shots {used['asked']}: {len(used['classes_short'])} class(es) have fewer training images "
              f"({names}); using {used['min_per_class']} to {used['max_per_class']} per class")
 
 
@@ -104,13 +56,28 @@ class Split:
     val: list[LabelledSample]
 
 
-def split_data(data: str, val_split: float, seed: int, bad: BadFiles) -> Split:
+def split_data(data: str, val_split: float, seed: int, bad: BadFiles, val: str | None = None) -> Split:
+    """DATA's classes and its train/validation split: ``val`` (a folder or manifest of the same classes) when
+    given, else a stratified ``val_split`` share of DATA (none at 0), drawn by ``seed``."""
     samples = load_labelled(Path(data), bad_files=bad)
-    train, val = stratified_split(samples, val_split, seed)
     classes = sorted({s.label for s in samples})
     if len(classes) < 2:
         raise UsageError(f"{data}: found {len(classes)} class; at least two are needed")
-    return Split(classes, train, val)
+    if val is not None:
+        held_out = load_labelled(Path(val), bad_files=bad)
+        unknown = sorted({s.label for s in held_out} - set(classes))
+        if unknown:
+            raise UsageError(f"--val {val}: classes not in DATA: {', '.join(unknown[:5])}; use the same class names")
+        return Split(classes, samples, held_out)
+    if val_split <= 0:
+        return Split(classes, samples, [])
+    train, held_out = stratified_split(samples, val_split, seed)
+    return Split(classes, train, held_out)
+
+
+def split_of(cfg, bad: BadFiles) -> Split:
+    """The split a config asks for (``data``, ``val``, ``val_split``, ``seed``)."""
+    return split_data(cfg.data, cfg.val_split, cfg.seed, bad, cfg.val)
 
 
 @dataclass
@@ -137,11 +104,11 @@ class LabelledFeatures:
 def labelled_features(clip, samples: list[LabelledSample], classes: list[str], bad: BadFiles, cfg,
                       quiet: bool, stats: dict) -> LabelledFeatures:
     """Features of ``samples`` (bad files reported and dropped), counting cache hits into ``stats``.
-    ``cfg`` gives ``batch_size``, ``workers`` and ``use_cache``."""
+    ``cfg`` gives ``batch_size``, ``workers`` and ``cache``."""
     from tlcli.features import image_features
 
     result = image_features(clip, [s.path for s in samples], bad, batch_size=cfg.batch_size,
-                            workers=cfg.workers, use_cache=cfg.use_cache, quiet=quiet)
+                            workers=cfg.workers, use_cache=cfg.cache, quiet=quiet)
     stats["cached"] = stats.get("cached", 0) + result.cached
     stats["computed"] = stats.get("computed", 0) + result.computed
     index = {c: i for i, c in enumerate(classes)}
@@ -160,6 +127,11 @@ def model_reference(model: str, pretrained: str | None) -> tuple[str, str | None
     return model, pretrained
 
 
-def say(quiet: bool, message: str) -> None:
-    if not quiet:
-        info(message)
+def sub_run(command: str, cfg, job, folder: Path) -> dict:
+    """One training command run inside a compare run's folder, silently, finished as its own command would
+    finish it: its summary (with ``run_dir``)."""
+    with Run.create(command, folder, config=cfg.model_dump(mode="json"), plugin="clip") as run:
+        summary = job(cfg, run, Report(command, quiet=True, silent=True))
+        summary = rounded({"command": command, "run_dir": str(run.path), **summary})
+        run.finish(summary.get("status") or "finished", summary)
+    return summary

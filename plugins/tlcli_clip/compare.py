@@ -15,20 +15,19 @@ from tlcli import probe as linear
 from tlcli.data.bad_files import BadFiles
 from tlcli.errors import UsageError
 from tlcli.models.clip import load_clip
-from tlcli.output import emit_json, print_table
-from tlcli_clip.common import CompareConfig, k_shot, labelled_features, say, split_data
+from tlcli_clip.common import k_shot, labelled_features, split_of, sub_run
+from tlcli_clip.config import CompareConfig, CoopConfig
+from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 
 
-def run_compare(cfg: CompareConfig, run, json_output: bool, quiet: bool) -> dict:
-    """Every method on one split, in ``run`` (a :class:`tlcli.run.Run`): one ``eval`` event per method and
-    shot count, CoOp runs as sub-runs of its folder."""
-    from tlcli.run import Run
-    from tlcli_clip.coop import CoopConfig, run_coop
-    from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
+def run_compare(cfg: CompareConfig, run, report) -> dict:
+    """The job of `tlcli compare`: every method on one split, in ``run``: one record and one ``eval`` event
+    per method and shot count, CoOp (and --vprompt) runs as sub-runs of its folder."""
+    from tlcli_clip.coop import run_coop  # torch: only when CoOp runs (compare --no-coop on cached features needs none)
 
     started = time.time()
     bad = BadFiles()
-    split = split_data(cfg.data, cfg.val_split, cfg.seed, bad)
+    split = split_of(cfg, bad)
     if not split.val:
         raise UsageError(f"{cfg.data}: no held-out images; raise --val-split or add images")
     classes = split.classes
@@ -36,9 +35,9 @@ def run_compare(cfg: CompareConfig, run, json_output: bool, quiet: bool) -> dict
     stats: dict = {}
     largest = max(cfg.shots)
     pool = k_shot(split.train, largest, cfg.seed)  # every k-shot set is drawn from the same pool order
-    say(quiet, f"compare on {len(split.val)} held-out images, {len(classes)} classes, shots {cfg.shots}")
-    train_all = labelled_features(clip, pool, classes, bad, cfg, quiet, stats)
-    val = labelled_features(clip, split.val, classes, bad, cfg, quiet, stats)
+    report.info(f"compare on {len(split.val)} held-out images, {len(classes)} classes, shots {cfg.shots}")
+    train_all = labelled_features(clip, pool, classes, bad, cfg, report.progress_quiet, stats)
+    val = labelled_features(clip, split.val, classes, bad, cfg, report.progress_quiet, stats)
     bad.check(len(pool) + len(split.val), cfg.max_bad)
     features_s = time.time() - started
     val_x = linear.normalize(val.x.astype(np.float64))
@@ -53,12 +52,11 @@ def run_compare(cfg: CompareConfig, run, json_output: bool, quiet: bool) -> dict
         results.append(row)
         run.emit("eval", {"metrics": {"accuracy": acc}, "method": method, "shots": shots,
                           "trainable_params": trainable}, step=len(results))
-        if json_output:
-            emit_json(row)
-        say(quiet, f"{method} ({'-' if shots is None else f'{shots}-shot'}): accuracy {acc:.4f} in {wall:.1f}s")
+        report.record(row)
+        report.info(f"{method} ({'-' if shots is None else f'{shots}-shot'}): accuracy {acc:.4f} in {wall:.1f}s")
 
     t = time.time()
-    head = label_embeddings(clip, classes, resolve_templates(cfg.templates), cfg.use_cache)
+    head = label_embeddings(clip, classes, resolve_templates(cfg.templates), cfg.cache)
     probs = zero_shot_probs(clip, val.x, head)
     record("zeroshot", None, float((probs.argmax(axis=1) == val.y).mean()), 0, time.time() - t)
     anchor = clip.logit_scale() * head.astype(np.float64)
@@ -72,17 +70,15 @@ def run_compare(cfg: CompareConfig, run, json_output: bool, quiet: bool) -> dict
             weight, bias, wd = linear.fit_with_inner_split(x, y, len(classes), start, cfg.seed)
             record(method, shots, linear.accuracy(val_x, val.y, weight, bias), int(weight.size + bias.size),
                    time.time() - t, weight_decay=wd)
-        if not cfg.no_coop:
+        if cfg.coop:
             t = time.time()
-            coop_cfg = CoopConfig(data=cfg.data, model=cfg.model, pretrained=cfg.pretrained, n_ctx=cfg.n_ctx,
-                                  shots=shots, val_split=cfg.val_split, epochs=cfg.coop_epochs, seed=cfg.seed,
-                                  device=cfg.device, precision=cfg.precision, decode_workers=cfg.workers,
-                                  no_cache=cfg.no_cache, max_bad=cfg.max_bad, batch_size=cfg.batch_size or 32)
-            with Run.create("coop", run.path / f"coop-{shots}shot", config=coop_cfg.model_dump(),
-                            plugin="clip") as sub_run:
-                summary = run_coop(coop_cfg, sub_run, resume=False, json_output=False, quiet=True, emit=False)
+            coop_cfg = CoopConfig(data=cfg.data, val=cfg.val, model=cfg.model, pretrained=cfg.pretrained,
+                                  n_ctx=cfg.n_ctx, shots=shots, val_split=cfg.val_split, epochs=cfg.coop_epochs,
+                                  seed=cfg.seed, device=cfg.device, precision=cfg.precision, workers=cfg.workers,
+                                  cache=cfg.cache, max_bad=cfg.max_bad, batch_size=cfg.batch_size or 32)
+            summary = sub_run("coop", coop_cfg, run_coop, run.path / f"coop-{shots}shot")
             stats["cached"] += summary["cached"]
-            record("coop", shots, summary["final_metrics"].get("val_accuracy", float("nan")),
+            record("coop", shots, summary["metrics"].get("val_accuracy", float("nan")),
                    summary["trainable_params"], time.time() - t, run_dir=summary["run_dir"])
         if cfg.vprompt:
             from tlcli_clip.vprompt import compare_row
@@ -93,18 +89,16 @@ def run_compare(cfg: CompareConfig, run, json_output: bool, quiet: bool) -> dict
                    run_dir=row["run_dir"])
 
     best = max(results, key=lambda r: (r["accuracy"], -r["trainable_params"]))
-    summary = {"run_dir": str(run.path), "results": results,
-               "best": {k: best[k] for k in ("method", "shots", "accuracy")},
-               "classes": classes, "val_images": len(val.y), "cached": stats["cached"],
+    summary = {"status": "finished", "best": {"metric": "accuracy", "value": best["accuracy"], "step": None},
+               "best_method": best["method"], "best_shots": best["shots"],
+               "metrics": {"accuracy": best["accuracy"]},
+               "infer_samples_per_s": round((len(pool) + len(split.val)) / max(1e-9, features_s), 1),
+               "results": results, "classes": classes, "val_images": len(val.y), "cached": stats["cached"],
                "computed": stats["computed"], "features_s": round(features_s, 3),
                "wall_s": round(time.time() - started, 3), "precision": clip.spec["precision"],
                "bad_files": bad.summary()}
-    run.finish("finished", summary)
-    if json_output:
-        emit_json({"summary": summary})
-    else:
-        print_table(f"compare on {len(val.y)} held-out images (best: {best['method']})",
-                    ["method", "shots", "accuracy", "trainable params", "wall"],
-                    [[r["method"], "-" if r["shots"] is None else r["shots"], f"{r['accuracy']:.4f}",
-                      f"{r['trainable_params']:,}", f"{r['wall_s']:.1f}s"] for r in results])
+    report.table(f"compare on {len(val.y)} held-out images (best: {best['method']})",
+                 ["method", "shots", "accuracy", "trainable params", "wall"],
+                 [[r["method"], "-" if r["shots"] is None else r["shots"], f"{r['accuracy']:.4f}",
+                   f"{r['trainable_params']:,}", f"{r['wall_s']:.1f}s"] for r in results])
     return summary

@@ -13,50 +13,24 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from tlcli.data.bad_files import BadFiles
+from tlcli.engine.callbacks import standard_callbacks
+from tlcli.engine.loop import fit
 from tlcli.engine.params import Block, ParamGroup
-from tlcli.cli.options import VAL_SPLIT
-from tlcli.engine.task import ClassifierTask, MaxBadShare, TrainConfig
-from tlcli.errors import Interrupted, UsageError
+from tlcli.engine.task import ClassifierTask
+from tlcli.errors import UsageError
 from tlcli.models.clip import ClipModel, load_clip
-from tlcli.output import emit_json, info, print_table
-from tlcli_clip.common import (DEFAULT_MODEL, DEFAULT_N_CTX, k_shot, labelled_features, model_reference,
-                               report_short_shots, say, shots_used, split_data)
+from tlcli_clip.common import k_shot, labelled_features, model_reference, report_short_shots, shots_used, split_of
+from tlcli_clip.config import CoopConfig
+from tlcli_clip.text import SINGLE_TEMPLATE, label_embeddings, zero_shot_probs
 
 MODEL_KIND = "clip-coop"
 PLACEHOLDER = "X"
-
-
-class CoopConfig(TrainConfig):
-    """``--workers`` are decoding threads here (``decode_workers``); the training batches come from features
-    in memory, where DataLoader workers would only cost. ``--batch-size`` is both the training batch and
-    the feature-extraction batch."""
-
-    data: str
-    model: str = DEFAULT_MODEL
-    pretrained: str | None = None
-    n_ctx: int = Field(DEFAULT_N_CTX, ge=1, le=64)
-    init: str | None = None
-    class_specific: bool = False
-    shots: int | None = Field(None, ge=1)
-    val_split: float = Field(VAL_SPLIT, gt=0.0, lt=1.0)
-    lr: float = Field(2e-3, gt=0)
-    decode_workers: int | None = Field(None, ge=0)
-    no_cache: bool = False
-    max_bad: MaxBadShare = 0.05
-    epochs: int = Field(50, ge=1)
-    workers: int | None = Field(0, ge=0)
-
-    @property
-    def use_cache(self) -> bool:
-        return not self.no_cache
 
 
 def _text_tower(model) -> nn.Module:
@@ -174,7 +148,7 @@ class CoopTask(ClassifierTask):
         return [Block("ctx", {"ctx": model.ctx}, [])]
 
     def param_groups(self, model, blocks, include_frozen: bool):
-        return [ParamGroup("ctx", [model.ctx], self.cfg.lr, 0.0)]
+        return [ParamGroup("ctx", [model.ctx], self.cfg.lr, self.cfg.weight_decay)]
 
     def train_dataset(self):
         return FeatureSet(self.train.features, self.train.labels, train=True)
@@ -233,30 +207,25 @@ def load_prompt_run(path: Path) -> PromptRun:
     return PromptRun(files.meta, files.labels, ctx)
 
 
-def run_coop(cfg: CoopConfig, run, resume: bool, json_output: bool, quiet: bool, emit: bool = True) -> dict:
-    """Features, zero-shot baseline, training by the engine, summary, in ``run`` (a :class:`tlcli.run.Run`)."""
-    from tlcli.engine.callbacks import standard_callbacks
-    from tlcli.engine.loop import fit
-    from tlcli_clip.text import SINGLE_TEMPLATE, label_embeddings, zero_shot_probs
-
+def run_coop(cfg: CoopConfig, run, report) -> dict:
+    """The job of `tlcli coop`: features, the zero-shot baseline, training by the engine, the summary."""
     started = time.time()
     bad = BadFiles()
-    split = split_data(cfg.data, cfg.val_split, cfg.seed, bad)
+    split = split_of(cfg, bad)
     train_samples = k_shot(split.train, cfg.shots, cfg.seed)
     used = shots_used(train_samples, cfg.shots)
     clip = load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision)
-    say(quiet, f"coop: {len(train_samples)} train / {len(split.val)} val images, {len(split.classes)} classes")
-    report_short_shots(used, quiet)
-    feature_options = SimpleNamespace(batch_size=cfg.batch_size, workers=cfg.decode_workers, use_cache=cfg.use_cache)
+    report.info(f"coop: {len(train_samples)} train / {len(split.val)} val images, {len(split.classes)} classes")
+    report_short_shots(used, report)
     stats: dict = {}
-    train = labelled_features(clip, train_samples, split.classes, bad, feature_options, quiet, stats)
-    val = labelled_features(clip, split.val, split.classes, bad, feature_options, quiet, stats)
+    train = labelled_features(clip, train_samples, split.classes, bad, cfg, report.progress_quiet, stats)
+    val = labelled_features(clip, split.val, split.classes, bad, cfg, report.progress_quiet, stats)
     bad.check(len(train_samples) + len(split.val), cfg.max_bad)
     if len(train.labels) < 2:
         raise UsageError(f"{cfg.data}: fewer than two readable training images")
     zero_shot = None
     if len(val.labels):
-        head = label_embeddings(clip, split.classes, [SINGLE_TEMPLATE], cfg.use_cache)
+        head = label_embeddings(clip, split.classes, [SINGLE_TEMPLATE], cfg.cache)
         zero_shot = float((zero_shot_probs(clip, val.x, head).argmax(axis=1) == val.y).mean())
     model_ref, pretrained_ref = model_reference(cfg.model, cfg.pretrained)
     meta = {"model": model_ref, "pretrained": pretrained_ref, "precision": clip.spec["precision"],
@@ -264,28 +233,21 @@ def run_coop(cfg: CoopConfig, run, resume: bool, json_output: bool, quiet: bool,
     del clip
 
     task = CoopTask(cfg, split.classes, train, val if len(val.labels) else None, meta, run)
-    callbacks = standard_callbacks(run, "coop", "clip", quiet,
+    callbacks = standard_callbacks(run, "coop", "clip", report.progress_quiet,
                                    [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
-    result = fit(task, cfg, run, callbacks=callbacks, resume=resume)
+    # --workers decoded the images above; the training batches are features in memory (no loader processes).
+    result = fit(task, cfg.model_copy(update={"workers": 0}), run, callbacks=callbacks, resume=run.resumed)
     summary = {
-        "run_dir": str(run.path), "status": result.status, "val_accuracy": result.best,
-        "zeroshot_val_accuracy": zero_shot, "final_metrics": result.final_metrics, "steps": result.steps,
-        "epochs": result.epochs_done, "trainable_params": result.trainable_params,
-        "total_params": result.total_params, "cached": stats["cached"], "computed": stats["computed"],
-        "shots": used, "classes": split.classes, "train_images": len(train.labels), "val_images": len(val.labels),
-        "wall_s": round(time.time() - started, 3), "device": result.device, "precision": result.precision,
-        "bad_files": bad.summary(),
+        **result.summary(), "zeroshot_val_accuracy": zero_shot,
+        "trainable_params": result.trainable_params, "total_params": result.total_params,
+        "cached": stats["cached"], "computed": stats["computed"], "shots": used, "classes": split.classes,
+        "train_images": len(train.labels), "val_images": len(val.labels),
+        "wall_s": round(time.time() - started, 3), "bad_files": bad.summary(),
     }
-    run.finish(result.status, summary)
-    if emit and json_output:
-        emit_json(summary)
-    elif emit:
-        best = "-" if result.best is None else f"{result.best:.4f}"
-        zs = "-" if zero_shot is None else f"{zero_shot:.4f}"
-        print_table(f"coop {result.status}", ["run", "best val acc", "zero-shot val acc", "trainable", "wall"],
-                    [[str(run.path), best, zs, f"{result.trainable_params:,}", f"{summary['wall_s']:.1f}s"]])
-    if result.status == "interrupted":
-        raise Interrupted(f"interrupted; checkpoint saved. Continue with: tlcli coop --resume {run.path}")
-    if result.status == "stopped" and emit and not quiet:
-        info(f"stopped; the best prompts so far are in {run.model_dir}. Continue with: tlcli coop --resume {run.path}")
+    best = "-" if result.best is None else f"{result.best:.4f}"
+    zs = "-" if zero_shot is None else f"{zero_shot:.4f}"
+    report.table(f"coop {result.status}", ["run", "best val acc", "zero-shot val acc", "trainable", "wall"],
+                 [[str(run.path), best, zs, f"{result.trainable_params:,}", f"{summary['wall_s']:.1f}s"]])
+    if result.status == "stopped":
+        report.info(f"stopped; the best prompts so far are in {run.model_dir}")
     return summary

@@ -1,24 +1,26 @@
-"""Registration only: nothing heavy is imported here."""
+"""Registration only: the commands are declared by import path, nothing is imported here."""
 
 from __future__ import annotations
 
 from tlcli.plugin import Plugin
 
-
-def register_commands(app) -> None:
-    from tlcli_clip import commands
-
-    commands.register(app)
-
-
 plugin = Plugin(
     name="clip",
     help_panel="CLIP",
-    register_commands=register_commands,
+    commands={
+        "zeroshot": ("tlcli_clip.cli:ZEROSHOT", "Classify images by comparing them with label prompts (no training)."),
+        "probe": ("tlcli_clip.cli:PROBE", "Train a linear probe (logistic regression) on frozen CLIP image features."),
+        "coop": ("tlcli_clip.cli:COOP", "Learn soft prompts (CoOp): context vectors before the class names, the "
+                 "whole CLIP model frozen."),
+        "compare": ("tlcli_clip.cli:COMPARE", "Zero-shot vs linear probe vs CoOp on the same seeded split: accuracy, "
+                    "trainable parameters, time."),
+        "vprompt": ("tlcli_clip.cli:VPROMPT", "Learn a visual prompt: a padding of --pad learned pixels around every "
+                    "image, CLIP frozen."),
+    },
     predictors={
         "clip-probe": "tlcli_clip.predictor:load_probe_predictor",
         "clip-coop": "tlcli_clip.predictor:load_coop_predictor",
         "clip-vprompt": "tlcli_clip.vprompt:load_vprompt_predictor",
     },
-    description="CLIP zero-shot, linear probes on cached features, CoOp soft prompts, and compare.",
+    description="CLIP zero-shot, linear probes on cached features, CoOp soft prompts, visual prompts, and compare.",
 )

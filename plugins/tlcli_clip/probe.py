@@ -15,9 +15,8 @@ from tlcli import probe as linear
 from tlcli.data.bad_files import BadFiles
 from tlcli.errors import UsageError
 from tlcli.models.clip import ClipModel, load_clip
-from tlcli.output import emit_json, print_table
-from tlcli_clip.common import (ProbeConfig, k_shot, labelled_features, model_reference, report_short_shots, say,
-                               shots_used, split_data)
+from tlcli_clip.common import k_shot, labelled_features, model_reference, report_short_shots, shots_used, split_of
+from tlcli_clip.config import ProbeConfig
 
 MODEL_KIND = "clip-probe"
 
@@ -28,20 +27,20 @@ def zero_shot_init(clip: ClipModel, classes: list[str], templates: str, use_cach
     return clip.logit_scale() * label_embeddings(clip, classes, resolve_templates(templates), use_cache).astype(np.float64)
 
 
-def run_probe(cfg: ProbeConfig, run, json_output: bool, quiet: bool) -> dict:
-    """Features, the weight-decay sweep, ``model/`` and the summary, in ``run`` (a :class:`tlcli.run.Run`)."""
+def run_probe(cfg: ProbeConfig, run, report) -> dict:
+    """The job of `tlcli probe`: features, the weight-decay sweep, ``model/`` and the summary, in ``run``."""
     started = time.time()
     bad = BadFiles()
-    split = split_data(cfg.data, cfg.val_split, cfg.seed, bad)
+    split = split_of(cfg, bad)
     train_samples = k_shot(split.train, cfg.shots, cfg.seed)
     used = shots_used(train_samples, cfg.shots)
     clip = load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision)
-    say(quiet, f"probe: {len(train_samples)} train / {len(split.val)} val images, {len(split.classes)} classes, "
-               f"{clip.spec['model']} ({clip.spec['precision']})")
-    report_short_shots(used, quiet)
+    report.info(f"probe: {len(train_samples)} train / {len(split.val)} val images, {len(split.classes)} classes, "
+                f"{clip.spec['model']} ({clip.spec['precision']})")
+    report_short_shots(used, report)
     stats: dict = {}
-    train = labelled_features(clip, train_samples, split.classes, bad, cfg, quiet, stats)
-    val = labelled_features(clip, split.val, split.classes, bad, cfg, quiet, stats)
+    train = labelled_features(clip, train_samples, split.classes, bad, cfg, report.progress_quiet, stats)
+    val = labelled_features(clip, split.val, split.classes, bad, cfg, report.progress_quiet, stats)
     bad.check(len(train_samples) + len(split.val), cfg.max_bad)
     if len(train.y) < 2:
         raise UsageError(f"{cfg.data}: fewer than two readable training images")
@@ -52,7 +51,7 @@ def run_probe(cfg: ProbeConfig, run, json_output: bool, quiet: bool) -> dict:
         run.emit("warning", {"message": f"skipped {entry['path']}: {entry['reason']}"})
     fit_started = time.time()
     train_x, val_x = linear.normalize(train.x.astype(np.float64)), linear.normalize(val.x.astype(np.float64))
-    anchor = zero_shot_init(clip, split.classes, cfg.templates, cfg.use_cache) if cfg.init == "zeroshot" else None
+    anchor = zero_shot_init(clip, split.classes, cfg.templates, cfg.cache) if cfg.init == "zeroshot" else None
     if cfg.weight_decay is not None:
         weight, bias = linear.fit(train_x, train.y, len(split.classes), cfg.weight_decay, anchor)
         best_decay, val_accuracy = cfg.weight_decay, linear.accuracy(val_x, val.y, weight, bias)
@@ -70,22 +69,20 @@ def run_probe(cfg: ProbeConfig, run, json_output: bool, quiet: bool) -> dict:
                     labels=split.classes, preprocessing=clip.preprocess_cfg, model=model_ref,
                     pretrained=pretrained_ref, precision=clip.spec["precision"], features="l2-normalised",
                     init=cfg.init)
+    wall = time.time() - started
     summary = {
-        "run_dir": str(run.path), "status": "finished", "val_accuracy": val_accuracy,
-        "train_accuracy": train_accuracy, "weight_decay": best_decay, "sweep": tried,
-        "init": cfg.init, "shots": used, "classes": split.classes,
+        "status": "finished", "best": {"metric": "val_accuracy", "value": val_accuracy, "step": None},
+        "metrics": {"val_accuracy": val_accuracy, "train_accuracy": train_accuracy},
+        "infer_samples_per_s": round((len(train.y) + len(val.y)) / max(1e-9, features_s), 1),
+        "weight_decay": best_decay, "sweep": tried, "init": cfg.init, "shots": used, "classes": split.classes,
         "train_images": len(train.y), "val_images": len(val.y),
         "trainable_params": int(weight.size + bias.size), "cached": stats["cached"], "computed": stats["computed"],
         "features_s": round(features_s, 3), "fit_s": round(time.time() - fit_started, 3),
-        "wall_s": round(time.time() - started, 3), "precision": clip.spec["precision"], "bad_files": bad.summary(),
+        "wall_s": round(wall, 3), "precision": clip.spec["precision"], "bad_files": bad.summary(),
     }
     run.emit("eval", {"metrics": {"val_accuracy": val_accuracy, "train_accuracy": train_accuracy},
                       "monitor": "val_accuracy", "best": val_accuracy, "is_best": True})
-    run.finish("finished", summary)
-    if json_output:
-        emit_json(summary)
-    else:
-        print_table("probe finished", ["run", "val acc", "weight decay", "images cached / computed", "wall"],
-                    [[str(run.path), f"{val_accuracy:.4f}", f"{best_decay:g}",
-                      f"{stats['cached']} / {stats['computed']}", f"{summary['wall_s']:.1f}s"]])
+    report.table("probe finished", ["run", "val acc", "weight decay", "images cached / computed", "wall"],
+                 [[str(run.path), f"{val_accuracy:.4f}", f"{best_decay:g}",
+                   f"{stats['cached']} / {stats['computed']}", f"{wall:.1f}s"]])
     return summary

@@ -16,36 +16,23 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
+from tlcli.artifacts import write_model
 from tlcli.data.bad_files import BadFiles
+from tlcli.engine.callbacks import standard_callbacks
+from tlcli.engine.loop import fit
 from tlcli.engine.params import Block, ParamGroup
-from tlcli.engine.task import ClassifierTask, TrainConfig
-from tlcli.errors import Interrupted, UsageError
+from tlcli.engine.task import ClassifierTask
+from tlcli.errors import UsageError
 from tlcli.models.clip import ClipModel, load_clip
-from tlcli.output import display_path, emit_json, print_table
-from tlcli_clip.common import k_shot, say, split_data
+from tlcli.output import display_path
+from tlcli_clip.common import k_shot, model_reference, split_of, sub_run
+from tlcli_clip.config import VPromptConfig, ZeroshotConfig
+from tlcli_clip.text import label_embeddings, resolve_templates
 
 MODEL_KIND = "clip-vprompt"
 PROMPT_KEYS = ("pad_up", "pad_down", "pad_left", "pad_right")
-
-
-class VPromptConfig(TrainConfig):
-    data: str
-    model: str = "ViT-B-32"
-    pretrained: str | None = None
-    pad: int = Field(30, ge=1)
-    templates: str = "ensemble"
-    shots: int | None = Field(None, ge=1)
-    val_split: float = Field(0.2, ge=0.0, lt=1.0)
-    lr: float = Field(0.1, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    decode_workers: int | None = Field(None, ge=0)
-    use_cache: bool = True
-    max_bad: float = Field(0.05, ge=0, le=1)
-    epochs: int = Field(20, ge=1)
-    workers: int | None = Field(0, ge=0)  # decoded pixels are in memory: worker processes would only cost
 
 
 class PadPrompter(nn.Module):
@@ -181,37 +168,26 @@ def build_prompted(clip: ClipModel, head: torch.Tensor, pad: int, tensors: dict 
     return PromptedClip(clip.model.visual, prompter, head, clip.logit_scale(), clip.logit_bias() or 0.0)
 
 
-def run_vprompt(cfg: VPromptConfig, run, resume: bool, json_output: bool, quiet: bool, emit: bool = True) -> dict:
-    from tlcli.artifacts import write_model
-    from tlcli.engine.callbacks import standard_callbacks
-    from tlcli.engine.loop import fit
-    from tlcli_clip.common import model_reference
-    from tlcli_clip.text import label_embeddings, resolve_templates
-
+def run_vprompt(cfg: VPromptConfig, run, report) -> dict:
+    """The job of `tlcli vprompt`: decoded pixels, the fixed class head, the prompt trained by the engine."""
     started = time.time()
     bad = BadFiles()
-    split = split_data(cfg.data, cfg.val_split, cfg.seed, bad) if cfg.val_split > 0 else None
-    if split is None:
-        from tlcli_clip.common import Split
-        from tlcli.data.sources import load_labelled
-
-        samples = load_labelled(Path(cfg.data), bad_files=bad)
-        split = Split(sorted({s.label for s in samples}), samples, [])
+    split = split_of(cfg, bad)
     train_samples = k_shot(split.train, cfg.shots, cfg.seed)
     classes = split.classes
     # fp32 on the CPU: the engine moves the model and runs it in --precision
     clip = load_clip(cfg.model, cfg.pretrained, "cpu", "fp32")
     clip.model  # noqa: B018  built now, not lazily inside encode_texts' inference mode (whose tensors cannot train)
     templates = resolve_templates(cfg.templates)
-    head = torch.from_numpy(label_embeddings(clip, classes, templates, cfg.use_cache))
-    say(quiet, f"vprompt: {len(train_samples)} train / {len(split.val)} val images, {len(classes)} classes, "
-               f"pad {cfg.pad}px of {image_size_of(clip)}px")
+    head = torch.from_numpy(label_embeddings(clip, classes, templates, cfg.cache))
+    report.info(f"vprompt: {len(train_samples)} train / {len(split.val)} val images, {len(classes)} classes, "
+                f"pad {cfg.pad}px of {image_size_of(clip)}px")
     index = {c: i for i, c in enumerate(classes)}
-    kept, items, to_batch = decode_pixels(clip, [s.path for s in train_samples], bad, cfg.decode_workers)
+    kept, items, to_batch = decode_pixels(clip, [s.path for s in train_samples], bad, cfg.workers)
     train = Pixels(items, [index[train_samples[i].label] for i in kept], train=True)
     val = None
     if split.val:
-        kept_val, val_items, _ = decode_pixels(clip, [s.path for s in split.val], bad, cfg.decode_workers)
+        kept_val, val_items, _ = decode_pixels(clip, [s.path for s in split.val], bad, cfg.workers)
         val = Pixels(val_items, [index[split.val[i].label] for i in kept_val], train=False)
     bad.check(len(train_samples) + len(split.val), cfg.max_bad)
     if len(train) < 2:
@@ -227,44 +203,32 @@ def run_vprompt(cfg: VPromptConfig, run, resume: bool, json_output: bool, quiet:
                         image_size=image_size_of(clip), templates=cfg.templates)
 
     task = VPromptTask(cfg, classes, lambda: build_prompted(clip, head, cfg.pad), train, val, to_batch, export)
-    callbacks = standard_callbacks(run, "vprompt", "clip", quiet,
+    callbacks = standard_callbacks(run, "vprompt", "clip", report.progress_quiet,
                                    [f"skipped {e['path']}: {e['reason']}" for e in bad.summary()])
-    result = fit(task, cfg, run, callbacks=callbacks, resume=resume)
+    # --workers decoded the images above; the decoded pixels are in memory (no loader processes).
+    result = fit(task, cfg.model_copy(update={"workers": 0}), run, callbacks=callbacks, resume=run.resumed)
     summary = {
-        "run_dir": str(run.path), "status": result.status, "val_accuracy": result.best,
-        "final_metrics": result.final_metrics, "steps": result.steps, "epochs": result.epochs_done,
-        "trainable_params": result.trainable_params, "total_params": result.total_params, "pad": cfg.pad,
-        "classes": classes, "train_images": len(train), "val_images": len(val) if val is not None else 0,
-        "wall_s": round(time.time() - started, 3), "images_per_s": round(result.samples_per_s, 1),
-        "device": result.device, "precision": result.precision, "bad_files": bad.summary(),
+        **result.summary(), "trainable_params": result.trainable_params, "total_params": result.total_params,
+        "pad": cfg.pad, "classes": classes, "train_images": len(train),
+        "val_images": len(val) if val is not None else 0, "wall_s": round(time.time() - started, 3),
+        "bad_files": bad.summary(),
     }
-    run.finish(result.status, summary)
-    emit = emit and run.writable  # under torchrun, rank 0 alone reports
-    if emit and json_output:
-        emit_json(summary)
-    elif emit:
-        best = "-" if result.best is None else f"{result.best:.4f}"
-        print_table(f"vprompt {result.status}", ["run", "best val acc", "trainable / total", "wall"],
-                    [[str(run.path), best, f"{result.trainable_params:,} / {result.total_params:,}",
-                      f"{summary['wall_s']:.1f}s"]])
-    if result.status == "interrupted":
-        raise Interrupted(f"interrupted; checkpoint saved. Continue with: tlcli vprompt --resume {run.path}")
+    best = "-" if result.best is None else f"{result.best:.4f}"
+    report.table(f"vprompt {result.status}", ["run", "best val acc", "trainable / total", "wall"],
+                 [[str(run.path), best, f"{result.trainable_params:,} / {result.total_params:,}",
+                   f"{summary['wall_s']:.1f}s"]])
     return summary
 
 
 def compare_row(cfg, shots: int, run_dir: Path) -> dict:
     """`tlcli compare --vprompt`: a prompt learned on ``shots`` images per class of the compare split (the
     same seeded split and draw as CoOp's row), scored at its last epoch on the held-out images."""
-    from tlcli.run import Run
-
-    vcfg = VPromptConfig(data=cfg.data, model=cfg.model, pretrained=cfg.pretrained, shots=shots,
+    vcfg = VPromptConfig(data=cfg.data, val=cfg.val, model=cfg.model, pretrained=cfg.pretrained, shots=shots,
                          val_split=cfg.val_split, epochs=cfg.vprompt_epochs, pad=cfg.vprompt_pad, seed=cfg.seed,
-                         device=cfg.device, precision=cfg.precision, templates=cfg.templates,
-                         decode_workers=cfg.workers, use_cache=cfg.use_cache, max_bad=cfg.max_bad,
-                         batch_size=cfg.batch_size or 32)
-    with Run.create("vprompt", run_dir, plugin="clip", config=vcfg.model_dump()) as run:
-        summary = run_vprompt(vcfg, run, resume=False, json_output=False, quiet=True, emit=False)
-    return {"accuracy": summary["final_metrics"].get("val_accuracy", float("nan")),
+                         device=cfg.device, precision=cfg.precision, templates=cfg.templates, workers=cfg.workers,
+                         cache=cfg.cache, max_bad=cfg.max_bad, batch_size=cfg.batch_size or 32)
+    summary = sub_run("vprompt", vcfg, run_vprompt, run_dir)
+    return {"accuracy": summary["metrics"].get("val_accuracy", float("nan")),
             "trainable_params": summary["trainable_params"], "run_dir": summary["run_dir"]}
 
 
@@ -317,44 +281,42 @@ def load_vprompt_predictor(model_dir: Path, device: str = "cpu") -> VPromptPredi
     return load_vprompt(Path(model_dir), device)
 
 
-def run_vprompt_zeroshot(args: list[str], labels: list[str] | None, run_dir: Path, top_k: int | None,
-                         threshold: float | None, evaluate: bool, options: dict, json_output: bool,
-                         quiet: bool) -> dict:
+def run_vprompt_zeroshot(cfg: ZeroshotConfig, report) -> dict:
     """`tlcli zeroshot --vprompt RUN`: every image through the learned prompt (image features of prompted
     images are not the feature cache's, so nothing is cached here)."""
     from tlcli.data.images import load_images
     from tlcli.evaluation import classification_report, classifier_records
-    from tlcli_clip.zeroshot import UNKNOWN, read_inputs
+    from tlcli_clip.zeroshot import UNKNOWN, read_inputs, show_metrics, show_records
 
     started = time.time()
     bad = BadFiles()
-    paths, truth_names = read_inputs(args, evaluate, bad)
-    predictor = load_vprompt(run_dir, options["device"], labels)
+    paths, truth_names = read_inputs(cfg.paths, cfg.evaluate, bad)
+    predictor = load_vprompt(Path(cfg.vprompt), cfg.device, cfg.label_names())
     labels = predictor.labels
     if truth_names is not None:
         missing = sorted(set(truth_names) - set(labels))
         if missing:
             raise UsageError(f"--eval: label folders not among the labels: {', '.join(missing[:5])}; add them to --labels")
-    say(quiet, f"zero-shot with the visual prompt of {run_dir}: {len(paths)} images, {len(labels)} labels")
-    batch_size = options.get("batch_size") or 32
+    report.info(f"zero-shot with the visual prompt of {cfg.vprompt}: {len(paths)} images, {len(labels)} labels")
+    batch_size = cfg.batch_size or 32
     rows, kept, chunks, pending = [], [], [], []
 
     def flush():
         probs = predictor.predict(torch.stack([t for _, t in pending])).numpy()
-        for (i, _), fields in zip(pending, classifier_records(probs, labels, top_k or 5)):
+        for (i, _), fields in zip(pending, classifier_records(probs, labels, cfg.top_k)):
             record = {"path": display_path(paths[i]), **fields}
-            if threshold is not None and record["score"] < threshold:
+            if cfg.threshold is not None and record["score"] < cfg.threshold:
                 record["label"] = UNKNOWN
             if truth_names is not None:
                 record["truth"] = truth_names[i]
             rows.append(record)
-            if json_output:
-                emit_json(record)
+            report.record(record)
         kept.extend(i for i, _ in pending)
         chunks.append(probs)
         pending.clear()
 
-    for index, result in load_images(paths, transform=predictor.transform, workers=options.get("workers")):
+    features_started = time.time()
+    for index, result in load_images(paths, transform=predictor.transform, workers=cfg.workers):
         if isinstance(result, Exception):
             bad.add(result)
             continue
@@ -363,21 +325,14 @@ def run_vprompt_zeroshot(args: list[str], labels: list[str] | None, run_dir: Pat
             flush()
     if pending:
         flush()
-    bad.check(len(paths), options["max_bad"])
-    if not json_output:
-        print_table(None, ["path", "label", "score", "top"],
-                    [[r["path"], r["label"], f"{r['score']:.3f}",
-                      ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])] for r in rows])
-    summary = {"images": len(rows), "vprompt": str(run_dir), "bad_files": bad.summary(),
-               "wall_s": round(time.time() - started, 3)}
+    bad.check(len(paths), cfg.max_bad)
+    show_records(report, rows)
+    summary = {"status": "finished", "images": len(rows), "vprompt": cfg.vprompt,
+               "infer_samples_per_s": round(len(rows) / max(1e-9, time.time() - features_started), 2),
+               "wall_s": round(time.time() - started, 3), "bad_files": bad.summary()}
     if truth_names is not None and chunks:
         index = {name: i for i, name in enumerate(labels)}
         truth = np.array([index[truth_names[i]] for i in kept], dtype=np.int64)
         summary["metrics"] = classification_report(np.concatenate(chunks), truth, labels)
-        if json_output:
-            emit_json({"summary": summary})
-        else:
-            m = summary["metrics"]
-            print_table("zero-shot accuracy (visual prompt)", ["accuracy", "top-5 accuracy", "mean recall", "images"],
-                        [[f"{m['accuracy']:.4f}", f"{m['top5_accuracy']:.4f}", f"{m['mean_recall']:.4f}", m["n"]]])
+        show_metrics(report, summary["metrics"], labels, "zero-shot accuracy (visual prompt)")
     return summary

@@ -11,10 +11,10 @@ from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import expand_paths, scan_class_folders
 from tlcli.errors import UsageError
 from tlcli.models.clip import load_clip
-from tlcli.output import display_path, emit_json, print_table
 from tlcli.evaluation import classification_report, classifier_records
 from tlcli.features import stream_image_features
-from tlcli_clip.common import say
+from tlcli.output import display_path
+from tlcli_clip.config import ZeroshotConfig
 from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 
 UNKNOWN = "unknown"
@@ -50,34 +50,45 @@ def _resolve_labels(labels: list[str] | None, truth_names: list[str] | None, coo
     return labels
 
 
-def _print_metrics(metrics: dict, labels: list[str]) -> None:
-    print_table("zero-shot accuracy", ["accuracy", "top-5 accuracy", "mean recall", "images"],
-                [[f"{metrics['accuracy']:.4f}", f"{metrics['top5_accuracy']:.4f}", f"{metrics['mean_recall']:.4f}",
-                  metrics["n"]]])
-    print_table("confusion (rows: truth, columns: predicted)", ["truth"] + labels,
-                [[name] + counts for name, counts in zip(labels, metrics["confusion"])])
+def show_metrics(report, metrics: dict, labels: list[str], title: str = "zero-shot accuracy") -> None:
+    report.table(title, ["accuracy", "top-5 accuracy", "mean recall", "images"],
+                 [[f"{metrics['accuracy']:.4f}", f"{metrics['top5_accuracy']:.4f}", f"{metrics['mean_recall']:.4f}",
+                   metrics["n"]]])
+    report.table("confusion (rows: truth, columns: predicted)", ["truth"] + labels,
+                 [[name] + counts for name, counts in zip(labels, metrics["confusion"])])
 
 
-def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prompt: Path | None,
-                 top_k: int, threshold: float | None, evaluate: bool, options: dict, json_output: bool,
-                 quiet: bool) -> dict | None:
+def show_records(report, rows: list[dict]) -> None:
+    """The per-image records for people (the table escapes terminal controls in names)."""
+    report.table(None, ["path", "label", "score", "top"],
+                 [[r["path"], r["label"], f"{r['score']:.3f}",
+                   ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])] for r in rows])
+
+
+def run_zeroshot(cfg: ZeroshotConfig, run, report) -> dict:
+    """The job of `tlcli zeroshot`: a record per image (as soon as its features are ready), then the summary
+    (with --eval, the metrics of `tlcli evaluate` at the top of ``metrics``)."""
+    if cfg.vprompt is not None:
+        from tlcli_clip.vprompt import run_vprompt_zeroshot
+
+        return run_vprompt_zeroshot(cfg, report)
     started = time.time()
     bad = BadFiles()
-    paths, truth_names = read_inputs(args, evaluate, bad)
+    paths, truth_names = read_inputs(cfg.paths, cfg.evaluate, bad)
     coop = None
-    if prompt is not None:
+    if cfg.prompt is not None:
         from tlcli_clip.coop import load_prompt_run
 
-        coop = load_prompt_run(prompt)
-    labels = _resolve_labels(labels, truth_names, coop)
-    model, pretrained = (coop.meta["model"], coop.meta["pretrained"]) if coop else (options["model"], options["pretrained"])
-    clip = load_clip(model, pretrained, options["device"], options["precision"])
-    say(quiet, f"zero-shot {len(paths)} images, {len(labels)} labels, {clip.spec['model']} "
-               f"({clip.spec['precision']}, {clip.device_name})")
+        coop = load_prompt_run(Path(cfg.prompt))
+    labels = _resolve_labels(cfg.label_names(), truth_names, coop)
+    model, pretrained = (coop.meta["model"], coop.meta["pretrained"]) if coop else (cfg.model, cfg.pretrained)
+    clip = load_clip(model, pretrained, cfg.device, cfg.precision)
+    report.info(f"zero-shot {len(paths)} images, {len(labels)} labels, {clip.spec['model']} "
+                f"({clip.spec['precision']}, {clip.device_name})")
     if coop is not None:
         head = coop.head(clip, labels)
     else:
-        head = label_embeddings(clip, labels, resolve_templates(templates), use_cache=options["use_cache"])
+        head = label_embeddings(clip, labels, resolve_templates(cfg.templates), use_cache=cfg.cache)
     # Records go out as soon as their features are ready, in input order (a pipe sees the first lines
     # while the model works); --max-bad is judged at the end, so a run that then fails has printed some.
     stats: dict = {}
@@ -85,39 +96,32 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
     kept: list[int] = []
     prob_chunks = []
     rows = []
-    for indices, features in stream_image_features(clip, paths, bad, batch_size=options["batch_size"],
-                                                   workers=options["workers"], use_cache=options["use_cache"],
-                                                   stats=stats, quiet=quiet):
+    for indices, features in stream_image_features(clip, paths, bad, batch_size=cfg.batch_size,
+                                                   workers=cfg.workers, use_cache=cfg.cache,
+                                                   stats=stats, quiet=report.progress_quiet):
         probs = zero_shot_probs(clip, features, head) if coop is None else coop.probs(clip, features, head)
-        for i, fields in zip(indices, classifier_records(probs, labels, top_k)):
+        for i, fields in zip(indices, classifier_records(probs, labels, cfg.top_k)):
             record = {"path": display_path(paths[i]), **fields}
-            if threshold is not None and record["score"] < threshold:
+            if cfg.threshold is not None and record["score"] < cfg.threshold:
                 record["label"] = UNKNOWN
             if truth_names is not None:
                 record["truth"] = truth_names[i]
             rows.append(record)
-            if json_output:
-                emit_json(record)
+            report.record(record)
         kept.extend(indices)
         prob_chunks.append(probs)
     features_s = time.time() - features_started
-    bad.check(len(paths), options["max_bad"])
-    if not json_output:
-        print_table(None, ["path", "label", "score", "top"],
-                    [[r["path"], r["label"], f"{r['score']:.3f}",
-                      ", ".join(f"{t['label']} {t['score']:.2f}" for t in r["top"][1:])] for r in rows])
-    summary = {"images": len(rows), "cached": stats["cached"], "computed": stats["computed"],
-               "bad_files": bad.summary(), "wall_s": round(time.time() - started, 3),
-               "images_per_s": round(len(rows) / max(1e-9, features_s), 2), "precision": clip.spec["precision"]}
+    bad.check(len(paths), cfg.max_bad)
+    show_records(report, rows)
+    summary = {"status": "finished", "images": len(rows), "cached": stats["cached"], "computed": stats["computed"],
+               "infer_samples_per_s": round(len(rows) / max(1e-9, features_s), 2), "wall_s": round(time.time() - started, 3),
+               "precision": clip.spec["precision"], "bad_files": bad.summary()}
     if truth_names is not None:
         probs = np.concatenate(prob_chunks) if prob_chunks else np.zeros((0, len(labels)), dtype=np.float32)
         index = {name: i for i, name in enumerate(labels)}
         truth = np.array([index[truth_names[i]] for i in kept], dtype=np.int64)
         summary["metrics"] = classification_report(probs, truth, labels)
-        if json_output:
-            emit_json({"summary": summary})
-        else:
-            _print_metrics(summary["metrics"], labels)
-    say(quiet, f"{len(rows)} images in {summary['wall_s']:.1f}s ({stats['cached']} cached, {stats['computed']} computed; "
-               f"features: {summary['images_per_s']:.1f} images/s)")
+        show_metrics(report, summary["metrics"], labels)
+    report.info(f"{len(rows)} images in {summary['wall_s']:.1f}s ({stats['cached']} cached, {stats['computed']} "
+                f"computed; features: {summary['infer_samples_per_s']:.1f} images/s)")
     return summary

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from tlcli.cli.report import summary_problems
+
 
 def test_compare_runs_every_method_on_one_split(cli, tiny_config, image_folder, model_args, json_lines):
     result = cli("compare", image_folder, "--shots", "1,3", "--coop-epochs", "3", "--n-ctx", "2", "--json",
                  "--templates", "single", "--out", "cmp", *model_args(tiny_config))
     assert result.exit_code == 0, result.stderr
     lines = json_lines(result.stdout)
-    rows, summary = lines[:-1], lines[-1]["summary"]
+    rows, summary = lines[:-1], lines[-1]
+    assert summary_problems(summary) == [] and summary["command"] == "compare"
     assert [(r["method"], r["shots"]) for r in rows] == [
         ("zeroshot", None),
         ("probe", 1), ("probe+zeroshot-init", 1), ("coop", 1),
@@ -21,7 +24,7 @@ def test_compare_runs_every_method_on_one_split(cli, tiny_config, image_folder, 
     again = cli("compare", image_folder, "--shots", "3", "--no-coop", "--json", "--templates", "single",
                 *model_args(tiny_config))
     assert again.exit_code == 0, again.stderr
-    assert json_lines(again.stdout)[-1]["summary"]["computed"] == 0
+    assert json_lines(again.stdout)[-1]["computed"] == 0
 
 
 def test_compare_rejects_bad_shots(cli, tiny_config, image_folder, model_args):

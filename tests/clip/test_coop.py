@@ -15,7 +15,7 @@ def test_coop_beats_zero_shot_and_prompts_are_reusable(cli, tiny_config, image_f
     assert result.exit_code == 0, result.stderr
     summary = json_lines(result.stdout)[-1]
     assert summary["status"] == "finished"
-    assert summary["val_accuracy"] >= summary["zeroshot_val_accuracy"] + 0.3
+    assert summary["best"]["value"] >= summary["zeroshot_val_accuracy"] + 0.3
     assert summary["trainable_params"] == 4 * 64
 
     model_dir = Path("run/model")
@@ -27,8 +27,8 @@ def test_coop_beats_zero_shot_and_prompts_are_reusable(cli, tiny_config, image_f
     plain = cli("zeroshot", image_folder, "--eval", "--json", "--templates", "single", *model_args(tiny_config))
     learned = cli("zeroshot", image_folder, "--eval", "--json", "--prompt", "run", "--precision", "fp32")
     assert plain.exit_code == 0 and learned.exit_code == 0, learned.stderr
-    plain_acc = json_lines(plain.stdout)[-1]["summary"]["metrics"]["accuracy"]
-    learned_acc = json_lines(learned.stdout)[-1]["summary"]["metrics"]["accuracy"]
+    plain_acc = json_lines(plain.stdout)[-1]["metrics"]["accuracy"]
+    learned_acc = json_lines(learned.stdout)[-1]["metrics"]["accuracy"]
     assert learned_acc >= plain_acc + 0.3
 
     from PIL import Image

@@ -19,7 +19,7 @@ def test_probe_caches_features_and_exports(cli, tiny_config, image_folder, model
     assert first.exit_code == 0, first.stderr
     summary = json_lines(first.stdout)[-1]
     assert summary["computed"] == 36 and summary["cached"] == 0
-    assert summary["val_accuracy"] == 1.0 and summary["train_images"] == 27 and summary["val_images"] == 9
+    assert summary["best"]["value"] == 1.0 and summary["train_images"] == 27 and summary["val_images"] == 9
     second = cli(*args, "--out", "run2", "--init", "zeroshot", "--shots", "4")
     assert second.exit_code == 0, second.stderr
     again = json_lines(second.stdout)[-1]
@@ -81,13 +81,13 @@ def test_probe_matches_scikit_learn_on_clip_features(cli, tiny_config, image_fol
     clip = load_clip(str(tiny_config), "none", "cpu", "fp32")
     from types import SimpleNamespace
 
-    options = SimpleNamespace(batch_size=32, workers=None, use_cache=True)
+    options = SimpleNamespace(batch_size=32, workers=None, cache=True)
     train = labelled_features(clip, split.train, split.classes, bad, options, True, {})
     val = labelled_features(clip, split.val, split.classes, bad, options, True, {})
     reference = LogisticRegression(C=1.0 / (0.01 * len(train.labels)), max_iter=5000)
     reference.fit(F.normalize(train.features, dim=-1).numpy(), train.labels.numpy())
     theirs = reference.score(F.normalize(val.features, dim=-1).numpy(), val.labels.numpy())
-    assert abs(summary["val_accuracy"] - theirs) <= 0.01
+    assert abs(summary["best"]["value"] - theirs) <= 0.01
 
 
 def test_cache_invalidated_by_file_weights_and_preprocessing(cli, tiny_config, tiny_weights, tmp_path, model_args,
@@ -147,7 +147,7 @@ def test_probe_on_cached_features_does_not_import_torch(cli, tiny_config, image_
     assert done.returncode == 0, done.stderr
     summary = json_lines(done.stdout)[-1]
     assert summary["computed"] == 0 and summary["cached"] == 36
-    assert summary["val_accuracy"] == json_lines(first.stdout)[-1]["val_accuracy"]
+    assert summary["best"] == json_lines(first.stdout)[-1]["best"]
     assert "TORCH False" in done.stderr
 
 
@@ -157,7 +157,7 @@ def test_predict_and_evaluate_work_on_a_probe_run(cli, tiny_config, image_folder
     trained = cli("probe", image_folder, "--json", "--out", "run", *model_args(tiny_config))
     assert trained.exit_code == 0, trained.stderr
     summary = json_lines(trained.stdout)[-1]
-    assert summary["val_accuracy"] == 1.0 and summary["weight_decay"] < 1.0
+    assert summary["best"]["value"] == 1.0 and summary["weight_decay"] < 1.0
     evaluated = cli("evaluate", "run", image_folder, "--json")
     assert evaluated.exit_code == 0, evaluated.stderr
     report = json_lines(evaluated.stdout)[-1]
