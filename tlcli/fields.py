@@ -8,7 +8,7 @@ say (a short form, a positional argument, a help panel, a flag that may change o
 Groups (compose them by inheritance; a method may redeclare a field to change its default, never its
 meaning):
 
-- :class:`Placement`: ``--device --precision --workers``
+- :class:`Device`: ``--device --workers``; :class:`Placement`: those and ``--precision``
 - :class:`TrainOptions`: the shared training loop's options (``--epochs --max-steps --lr ...``)
 - :class:`ImageData`: labelled images (``DATA --val --val-split --image-size --augment --max-bad``)
 - :class:`LLMOptions`: a language model and its sampling (``--llm --temperature --max-tokens``)
@@ -80,14 +80,17 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class Placement(Options):
+class Device(Options):
     device: Literal["auto", "cpu", "cuda", "mps"] = option(
         DEVICE, "auto | cpu | cuda | mps (auto: a GPU when there is one).", panel=PANEL_PLACEMENT)
+    workers: int | None = option(None, "Data-loading processes (default: the CPUs less one, at most 4).",
+                                 ge=0, panel=PANEL_PLACEMENT, resume=True)
+
+
+class Placement(Device):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = option(
         PRECISION, "auto | fp32 | bf16 | fp16 (auto: what measured fastest on this device).",
         panel=PANEL_PLACEMENT)
-    workers: int | None = option(None, "Data-loading processes (default: the CPUs less one, at most 4).",
-                                 ge=0, panel=PANEL_PLACEMENT, resume=True)
 
 
 class Seeded(Options):
