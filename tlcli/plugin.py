@@ -27,6 +27,8 @@ class Plugin:
         :class:`tlcli.cli.command.Command` (or a Typer app / Click command). ``tlcli --help`` shows the
         summary; the module is imported only when the command runs.
     groups: one-line help of each group word used in ``commands`` (``{"rag": "Retrieval over documents."}``).
+    group_defaults: the sub-command a group runs when the word after the group names none of its commands
+        (``{"prompt-tune": "train"}``: ``tlcli prompt-tune DATA`` is ``tlcli prompt-tune train DATA``).
     register_commands: the older, eager way (imported at every start): called once with the root Typer
         app, it adds commands or groups itself. Prefer ``commands``.
     predictors: model kinds this plugin can load for ``tlcli predict`` / ``tlcli evaluate``, mapped to
@@ -46,6 +48,7 @@ class Plugin:
     register_commands: Callable[["typer.Typer"], None] | None = None
     commands: dict[str, tuple[str, str]] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)
+    group_defaults: dict[str, str] = field(default_factory=dict)
     predictors: dict[str, str] = field(default_factory=dict)
     embedders: dict[str, str] = field(default_factory=dict)
     llm_backends: dict[str, str] = field(default_factory=dict)

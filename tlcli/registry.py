@@ -112,7 +112,8 @@ def add_declared_commands(root) -> None:
     from tlcli.cli.lazy import add_declared
 
     for loaded in load_plugins().loaded:
-        add_declared(root, loaded.plugin.commands, loaded.plugin.groups, loaded.plugin.panel)
+        add_declared(root, loaded.plugin.commands, loaded.plugin.groups, loaded.plugin.panel,
+                     loaded.plugin.group_defaults)
 
 
 class PanelApp:

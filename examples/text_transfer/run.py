@@ -25,7 +25,7 @@ PROMPT_INIT = "Classify the topic of this sentence"
 
 
 def tlcli(*args: str, home: Path) -> list[dict]:
-    """Run `python -m tlcli ARGS --json`; the JSON lines it prints on stdout."""
+    """Run `python -m tlcli ARGS --json`; the JSON lines it prints on stdout (the last is the summary)."""
     # A fresh embedding cache per demo run: timings are cold and repeatable.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TLCLI_HOME": str(home)}
     done = subprocess.run([sys.executable, "-m", "tlcli", *args, "--json"], capture_output=True, text=True, env=env)
@@ -84,14 +84,15 @@ def main() -> None:
 
     started = time.time()
     zero = tlcli("text", "zeroshot", "--input", str(test_csv), "--labels", ",".join(labels),
-                 "--label-template", LABEL_TEMPLATE, home=home)
+                 "--label-template", LABEL_TEMPLATE, home=home)[:-1]
     results.append(("zero-shot (label similarity)", 0, accuracy(zero, gold), time.time() - started))
     print(f"zero-shot done ({results[-1][3]:.0f}s)", file=sys.stderr, flush=True)
 
     started = time.time()
     probe = tlcli("text", "probe", str(train_csv), "--val-split", "0.5", "--seed", str(args.seed),
                   "--out", str(work / "probe"), home=home)[-1]
-    probe_predictions = tlcli("text", "predict", str(work / "probe"), "--input", str(test_csv), home=home)
+    probe_predictions = tlcli("text", "predict", str(work / "probe"), "--input", str(test_csv),
+                              home=home)[:-1]
     results.append((f"linear probe (weight decay {probe['weight_decay']:g})", probe["dim"] * len(labels) + len(labels),
                     accuracy(probe_predictions, gold), time.time() - started))
     print(f"probe done ({results[-1][3]:.0f}s)", file=sys.stderr, flush=True)
@@ -101,7 +102,8 @@ def main() -> None:
                   "--epochs", str(args.epochs), "--batch-size", "10", "--val-split", "0", "--seed", str(args.seed),
                   "--device", "cpu", "--precision", "fp32", "--quiet", "--out", str(work / "prompt-tune"),
                   home=home)[-1]
-    tuned_predictions = tlcli("prompt-tune", "predict", str(work / "prompt-tune"), "--input", str(test_csv), home=home)
+    tuned_predictions = tlcli("prompt-tune", "predict", str(work / "prompt-tune"), "--input", str(test_csv),
+                              home=home)[:-1]
     results.append(("soft prompt, 10 tokens + head", tuned["trainable_params"], accuracy(tuned_predictions, gold),
                     time.time() - started))
     print(f"prompt tuning done ({results[-1][3]:.0f}s)", file=sys.stderr, flush=True)

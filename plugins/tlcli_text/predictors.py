@@ -21,7 +21,7 @@ class ProbePredictor:
     modality = "text"
 
     def __init__(self, model_dir: Path, device: str = "auto"):
-        from tlcli_text.text_run import PROBE_KIND, embedder_for
+        from tlcli_text.job import PROBE_KIND, embedder_for
 
         model = _read(model_dir, PROBE_KIND, "tlcli text probe")
         tensors = model.tensors(framework="np")
@@ -46,8 +46,8 @@ class SoftPromptModel:
 
         from tlcli.engine.device import resolve_device
         from tlcli.engine.frozen import FrozenParts
-        from tlcli_text.prompt_tune_config import PromptTuneConfig
-        from tlcli_text.prompt_tune_task import FROZEN, MODEL_KIND, Examples, PromptTuneTask, load_base
+        from tlcli_text.config import PromptTuneConfig
+        from tlcli_text.task import FROZEN, MODEL_KIND, Examples, PromptTuneTask, load_base
 
         model = _read(model_dir, MODEL_KIND, "tlcli prompt-tune")
         meta, pre = model.meta, model.preprocessing
@@ -80,7 +80,7 @@ class SoftPromptPredictor:
     def predict_texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        from tlcli_text.prompt_tune_task import collate, encode_for_classify, input_budget, pad_id
+        from tlcli_text.task import collate, encode_for_classify, input_budget, pad_id
 
         base, module = self.loaded.base, self.loaded.module
         budget = input_budget(self.loaded.cfg.max_length, base, self.loaded.cfg.virtual_tokens)

@@ -4,21 +4,23 @@ import sys
 
 import pytest
 
+from tlcli.cli.report import summary_problems
 from tlcli.llm.scripted import ScriptedLLM
 
 
 def test_list_shows_builtins(cli):
     result = cli("prompt", "list", "--json")
     assert result.exit_code == 0, result.stderr
-    names = [row["name"] for row in result.json_lines()]
-    assert names == ["direct", "few-shot-cot", "self-consistency", "zero-shot-cot"]
+    *rows, summary = result.json_lines()
+    assert [row["name"] for row in rows] == ["direct", "few-shot-cot", "self-consistency", "zero-shot-cot"]
+    assert summary_problems(summary) == [] and summary["command"] == "prompt list" and summary["templates"] == 4
 
 
 def test_saved_user_templates_are_listed_and_usable_by_name(cli, tmp_path, questions_file):
     saved = tmp_path / ".tlcli-home" / "prompt-templates"
     saved.mkdir(parents=True)
     (saved / "terse.jinja").write_text('{#- tlcli-template\nvariables = ["question"]\n-#}\n{{ question }} =')
-    assert "terse" in [r["name"] for r in cli("prompt", "list", "--json").json_lines()]
+    assert "terse" in [r.get("name") for r in cli("prompt", "list", "--json").json_lines()]
     result = cli("prompt", "show", "terse", "--input", questions_file, "--json")
     assert result.json_lines()[2]["prompt"] == "What is 10 divided by 2? ="
 
@@ -26,8 +28,9 @@ def test_saved_user_templates_are_listed_and_usable_by_name(cli, tmp_path, quest
 def test_show_renders_without_a_model_from_stdin(cli, questions_file):
     result = cli("prompt", "show", "zero-shot-cot", "--input", "-", "--json", input=questions_file.read_text())
     assert result.exit_code == 0, result.stderr
-    rows = result.json_lines()
+    *rows, summary = result.json_lines()
     assert [r["id"] for r in rows] == ["add", "fruit", "half"]
+    assert summary_problems(summary) == [] and summary["questions"] == 3
     assert rows[1]["prompt"].endswith("(A) car (B) apple (C) stone\nA: Let's think step by step.")
 
 
@@ -43,8 +46,9 @@ def test_run_streams_one_json_line_per_question(cli, questions_file, replies_fil
                         "I am not sure."])
     result = cli("prompt", "run", "zero-shot-cot", "--input", questions_file, "--llm", llm, "--json")
     assert result.exit_code == 0, result.stderr
-    rows = result.json_lines()
+    *rows, summary = result.json_lines()
     assert [(r["id"], r["answer"]) for r in rows] == [("add", "5"), ("fruit", "B"), ("half", None)]
+    assert summary_problems(summary) == [] and (summary["questions"], summary["answered"]) == (3, 2)
     assert {"id", "prompt", "completions", "answer", "votes"} <= set(rows[0])
     assert rows[0]["votes"] == {"5": 1} and rows[2]["votes"] == {}
 
@@ -89,10 +93,13 @@ def test_eval_table_and_json(cli, questions_file, replies_file, tmp_path):
                                                     "accuracy"]
     assert table.stdout.splitlines()[2].split() == ["zero-shot-cot", "1", "3", "1", "1", "1", "0.333"]
     predictions = tmp_path / "pred.jsonl"
-    summary = cli("prompt", "eval", "zero-shot-cot", "direct", "--input", questions_file, "--llm", llm, "--json",
-                  "--predictions", predictions).json_lines()
-    assert [s["template"] for s in summary] == ["zero-shot-cot", "direct"]
-    assert summary[0]["accuracy"] == 0.3333 and summary[0]["no_answer"] == 1
+    *per_template, summary = cli("prompt", "eval", "zero-shot-cot", "direct", "--input", questions_file, "--llm",
+                                 llm, "--json", "--predictions", predictions).json_lines()
+    assert [s["template"] for s in per_template] == ["zero-shot-cot", "direct"]
+    assert per_template[0]["accuracy"] == 0.3333 and per_template[0]["no_answer"] == 1
+    assert summary_problems(summary) == [] and summary["command"] == "prompt eval"
+    assert summary["metrics"]["accuracy"] == summary["best"]["value"] == max(s["accuracy"] for s in per_template)
+    assert summary["accuracy_by_template"] == {s["template"]: s["accuracy"] for s in per_template}
     lines = [json.loads(line) for line in predictions.read_text().splitlines()]
     assert len(lines) == 6 and lines[0]["gold"] == "5" and lines[0]["correct"] is True
 
@@ -127,7 +134,7 @@ def test_run_on_the_tiny_local_model_draws_n_samples_in_one_forward_pass(cli, qu
     result = cli("prompt", "run", "self-consistency", "--input", questions_file, "--llm", f"hf:{tiny_model_dir}",
                  "--n", "4", "--max-tokens", "6", "--seed", "0", "--json")
     assert result.exit_code == 0, result.stderr
-    rows = result.json_lines()
+    rows = result.json_lines()[:-1]
     assert len(rows) == 3 and all(len(r["completions"]) == 4 for r in rows)
     assert built[0].forward_calls == 1  # 3 questions x 4 samples: one model.generate
 
@@ -136,7 +143,7 @@ def test_run_on_the_tiny_local_model_draws_n_samples_in_one_forward_pass(cli, qu
 def test_every_command_help_has_an_example(cli, command):
     result = cli("prompt", command, "--help")
     assert result.exit_code == 0
-    assert "Example: tlcli prompt" in result.stdout
+    assert "Examples:" in result.stdout and f"tlcli prompt {command}" in result.stdout
 
 
 def test_prompt_help_imports_nothing_heavy():
@@ -157,7 +164,7 @@ def test_chat_backend_gets_system_and_user_messages(cli, tmp_path, questions_fil
     result = cli("prompt", "run", template, "--input", questions_file, "--llm", chat_server.spec(), "--json",
                  "--n", "2", "--temperature", "0.5")
     assert result.exit_code == 0, result.stderr
-    rows = result.json_lines()
+    rows = result.json_lines()[:-1]
     assert [r["answer"] for r in rows] == ["5", "5", "5"] and rows[0]["votes"] == {"5": 2}
     # the server's own counts: the words of the user's turn, and 7 words in each of the 2 replies
     assert rows[0]["tokens"] == {"prompt": len(rows[0]["prompt"].split()), "completion": 14}
@@ -197,13 +204,34 @@ def test_duplicate_id_check_is_linear(tmp_path):
     assert len(read_questions(str(path))) == 3  # 1, "1" and [1] are different ids
 
 
-def test_plain_output_escapes_terminal_controls(cli, tmp_path, replies_file):
+def _on_a_terminal(tmp_path, *args) -> str:
+    """`tlcli ARGS` under a pseudo-terminal (`script -qc`): what a person's terminal receives."""
+    import os
+    import shlex
+    import shutil
+
+    if shutil.which("script") is None:
+        pytest.skip("needs script(1) for a pseudo-terminal")
+    command = shlex.join([sys.executable, "-m", "tlcli", *map(str, args)])
+    env = {**os.environ, "TLCLI_HOME": str(tmp_path / ".tlcli-home"), "NO_COLOR": "1", "COLUMNS": "200"}
+    done = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.replace("\r\n", "\n")
+
+
+def test_model_and_file_text_is_escaped_on_a_terminal_and_data_in_a_pipe(cli, tmp_path, replies_file):
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"id": "q\x1b[2J", "question": "Say \x1b]52;c;ZXZpbA==\x07 now?\nOK"}) + "\n")
-    shown = cli("prompt", "show", "direct", "--input", questions)
-    assert shown.exit_code == 0, shown.stderr
-    assert "\x1b" not in shown.stdout and "\\x1b]52" in shown.stdout and "### q\\x1b[2J" in shown.stdout
-    assert "\nOK\n" in shown.stdout  # the prompt keeps its own lines
-    ran = cli("prompt", "run", "direct", "--input", questions, "--llm", replies_file(["\x1b[31m 7"]))
-    assert ran.exit_code == 0, ran.stderr
-    assert "\x1b" not in ran.stdout and ran.stdout.split("\t")[0] == "q\\x1b[2J"
+    shown = _on_a_terminal(tmp_path, "prompt", "show", "direct", "--input", questions)
+    assert "\x1b]52" not in shown and "\x1b[2J" not in shown
+    assert "\\x1b]52" in shown and "### q\\x1b[2J" in shown
+    assert "\nOK\n" in shown  # the prompt keeps its own lines
+    ran = _on_a_terminal(tmp_path, "prompt", "run", "direct", "--input", questions, "--llm",
+                         replies_file(["\x1b[31m 7"]), "--quiet")
+    assert "\x1b[2J" not in ran and "q\\x1b[2J\t7\t7:1" in ran
+    # In a pipe the text is data, as it came; with --json, JSON-escaped.
+    piped = cli("prompt", "show", "direct", "--input", questions)
+    assert "### q\x1b[2J" in piped.stdout and "\x1b]52;c;" in piped.stdout
+    as_json = cli("prompt", "run", "direct", "--input", questions, "--llm", replies_file(["\x1b[31m 7"]), "--json")
+    assert "\x1b" not in as_json.stdout and as_json.json_lines()[0]["completions"] == ["\x1b[31m 7"]

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tlcli.cli.report import summary_problems
 from tlcli.paths import STOP_REQUEST_FILE
 
 SMALL = ["--virtual-tokens", "4", "--max-length", "24", "--batch-size", "10", "--epochs", "2", "--quiet",
@@ -24,7 +25,8 @@ def test_classify_train_predict_and_saved_files(cli, few_shot_csv):
     summary = result.json_lines()[-1]
     assert summary["status"] == "finished" and summary["mode"] == "classify"
     assert summary["trainable_params"] == 4 * 384 + 5 * 384 + 5  # prompt + head, nothing else
-    assert summary["best_val_accuracy"] is not None
+    assert summary["best"]["metric"] == "val_accuracy" and summary["best"]["value"] is not None
+    assert summary_problems(summary) == [] and summary["command"] == "prompt-tune train"
 
     saved = load_file("run/model/model.safetensors")
     assert set(saved) == {"prompt.embedding", "head.weight", "head.bias"}
@@ -38,14 +40,15 @@ def test_classify_train_predict_and_saved_files(cli, few_shot_csv):
 
     predicted = cli("prompt-tune", "predict", "run", "--input", test, "--json")
     assert predicted.exit_code == 0, predicted.stderr
-    lines = predicted.json_lines()
+    *lines, done = predicted.json_lines()
+    assert summary_problems(done) == [] and done["command"] == "prompt-tune predict" and done["texts"] == 50
     assert len(lines) == 50 and set(lines[0]) == {"text", "label", "score", "top"}
     assert {line["label"] for line in lines} <= set(summary["classes"])
     assert json.loads(Path("run/model/labels.json").read_text()) == summary["classes"]
 
 
 def test_stop_request_exports_then_resume_matches_uninterrupted_run(cli, few_shot_csv, monkeypatch):
-    from tlcli_text.prompt_tune_task import PromptTuneTask
+    from tlcli_text.task import PromptTuneTask
 
     train, _ = few_shot_csv
     reference = cli("prompt-tune", train, *SMALL, "--out", "reference")
@@ -87,14 +90,16 @@ def test_generate_mode_on_tiny_gpt2(cli, tiny_gpt2_dir, tmp_path):
                  "--out", "gen", "--json")
     assert result.exit_code == 0, result.stderr
     summary = result.json_lines()[-1]
-    assert summary["monitor"] == "val_loss" and summary["trainable_params"] == 8 * 64
+    assert summary["best"]["metric"] == "val_loss" and summary["trainable_params"] == 8 * 64
+    assert summary_problems(summary) == []
     losses = [json.loads(line)["data"]["metrics"]["val_loss"] for line in Path("gen/events.jsonl").read_text().splitlines()
               if json.loads(line)["kind"] == "eval"]
     assert losses[-1] < losses[0]
     predicted = cli("prompt-tune", "predict", "gen", "the colour of item 3 is", "hello", "--max-new-tokens", "3",
                     "--json")
     assert predicted.exit_code == 0, predicted.stderr
-    lines = predicted.json_lines()
+    *lines, done = predicted.json_lines()
+    assert summary_problems(done) == [] and done["mode"] == "generate"
     assert [line["text"] for line in lines] == ["the colour of item 3 is", "hello"]
     assert all(isinstance(line["output"], str) and line["tokens"] <= 3 for line in lines)
     refused = cli("predict", "gen", "hello")
@@ -147,7 +152,7 @@ def test_causal_lm_matches_peft_prompt_tuning(tiny_gpt2_dir):
     peft = pytest.importorskip("peft")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tlcli_text.prompt_tune_task import collate, encode_for_generate
+    from tlcli_text.task import collate, encode_for_generate
     from tlcli_text.soft_prompt import PromptedCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_gpt2_dir))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tlcli import probe
+from tlcli.cli.report import summary_problems
 from tlcli.models.text import Embedder
 
 LABELS = "sports,cooking,weather,computers,music"
@@ -20,7 +21,8 @@ def test_zeroshot_json_lines_in_order(cli, minilm_dir):
     result = cli("text", "zeroshot", "The striker scored twice in the second half", "-", "--labels", LABELS,
                  "--json", "--top-k", "2", input="Preheat the oven and grease the tin\nHeavy snow is expected tonight\n")
     assert result.exit_code == 0, result.stderr
-    lines = result.json_lines()
+    *lines, summary = result.json_lines()
+    assert summary_problems(summary) == [] and summary["command"] == "text zeroshot" and summary["texts"] == 3
     assert [line["text"] for line in lines] == ["The striker scored twice in the second half",
                                                 "Preheat the oven and grease the tin", "Heavy snow is expected tonight"]
     assert [line["label"] for line in lines] == ["sports", "cooking", "weather"]
@@ -66,7 +68,9 @@ def test_probe_run_folder_events_and_predict(cli, data_csv, minilm_dir):
     result = cli("text", "probe", data_csv, "--out", "probe-run", "--json")
     assert result.exit_code == 0, result.stderr
     summary = result.json_lines()[-1]
-    assert summary["val_accuracy"] >= 0.9
+    assert summary_problems(summary) == [] and summary["command"] == "text probe"
+    assert summary["best"]["metric"] == "val_accuracy" and summary["best"]["value"] >= 0.9
+    assert summary["metrics"]["val_accuracy"] == summary["best"]["value"]
     assert summary["train_texts"] + summary["val_texts"] == 275
     assert summary["val_texts"] == 55  # the option kit's one --val-split default, 0.2, stratified
     assert len(summary["classes"]) == 5
@@ -83,7 +87,8 @@ def test_probe_run_folder_events_and_predict(cli, data_csv, minilm_dir):
 
     predicted = cli("text", "predict", "probe-run", "Whisk the eggs with sugar", "Reboot the router", "--json")
     assert predicted.exit_code == 0, predicted.stderr
-    lines = predicted.json_lines()
+    *lines, done = predicted.json_lines()
+    assert summary_problems(done) == [] and done["command"] == "text predict" and done["texts"] == 2
     assert [line["label"] for line in lines] == ["cooking", "computers"]
     for line in lines:  # probabilities, best first, the contract's shape
         assert set(line) == {"text", "label", "score", "top"} and len(line["top"]) == 5
@@ -130,7 +135,7 @@ def test_probe_accuracy_matches_sklearn(few_shot_csv, minilm_dir, tmp_path, monk
 
 
 def test_command_modules_import_nothing_heavy():
-    code = ("import sys, tlcli_text.plugin, tlcli_text.commands; "
+    code = ("import sys, tlcli_text.plugin, tlcli_text.cli, tlcli_text.config; "
             "print([m for m in ('torch', 'transformers', 'sentence_transformers', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

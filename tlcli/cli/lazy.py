@@ -62,7 +62,16 @@ def as_click(found: Any, name: str, group: str = "", panel: str | None = None) -
 
 
 class LazyGroup(TyperGroup):
-    """A group whose commands may be placeholders; each is loaded when it runs."""
+    """A group whose commands may be placeholders; each is loaded when it runs. ``default``: the command
+    run when the first word names none of the group's commands (``prompt-tune DATA`` is ``prompt-tune
+    train DATA``); help and no words still show the group's help."""
+
+    default: str | None = None
+
+    def parse_args(self, ctx, args):
+        if self.default and args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
 
     def resolve_command(self, ctx, args):
         name, command, rest = super().resolve_command(ctx, args)
@@ -80,9 +89,10 @@ class LazyGroup(TyperGroup):
 
 
 def add_declared(root: click.Group, declared: dict[str, tuple[str, str]], groups: dict[str, str],
-                 panel: str | None) -> None:
+                 panel: str | None, defaults: dict[str, str] | None = None) -> None:
     """Put a plugin's declared commands into ``root``: ``declared`` maps ``"name"`` or ``"group name"`` to
-    ``(target, summary)``; ``groups`` maps a group's word to its one-line help."""
+    ``(target, summary)``; ``groups`` maps a group's word to its one-line help; ``defaults`` a group's word
+    to the sub-command it runs when none is named."""
     for path, (target, summary) in declared.items():
         words = path.split()
         if len(words) == 1:
@@ -95,6 +105,7 @@ def add_declared(root: click.Group, declared: dict[str, tuple[str, str]], groups
                               no_args_is_help=True, rich_markup_mode="rich",
                               context_settings={"help_option_names": ["-h", "--help"]})
             group.short_help = groups.get(group_word, "")
+            group.default = (defaults or {}).get(group_word)
             root.commands[group_word] = group
         group.commands[name] = LazyCommand(name, target, summary, None, group_word)
 

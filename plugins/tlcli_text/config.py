@@ -1,0 +1,135 @@
+"""The options of `tlcli text ...` and `tlcli prompt-tune ...`: the one declaration of their flags (see
+tlcli/fields.py). A run's config.json is its config here; ``--resume`` and ``--config`` read it back."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from tlcli.fields import (
+    PANEL_DATA, PANEL_PLACEMENT, PANEL_TRAIN, TOP_K, VAL_SPLIT, CommaList, Device, Options, Seeded, TrainOptions, option,
+)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+TEXTS_HELP = "Texts; '-' reads one per line from stdin."
+INPUT_HELP = "A CSV/TSV (text column), JSONL or plain-text file (one text per line)."
+RUN_HELP = "A text run folder (text probe or prompt-tune), or its model/ folder."
+PROMPT = "Soft prompt"
+
+
+class TextDevice(Device):
+    """Where the text encoder runs. Texts are tokenized in this process: no data-loading workers."""
+
+    workers: int | None = option(None, flag=False)
+
+
+class Texts(Options):
+    """The texts a command reads: arguments, ``-`` (stdin lines) and ``--input FILE``."""
+
+    texts: list[str] = option([], TEXTS_HELP, argument=True, metavar="TEXTS")
+    input: str | None = option(None, INPUT_HELP, short="-i")
+
+
+class TopK(Options):
+    top_k: int = option(TOP_K, "How many labels to list per input.", short="-k", ge=1)
+
+
+class ZeroshotConfig(Texts, TopK, TextDevice):
+    labels: CommaList = option(..., "Comma-separated class names.", short="-l",
+                               missing="pass the class names, e.g. --labels sports,music")
+    label_template: str = option("This text is about {}.", "How a label becomes a sentence: {} (once) is the "
+                                 "label.")
+    model: str = option(DEFAULT_MODEL, "sentence-transformers name or folder.", short="-m")
+    batch_size: int = option(64, "Texts per encoder batch.", short="-b", ge=1)
+
+    @field_validator("labels")
+    @classmethod
+    def _two_distinct_labels(cls, names: list[str]) -> list[str]:
+        if len(names) < 2:
+            raise ValueError("give at least two comma-separated labels, e.g. --labels sports,music")
+        if len(set(names)) != len(names):
+            raise ValueError("a label is repeated; give each class once")
+        return names
+
+    @field_validator("label_template")
+    @classmethod
+    def _one_slot(cls, template: str) -> str:
+        if template.count("{}") != 1:
+            raise ValueError("must contain {} exactly once, where the label goes, e.g. 'This text is about {}.'")
+        return template
+
+
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+
+class ProbeConfig(TextDevice, Seeded):
+    data: str = option(..., "CSV text,label (header optional) or JSONL {text,label}.", argument=True,
+                       metavar="DATA", missing="pass a CSV of text,label rows")
+    val: str | None = option(None, "Validation data (same format); default: --val-split of DATA.", panel=PANEL_DATA)
+    val_split: float = option(VAL_SPLIT, "Share of the labelled data held out for validation (stratified, "
+                              "seeded).", ge=0.0, lt=1.0, panel=PANEL_DATA)
+    model: str = option(DEFAULT_MODEL, "sentence-transformers name or folder.", short="-m")
+    weight_decay: list[NonNegative] | None = option(
+        None, "Weight-decay candidates, comma-separated (default: a sweep 1e-6..1); the best on validation "
+        "is kept.")
+    batch_size: int = option(64, "Texts per encoder batch.", short="-b", ge=1)
+
+    @model_validator(mode="after")
+    def _has_validation(self):
+        if self.val is None and self.val_split == 0.0:
+            raise ValueError("--val-split 0 without --val: the weight decay is chosen on validation data; give one")
+        return self
+
+
+class TextPredictConfig(Texts, TopK, TextDevice):
+    run_dir: str = option(..., RUN_HELP, argument=True, metavar="RUN_DIR", missing="pass a text run folder")
+
+
+class TextEvaluateConfig(TextDevice):
+    run_dir: str = option(..., RUN_HELP, argument=True, metavar="RUN_DIR", missing="pass a text run folder")
+    data: str = option(..., "CSV text,label or JSONL {text,label}.", argument=True, metavar="DATA",
+                       missing="pass a CSV of text,label rows")
+    confusion: str | None = option(None, "Also draw the confusion matrix (.svg/.png).")
+
+
+class PromptTuneConfig(TrainOptions):
+    """Soft-prompt tuning: the shared training options (defaults for a soft prompt) and the method's own."""
+
+    data: str = option(..., "classify: CSV text,label; generate: CSV/JSONL input,target.", argument=True,
+                       metavar="DATA", missing="pass a CSV text,label (or input,target with --mode generate), "
+                       "or --resume RUN_DIR")
+    mode: Literal["classify", "generate"] = option("classify", "classify | generate")
+    model: str = option(DEFAULT_MODEL, "classify: sentence-transformers name/folder; generate: a causal LM "
+                        "folder.", short="-m")
+    val: str | None = option(None, "Validation data (same format); default: --val-split of DATA.", panel=PANEL_DATA)
+    val_split: float = option(VAL_SPLIT, "Share of the labelled data held out for validation (stratified, "
+                              "seeded).", ge=0.0, lt=1.0, panel=PANEL_DATA)
+    virtual_tokens: int = option(20, "Number of soft-prompt tokens.", short="-n", ge=1, le=512, panel=PROMPT)
+    init_text: str | None = option(None, "Initialise the prompt from this phrase's token embeddings (else "
+                                   "random).", panel=PROMPT)
+    head_lr: float = option(1e-2, "Learning rate of the classification head (classify).", gt=0, panel=PROMPT)
+    max_length: int = option(128, "Truncate inputs (and input+target) to this many tokens.", ge=4, panel=PROMPT)
+    # The shared options, with a soft prompt's defaults (same meaning): the prompt's learning rate, the
+    # head's weight decay, small batches, clipped gradients.
+    lr: float = option(3e-2, "Learning rate (of the soft prompt; --head-lr for the head).", gt=0, panel=PANEL_TRAIN)
+    weight_decay: float = option(0.0, "Weight decay (of the head's weights; never on the prompt or biases).",
+                                 ge=0, panel=PANEL_TRAIN)
+    batch_size: int = option(16, "Texts per micro-batch.", short="-b", ge=1, panel=PANEL_TRAIN)
+    clip_grad: float | None = option(1.0, "Clip the gradient norm to this.", gt=0, panel=PANEL_TRAIN)
+    # Texts are tokenized up front; worker processes would only add start-up time.
+    workers: int | None = option(0, "Data-loading processes (texts are tokenized up front: 0 is fastest).",
+                                 ge=0, panel=PANEL_PLACEMENT, resume=True)
+
+    @model_validator(mode="after")
+    def _monitor_for_mode(self):
+        # Generation has no accuracy; the best checkpoint is the one with the lowest validation loss.
+        if self.mode == "generate" and self.monitor == "val_accuracy":
+            self.monitor, self.monitor_mode = "val_loss", "min"
+        return self
+
+
+class PromptTunePredictConfig(Texts, TopK, TextDevice):
+    run_dir: str = option(..., "A `tlcli prompt-tune` run folder (or its model/ folder).", argument=True,
+                          metavar="RUN_DIR", missing="pass a prompt-tune run folder")
+    max_new_tokens: int = option(32, "generate: tokens to generate (greedy).", ge=1)
