@@ -39,18 +39,19 @@ PANEL_LLM = "Language model"
 
 def option(default: Any = ..., help: str = "", *, short: str | None = None, flag: str | bool | None = None,
            argument: bool = False, panel: str | None = None, resume: bool = False, missing: str | None = None,
-           metavar: str | None = None, **constraints: Any) -> Any:
+           metavar: str | None = None, repeat: bool = False, **constraints: Any) -> Any:
     """A config field that is also a flag.
 
     short: the short form (``"-m"``); flag: the long flag when it is not the field's name, or ``False`` for a
     field that is no flag (set by the method, never typed); argument: a positional argument instead of a
     flag; panel: the ``--help`` panel it is listed under; resume: may change on ``--resume`` (speed or display
-    only, never the result); missing: the fix named when a required value is missing; ``constraints``:
+    only, never the result); missing: the fix named when a required value is missing; repeat: a list flag
+    given once per value (``--filter a --filter b``: each value kept whole, commas included); ``constraints``:
     pydantic's (``ge``, ``gt``, ``le``, ...), checked before any work.
     """
     extra = {key: value for key, value in (("short", short), ("flag", flag), ("argument", argument or None),
                                            ("panel", panel), ("resume", resume or None), ("missing", missing),
-                                           ("metavar", metavar)) if value is not None}
+                                           ("metavar", metavar), ("repeat", repeat or None)) if value is not None}
     return Field(default, description=help, json_schema_extra=extra or None, **constraints)
 
 

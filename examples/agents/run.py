@@ -49,15 +49,15 @@ def main() -> None:
     print("transcript (stderr of agents solve):")
     print("\n".join("  " + line for line in transcript.splitlines()))
     summary = lines[-1]
-    print(f"\nstatus {summary['status']} after {summary['turns']} turns; answer: {summary['answer']}")
-    print(f"run folder: {summary['run']} (events.jsonl holds every message; watch it with tlcli monitor)")
+    print(f"\nstatus {summary['outcome']} after {summary['turns']} turns; answer: {summary['answer']}")
+    print(f"run folder: {summary['run_dir']} (events.jsonl holds every message; watch it with tlcli monitor)")
 
-    replay, _ = tlcli("agents", "replay", summary["run"])
+    replay, _ = tlcli("agents", "replay", summary["run_dir"])
     print(f"\nreplay without a model: {replay[-1]['replay']} ({replay[-1]['steps']} messages, "
           f"answer {'identical' if replay[-1]['answer'] == summary['answer'] else 'DIFFERENT'})")
 
     budget, _ = tlcli("agents", "solve", TASK, *common, "--max-turns", "4", "--out", str(work / "budget"), "--overwrite")
-    print(f"\nsame team with --max-turns 4: status {budget[-1]['status']} after {budget[-1]['turns']} turns; "
+    print(f"\nsame team with --max-turns 4: status {budget[-1]['outcome']} after {budget[-1]['turns']} turns; "
           f"best answer so far (the solver's, not yet reviewed): {budget[-1]['answer']!r}")
     print("\nper-agent usage of the solved run (whitespace tokens: the scripted backend's count):")
     for agent, usage in summary["per_agent"].items():

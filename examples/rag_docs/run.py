@@ -66,7 +66,7 @@ def main() -> None:
           f"{again['seconds']:.2f} s")
 
     for question in ASK:
-        hits = tlcli("rag", "search", question, "-k", "3", cwd=work)
+        hits = tlcli("rag", "search", question, "-k", "3", cwd=work)[:-1]  # the last line is the summary
         print(f"\n? {question}")
         for hit in hits:
             print(f"  {hit['rank']}. {hit['source']}:{hit['lines']}  [{hit['heading']}]  score {hit['score']:.4f}")
@@ -81,7 +81,7 @@ def main() -> None:
         record["relevant"] = [r for r in record["relevant"] if Path(r).stem in chosen]
         kept.append(json.dumps(record))
     qrels.write_text("\n".join(kept) + "\n", encoding="utf-8")
-    rows = tlcli("rag", "eval", "--qrels", str(qrels), "-k", "3", cwd=work)
+    rows = tlcli("rag", "eval", "--qrels", str(qrels), "-k", "3", cwd=work)[:-1]  # one per mode, then the summary
     print(f"\nrag eval on {rows[0]['queries']} questions with known topics (k=3):")
     print(f"  {'mode':<8} {'hit@3':>6} {'recall@3':>9} {'mrr@3':>6} {'ndcg@3':>7}")
     for row in rows:

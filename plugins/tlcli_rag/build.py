@@ -11,35 +11,17 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.common import BadImage as BadFile
-from tlcli.data.documents import (DEFAULT_MAX_FILE_BYTES, DocumentError, FoundFile, HFTokenizer,
+from tlcli.data.documents import (DocumentError, FoundFile, HFTokenizer,
                                   chunk_documents, file_sha256, find_documents, load_document)
 from tlcli.errors import UsageError
 from tlcli.output import display_path
+from tlcli_rag.config import IndexConfig  # the options of `tlcli rag index` are what a build takes
 from tlcli_rag.store import FileRecord, IndexWriter, Manifest, check_model, choose_index_type
 
 EMBED_GROUP = 1024  # chunks embedded and added per step: bounded memory, regular progress events
-
-
-class IndexConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    paths: list[str] = Field(min_length=1)
-    index: str
-    model: str | None = None  # None: the index's own model (or the default for a new index)
-    index_type: str = "auto"
-    chunk_tokens: int = Field(200, ge=16, le=8192)
-    overlap: int = Field(30, ge=0)
-    text_field: str = "text"
-    reembed: bool = False
-    max_bad: float = Field(0.05, ge=0.0, le=1.0)
-    max_file_mb: float = Field(DEFAULT_MAX_FILE_BYTES / 1e6, gt=0)
-    batch_size: int | None = Field(None, ge=1)  # None: the embedder's default for its device
-    device: str = "cpu"
-    precision: str = "auto"
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from support.agents import events_of, last_json
+from tlcli.cli.report import summary_problems
 
 SCRIPT = ["1. add", '{"tool": "calculator", "arguments": {"expression": "17 * 23 + 4"}}', "395",
           "Not shown as a sum.", '{"tool": "read_file", "arguments": {"path": "facts.txt"}}',
@@ -17,7 +18,9 @@ SCRIPT = ["1. add", '{"tool": "calculator", "arguments": {"expression": "17 * 23
 def test_teams_lists_and_shows(cli):
     result = cli("agents", "teams", "--json")
     assert result.exit_code == 0
-    names = {row["name"]: row for row in result.json_lines()}
+    *rows, summary = result.json_lines()
+    assert summary_problems(summary) == [] and summary["command"] == "agents teams" and summary["teams"] == 2
+    names = {row["name"]: row for row in rows}
     assert set(names) == {"plan-solve-critique", "debate"}
     assert names["plan-solve-critique"]["stop"] == "critic says APPROVE"
     shown = cli("agents", "teams", "--show", "debate")
@@ -45,17 +48,19 @@ def test_solve_writes_a_transcript_and_a_summary(cli, use_llm, fake_llm, tmp_pat
     result = solve_with_files(cli, use_llm, fake_llm, tmp_path)
     assert result.exit_code == 0, result.stderr
     summary = last_json(result.stdout)
-    assert set(summary) >= {"status", "answer", "turns", "tokens", "per_agent", "run"}
-    assert summary["status"] == "solved" and summary["answer"].startswith("17 * 23 + 4 = 395")
+    assert set(summary) >= {"status", "outcome", "answer", "turns", "tokens", "per_agent", "run_dir"}
+    assert summary_problems(summary) == [] and summary["command"] == "agents solve"
+    assert summary["status"] == "finished" and summary["outcome"] == "solved"
+    assert summary["answer"].startswith("17 * 23 + 4 = 395")
     assert summary["turns"] == 7 and set(summary["tokens"]) == {"prompt", "completion"}
     assert summary["per_agent"]["solver"]["tool_calls"] == 2
     assert "budgets: 12 turns, 20000 tokens, 120 s" in result.stderr
-    events = events_of(Path(summary["run"]))
+    events = events_of(Path(summary["run_dir"]))
     messages = [e["data"] for e in events if e["kind"] == "message"]
     assert [m["role"] for m in messages].count("tool") == 2
     assert messages[0] == {"agent": "user", "role": "user", "content": "What is 17 * 23 + 4?"}
     assert events[0]["kind"] == "run_start" and events[-1]["kind"] == "run_end"
-    assert json.loads((Path(summary["run"]) / "metrics.json").read_text())["status"] == "solved"
+    assert json.loads((Path(summary["run_dir"]) / "metrics.json").read_text())["outcome"] == "solved"
 
 
 def test_task_from_stdin_and_plain_output(cli, use_llm, fake_llm):
@@ -78,7 +83,8 @@ def test_budget_exhausted_is_a_clean_exit(cli, use_llm, fake_llm):
     result = cli("agents", "solve", "t", "--llm", "fake:", "--max-turns", "3", "--out", "runs/b", "--json")
     assert result.exit_code == 0
     summary = last_json(result.stdout)
-    assert summary["status"] == "budget_exhausted" and summary["turns"] == 3 and summary["answer"] == "never done"
+    assert summary["outcome"] == "budget_exhausted" and summary["turns"] == 3 and summary["answer"] == "never done"
+    assert summary["status"] == "finished" and summary_problems(summary) == []
 
 
 def test_replay_is_exact(cli, use_llm, fake_llm, tmp_path):
@@ -87,8 +93,9 @@ def test_replay_is_exact(cli, use_llm, fake_llm, tmp_path):
     result = cli("agents", "replay", "runs/r1", "--json")
     assert result.exit_code == 0, result.stderr
     replay = last_json(result.stdout)
-    assert replay["replay"] == "exact" and replay["diverged_at"] is None
-    assert replay["status"] == "solved" and replay["answer"].startswith("17 * 23 + 4 = 395")
+    assert replay["replay"] == "exact" and replay["diverged_at"] is None and summary_problems(replay) == []
+    assert replay["command"] == "agents replay" and replay["status"] == "finished"
+    assert replay["outcome"] == "solved" and replay["answer"].startswith("17 * 23 + 4 = 395")
     recorded = json.loads(Path("runs/r1/metrics.json").read_text())
     assert replay["tokens"] == recorded["tokens"] and replay["per_agent"] == recorded["per_agent"]
     assert replay["steps"] == sum(1 for e in events_of(Path("runs/r1")) if e["kind"] == "message")
@@ -134,13 +141,14 @@ def test_a_backend_failure_mid_run_is_a_failed_run_with_a_summary(cli, use_llm, 
     result = cli("agents", "solve", "t", "--llm", "fake:", "--out", "runs/f", "--json")
     assert result.exit_code == 1 and "server went away" in result.stderr
     summary = last_json(result.stdout)
-    assert summary["status"] == "failed" and summary["turns"] == 1 and summary["answer"] is None
+    assert summary["status"] == "failed" and summary["outcome"] == "failed"
+    assert summary["turns"] == 1 and summary["answer"] is None and summary_problems(summary) == []
     end = events_of(Path("runs/f"))[-1]
     assert end["kind"] == "run_end" and end["data"]["status"] == "failed"
 
 
 def test_tools_values_split_on_commas_and_mcp_keeps_its_list():
-    from tlcli_agents.commands import _split_tools
+    from tlcli_agents.config import split_tools as _split_tools
 
     assert _split_tools(["calculator,files:docs", "mcp:python srv.py#search,fetch_chunk"]) == [
         "calculator", "files:docs", "mcp:python srv.py#search,fetch_chunk"]
@@ -159,7 +167,7 @@ def test_scripted_backend_native_and_text_tool_calls_then_replay(cli, native):
     assert result.exit_code == 0, result.stderr
     assert "scripted model answers: no language model is available offline" in result.stderr
     summary = last_json(result.stdout)
-    assert summary["status"] == "solved" and summary["answer"].endswith("cost 395 cents.")
+    assert summary["outcome"] == "solved" and summary["answer"].endswith("cost 395 cents.")
     tools = [e["data"] for e in events_of(Path("runs/s")) if e["kind"] == "message" and e["data"]["role"] == "tool"]
     assert [(t["tool_name"], t["ok"]) for t in tools] == [("read_file", True), ("calculator", True), ("calculator", True)]
     assert tools[-1]["content"] == "395" and "paper bag: 4 cents" in tools[0]["content"]
@@ -177,7 +185,8 @@ def test_a_stop_request_ends_the_run_cleanly(cli, use_llm, fake_llm):
     use_llm(fake_llm([stop_after_planning, "never reached"]))
     result = cli("agents", "solve", "t", "--llm", "fake:", "--out", "runs/stop", "--json")
     summary = last_json(result.stdout)
-    assert result.exit_code == 0 and summary["status"] == "budget_exhausted" and summary["turns"] == 1
+    assert result.exit_code == 0 and summary["outcome"] == "budget_exhausted" and summary["turns"] == 1
+    assert summary["status"] == "stopped" and "--resume" not in result.stderr  # agents runs are not resumed
     assert summary["reason"] == "stopped on request (stop-request)"
     assert events_of(Path("runs/stop"))[-1]["data"]["status"] == "stopped"
 
@@ -217,4 +226,4 @@ def test_a_failed_run_replays_exactly_up_to_its_failure(cli, use_llm, fake_llm):
     replay = cli("agents", "replay", "runs/f", "--json")
     result = last_json(replay.stdout)
     assert replay.exit_code == 0 and result["replay"] == "exact"
-    assert result["status"] == "failed" and result["answer"] == "It is 4." and result["turns"] == 2
+    assert result["outcome"] == "failed" and result["answer"] == "It is 4." and result["turns"] == 2

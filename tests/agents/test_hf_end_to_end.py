@@ -22,7 +22,7 @@ def test_tiny_hf_model_ends_within_budget(cli, tiny_lm):
                  "--max-turns", "5", "--max-tokens", "12", "--out", "runs/tiny", "--json")
     assert result.exit_code == 0, result.stderr
     summary = last_json(result.stdout)
-    assert summary["status"] in ("budget_exhausted", "gave_up") and summary["turns"] <= 5
+    assert summary["outcome"] in ("budget_exhausted", "gave_up") and summary["turns"] <= 5
     assert summary["tokens"]["prompt"] > 0 and summary["tokens"]["completion"] > 0
     tokens_by_agent = sum(a["prompt_tokens"] + a["completion_tokens"] for a in summary["per_agent"].values())
     assert tokens_by_agent == summary["tokens"]["prompt"] + summary["tokens"]["completion"]

@@ -23,7 +23,7 @@ def test_native_tool_calls_over_the_wire(cli, options):
                      "--out", "runs/http", "--json")
     assert result.exit_code == 0, result.stderr
     summary = last_json(result.stdout)
-    assert summary["status"] == "solved" and summary["answer"] == "The total is 395." and summary["turns"] == 4
+    assert summary["outcome"] == "solved" and summary["answer"] == "The total is 395." and summary["turns"] == 4
     bodies = server.bodies
     assert "tools" not in bodies[0] or not bodies[0]["tools"]  # the planner may call nothing
     assert [t["function"]["name"] for t in bodies[1]["tools"]] == ["calculator"]
@@ -63,5 +63,5 @@ def test_budget_holds_against_a_server_that_never_stops(cli):
         result = cli("agents", "solve", "t", "--llm", server.spec(), "--tools", "calculator", "--max-turns", "5",
                      "--out", "runs/forever", "--json")
     summary = last_json(result.stdout)
-    assert result.exit_code == 0 and summary["status"] == "budget_exhausted" and summary["turns"] == 5
+    assert result.exit_code == 0 and summary["outcome"] == "budget_exhausted" and summary["turns"] == 5
     assert len(server.requests) == 5

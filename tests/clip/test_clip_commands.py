@@ -192,7 +192,7 @@ def test_zeroshot_usage_errors_are_one_line(cli, image_folder, tiny_config, mode
 
 
 def test_probe_with_a_separate_val_folder(cli, image_folder, tiny_config, model_args, tmp_path):
-    from clip_test_helpers import make_images
+    from support.clip import make_images
 
     val = make_images(tmp_path / "val", per_class=2, seed=1)
     result = cli("probe", image_folder, "--val", val, "--weight-decay", "0.1", *model_args(tiny_config), "--json",

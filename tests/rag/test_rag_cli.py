@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from tlcli.cli.report import summary_problems
 from tlcli_rag.ask import build_messages, citations
 from tlcli_rag.search import Hit
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def records(result, command: str) -> list[dict]:
+    """The records of a --json run, after checking that its last line is the command's summary."""
+    *rows, summary = result.json_lines()
+    assert summary_problems(summary) == [] and summary["command"] == command and summary["status"] == "finished"
+    return rows
 
 
 @pytest.fixture
@@ -25,7 +33,8 @@ def in_small(small_copy, cli, monkeypatch):
 def test_search_finds_an_error_code_and_prints_the_contract_fields(in_small, cli):
     result = cli("rag", "search", "what does E4021 mean", "-k", "2", "--json")
     assert result.exit_code == 0, result.stderr
-    hits = result.json_lines()
+    hits = records(result, "rag search")
+    assert result.json_lines()[-1]["hits"] == len(hits) == 2
     assert hits[0]["source"] == "docs/errors.md"
     assert set(hits[0]) >= {"rank", "score", "source", "start", "end", "lines", "heading", "text"}
     assert hits[0]["heading"] == "Errors" and "E4021" in hits[0]["text"]
@@ -37,7 +46,8 @@ def test_dense_search_and_several_queries_from_stdin(in_small, cli):
     result = cli("rag", "search", "-", "--mode", "dense", "-k", "1", "--json",
                  input="when will it rain\nhow long do I cook spaghetti\n")
     assert result.exit_code == 0, result.stderr
-    hits = result.json_lines()
+    hits = records(result, "rag search")
+    assert result.json_lines()[-1]["queries"] == 2
     assert [(h["query"], h["source"]) for h in hits] == [("when will it rain", "notes/weather.txt"),
                                                          ("how long do I cook spaghetti", "docs/cooking.txt")]
 
@@ -45,7 +55,7 @@ def test_dense_search_and_several_queries_from_stdin(in_small, cli):
 def test_filter_source_glob(in_small, cli):
     result = cli("rag", "search", "water", "--filter", "source=notes/*", "-k", "10", "--json")
     assert result.exit_code == 0, result.stderr
-    sources = {h["source"] for h in result.json_lines()}
+    sources = {h["source"] for h in records(result, "rag search")}
     assert sources and all(s.startswith("notes/") for s in sources)
 
 
@@ -56,15 +66,16 @@ def test_incremental_add_change_delete_then_nothing(in_small, cli):
     result = cli("rag", "index", "docs", "notes", "--json")
     assert result.exit_code == 0, result.stderr
     summary = result.json_lines()[-1]
+    assert summary_problems(summary) == [] and summary["command"] == "rag index"
     assert {k: summary[k] for k in ("added", "updated", "removed", "unchanged")} == \
         {"added": 1, "updated": 1, "removed": 1, "unchanged": 3}
     assert summary["embedded"] == 2 and summary["chunks"] >= 6
-    found = cli("rag", "search", "striped animals", "--mode", "dense", "-k", "1", "--json").json_lines()
+    found = records(cli("rag", "search", "striped animals", "--mode", "dense", "-k", "1", "--json"), "rag search")
     assert found[0]["source"] == "docs/new.md"
-    assert cli("rag", "search", "umbrella", "--mode", "lexical", "--json").json_lines() == []
+    assert records(cli("rag", "search", "umbrella", "--mode", "lexical", "--json"), "rag search") == []
     assert "pasta" not in cli("rag", "search", "pasta", "--mode", "lexical", "--json").stdout
     # The run's events show the build's progress.
-    events_file = Path(summary["run"]) / "events.jsonl"
+    events_file = Path(summary["run_dir"]) / "events.jsonl"
     kinds = [json.loads(line)["kind"] for line in events_file.read_text().splitlines()]
     assert "index" in kinds and kinds[-1] == "run_end"
     again = cli("rag", "index", "docs", "notes", "--json").json_lines()[-1]
@@ -98,6 +109,7 @@ def test_missing_index_and_bad_options(tmp_path, cli):
 
 def test_info(in_small, cli):
     record = cli("rag", "info", "--json").json_lines()[-1]
+    assert summary_problems(record) == [] and record["command"] == "rag info"
     assert (record["files"], record["model"], record["dimension"], record["index_type"]) == \
         (5, "all-MiniLM-L6-v2", 384, "flat")
     assert record["chunks"] >= 5 and record["bytes"] > 0
@@ -116,7 +128,8 @@ def test_ask_with_scripted_llm_maps_citations(in_small, cli, tmp_path):
     replies.write_text(json.dumps(["E4021 means another process holds the index lock [1]. See also [9]."]))
     result = cli("rag", "ask", "What is E4021?", "-k", "2", "--llm", f"scripted:{replies}", "--json")
     assert result.exit_code == 0, result.stderr
-    record = result.json_lines()[-1]
+    [record] = records(result, "rag ask")
+    assert result.json_lines()[-1]["citations"] == 2
     assert record["scripted"] is True
     assert record["citations"][0]["source"] == "docs/errors.md"
     assert record["citations"][1] == {"n": 9, "source": None, "lines": None, "id": None}
@@ -137,8 +150,13 @@ def test_eval_reports_each_mode(in_small, cli):
     qrels = in_small / "qrels.jsonl"
     qrels.write_text('{"query": "E4021", "relevant": ["docs/errors.md"]}\n'
                      '{"query": "tomatoes in summer", "relevant": ["notes/garden.rst:1-6"]}\n')
-    rows = cli("rag", "eval", "--qrels", qrels, "-k", "3", "--json").json_lines()
+    result = cli("rag", "eval", "--qrels", qrels, "-k", "3", "--json")
+    rows = records(result, "rag eval")
     assert [r["mode"] for r in rows] == ["dense", "lexical", "hybrid"]
+    assert result.json_lines()[-1]["metrics"]["hybrid/hit@3"] == 1.0
+    two = records(cli("rag", "eval", "--qrels", qrels, "-k", "3", "--mode", "hybrid", "--mode", "dense", "--json"),
+                  "rag eval")
+    assert [r["mode"] for r in two] == ["hybrid", "dense"]  # --mode repeated (or comma-separated)
     assert all(r["hit@3"] == 1.0 and r["queries"] == 2 for r in rows)
 
 

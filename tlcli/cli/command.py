@@ -125,8 +125,9 @@ def _parameter(command: Command, name: str, info) -> inspect.Parameter:
     if typing.get_origin(inner) is Literal:
         annotation: Any = Optional[inner]
     elif typing.get_origin(inner) is list:
-        annotation = Optional[list[str]] if extra.get("argument") else Optional[str]
-        if not extra.get("argument") and isinstance(default, list):
+        several = extra.get("argument") or extra.get("repeat")  # nargs=-1, or a flag given once per value
+        annotation = Optional[list[str]] if several else Optional[str]
+        if not several and isinstance(default, list):
             default = ",".join(map(str, default))
     elif _has_before_validator(info):  # parsed by the config (``--max-bad 5%``): the flag takes the text
         annotation = Optional[str]
@@ -318,7 +319,7 @@ def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) ->
             report.text(to_toml(cfg.model_dump(mode="json")))
             return
         summary = _job(command)(cfg, None, report)
-        report.summary(summary or {})
+        _exit_failed(command, report.summary(summary or {}))
         return
     from tlcli.cli.options import check_out_path, require_out_under_torchrun
     from tlcli.run import Run
@@ -364,6 +365,15 @@ def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) ->
             report.hint(f"{final['status']}; continue with: tlcli {command.path} --resume {display_path(run.path)}")
         if final["status"] == "interrupted":
             raise Interrupted("interrupted; checkpoint saved") from None
+    _exit_failed(command, final)
+
+
+def _exit_failed(command: Command, final: dict) -> None:
+    """A job that ends with status ``failed`` (its summary written first) exits 1 with its ``error`` line."""
+    if final.get("status") == "failed":
+        from tlcli.errors import JobFailed
+
+        raise JobFailed(str(final.get("error") or f"`tlcli {command.path}` failed"))
 
 
 def _with_head(summary: dict, command: Command, run) -> dict:

@@ -90,6 +90,23 @@ class Report:
         sys.stdout.flush()
         self.shown_table = True
 
+    def stream(self, pieces: Iterable[str]) -> str:
+        """A model's reply for people as it is produced (pieces on stdout, controls escaped on a terminal, as
+        :meth:`text`); nothing shown with ``--json``. Returns the whole text."""
+        seen = []
+        tty = sys.stdout.isatty()
+        for piece in pieces:
+            seen.append(piece)
+            if not (self.json_output or self.silent):
+                sys.stdout.write(escape_text(piece) if tty else str(piece))
+                sys.stdout.flush()
+        text = "".join(seen)
+        if not (self.json_output or self.silent):
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.shown_table = True
+        return text
+
     # --- diagnostics ----------------------------------------------------------------------------------------
 
     def info(self, message: str) -> None:
