@@ -147,7 +147,7 @@ def test_model_writer_is_all_or_nothing(tmp_path):
             (tmp / "model.json").write_text('{"kind": "b"}')
             raise RuntimeError("crash mid-export")
     assert json.loads((run.model_dir / "model.json").read_text()) == {"kind": "a"}
-    assert sorted(p.name for p in run.path.iterdir()) == [".lock", "config.json", "events.jsonl", "model"]
+    assert sorted(p.name for p in run.path.iterdir()) == [".lock", ".tlcli-run", "config.json", "events.jsonl", "model"]
     run.finish()
 
 
