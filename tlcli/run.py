@@ -240,6 +240,14 @@ class Run:
 
             atomic_write_text(self.path / METRICS_FILE, to_json(metrics))
 
+    def _metrics_agree(self, status: str, error: str) -> None:
+        """A ``metrics.json`` left by an earlier session (a resumed run) must not contradict the run_end just
+        written: its status becomes this one."""
+        metrics = _read_json(self.path / METRICS_FILE)
+        if self.writable and isinstance(metrics, dict) and metrics.get("status") not in (None, status):
+            with contextlib.suppress(OSError):
+                self.write_metrics({**metrics, "status": status, "error": error})
+
     def finish(self, status: str = "finished", metrics: dict | None = None, error: str | None = None) -> None:
         """Write ``metrics.json`` (if given), the ``run_end`` event (unless the engine wrote one) and release
         the lock."""
@@ -285,6 +293,7 @@ class Run:
             if not self._ended:
                 status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
                 self.emit("run_end", {"status": status, "error": f"{exc_type.__name__}: {exc}"})
+                self._metrics_agree(status, f"{exc_type.__name__}: {exc}")
         finally:  # a full disk must not keep the lock file behind
             self.close()
 

@@ -90,6 +90,34 @@ class EpochBatches(Sampler):
         return len(self.batches(self.epoch)) - self.skip
 
 
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """A data worker's first act: ignore Ctrl-C and SIGTERM. ``timeout``, SLURM, systemd and ``kill -- -PGID``
+    signal the whole process group; the main process owns stopping (it checkpoints, exports and ends the
+    run), and a worker that died of the signal would fail the run instead. Workers end when the main
+    process closes their queues, or by themselves when it is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # held back while the worker started (see start_workers)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def start_workers(loader: DataLoader) -> Iterator:
+    """``iter(loader)`` with Ctrl-C and SIGTERM blocked while its workers fork: a signal sent to the group
+    in that instant waits in each new worker until :func:`ignore_stop_signals` discards it (and in the main
+    process until the workers are up)."""
+    if loader.num_workers == 0 or not hasattr(signal, "pthread_sigmask") \
+            or threading.current_thread() is not threading.main_thread():
+        return iter(loader)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class _StopFlags:
     """Ctrl-C, SIGTERM (docker stop, SLURM, timeout) and a stop-request file all ask the loop to end after
     the current step. Ctrl-C ends as "interrupted", the other two as "stopped". The request is read from
@@ -246,7 +274,8 @@ class _Training:
         # The loaders get their own generator: creating an iterator must not draw from the global RNG, or a
         # resume mid-epoch would shift dropout's random stream.
         loader_args = dict(num_workers=workers, collate_fn=task.collate, pin_memory=self.device.type == "cuda",
-                           persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.seed))
+                           persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.seed),
+                           worker_init_fn=ignore_stop_signals if workers > 0 else None)
         if workers > 0:
             loader_args["prefetch_factor"] = 4
         self.train_loader = DataLoader(self.train_set, batch_sampler=self.sampler, **loader_args)
@@ -363,7 +392,7 @@ class _Training:
         meter = _Interval()
         fetch_start = time.time()
         skip_group = False
-        for batch in self.train_loader:
+        for batch in start_workers(self.train_loader):
             meter.wait += time.time() - fetch_start
             group_start = (micro_index // cfg.accumulate) * cfg.accumulate
             group_size = min(cfg.accumulate, micro_total - group_start)
@@ -556,7 +585,7 @@ def evaluate(task: Task, model, loader, device, precision: str, dist_info) -> di
     model.eval()
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
-    for batch in loader:
+    for batch in start_workers(loader):
         batch = _to_device(batch, device, False)
         with autocast(device, precision):
             values, n = task.validation_step(model, batch)
