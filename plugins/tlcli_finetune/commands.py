@@ -42,7 +42,8 @@ def finetune(
     data: Optional[Path] = typer.Argument(None, help="Class folders or a CSV manifest (path,label)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Validation data (same layout); default: --val-split."),
     val_split: float = options.val_split(),
-    model: str = typer.Option("resnet50", "--model", "-m", help="torchvision name, timm:NAME or clip:NAME."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="torchvision name, timm:NAME or clip:NAME "
+                                        "(default: the model of --weights RUN_DIR, else resnet50)."),
     pretrained: str = typer.Option("default", "--pretrained", help="default | none | a weight tag."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Local weights: safetensors, a state dict, or a run's model/ folder."),
     freeze_until: Optional[str] = typer.Option(None, "--freeze-until", help="Freeze every block up to and including this one (see `tlcli layers`)."),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tlcli.cli.options import VAL_SPLIT
-from tlcli.engine.task import MaxBadShare, TrainConfig
+from tlcli.engine.task import MaxBadShare, Seed, TrainConfig
+
+DEFAULT_MODEL = "resnet50"
 
 # Bytes per pixel of one training image on its way to the model: the resized uint8 image kept in memory (3),
 # its float32 tensor (12), and at least as much again for the first layer's activations (a lower bound).
@@ -18,7 +20,7 @@ class FinetuneConfig(TrainConfig):
     data: str
     val: str | None = None
     val_split: float = Field(VAL_SPLIT, ge=0.0, lt=1.0)
-    model: str = "resnet50"
+    model: str | None = None  # default: the model of a --weights run folder, else DEFAULT_MODEL
     pretrained: str = "default"
     weights: str | None = None
     freeze_until: str | None = None
@@ -31,7 +33,41 @@ class FinetuneConfig(TrainConfig):
     epochs: int = Field(10, ge=1)
     domain_adapt: str | None = None  # DANN: unlabelled target images (tlcli_finetune.dann)
     dann_weight: float = Field(1.0, ge=0)
-    seeds: list[int] | None = None  # --seeds: one run per seed in RUN_DIR/seed-N (tlcli_finetune.seeds)
+    seeds: list[Seed] | None = None  # --seeds: one run per seed in RUN_DIR/seed-N (tlcli_finetune.seeds)
+
+    @model_validator(mode="after")
+    def _model_from_weights(self):
+        """``--weights RUN_DIR`` without ``--model`` trains the model that run names; a different --model
+        is refused (its weights would not fit)."""
+        named = model_named_by(self.weights)
+        if self.model is None:
+            self.model = named or DEFAULT_MODEL
+        elif named is not None and named != self.model:
+            from tlcli.errors import UsageError
+
+            raise UsageError(f"--model {self.model}: --weights {self.weights} holds a {named} model; drop "
+                             f"--model (or pass --model {named})")
+        return self
+
+
+def model_named_by(weights: str | None) -> str | None:
+    """The model a ``--weights`` run folder or model folder names in its model.json (None for a file)."""
+    if not weights:
+        return None
+    import json
+    from pathlib import Path
+
+    from tlcli.artifacts import MODEL_JSON, model_dir_of
+
+    path = Path(weights)
+    if not path.is_dir():
+        return None
+    try:
+        meta = json.loads((model_dir_of(path) / MODEL_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    named = meta.get("model") if isinstance(meta, dict) else None
+    return named if isinstance(named, str) and named else None
 
 
 def check_image_size(cfg: FinetuneConfig) -> None:

@@ -22,6 +22,10 @@ def parse_seeds(text) -> list[int]:
         seeds = [int(part) for part in parts]
     except (TypeError, ValueError):
         raise UsageError(f"--seeds {text!r}: expected integers separated by commas, e.g. 1,2,3") from None
+    from tlcli.engine.task import MAX_SEED
+
+    if any(not 0 <= seed <= MAX_SEED for seed in seeds):
+        raise UsageError(f"--seeds {text!r}: each seed must be between 0 and {MAX_SEED}")
     if not seeds or len(set(seeds)) != len(seeds):
         raise UsageError(f"--seeds {text!r}: expected distinct integers separated by commas, e.g. 1,2,3")
     return seeds

@@ -15,6 +15,10 @@ def _max_bad_share(value: Any) -> float:
     return parse_max_bad(value)
 
 
+# Seeds are 32-bit: NumPy's generators and every derived seed stay in range (--seed 2**63-1 overflowed).
+MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
 # ``--max-bad`` as a config field: "5%", "0.05" or 0.05 (a config file may say max_bad = "5%").
 MaxBadShare = Annotated[float, BeforeValidator(_max_bad_share)]
 
@@ -34,7 +38,7 @@ class TrainConfig(BaseModel):
     scheduler: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup: float = Field(0.0, ge=0, description="steps, or a fraction of all steps when below 1")
     clip_grad: float | None = Field(None, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     workers: int | None = Field(None, ge=0)
