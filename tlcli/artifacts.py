@@ -91,13 +91,39 @@ def load_tensors(path: Path, framework: str = "pt") -> dict[str, Any]:
             from safetensors.numpy import load_file
         else:
             from safetensors.torch import load_file
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except Exception as error:  # safetensors raises its own error types for corrupt headers and data
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UsageError(f"{path}: not a readable safetensors file ({first}); re-export the run") from None
+    bad = first_nonfinite(tensors)
+    if bad is not None:
+        raise UsageError(f"{path}: the weights are not finite (NaN or inf in {bad}); this model cannot predict. "
+                         "Train it again (a lower --lr, or --clip-grad)")
+    return tensors
+
+
+def first_nonfinite(tensors: dict[str, Any]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity (torch or NumPy), or None."""
+    for name, value in tensors.items():
+        if hasattr(value, "detach"):
+            if value.is_floating_point() and not bool(value.detach().isfinite().all()):
+                return name
+        else:
+            import numpy as np
+
+            array = np.asarray(value)
+            if array.dtype.kind in "fc" and not bool(np.isfinite(array).all()):
+                return name
+    return None
 
 
 def _save_tensors(tensors: dict[str, Any], path: Path, metadata: dict[str, str]) -> None:
+    bad = first_nonfinite(tensors)
+    if bad is not None:  # a NaN model would predict "score: null" for every input
+        from tlcli.errors import JobFailed
+
+        raise JobFailed(f"the trained weights are not finite (NaN or inf in {bad}); no model exported. Lower "
+                        "--lr or pass --clip-grad, and start again")
     first = next(iter(tensors.values()))
     if hasattr(first, "detach"):
         from safetensors.torch import save_file
