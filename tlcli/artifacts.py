@@ -8,6 +8,7 @@ safetensors (never pickle). Write it inside :meth:`tlcli.run.Run.model_writer` s
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,44 @@ def read_model(path: Path) -> ModelFiles:
         raise UsageError(f"{folder / LABELS_JSON}: expected a JSON list of label names")
     preprocessing = (_read_json(folder / PREPROCESSING_JSON, None)
                      if (folder / PREPROCESSING_JSON).exists() else {})
-    return ModelFiles(folder, meta, labels, preprocessing if isinstance(preprocessing, dict) else {})
+    if not isinstance(preprocessing, dict):
+        raise UsageError(f"{folder / PREPROCESSING_JSON}: expected a JSON object; re-export the run")
+    check_preprocessing(preprocessing, folder / PREPROCESSING_JSON)
+    return ModelFiles(folder, meta, labels, preprocessing)
+
+
+# A run folder is input too: an edited preprocessing.json must not make predict allocate 30 GB.
+MAX_IMAGE_SIDE = 4096
+INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic", "box", "hamming", "lanczos", "random")
+
+
+def check_preprocessing(pre: dict, where: Path) -> None:
+    """Sizes within 1..MAX_IMAGE_SIDE, mean/std finite (std non-zero), a known interpolation; else one line."""
+    def bad(what: str) -> UsageError:
+        return UsageError(f"{where}: {what}; re-export the run (or fix the file)")
+
+    def side(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_IMAGE_SIDE
+
+    for key in ("resize", "crop"):
+        if key in pre and not side(pre[key]):
+            raise bad(f"{key} {pre[key]!r} is not a size from 1 to {MAX_IMAGE_SIDE}")
+    if "size" in pre:
+        size = pre["size"]
+        if not (side(size) or (isinstance(size, list) and len(size) == 2 and all(side(s) for s in size))):
+            raise bad(f"size {size!r} is not a size from 1 to {MAX_IMAGE_SIDE}")
+    for key in ("mean", "std"):
+        if key not in pre:
+            continue
+        values = pre[key]
+        if not (isinstance(values, list) and len(values) in (1, 3) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 1e3
+                for v in values)):
+            raise bad(f"{key} {values!r} is not 1 or 3 finite numbers")
+        if key == "std" and any(abs(v) < 1e-6 for v in values):
+            raise bad(f"std {values!r} holds a zero (it divides every pixel)")
+    if "interpolation" in pre and pre["interpolation"] not in INTERPOLATIONS:
+        raise bad(f"interpolation {pre['interpolation']!r} is not one of {', '.join(INTERPOLATIONS[:-1])}")
 
 
 def load_tensors(path: Path, framework: str = "pt") -> dict[str, Any]:
@@ -91,13 +129,39 @@ def load_tensors(path: Path, framework: str = "pt") -> dict[str, Any]:
             from safetensors.numpy import load_file
         else:
             from safetensors.torch import load_file
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except Exception as error:  # safetensors raises its own error types for corrupt headers and data
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UsageError(f"{path}: not a readable safetensors file ({first}); re-export the run") from None
+    bad = first_nonfinite(tensors)
+    if bad is not None:
+        raise UsageError(f"{path}: the weights are not finite (NaN or inf in {bad}); this model cannot predict. "
+                         "Train it again (a lower --lr, or --clip-grad)")
+    return tensors
+
+
+def first_nonfinite(tensors: dict[str, Any]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity (torch or NumPy), or None."""
+    for name, value in tensors.items():
+        if hasattr(value, "detach"):
+            if value.is_floating_point() and not bool(value.detach().isfinite().all()):
+                return name
+        else:
+            import numpy as np
+
+            array = np.asarray(value)
+            if array.dtype.kind in "fc" and not bool(np.isfinite(array).all()):
+                return name
+    return None
 
 
 def _save_tensors(tensors: dict[str, Any], path: Path, metadata: dict[str, str]) -> None:
+    bad = first_nonfinite(tensors)
+    if bad is not None:  # a NaN model would predict "score: null" for every input
+        from tlcli.errors import JobFailed
+
+        raise JobFailed(f"the trained weights are not finite (NaN or inf in {bad}); no model exported. Lower "
+                        "--lr or pass --clip-grad, and start again")
     first = next(iter(tensors.values()))
     if hasattr(first, "detach"):
         from safetensors.torch import save_file

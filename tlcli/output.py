@@ -26,8 +26,10 @@ def stderr_is_terminal() -> bool:
 
 
 # C0 controls but tab, DEL and the C1 range: ESC/OSC sequences (OSC 52 writes the clipboard), a carriage
-# return that hides what came before, a newline that forges a second line.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# return that hides what came before, a newline that forges a second line. And the bidirectional controls
+# (U+202E RIGHT-TO-LEFT OVERRIDE makes "cat\u202egpj.exe" print as "catexe.jpg"), the line and paragraph
+# separators and the zero-width marks that can hide them.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
 def terminal_safe(text: str) -> str:

@@ -16,6 +16,8 @@ CHECKPOINTS_DIR = "checkpoints"
 MODEL_DIR = "model"
 # Written by `tlcli monitor` (key `s`) or by hand; the engine checkpoints and ends with status "stopped".
 STOP_REQUEST_FILE = "stop-request"
+# Written by Run.create: the folder is a run that tlcli made (what --overwrite may replace).
+RUN_MARKER_FILE = ".tlcli-run"
 
 
 def tlcli_home() -> Path:

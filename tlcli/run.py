@@ -17,22 +17,31 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
 from tlcli.errors import TlcliError, UsageError
 from tlcli.events import EventWriter, read_events
-from tlcli.paths import (CHECKPOINTS_DIR, CONFIG_FILE, EVENTS_FILE, METRICS_FILE, MODEL_DIR, RUNS_ROOT,
-                         STOP_REQUEST_FILE, atomic_write_text)
+from tlcli.paths import (CHECKPOINTS_DIR, CONFIG_FILE, EVENTS_FILE, METRICS_FILE, MODEL_DIR, RUN_MARKER_FILE,
+                         RUNS_ROOT, STOP_REQUEST_FILE, atomic_write_text)
 from tlcli.secrets import redact
 
 LOCK_FILE = ".lock"
 ENDED = ("finished", "stopped", "interrupted", "failed")
-# Files that make a folder recognisably a tlcli run (and so something --overwrite may replace).
+# Files that make a folder recognisably a run (what --resume accepts).
 _RUN_MARKERS = (CONFIG_FILE, EVENTS_FILE)
+_MARKER_TEXT = "tlcli run folder: --overwrite may replace it\n"
+# What a run folder made before the marker existed may hold (anything else there is the user's).
+_LEGACY_ENTRIES = re.compile(r"(config\.json|events\.jsonl|metrics\.json|model|checkpoints|rounds|stop-request|"
+                             r"\.lock|seed-\d+|(coop|vprompt)-\d+shot|\.(tmp|old)-model-\d+|\..+\.tmp-\d+)")
+# Run folders this process holds the lock of (POSIX record locks do not conflict within one process, and
+# closing any descriptor of the lock file would drop ours: see Run._lock).
+_HELD: "weakref.WeakValueDictionary[str, Run]" = weakref.WeakValueDictionary()
 
 
 class RunFinished(TlcliError):
@@ -94,9 +103,10 @@ class Run:
             if not overwrite:
                 raise UsageError(f"--out {path}: folder exists and is not empty; pass --overwrite to replace "
                                  f"that run, --resume {path} to continue it, or a new --out folder")
-            if not any((path / marker).exists() for marker in _RUN_MARKERS):
-                raise UsageError(f"--out {path}: not a tlcli run folder (no {CONFIG_FILE} or {EVENTS_FILE}); "
-                                 "--overwrite only replaces runs. Pass a new --out folder")
+            why_not = _not_a_run_of_ours(path)
+            if why_not:
+                raise UsageError(f"--out {path}: not a tlcli run folder ({why_not}); --overwrite only replaces "
+                                 "folders tlcli made. Pass a new --out folder") from None
             _refuse_if_locked(path)
             replaced = path.with_name(f".{path.name}.replaced-{os.getpid()}")
             os.replace(path, replaced)
@@ -110,6 +120,7 @@ class Run:
                              "pass a writable --out folder") from None
         run = cls(path, command, plugin, writable=True, created=created or replaced is not None, replaced=replaced)
         run._lock()
+        atomic_write_text(path / RUN_MARKER_FILE, _MARKER_TEXT)
         run.write_config(config or {})
         return run
 
@@ -231,6 +242,14 @@ class Run:
 
             atomic_write_text(self.path / METRICS_FILE, to_json(metrics))
 
+    def _metrics_agree(self, status: str, error: str) -> None:
+        """A ``metrics.json`` left by an earlier session (a resumed run) must not contradict the run_end just
+        written: its status becomes this one."""
+        metrics = _read_json(self.path / METRICS_FILE)
+        if self.writable and isinstance(metrics, dict) and metrics.get("status") not in (None, status):
+            with contextlib.suppress(OSError):
+                self.write_metrics({**metrics, "status": status, "error": error})
+
     def finish(self, status: str = "finished", metrics: dict | None = None, error: str | None = None) -> None:
         """Write ``metrics.json`` (if given), the ``run_end`` event (unless the engine wrote one) and release
         the lock."""
@@ -245,8 +264,9 @@ class Run:
         if self._lock_handle is not None:
             with contextlib.suppress(OSError):
                 (self.path / LOCK_FILE).unlink()
-            self._lock_handle.close()
+            self._lock_handle.close()  # closing the descriptor releases the record lock
             self._lock_handle = None
+            _HELD.pop(_lock_key(self.path), None)
 
     def abandon(self) -> None:
         """The command failed before the run started: remove what this process made, put back a replaced run."""
@@ -275,20 +295,26 @@ class Run:
             if not self._ended:
                 status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
                 self.emit("run_end", {"status": status, "error": f"{exc_type.__name__}: {exc}"})
+                self._metrics_agree(status, f"{exc_type.__name__}: {exc}")
         finally:  # a full disk must not keep the lock file behind
             self.close()
 
     # --- locking -----------------------------------------------------------------------------------------
 
     def _lock(self) -> None:
+        """A POSIX record lock on ``.lock``: held by this process only. Child processes (DataLoader workers)
+        do not inherit it, so a ``kill -9`` of this process frees the folder at once even while orphaned
+        workers live on; the kernel drops it with the process, so the holder named is always alive."""
         import fcntl
 
+        key = _lock_key(self.path)
+        if key in _HELD:
+            raise UsageError(f"{self.path}: in use by this process; wait for it to end or pass another --out")
         handle = open(self.path / LOCK_FILE, "a+", encoding="utf-8")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = _holder(handle)
             handle.close()
             raise UsageError(f"{self.path}: in use by {holder}; wait for it to end or pass another --out") from None
         handle.seek(0)
@@ -296,22 +322,73 @@ class Run:
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
         handle.flush()
         self._lock_handle = handle
+        _HELD[key] = self
+
+
+def _lock_key(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def _holder(handle) -> str:
+    """Who holds the lock, as its file says; a pid on this host that is gone (the file is rewritten only
+    after the lock is taken) is not named."""
+    handle.seek(0)
+    text = handle.read(200).strip()
+    found = re.fullmatch(r"pid (\d+) on (.+)", text)
+    if not found:
+        return "another process"
+    if found.group(2) == socket.gethostname():
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            return "another process"
+        except (OSError, OverflowError):
+            pass  # alive under another user (EPERM)
+    return text
 
 
 def _refuse_if_locked(path: Path) -> None:
     import fcntl
 
+    if _lock_key(path) in _HELD:
+        raise UsageError(f"{path}: in use by this process; it cannot be overwritten while it runs")
     lock = path / LOCK_FILE
-    if not lock.exists():
+    if not lock.is_file():
         return
     with open(lock, "a+", encoding="utf-8") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            handle.seek(0)
-            raise UsageError(f"{path}: in use by {handle.read().strip() or 'another process'}; "
-                             "it cannot be overwritten while it runs") from None
-        fcntl.flock(handle, fcntl.LOCK_UN)
+            raise UsageError(f"{path}: in use by {_holder(handle)}; it cannot be overwritten while it runs") from None
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+def _not_a_run_of_ours(path: Path) -> str | None:
+    """Why ``path`` is not a run folder that tlcli made (None when it is one, and may be replaced).
+
+    A run holds tlcli's marker file (written by :meth:`Run.create`) beside a ``config.json`` object and, once
+    started, an ``events.jsonl``. A run made before the marker existed is accepted when its ``events.jsonl``
+    holds a tlcli ``run_start`` event and the folder holds only the files a run writes."""
+    marker, config, events = path / RUN_MARKER_FILE, path / CONFIG_FILE, path / EVENTS_FILE
+    for file in (marker, config, events):
+        if file.is_symlink() or (file.exists() and not file.is_file()):
+            return f"{file.name} is not a plain file"
+    if not isinstance(_read_json(config), dict):
+        return f"no {CONFIG_FILE} written by tlcli"
+    if marker.exists():
+        try:
+            if marker.read_text(encoding="utf-8", errors="replace")[:200] == _MARKER_TEXT:
+                return None
+        except OSError:
+            pass
+        return f"{RUN_MARKER_FILE} was not written by tlcli"
+    # A run from before the marker: the events say so, and nothing else lives there.
+    if not any(event["kind"] == "run_start" for _, event in zip(range(1000), read_events(events))):
+        return f"no tlcli marker and no run_start in {EVENTS_FILE}"
+    foreign = sorted(entry.name for entry in path.iterdir() if not _LEGACY_ENTRIES.fullmatch(entry.name))
+    if foreign:
+        return f"it also holds {foreign[0]!r}, which no run writes"
+    return None
 
 
 def _read_json(path: Path) -> Any:

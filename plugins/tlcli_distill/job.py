@@ -148,7 +148,8 @@ def student_builder(cfg: DistillConfig, num_classes: int):
     def build():
         from tlcli.models.vision import build_vision_model, load_backbone_weights, read_weights_file
 
-        built = build_vision_model(cfg.student, "none" if cfg.weights else cfg.pretrained, num_classes=num_classes)
+        built = build_vision_model(cfg.student, "none" if cfg.weights else cfg.pretrained, num_classes=num_classes,
+                                   image_size=cfg.image_size)
         if cfg.weights:
             load_backbone_weights(built.model, read_weights_file(Path(cfg.weights)), built.head_names)
         return built.model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from tlcli.fields import ImageData, TrainOptions, option
 
@@ -12,11 +12,13 @@ from tlcli.fields import ImageData, TrainOptions, option
 # its float32 tensor (12), and at least as much again for the first layer's activations (a lower bound).
 BYTES_PER_PIXEL = 3 + 12 + 12
 MODEL = "Model"
+DEFAULT_MODEL = "resnet50"
 ADAPT = "Domain adaptation and seeds"
 
 
 class FinetuneConfig(ImageData, TrainOptions):
-    model: str = option("resnet50", "torchvision name, timm:NAME or clip:NAME.", short="-m", panel=MODEL)
+    model: str | None = option(None, "torchvision name, timm:NAME or clip:NAME (default: the model of --weights "
+                               f"RUN_DIR, else {DEFAULT_MODEL}).", short="-m", panel=MODEL)
     pretrained: str = option("default", "default | none | a weight tag.", panel=MODEL)
     weights: str | None = option(None, "Local weights: safetensors, a state dict, or a run's model/ "
                                  "folder.", panel=MODEL)
@@ -50,6 +52,38 @@ class FinetuneConfig(ImageData, TrainOptions):
         if any(s < 0 or s >= 2**32 for s in seeds):
             raise ValueError("each seed must be between 0 and 4294967295")
         return seeds
+
+    @model_validator(mode="after")
+    def _model_from_weights(self):
+        """``--weights RUN_DIR`` without ``--model`` trains the model that run names; a different --model
+        is refused (its weights would not fit)."""
+        named = model_named_by(self.weights)
+        if self.model is None:
+            self.model = named or DEFAULT_MODEL
+        elif named is not None and named != self.model:
+            raise ValueError(f"--weights {self.weights} holds a {named} model; drop --model (or pass --model "
+                             f"{named})")
+        return self
+
+
+def model_named_by(weights: str | None) -> str | None:
+    """The model a ``--weights`` run folder or model folder names in its model.json (None for a file)."""
+    if not weights:
+        return None
+    import json
+    from pathlib import Path
+
+    from tlcli.artifacts import MODEL_JSON, model_dir_of
+
+    path = Path(weights)
+    if not path.is_dir():
+        return None
+    try:
+        meta = json.loads((model_dir_of(path) / MODEL_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    named = meta.get("model") if isinstance(meta, dict) else None
+    return named if isinstance(named, str) and named else None
 
 
 def check_image_size(cfg: FinetuneConfig) -> None:

@@ -39,7 +39,9 @@ def load_predictor(model_dir: Path, device: str = "cpu") -> ImageClassifierPredi
     if not isinstance(spec, str) or not files.labels or not files.preprocessing:
         raise UsageError(f"{files.path}: incomplete image-classifier export (model name, labels.json or "
                          "preprocessing.json missing); re-run the fine-tuning")
-    built = build_vision_model(spec, "none", num_classes=len(files.labels))
+    crop = files.preprocessing.get("crop")  # a ViT trained at another size is built for that size
+    built = build_vision_model(spec, "none", num_classes=len(files.labels),
+                               image_size=crop if isinstance(crop, int) else None)
     try:
         built.model.load_state_dict(files.tensors())
     except RuntimeError as error:

@@ -36,7 +36,7 @@ class FinetuneTask(ClassifierTask):
 
     def build_model(self):
         built = build_vision_model(self.cfg.model, "none" if self.cfg.weights else self.cfg.pretrained,
-                                   num_classes=len(self.classes))
+                                   num_classes=len(self.classes), image_size=self.preprocessing["crop"])
         if self.cfg.weights:
             self.weights_report = load_backbone_weights(built.model, read_weights_file(Path(self.cfg.weights)),
                                                         built.head_names)

@@ -147,7 +147,7 @@ def test_model_writer_is_all_or_nothing(tmp_path):
             (tmp / "model.json").write_text('{"kind": "b"}')
             raise RuntimeError("crash mid-export")
     assert json.loads((run.model_dir / "model.json").read_text()) == {"kind": "a"}
-    assert sorted(p.name for p in run.path.iterdir()) == [".lock", "config.json", "events.jsonl", "model"]
+    assert sorted(p.name for p in run.path.iterdir()) == [".lock", ".tlcli-run", "config.json", "events.jsonl", "model"]
     run.finish()
 
 
@@ -157,3 +157,16 @@ def test_out_that_is_a_file_is_refused(tmp_path):
     with pytest.raises(UsageError, match="is a file"):
         Run.create("probe", target)
     assert target.read_text() == "x"
+
+
+def test_a_failed_resume_leaves_metrics_agreeing_with_run_end(tmp_path):
+    out = tmp_path / "r"
+    with Run.create("finetune", out) as run:
+        run.start()
+        run.finish("stopped", {"status": "stopped", "steps": 4})
+    with pytest.raises(RuntimeError):
+        with Run.resume(out) as again:
+            again.start()
+            raise RuntimeError("worker died")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "failed" == Run.open(out).status and "worker died" in metrics["error"]

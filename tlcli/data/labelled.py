@@ -75,6 +75,10 @@ def scan_class_folders(
         else:
             samples.append(LabelledSample(path, parts[0]))
     samples = strip_labels(samples, display_path(root))
+    for label in {s.label for s in samples}:
+        if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in label):
+            raise UsageError(f"{display_path(root / label)}: a class folder whose name holds a line break or other "
+                             "control character; rename it (labels are one line of text)")
 
     class_folders = _class_folder_names(root)
     if not class_folders and not samples:
@@ -120,6 +124,11 @@ def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
                 if not samples and columns is None and (header := _header_columns(cells)) is not None:
                     columns = header
                     continue
+                if not samples and columns is None and _unknown_header(cells, base):
+                    warn_verbatim(f"{display_path(csv_path)}:{line}: first row {display_path(','.join(cells))} "
+                                  "taken as a header (its path is no image file); columns read as path,label")
+                    columns = (0, 1)
+                    continue
                 sample = _manifest_row(csv_path, line, cells, columns, base)
                 raw = row[(columns or (0, 1))[1]]
                 samples.append(LabelledSample(sample.path, raw) if raw != sample.label else sample)
@@ -130,7 +139,37 @@ def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
         raise UsageError(f"{display_path(csv_path)}:{reader.line_num}: not valid CSV ({error})") from error
     if not samples:
         raise UsageError(f"{display_path(csv_path)} has no rows; expected lines path,label")
-    return strip_labels(samples, display_path(csv_path))
+    return strip_labels(_without_repeats(samples, display_path(csv_path)), display_path(csv_path))
+
+
+def _without_repeats(samples: list[LabelledSample], where: str) -> list[LabelledSample]:
+    """One sample per image: a repeated row would put the same image in train and val (an inflated
+    accuracy). Repeats are dropped with one warning; one image under two labels is refused."""
+    seen: dict[str, LabelledSample] = {}
+    kept: list[LabelledSample] = []
+    for sample in samples:
+        key = os.path.normpath(os.fspath(sample.path))
+        first = seen.get(key)
+        if first is None:
+            seen[key] = sample
+            kept.append(sample)
+        elif first.label.strip() != sample.label.strip():
+            raise UsageError(f"{where}: {display_path(sample.path)} is listed as {display_path(first.label)!r} and as "
+                             f"{display_path(sample.label)!r}; give each image one label")
+    if len(kept) < len(samples):
+        warn_verbatim(f"{where}: {len(samples) - len(kept)} repeated row(s) dropped (same image listed more than "
+                      "once); each image is used once, so train and val never share one")
+    return kept
+
+
+def _unknown_header(cells: list[str], base: Path) -> bool:
+    """A first row like ``img,species``: two cells, the first no image file name and no existing file."""
+    if len(cells) != 2 or not cells[0] or not cells[1]:
+        return False
+    path = Path(cells[0])
+    if path.suffix.lower() in IMAGE_EXTENSIONS or "/" in cells[0] or "\\" in cells[0]:
+        return False
+    return not (path if path.is_absolute() else base / path).exists()
 
 
 def strip_labels(samples: list[LabelledSample], where: str) -> list[LabelledSample]:
@@ -204,6 +243,9 @@ def _manifest_row(
         raise UsageError(f"{where}: empty path; expected path,label")
     if not label:
         raise UsageError(f"{where}: empty label for {display_path(path_text)}; expected path,label")
+    if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in label):  # "cat\n" and "cat" would be two classes
+        raise UsageError(f"{where}: the label {display_path(label)} holds a line break, NUL or other control "
+                         "character; labels are one line of text")
     path = Path(path_text)
     return LabelledSample(path if path.is_absolute() else base / path, label)
 

@@ -107,6 +107,34 @@ class EpochBatches(Sampler):
         return len(self.batches(self.epoch)) - self.skip
 
 
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """A data worker's first act: ignore Ctrl-C and SIGTERM. ``timeout``, SLURM, systemd and ``kill -- -PGID``
+    signal the whole process group; the main process owns stopping (it checkpoints, exports and ends the
+    run), and a worker that died of the signal would fail the run instead. Workers end when the main
+    process closes their queues, or by themselves when it is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # held back while the worker started (see start_workers)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def start_workers(loader: DataLoader) -> Iterator:
+    """``iter(loader)`` with Ctrl-C and SIGTERM blocked while its workers fork: a signal sent to the group
+    in that instant waits in each new worker until :func:`ignore_stop_signals` discards it (and in the main
+    process until the workers are up)."""
+    if loader.num_workers == 0 or not hasattr(signal, "pthread_sigmask") \
+            or threading.current_thread() is not threading.main_thread():
+        return iter(loader)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        return iter(loader)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class _StopFlags:
     """Ctrl-C, SIGTERM (docker stop, SLURM, timeout) and a stop-request file all ask the loop to end after
     the current step. Ctrl-C ends as "interrupted", the other two as "stopped". The request is read from
@@ -231,6 +259,7 @@ class _Training:
         self.wall_before, self.resumed_from = 0.0, None
         self.final_metrics: dict = {}
         self.samples_seen, self.train_time = 0, 0.0
+        self.skipped = 0  # batches and steps --skip-nonfinite dropped
         self.epoch = 0
         self.last_saved = time.time()
 
@@ -263,7 +292,8 @@ class _Training:
         # The loaders get their own generator: creating an iterator must not draw from the global RNG, or a
         # resume mid-epoch would shift dropout's random stream.
         loader_args = dict(num_workers=workers, collate_fn=task.collate, pin_memory=self.device.type == "cuda",
-                           persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.seed))
+                           persistent_workers=workers > 0, generator=torch.Generator().manual_seed(cfg.seed),
+                           worker_init_fn=ignore_stop_signals if workers > 0 else None)
         if workers > 0:
             loader_args["prefetch_factor"] = 4
         self.train_loader = DataLoader(self.train_set, batch_sampler=self.sampler, **loader_args)
@@ -380,11 +410,14 @@ class _Training:
         meter = _Interval()
         fetch_start = time.time()
         skip_group = False
-        for batch in self.train_loader:
+        buffers_before: list = []
+        for batch in start_workers(self.train_loader):
             meter.wait += time.time() - fetch_start
             group_start = (micro_index // cfg.accumulate) * cfg.accumulate
             group_size = min(cfg.accumulate, micro_total - group_start)
             boundary = micro_index + 1 == group_start + group_size
+            if cfg.skip_nonfinite and micro_index == group_start:  # a skipped step undoes BatchNorm's statistics too
+                buffers_before = _float_buffers(self.model, clone=True)
             batch = _to_device(batch, self.device, self.channels_last)
             loss_value = self._backward(batch, group_size, boundary)
             if not math.isfinite(loss_value):
@@ -397,12 +430,14 @@ class _Training:
             if not boundary:
                 fetch_start = time.time()
                 continue
-            if skip_group:  # a non-finite micro-batch poisoned this step's gradients: drop the step
+            if skip_group or not self._optimizer_step(batch):
+                # a non-finite micro-batch poisoned this step, or --skip-nonfinite undid it: weights and
+                # statistics as before the step
                 skip_group = False
                 self.optimizer.zero_grad(set_to_none=True)
+                _restore(_float_buffers(self.model), buffers_before)
                 fetch_start = time.time()
                 continue
-            self._optimizer_step()
             if self.step % self.log_every == 0 or self.step == self.total_steps:
                 self._log_step(epoch, meter, micro_index / max(1, micro_total))
                 meter = _Interval()
@@ -435,17 +470,32 @@ class _Training:
                             "checkpoint is kept. Lower --lr (or --clip-grad), or pass "
                             "--skip-nonfinite to skip such steps")
         self.optimizer.zero_grad(set_to_none=True)
+        self.skipped += 1
         self.call("on_log", level="warning", message=f"skipped a batch with loss {loss_value} "
                   f"at step {self.step + 1} (--skip-nonfinite)")
 
-    def _optimizer_step(self) -> None:
-        """Learning rate of this step, unscale, clip, step, zero the gradients; then the task's hook."""
+    def _optimizer_step(self, batch=None) -> bool:
+        """Learning rate of this step, unscale, clip, step, zero the gradients; then the task's hook.
+
+        With ``--skip-nonfinite`` a step whose gradients are not finite is skipped, and one that leaves a
+        weight non-finite, or the loss of the batch it learnt from non-finite (``--lr 1e30``: huge but
+        finite weights that overflow), is undone (returns False: no step taken). The check costs one more
+        forward pass of that batch. fp16's scaler skips steps with non-finite gradients itself."""
         cfg, optimizer, scaler = self.cfg, self.optimizer, self.scaler
         factor = lr_factor(cfg.scheduler, self.step, self.total_steps, self.warmup)
         for group, base in zip(optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
         if scaler:
             scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        guard = cfg.skip_nonfinite and not scaler
+        if guard and not _all_finite([p.grad for p in params]):
+            optimizer.zero_grad(set_to_none=True)
+            self.call("on_log", level="warning", message=f"skipped step {self.step + 1}: non-finite gradients "
+                      "(--skip-nonfinite)")
+            self.skipped += 1
+            return False
+        before = [p.detach().clone() for p in params] if guard else None
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], cfg.clip_grad)
         if scaler:
@@ -454,8 +504,30 @@ class _Training:
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if before is not None and distributed.any_rank(not self._still_finite(params, batch), self.dist):
+            _restore(params, before)
+            self.call("on_log", level="warning", message=f"undid step {self.step + 1}: it made the weights or the "
+                      "loss non-finite (--skip-nonfinite); lower --lr")
+            self.skipped += 1
+            return False
         self.step += 1
         self.task.on_optimizer_step(self.model, self.step)
+        return True
+
+    def _still_finite(self, params, batch) -> bool:
+        """After a step: weights and statistics finite, and so the loss of ``batch`` (computed without
+        touching the RNG streams or BatchNorm's statistics)."""
+        buffers = _float_buffers(self.model)
+        if not _all_finite(params + buffers):
+            return False
+        if batch is None:
+            return True
+        saved = [b.detach().clone() for b in buffers]
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), autocast(self.device, self.precision):
+            loss = float(self.task.training_step(self.model, batch).detach())
+        _restore(buffers, saved)
+        return math.isfinite(loss)
 
     def _log_step(self, epoch: int, meter: "_Interval", epoch_fraction: float) -> None:
         elapsed = max(1e-9, time.time() - meter.start)
@@ -521,6 +593,9 @@ class _Training:
         )
         if status != "finished":
             flags.clear_request()
+        if self.step == 0 and self.skipped and status == "finished":
+            raise JobFailed(f"no step could be taken: all {self.skipped} were skipped or undone because the loss or "
+                            "the weights became non-finite (--skip-nonfinite); lower --lr (or pass --clip-grad)")
         if self.dist.is_main and (status == "finished" or self.step > 0):
             best_folder, _ = latest_checkpoint(self.ckpt_root, prefix="best-step-")
             if best_folder is not None:  # export the best model seen, not merely the last one
@@ -544,6 +619,22 @@ class _Interval:
         if math.isfinite(loss):
             self.loss_sum += loss
             self.loss_count += 1
+
+
+def _all_finite(tensors) -> bool:
+    return all(bool(t.isfinite().all()) for t in tensors if t is not None)
+
+
+def _float_buffers(model, clone: bool = False) -> list:
+    """The model's floating-point buffers (BatchNorm's running statistics), or copies of them."""
+    found = [b for b in model.buffers() if b.is_floating_point()]
+    return [b.detach().clone() for b in found] if clone else found
+
+
+@torch.no_grad()
+def _restore(tensors, saved) -> None:
+    for tensor, old in zip(tensors, saved):
+        tensor.copy_(old)
 
 
 def _better(value: float | None, best: float, mode: str) -> bool:
@@ -573,7 +664,7 @@ def evaluate(task: Task, model, loader, device, precision: str, dist_info) -> di
     model.eval()
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
-    for batch in loader:
+    for batch in start_workers(loader):
         batch = _to_device(batch, device, False)
         with autocast(device, precision):
             values, n = task.validation_step(model, batch)

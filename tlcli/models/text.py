@@ -111,6 +111,8 @@ class Embedder:
         self._st = None
         self._memory: dict[str, np.ndarray] = {}
         self._index: dict[str, tuple[Path, int]] | None = None  # cached text hash -> (shard, row)
+        self._width: int | None = None  # the model's embedding width, once known
+        self._damaged = 0
 
     @property
     def sentence_transformer(self):
@@ -125,20 +127,25 @@ class Embedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Rows for ``texts``: from memory, then from the disk cache (only the rows asked for are read: the
         shards' small key lists are indexed once, the vectors are sliced out of the memory-mapped files),
-        then from the model for the rest (and written to the cache)."""
+        then from the model for the rest (and written to the cache). A cached row that is not a finite unit
+        vector of the model's width is computed again, with a warning."""
         texts = list(texts)
         keys = [text_hash(t) for t in texts]
         if self.cache:
             self._load_cached(k for k in keys if k not in self._memory)
-        missing: dict[str, str] = {}
-        for key, text in zip(keys, texts):
-            if key not in self._memory and key not in missing:
-                missing[key] = text
-        if missing:
-            rows = self._embed(list(missing.values()))
-            self._memory.update(zip(missing.keys(), rows))
-            if self.cache:
-                _write_shard(self.cache_folder, list(missing.keys()), rows)
+        for _ in range(2):  # a second pass computes the cached rows found to be of another width
+            missing: dict[str, str] = {}
+            for key, text in zip(keys, texts):
+                if key not in self._memory and key not in missing:
+                    missing[key] = text
+            if missing:
+                rows = self._embed(list(missing.values()))
+                self._width = int(rows.shape[1])
+                self._memory.update(zip(missing.keys(), rows))
+                if self.cache:
+                    _write_shard(self.cache_folder, list(missing.keys()), rows)
+            if not self._drop_foreign_widths(keys):
+                break
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([self._memory[k] for k in keys]).astype(np.float32, copy=False)
@@ -159,8 +166,39 @@ class Embedder:
             if rows is None:
                 continue  # torn or foreign shard: those texts are simply embedded again
             for (key, _), vector in zip(wanted_rows, rows):
-                if vector.ndim == 1 and np.isfinite(vector).all():  # a corrupt row is recomputed, never used
+                if _unit_row(vector):  # a corrupt row is recomputed (and reported), never used
                     self._memory[key] = vector
+                else:
+                    self._damaged += 1
+        self._report_damaged()
+
+    def _drop_foreign_widths(self, keys: list[str]) -> bool:
+        """Drop rows of another width than the model's (a shard of another model, or edited: a cosine of 7.0
+        labelled everything the same); True when some were dropped. The width is the one recorded when
+        the model computed rows into this folder, so a cache hit still needs no model."""
+        if not any(k in self._memory for k in keys):
+            return False
+        if self._width is None:
+            self._width = _recorded_width(self.cache_folder) or self.sentence_transformer_dimension()
+        wrong = [k for k in dict.fromkeys(keys) if k in self._memory and self._memory[k].shape[0] != self._width]
+        for key in wrong:
+            del self._memory[key]
+        self._damaged += len(wrong)
+        self._report_damaged()
+        return bool(wrong)
+
+    def sentence_transformer_dimension(self) -> int:
+        if self._width is None:
+            self._width = int(self.sentence_transformer.get_sentence_embedding_dimension())
+        return self._width
+
+    def _report_damaged(self) -> None:
+        if self._damaged:
+            from tlcli.output import warn
+
+            warn(f"text-embedding cache: {self._damaged} damaged row{'s' if self._damaged > 1 else ''} (wrong width, "
+                 f"not unit length or not finite) under {self.cache_folder}; computing them again")
+            self._damaged = 0
 
     @property
     def dimension(self) -> int:
@@ -175,6 +213,24 @@ class Embedder:
 
         embedder = TextEmbedder(self.model, device=self.device, precision="fp32", batch_size=self.batch_size)
         return embedder.encode(texts)
+
+
+WIDTH_FILE = "width"  # the model's embedding width, written with its first shard
+
+
+def _recorded_width(folder: Path) -> int | None:
+    try:
+        width = json.loads((folder / WIDTH_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return width if isinstance(width, int) and not isinstance(width, bool) and 0 < width < 1_000_000 else None
+
+
+def _unit_row(vector: np.ndarray) -> bool:
+    """A cached embedding as written: one finite, L2-normalised float row."""
+    if vector.ndim != 1 or vector.shape[0] == 0 or not np.isfinite(vector).all():
+        return False
+    return abs(float(np.linalg.norm(vector.astype(np.float64))) - 1.0) < 1e-3
 
 
 def _index_shards(folder: Path) -> dict[str, tuple[Path, int]]:
@@ -214,6 +270,8 @@ def _write_shard(folder: Path, keys: list[str], rows: np.ndarray) -> None:
     from safetensors.numpy import save
 
     folder.mkdir(parents=True, exist_ok=True)
+    if _recorded_width(folder) != rows.shape[1]:
+        atomic_write_text(folder / WIDTH_FILE, json.dumps(int(rows.shape[1])))
     name = hashlib.sha256("".join(keys).encode()).hexdigest()[:24]
     # Data first, index second: a shard whose index exists is complete.
     atomic_write_bytes(folder / f"{name}.safetensors", save({"embeddings": np.ascontiguousarray(rows)}))

@@ -42,29 +42,69 @@ def _suggest(name: str, known: list[str]) -> str:
     return f"did you mean {', '.join(close)}?" if close else f"e.g. {', '.join(known[:8])}"
 
 
-def build_vision_model(spec: str, pretrained: str = "none", num_classes: int | None = None) -> VisionModel:
+def build_vision_model(spec: str, pretrained: str = "none", num_classes: int | None = None,
+                       image_size: int | None = None) -> VisionModel:
     """The backbone named by ``spec``, with ``pretrained`` weights ('none', 'default' or a tag), and a new
-    classifier head for ``num_classes`` when given."""
-    if spec.startswith("timm:"):
-        return _timm(spec, spec[5:], pretrained, num_classes)
-    if spec.startswith("clip:"):
-        return _clip(spec, spec[5:], pretrained, num_classes)
-    return _torchvision(spec, pretrained, num_classes)
+    classifier head for ``num_classes`` when given.
+
+    ``image_size``: the square input it will see. A model built for one size (a ViT's position embeddings)
+    is built for this one, its pretrained position embeddings interpolated (as timm and open_clip do);
+    a model that still cannot take that size is refused in one line."""
+    if spec.startswith("hf-hub:"):  # timm's and open_clip's naming of a Hugging Face Hub model
+        built = _timm(spec, spec, pretrained, num_classes, image_size)
+    elif spec.startswith("timm:"):
+        built = _timm(spec, spec[5:], pretrained, num_classes, image_size)
+    elif spec.startswith("clip:"):
+        built = _clip(spec, spec[5:], pretrained, num_classes, image_size)
+    else:
+        built = _torchvision(spec, pretrained, num_classes, image_size)
+    if image_size is not None and image_size != built.preprocessing.get("crop"):
+        _check_input_size(built.model, spec, image_size, built.preprocessing.get("crop"))
+    return built
+
+
+def _check_input_size(model: nn.Module, spec: str, image_size: int, native) -> None:
+    """One forward pass of a blank image of ``image_size``: a model that cannot take it (fixed windows,
+    a patch size that does not divide it) is refused here, in one line, rather than mid-training."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, image_size, image_size))
+    except (RuntimeError, ValueError, AssertionError, IndexError, TypeError) as error:
+        first = " ".join(str(error).split())[:200]
+        raise UsageError(f"--image-size {image_size}: {spec} cannot take {image_size}px images ({first}); "
+                         f"use its native size{f' {native}' if native else ''} or a multiple of its patch "
+                         "size") from None
+    finally:
+        model.train(was_training)
 
 
 # --- torchvision ---------------------------------------------------------------------------------------------
 
-def _torchvision(name: str, pretrained: str, num_classes: int | None) -> VisionModel:
+def _torchvision(name: str, pretrained: str, num_classes: int | None, image_size: int | None = None) -> VisionModel:
     import torchvision
 
     known = sorted(torchvision.models.list_models(module=torchvision.models))
     if name not in known:
         raise UsageError(f"unknown model {name!r}: {_suggest(name, known)} (or timm:NAME, clip:NAME)")
-    model = torchvision.models.get_model(name, weights=None)
+    vit = name.startswith("vit_")  # built for one input size: position embeddings per patch
+    sized = {"image_size": image_size} if vit and image_size is not None else {}
+    if sized:
+        patch = int(name.split("_")[2])
+        if image_size % patch:
+            raise UsageError(f"--image-size {image_size}: {name} takes a multiple of its patch size {patch} "
+                             f"(e.g. {max(patch, image_size // patch * patch)} or 224)")
+    model = torchvision.models.get_model(name, weights=None, **sized)
     preprocessing = _default_preprocessing()
     if pretrained != "none":
         weights = _torchvision_weights(name, pretrained)
-        model.load_state_dict(_download_state_dict(weights.url))
+        state = _download_state_dict(weights.url)
+        if sized and state["encoder.pos_embedding"].shape != model.encoder.pos_embedding.shape:
+            from torchvision.models.vision_transformer import interpolate_embeddings
+
+            state = interpolate_embeddings(image_size, model.patch_size, state)
+        model.load_state_dict(state)
         transforms = weights.transforms()
         preprocessing = {
             "resize": int(transforms.resize_size[0]), "crop": int(transforms.crop_size[0]),
@@ -80,6 +120,9 @@ def _torchvision(name: str, pretrained: str, num_classes: int | None) -> VisionM
 def _torchvision_weights(name: str, tag: str):
     import torchvision
 
+    known = sorted(torchvision.models.list_models(module=torchvision.models))
+    if name not in known:
+        raise UsageError(f"unknown model {name!r}: {_suggest(name, known)} (or timm:NAME, clip:NAME)")
     enum = torchvision.models.get_model_weights(name)
     if tag == "default":
         return enum.DEFAULT
@@ -154,25 +197,37 @@ def logits_and_head_input(model: nn.Module, head: str, images: torch.Tensor):
 
 # --- timm --------------------------------------------------------------------------------------------------
 
-def _timm(spec: str, name: str, pretrained: str, num_classes: int | None) -> VisionModel:
+def _timm(spec: str, name: str, pretrained: str, num_classes: int | None, image_size: int | None = None) -> VisionModel:
     import timm
 
+    if name.startswith("hf-hub:timm/"):
+        # timm's own models on the Hub: the same architecture as timm:NAME, built offline when no weights
+        # are asked for; with weights, timm reads the Hub repository of that name (cached, or downloaded).
+        name = name.removeprefix("hf-hub:timm/")
+        if pretrained == "none":
+            name = name.split(".")[0]
     known = timm.list_models()
-    if name not in known and name.split(".")[0] not in known:
+    if not name.startswith("hf-hub:") and name not in known and name.split(".")[0] not in known:
         raise UsageError(f"unknown timm model {name!r}: {_suggest(name, known)}")
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    if pretrained not in ("none", "default"):
+    if pretrained not in ("none", "default") and not name.startswith("hf-hub:"):
         name = f"{name.split('.')[0]}.{pretrained}"
     try:
-        model = timm.create_model(name, pretrained=pretrained != "none", **kwargs)
+        try:  # a ViT takes img_size: position embeddings for this size, pretrained ones resampled on load
+            sized = {} if image_size is None else {"img_size": image_size}
+            model = timm.create_model(name, pretrained=pretrained != "none", **kwargs, **sized)
+        except TypeError as error:
+            if not sized or "img_size" not in str(error):
+                raise
+            model = timm.create_model(name, pretrained=pretrained != "none", **kwargs)  # takes any size
     except Exception as error:
-        if pretrained == "none":
+        if pretrained == "none" and not name.startswith("hf-hub:"):
             raise
         from huggingface_hub.constants import HF_HUB_CACHE
 
         raise UsageError(
-            f"could not load pretrained timm weights for {name} ({type(error).__name__}); the cache is "
-            f"{HF_HUB_CACHE}. Pass --weights PATH or --pretrained none"
+            f"pretrained timm weights for {name} are not in the cache {HF_HUB_CACHE} and could not be "
+            f"downloaded ({type(error).__name__}); pass --weights PATH or --pretrained none"
         ) from None
     config = timm.data.resolve_data_config({}, model=model)
     crop = int(config["input_size"][-1])
@@ -202,7 +257,7 @@ class ClipImageClassifier(nn.Module):
         return self.head(self.visual(images))
 
 
-def _clip(spec: str, name: str, pretrained: str, num_classes: int | None) -> VisionModel:
+def _clip(spec: str, name: str, pretrained: str, num_classes: int | None, image_size: int | None = None) -> VisionModel:
     import open_clip
 
     known = open_clip.list_models()
@@ -219,7 +274,8 @@ def _clip(spec: str, name: str, pretrained: str, num_classes: int | None) -> Vis
             import logging
 
             logging.disable(logging.WARNING)
-        model = open_clip.create_model(name, pretrained=tag)
+        # force_image_size: position embeddings for this size (open_clip resizes pretrained ones on load)
+        model = open_clip.create_model(name, pretrained=tag, force_image_size=image_size)
     except Exception as error:
         if tag is None:
             raise
@@ -246,15 +302,15 @@ def _clip(spec: str, name: str, pretrained: str, num_classes: int | None) -> Vis
 
 # --- backbones without a head (self-supervised pretraining, feature extraction) ------------------------------
 
-def build_backbone(spec: str, pretrained: str = "none") -> tuple[VisionModel, int]:
+def build_backbone(spec: str, pretrained: str = "none", image_size: int | None = None) -> tuple[VisionModel, int]:
     """The model named by ``spec`` with its classifier removed, so it outputs pooled features, and their
     width. Its ``state_dict()`` keys are the model's own names minus the head's, which is what
     ``load_backbone_weights`` (``finetune --weights``) expects."""
     if spec.startswith("clip:"):  # the tower under ClipImageClassifier's names (visual.*), as finetune builds it
-        built = build_vision_model(spec, pretrained, num_classes=1)
+        built = build_vision_model(spec, pretrained, num_classes=1, image_size=image_size)
         built.model.head = nn.Identity()
         return built, int(built.model.visual.output_dim)
-    built = build_vision_model(spec, pretrained, num_classes=None)
+    built = build_vision_model(spec, pretrained, num_classes=None, image_size=image_size)
     model = built.model
     if built.family == "timm":
         classifier = model.get_classifier()
@@ -335,7 +391,7 @@ def load_backbone_weights(model: nn.Module, state: dict[str, torch.Tensor], head
 
 def preprocessing_of(spec: str, pretrained: str = "none") -> dict:
     """The preprocessing a model expects, without downloading weights."""
-    if not spec.startswith(("timm:", "clip:")):
+    if not spec.startswith(("timm:", "clip:", "hf-hub:")):
         if pretrained == "none":
             _torchvision(spec, "none", None)  # validates the name
             return _default_preprocessing()

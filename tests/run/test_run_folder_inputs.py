@@ -1,0 +1,38 @@
+"""A run folder is input too: an edited preprocessing.json (resize 100000 made predict allocate ~30 GB; std
+[0,0,0] or an unknown interpolation traced back) is refused in one line, exit 2, before any work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torchvision
+
+from tlcli.artifacts import write_model
+
+GOOD = {"resize": 36, "crop": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bilinear"}
+
+
+@pytest.fixture
+def run(tmp_path, image_folder):
+    folder = tmp_path / "run"
+    model = torchvision.models.resnet18(num_classes=3)
+    write_model(folder / "model", kind="image-classifier", plugin="finetune", tensors=model.state_dict(),
+                labels=["cat", "dog", "fish"], preprocessing=GOOD, model="resnet18")
+    return folder
+
+
+@pytest.mark.parametrize("change", [{"resize": 100000}, {"crop": 60000}, {"std": [0, 0, 0]},
+                                    {"interpolation": "sideways"}, {"mean": [float("nan")] * 3}, {"crop": "32"}])
+def test_a_hostile_preprocessing_json_is_one_line(cli, run, image_folder, change):
+    (run / "model" / "preprocessing.json").write_text(json.dumps({**GOOD, **change}))
+    image = next((image_folder / "cat").iterdir())
+    result = cli("predict", run, image)
+    assert result.exit_code == 2, result.stderr
+    assert "preprocessing.json" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_untouched_run_predicts(cli, run, image_folder):
+    result = cli("predict", run, next((image_folder / "cat").iterdir()), "--json")
+    assert result.exit_code == 0, result.stderr
