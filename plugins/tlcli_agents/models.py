@@ -93,6 +93,11 @@ class LiveModel:
             close()
 
 
+def _count(value: Any) -> int:
+    """A recorded token count: a non-negative int, anything else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12 else 0
+
+
 class ReplayExhausted(Exception):
     """The run asks for a model reply the recording does not have: it has diverged."""
 
@@ -107,12 +112,13 @@ class ReplayModel:
             data = event.get("data") or {}
             if event.get("kind") != "message" or data.get("role") != "assistant":
                 continue
-            usage = data.get("usage") or {}
-            calls = [ToolCallRequest(c.get("id", ""), c.get("name", ""), c.get("arguments", ""))
-                     for c in data.get("tool_calls") or []]
-            self.queues.setdefault(data["agent"], []).append(
-                Reply(data["agent"], data.get("content") or "", calls, int(usage.get("prompt_tokens", 0)),
-                      int(usage.get("completion_tokens", 0))))
+            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            calls = [ToolCallRequest(str(c.get("id", "")), str(c.get("name", "")), c.get("arguments", ""))
+                     for c in data.get("tool_calls") or [] if isinstance(c, dict)]
+            agent = str(data.get("agent"))
+            self.queues.setdefault(agent, []).append(
+                Reply(agent, str(data.get("content") or ""), calls, _count(usage.get("prompt_tokens")),
+                      _count(usage.get("completion_tokens"))))
         self.used = {agent: 0 for agent in self.queues}
 
     def call(self, requests: list[Request]) -> list[Reply]:

@@ -198,8 +198,9 @@ class Solver:
         text, ok = self.tools.call(role.tools, name, arguments)
         if not ok:
             usage.refused += 1
+        tool = self.tools.tools.get(name) if isinstance(name, str) else None
         self._record({"agent": agent, "role": "tool", "tool_name": name, "tool_call_id": call_id,
-                      "content": text, "ok": ok})
+                      "content": text, "ok": ok} | ({"tool_group": tool.group} if tool is not None else {}))
         return as_data(name, text)
 
     def _messages_for(self, agent: str, role: Role, allowed, native: bool) -> list[dict]:
