@@ -97,7 +97,7 @@ def build_index(config: IndexConfig, progress: Progress | None = None, make_embe
     bad.extend(skipped)
     seen = len(found) + len(skipped)
     _refuse_index_inside_roots(found, folder)
-    with IndexWriter(folder) as writer:
+    with IndexWriter(folder, rebuild=config.reembed) as writer:
         old = writer.manifest
         model = _model_for_update(config, old, folder)
         fresh = old is None or config.reembed

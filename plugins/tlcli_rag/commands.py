@@ -355,6 +355,7 @@ def info(index: Path = index_option(), json_output: bool = options.json_()) -> N
     from tlcli_rag.store import folder_bytes
 
     reader = IndexReader(index)
+    reader.verify()
     files, chunks = reader.counts()
     manifest = reader.manifest
     record = {"index": str(index), "files": files, "chunks": chunks, "model": manifest.model,

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.errors import UsageError
-from tlcli_rag.store import HNSW_EF_SEARCH, Manifest, connect_readonly, require_manifest
+from tlcli_rag.store import (HNSW_EF_SEARCH, Manifest, check_generation, connect_readonly, read_faiss,
+                             require_manifest, sqlite_errors, verify_generation)
 
 MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60  # the constant of Cormack et al. (2009); ranks deeper than ~60 barely count
@@ -101,23 +102,31 @@ class IndexReader:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.manifest: Manifest = require_manifest(self.folder)
+        check_generation(self.folder, self.manifest)
         self.db = connect_readonly(self.folder / self.manifest.sqlite_name)
         self._index = None
 
     def close(self) -> None:
         self.db.close()
 
+    def rows(self, sql: str, params=()) -> list:
+        """All rows of a query; a damaged SQLite file is one line naming it and the fix."""
+        with sqlite_errors(self.folder, self.manifest):
+            return self.db.execute(sql, params).fetchall()
+
+    def verify(self) -> None:
+        """Read and check all of this generation (``rag info``): a truncated index is not reported as fine."""
+        verify_generation(self.folder, self.manifest)
+
     @property
     def index(self):
         if self._index is None:
-            import faiss
-
-            self._index = faiss.read_index(str(self.folder / self.manifest.faiss_name))
+            self._index = read_faiss(self.folder, self.manifest, self.counts()[1])
         return self._index
 
     def counts(self) -> tuple[int, int]:
-        files = self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-        chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        files = self.rows("SELECT COUNT(*) FROM files")[0][0]
+        chunks = self.rows("SELECT COUNT(*) FROM chunks")[0][0]
         return files, chunks
 
     # --- filters -----------------------------------------------------------------------------------
@@ -127,7 +136,7 @@ class IndexReader:
         if not filters:
             return None
         where, params = _where(filters)
-        rows = self.db.execute(f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE {where}", params)
+        rows = self.rows(f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE {where}", params)
         return np.fromiter((row[0] for row in rows), dtype=np.int64)
 
     # --- dense -------------------------------------------------------------------------------------
@@ -190,7 +199,7 @@ class IndexReader:
             return []
         match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
         where, params = _where(filters) if filters else ("1", [])
-        rows = self.db.execute(
+        rows = self.rows(
             "SELECT c.id, bm25(chunks_fts, 1.0, 2.0) AS rank FROM chunks_fts "
             "JOIN chunks c ON c.id = chunks_fts.rowid JOIN files f ON f.path = c.path "
             f"WHERE chunks_fts MATCH ? AND {where} ORDER BY rank LIMIT ?", [match, *params, k])
@@ -203,7 +212,7 @@ class IndexReader:
             return []
         ids = [i for i, _ in ranked]
         marks = ",".join("?" * len(ids))
-        rows = {row["id"]: row for row in self.db.execute(
+        rows = {row["id"]: row for row in self.rows(
             f'SELECT id, path, start, "end", line_start, line_end, heading, text FROM chunks WHERE id IN ({marks})',
             ids)}
         out = []

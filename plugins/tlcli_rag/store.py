@@ -23,7 +23,8 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
@@ -80,6 +81,7 @@ class Manifest:
     normalized: bool = True
     metric: str = "inner_product"
     format: int = FORMAT_VERSION
+    model_digest: str = ""  # sha256 over a local model folder's files ("" for a hub name, or an older index)
 
     @property
     def faiss_name(self) -> str:
@@ -93,20 +95,132 @@ class Manifest:
         return json.dumps(self.__dict__, indent=2)
 
 
-def read_manifest(folder: Path) -> Manifest | None:
+MAX_GENERATION = 999_999_999
+
+# What each manifest field must be: (type, check, what is expected); generation names files, so it is checked
+# to be a plain number before any file name is made of it ("../../x" or -5 would name files elsewhere).
+_FIELDS = {
+    "generation": (int, lambda v: 1 <= v <= MAX_GENERATION, f"a whole number from 1 to {MAX_GENERATION}"),
+    "model": (str, bool, "a model name"),
+    "model_key": (str, bool, "a model key"),
+    "dimension": (int, lambda v: 1 <= v <= 65_536, "a whole number from 1 to 65536"),
+    "index_type": (str, lambda v: v in INDEX_TYPES, " or ".join(INDEX_TYPES)),
+    "chunk_tokens": (int, lambda v: 16 <= v <= 8192, "a whole number from 16 to 8192"),
+    "overlap": (int, lambda v: 0 <= v <= 8192, "a whole number from 0 to 8192"),
+    "normalized": (bool, lambda v: True, "true or false"),
+    "metric": (str, lambda v: v == "inner_product", '"inner_product"'),
+    "format": (int, lambda v: True, "a whole number"),
+    "model_digest": (str, lambda v: True, "a content digest"),
+}
+
+
+def rebuild_hint(folder: Path) -> str:
+    return f"rebuild it with `tlcli rag index PATHS --index {display_path(folder)} --reembed`"
+
+
+def read_manifest(folder: Path, *, rebuilding: bool = False) -> Manifest | None:
+    """The folder's manifest, every field checked; None when there is none (or, when ``rebuilding``, when
+    it is unreadable: a rebuild replaces it)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        manifest = Manifest(**data)
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"{display_path(path)}: not a tlcli index manifest ({error}); "
-                         "point --index at another folder or remove it") from None
-    if manifest.format != FORMAT_VERSION:
-        raise UsageError(f"{display_path(folder)}: index format {manifest.format}, this tlcli reads "
-                         f"{FORMAT_VERSION}; rebuild it with `tlcli rag index --reembed`")
-    return manifest
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as error:
+            raise UsageError(f"{display_path(path)}: not a tlcli index manifest ({type(error).__name__}); "
+                             f"{rebuild_hint(folder)}, or point --index at another folder") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{display_path(path)}: not a tlcli index manifest (a JSON object is expected); "
+                             f"{rebuild_hint(folder)}")
+        if data.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+            raise UsageError(f"{display_path(folder)}: index format {str(data.get('format'))[:20]}, this tlcli "
+                             f"reads {FORMAT_VERSION}; {rebuild_hint(folder)}")
+        unknown = sorted(set(data) - set(_FIELDS))
+        missing = sorted({f.name for f in fields(Manifest) if f.default is MISSING} - set(data))
+        if unknown or missing:
+            raise UsageError(f"{display_path(path)}: not a tlcli index manifest ("
+                             + (f"unknown field {unknown[0][:40]!r}" if unknown else f"no {missing[0]!r}")
+                             + f"); {rebuild_hint(folder)}")
+        for name, value in data.items():
+            kind, ok, expected = _FIELDS[name]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)) or not ok(value):
+                raise UsageError(f"{display_path(path)}: {name} = {json.dumps(value)[:60]} is not {expected}; "
+                                 f"{rebuild_hint(folder)}")
+    except UsageError:
+        if rebuilding:
+            return None
+        raise
+    return Manifest(**data)
+
+
+def check_generation(folder: Path, manifest: Manifest) -> None:
+    """Both files of the manifest's generation are there, and the SQLite file has the index's tables:
+    a cheap check before any read (``verify_generation`` reads everything)."""
+    folder = Path(folder)
+    for name in (manifest.sqlite_name, manifest.faiss_name):
+        if not (folder / name).is_file():
+            raise UsageError(f"{display_path(folder / name)}: missing (the manifest names generation "
+                             f"{manifest.generation}); {rebuild_hint(folder)}")
+    with sqlite_errors(folder, manifest):
+        connection = connect_readonly(folder / manifest.sqlite_name)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    lacking = [t for t in ("meta", "files", "chunks", "chunks_fts") if t not in tables]
+    if lacking:
+        raise UsageError(f"{display_path(folder / manifest.sqlite_name)}: no {lacking[0]} table; "
+                         f"{rebuild_hint(folder)}")
+
+
+@contextmanager
+def sqlite_errors(folder: Path, manifest: Manifest):
+    """A damaged SQLite file (truncated, garbage, a table dropped) as one line naming it and the fix."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        raise UsageError(f"{display_path(Path(folder) / manifest.sqlite_name)}: damaged ({error}); "
+                         f"{rebuild_hint(folder)}") from None
+
+
+def read_faiss(folder: Path, manifest: Manifest, chunks: int | None = None):
+    """The generation's FAISS index, checked against the manifest (and the chunk count when given)."""
+    import faiss
+
+    path = Path(folder) / manifest.faiss_name
+    try:
+        index = faiss.read_index(str(path))
+    except (RuntimeError, MemoryError):  # FAISS's own text is a C++ source location
+        raise UsageError(f"{display_path(path)}: damaged (truncated, or not a FAISS index); "
+                         f"{rebuild_hint(folder)}") from None
+    problem = None
+    if index.d != manifest.dimension:
+        problem = f"{index.d}-d vectors, the manifest says {manifest.dimension}"
+    elif chunks is not None and index.ntotal != chunks:
+        problem = f"{index.ntotal} vectors for {chunks} chunks in {manifest.sqlite_name}"
+    elif not hasattr(index, "id_map"):
+        problem = "not an id-mapped index"
+    if problem:
+        raise UsageError(f"{display_path(path)}: does not match the index ({problem}); {rebuild_hint(folder)}")
+    return index
+
+
+def verify_generation(folder: Path, manifest: Manifest) -> None:
+    """Everything ``rag info`` reports is read and checked: both files, SQLite's own integrity check, the
+    FTS index, and FAISS's vectors against the chunks."""
+    check_generation(folder, manifest)
+    with sqlite_errors(folder, manifest):
+        connection = connect_readonly(Path(folder) / manifest.sqlite_name)
+        try:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError(str(problems[0])[:160])
+            chunks = connection.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            connection.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'x'").fetchone()
+        finally:
+            connection.close()
+    read_faiss(folder, manifest, chunks)
 
 
 def require_manifest(folder: Path) -> Manifest:
@@ -208,7 +322,9 @@ class FileRecord:
 class IndexWriter:
     """One update of an index folder, holding its lock. Use as a context manager; ``commit`` publishes."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, rebuild: bool = False):
+        """``rebuild``: the update replaces the whole index (``--reembed``), so a damaged current generation
+        (or manifest) is no obstacle; otherwise it is refused before anything is read from it."""
         self.folder = Path(folder)
         if self.folder.exists() and not self.folder.is_dir():
             raise UsageError(f"--index {display_path(folder)}: not a folder")
@@ -224,7 +340,14 @@ class IndexWriter:
             self._lock.close()
             raise UsageError(f"--index {display_path(folder)}: another `tlcli rag index` is updating it; "
                              "wait for it to finish") from None
-        self.manifest = read_manifest(self.folder)
+        try:
+            self.manifest = read_manifest(self.folder, rebuilding=rebuild)
+            if self.manifest is not None and not rebuild:
+                check_generation(self.folder, self.manifest)
+        except BaseException:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            raise
         self._remove_leftovers()
         self.db: sqlite3.Connection | None = None
         self.index = None
@@ -260,17 +383,16 @@ class IndexWriter:
         """What the current generation holds, without opening FAISS."""
         if self.manifest is None:
             return {}
-        connection = connect_readonly(self.folder / self.manifest.sqlite_name)
-        try:
-            rows = connection.execute("SELECT path, sha256, size, mtime FROM files").fetchall()
-        finally:
-            connection.close()
+        with sqlite_errors(self.folder, self.manifest):
+            connection = connect_readonly(self.folder / self.manifest.sqlite_name)
+            try:
+                rows = connection.execute("SELECT path, sha256, size, mtime FROM files").fetchall()
+            finally:
+                connection.close()
         return {row["path"]: FileRecord(row["path"], row["sha256"], row["size"], row["mtime"]) for row in rows}
 
     def begin(self, manifest: Manifest, *, fresh: bool, training: np.ndarray | None = None) -> None:
         """Start generation ``manifest.generation`` from the current one (or empty when ``fresh``)."""
-        import faiss
-
         self.new_manifest = manifest
         self._tmp_sqlite = self.folder / f"{manifest.sqlite_name}.tmp-{os.getpid()}"
         self._tmp_faiss = self.folder / f"{manifest.faiss_name}.tmp-{os.getpid()}"
@@ -279,12 +401,14 @@ class IndexWriter:
             self.db.executescript(SCHEMA)
             self.index = new_faiss_index(manifest.index_type, manifest.dimension, training)
         else:
-            source = connect_readonly(self.folder / self.manifest.sqlite_name)
-            try:
-                source.backup(self.db)
-            finally:
-                source.close()
-            self.index = faiss.read_index(str(self.folder / self.manifest.faiss_name))
+            with sqlite_errors(self.folder, self.manifest):
+                source = connect_readonly(self.folder / self.manifest.sqlite_name)
+                try:
+                    source.backup(self.db)
+                finally:
+                    source.close()
+                chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            self.index = read_faiss(self.folder, self.manifest, chunks)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
