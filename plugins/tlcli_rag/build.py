@@ -19,7 +19,8 @@ from tlcli.data.documents import (DEFAULT_MAX_FILE_BYTES, DocumentError, FoundFi
                                   chunk_documents, file_sha256, find_documents, load_document)
 from tlcli.errors import UsageError
 from tlcli.output import display_path
-from tlcli_rag.store import FileRecord, IndexWriter, Manifest, check_model, choose_index_type
+from tlcli_rag.store import (FileRecord, IndexWriter, Manifest, check_model, check_model_unchanged, choose_index_type,
+                             model_digest)
 
 EMBED_GROUP = 1024  # chunks embedded and added per step: bounded memory, regular progress events
 
@@ -130,10 +131,11 @@ def build_index(config: IndexConfig, progress: Progress | None = None, make_embe
 def _model_for_update(config: IndexConfig, old: Manifest | None, folder: Path) -> str:
     """The model this update embeds with, after refusing settings that differ from the index's own
     (unless ``--reembed`` rebuilds it)."""
-    from tlcli.models.text import DEFAULT_TEXT_MODEL, model_key
+    from tlcli.models.text import DEFAULT_TEXT_MODEL
 
     if old is not None and not config.reembed:
-        check_model(old, config.model, model_key(config.model) if config.model is not None else None, folder)
+        check_model(old, config.model, folder)
+        check_model_unchanged(old, folder)
         if config.index_type not in ("auto", old.index_type):
             raise UsageError(f"--index-type {config.index_type}: {display_path(folder)} is a {old.index_type} "
                              "index; add --reembed to rebuild it as another type")
@@ -193,6 +195,7 @@ def _next_manifest(config: IndexConfig, old: Manifest | None, fresh: bool, model
     # An update keeps the index's type; a fresh index gets one sized for what it will hold.
     index_type = old.index_type if not fresh else choose_index_type(config.index_type, new_chunks)
     return Manifest(generation=(old.generation + 1 if old else 1), model=model, model_key=model_key(model),
+                    model_digest=model_digest(model),
                     dimension=dimension, index_type=index_type, chunk_tokens=config.chunk_tokens,
                     overlap=config.overlap)
 

@@ -255,10 +255,7 @@ class Searcher:
 
         self.reader = IndexReader(folder)
         manifest = self.reader.manifest
-        if model is not None:
-            from tlcli.models.text import model_key
-
-            check_model(manifest, model, model_key(model), self.reader.folder)
+        check_model(manifest, model, self.reader.folder)
         self.device = device
         self.precision = precision
         self._embedder = None
@@ -267,6 +264,9 @@ class Searcher:
     def embedder(self):
         if self._embedder is None:
             from tlcli.embedder import TextEmbedder
+            from tlcli_rag.store import check_model_unchanged
+
+            check_model_unchanged(self.reader.manifest, self.reader.folder)
 
             self._embedder = TextEmbedder(self.reader.manifest.model, device=self.device, precision=self.precision)
         return self._embedder

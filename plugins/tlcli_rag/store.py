@@ -19,6 +19,7 @@ No pickle: FAISS's own binary format, SQLite and JSON only.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -231,13 +232,62 @@ def require_manifest(folder: Path) -> Manifest:
     return manifest
 
 
-def check_model(manifest: Manifest, model: str | None, model_key: str | None, folder: Path) -> None:
-    """Refuse a model other than the one the index was built with, in one line naming both."""
-    if model is None or model_key == manifest.model_key:
+# The files that make a local model what it is: weights, configs, tokenizer. READMEs and hidden files are not.
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".model", ".onnx", ".msgpack")
+
+
+def model_digest(model: str) -> str:
+    """sha256 over a local model folder's files (relative name and content), so a byte-identical copy
+    elsewhere is the same model and weights replaced in place are another; "" for a hub name. Each file's
+    hash is remembered per (path, size, mtime, inode, ctime), so an unchanged model costs a stat per file."""
+    from tlcli.models.clip import _file_digest
+    from tlcli.models.text import resolve_text_model
+
+    root = Path(resolve_text_model(model)).expanduser()
+    if not root.is_dir():
+        return ""
+    parts = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file() \
+                or path.suffix.lower() not in MODEL_FILE_SUFFIXES or path.name.upper().startswith(("README", "LICENSE")):
+            continue
+        parts.append([relative.as_posix(), _file_digest(path)])
+    return hashlib.sha256(json.dumps(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def check_model(manifest: Manifest, model: str | None, folder: Path) -> None:
+    """Refuse a model other than the one the index was built with, in one line naming both. A model with
+    the same content as the index's own (a copy of its folder elsewhere) is the same model."""
+    from tlcli.models.text import model_key
+
+    if model is None or model_key(model) == manifest.model_key:
+        return
+    if manifest.model_digest and model_digest(model) == manifest.model_digest:
         return
     raise UsageError(f"{display_path(folder)} was built with model {manifest.model!r} "
                      f"({manifest.dimension}-d); --model {model!r} is another model: drop --model to use the "
                      f"index's own, or rebuild with `tlcli rag index ... --model {model} --reembed`")
+
+
+def check_model_unchanged(manifest: Manifest, folder: Path) -> None:
+    """Refuse to embed with the index's model when its files changed since the build: new query vectors
+    against old ones (or an update mixing both) would be silently wrong."""
+    from tlcli.models.text import model_key, resolve_text_model
+
+    local = Path(resolve_text_model(manifest.model)).expanduser()
+    if manifest.model_digest:
+        if not local.is_dir():
+            raise UsageError(f"{display_path(folder)} was built with the model folder {manifest.model!r}, which is "
+                             f"not there now; restore it (or run from the folder it was built in), or "
+                             f"{rebuild_hint(folder)} --model MODEL")
+        changed = model_digest(manifest.model) != manifest.model_digest
+    else:  # an index from before content digests: the path, sizes and times it recorded
+        changed = local.is_dir() and model_key(manifest.model) != manifest.model_key
+    if changed:
+        raise UsageError(f"the model {manifest.model!r} changed since {display_path(folder)} was built (its files' "
+                         f"content differs): its vectors no longer match; restore the model, or "
+                         f"{rebuild_hint(folder)}")
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
