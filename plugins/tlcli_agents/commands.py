@@ -126,7 +126,7 @@ def solve(
     from tlcli_agents.teams import load_team, team_path
     from tlcli.paths import STOP_REQUEST_FILE
     from tlcli_agents.termination import StopRequested
-    from tlcli_agents.tools import build_toolbox
+    from tlcli_agents.tools import build_toolbox, check_team_tools
 
     options.check_out_path(out)
     max_tokens = DEFAULT_REPLY_TOKENS if max_tokens is None else max_tokens
@@ -142,6 +142,7 @@ def solve(
     toolbox = build_toolbox(specs)  # before the model: a bad --tools fails in a second, not after a load
     model = None
     try:
+        check_team_tools(chosen, toolbox)
         backend = resolve_llm(llm)
         if getattr(backend, "scripted", False):
             info(SCRIPTED_NOTE)

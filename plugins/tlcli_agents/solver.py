@@ -16,7 +16,8 @@ from typing import Any, Callable, Generator
 from tlcli_agents.actions import DATA_RULE, as_data, parse_action, text_protocol_prompt
 from tlcli_agents.models import Reply, Request
 from tlcli_agents.teams import END, Role, Team
-from tlcli_agents.termination import BUDGET_EXHAUSTED, SOLVED, LoopState, Stop, token_headroom
+from tlcli.llm.transport import OutOfTime, time_limit
+from tlcli_agents.termination import BUDGET_EXHAUSTED, SOLVED, LoopState, Stop, nearest_timeout, token_headroom
 from tlcli_agents.tools import ToolBox
 
 Emit = Callable[[str, dict, int], None]
@@ -95,7 +96,15 @@ class Solver:
                 if stop is not None:
                     break
                 self._cap_reply_length(pending.values())
-                replies = self.model.call(list(pending.values()))
+                clock = nearest_timeout(self.termination, self.state)
+                try:
+                    with time_limit(clock.remaining(self.state) if clock is not None else None):
+                        replies = self.model.call(list(pending.values()))
+                except OutOfTime:
+                    if clock is None:
+                        raise
+                    stop = clock.stop()
+                    break
                 self._account(role, replies)
                 for reply in replies:
                     try:

@@ -129,6 +129,27 @@ class RecordedToolBox(ToolBox):
         return queue.popleft()
 
 
+BUILTIN_TOOL_NAMES = ("calculator", "files", "mcp", "read_file", "list_files")
+
+
+def check_team_tools(team, box: ToolBox) -> None:
+    """Every name in a role's ``tools`` list must be a tool or group this run has, a built-in one, or a
+    plugin's tool kind (``rag``) or one of its tools (``rag_search``): a name nothing can provide
+    (``shell``) is a mistake in the team file, refused here rather than silently never allowed."""
+    from tlcli.registry import load_plugins
+
+    finder = getattr(load_plugins(), "tool_for", None)
+    known = set(BUILTIN_TOOL_NAMES) | set(box.tools) | {t.group for t in box.tools.values()}
+    for role in team.roles:
+        for name in role.tools:
+            kind = name.split("_", 1)[0]
+            if name in known or (finder is not None and (finder(name) or finder(kind))):
+                continue
+            raise UsageError(f"team {team.name!r}: role {role.name} lists tool {name!r}, which no tool provides "
+                             f"(tools are {TOOL_SPECS}, and the names these give: {', '.join(sorted(known))}); "
+                             "fix the role's tools list in the team file")
+
+
 def build_toolbox(specs: list[str]) -> ToolBox:
     """Tools for ``--tools`` specs; a bad spec is a UsageError before any model call."""
     box = ToolBox()
