@@ -122,6 +122,7 @@ def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
                     continue
                 sample = _manifest_row(csv_path, line, cells, columns, base)
                 raw = row[(columns or (0, 1))[1]]
+                _check_label_text(csv_path, line, raw)
                 samples.append(LabelledSample(sample.path, raw) if raw != sample.label else sample)
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
@@ -131,6 +132,15 @@ def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
     if not samples:
         raise UsageError(f"{display_path(csv_path)} has no rows; expected lines path,label")
     return strip_labels(samples, display_path(csv_path))
+
+
+def _check_label_text(csv_path: Path, line: int, label: str) -> None:
+    """A label names a class in labels.json, the model and every report: it must be text. A non-UTF-8
+    byte (read as a surrogate escape, which keeps non-UTF-8 file names working) is refused here."""
+    bad = next((ch for ch in label if "\udc80" <= ch <= "\udcff"), None)
+    if bad is not None:
+        raise UsageError(f"{display_path(csv_path)}:{line}: the label holds byte 0x{ord(bad) - 0xDC00:02X}, which "
+                         "is not UTF-8 text; save the manifest as UTF-8 (file names may stay as they are)")
 
 
 def strip_labels(samples: list[LabelledSample], where: str) -> list[LabelledSample]:
