@@ -19,8 +19,8 @@ from tlcli.data.documents import (DEFAULT_MAX_FILE_BYTES, DocumentError, FoundFi
                                   chunk_documents, file_sha256, find_documents, load_document)
 from tlcli.errors import UsageError
 from tlcli.output import display_path
-from tlcli_rag.store import (FileRecord, IndexWriter, Manifest, check_model, check_model_unchanged, choose_index_type,
-                             model_digest)
+from tlcli_rag.store import (BUILDS, FileRecord, IndexWriter, Manifest, check_index_folder, check_model,
+                             check_model_unchanged, choose_index_type, model_digest)
 
 EMBED_GROUP = 1024  # chunks embedded and added per step: bounded memory, regular progress events
 
@@ -84,6 +84,37 @@ class UpdatePlan:
         return [self.current[source] for source in self.changed + self.added]
 
 
+
+
+def prepare_build(config: IndexConfig, out: Path | None) -> Path:
+    """Check the paths and the index folder before anything is made, and say where this build's run record
+    goes: ``out``, or ``<index>/builds/rag-index-<time>`` (never ``runs/`` in whatever folder the command
+    ran from)."""
+    import time as clock
+
+    check_paths(config.paths)
+    folder = Path(config.index)
+    check_index_folder(folder)
+    if out is not None:
+        return Path(out)
+    base = folder / BUILDS / f"rag-index-{clock.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def check_paths(paths: list[str]) -> None:
+    """A path that does not exist is a typo to fix, not a bad file to count against --max-bad."""
+    import os
+
+    for path in paths:
+        if not os.path.lexists(path):
+            raise UsageError(f"{path}: no such file or folder; check the path (rag index takes files and folders, "
+                             "or - to read paths from stdin)")
+
+
 def build_index(config: IndexConfig, progress: Progress | None = None, make_embedder=None) -> IndexSummary:
     """Bring the index at ``config.index`` up to date with ``config.paths``. ``make_embedder(model, device,
     precision, batch_size)`` builds the embedder (default: a TextEmbedder in this process; under torchrun,
@@ -93,6 +124,7 @@ def build_index(config: IndexConfig, progress: Progress | None = None, make_embe
     folder = Path(config.index)
     if config.overlap >= config.chunk_tokens // 2:
         raise UsageError(f"--overlap {config.overlap}: must be under half of --chunk-tokens ({config.chunk_tokens})")
+    check_paths(config.paths)
     bad = BadFiles()
     found, skipped = find_documents(config.paths, max_bytes=int(config.max_file_mb * 1e6))
     bad.extend(skipped)

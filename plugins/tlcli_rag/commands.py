@@ -135,8 +135,9 @@ def index(
 def _index_as_run(config, out, overwrite: bool, quiet: bool, index: Path, last_said: list, make_embedder):
     from tlcli.output import info as say
     from tlcli.run import Run
-    from tlcli_rag.build import build_index
+    from tlcli_rag.build import build_index, prepare_build
 
+    out = prepare_build(config, out)  # paths and index folder checked first; the record goes in the index folder
     with Run.create("rag-index", out, overwrite=overwrite, plugin="rag", config=config.model_dump()) as run:
         run.start({"index": str(index)})
 

@@ -369,6 +369,19 @@ class FileRecord:
     mtime: float
 
 
+BUILDS = "builds"  # the run records of builds made without --out (tlcli_rag.build.prepare_build)
+
+
+def check_index_folder(folder: Path) -> None:
+    """``folder`` may hold an index: new, empty, or a tlcli index already (never someone else's folder)."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--index {display_path(folder)}: not a folder")
+    if folder.is_dir() and not (folder / MANIFEST).exists() and not (folder / "lock").exists() \
+            and any(entry.name != BUILDS for entry in folder.iterdir()):
+        raise UsageError(f"--index {display_path(folder)}: a folder that is not a tlcli index and is not "
+                         "empty; give a new or empty folder")
+
+
 class IndexWriter:
     """One update of an index folder, holding its lock. Use as a context manager; ``commit`` publishes."""
 
@@ -376,12 +389,7 @@ class IndexWriter:
         """``rebuild``: the update replaces the whole index (``--reembed``), so a damaged current generation
         (or manifest) is no obstacle; otherwise it is refused before anything is read from it."""
         self.folder = Path(folder)
-        if self.folder.exists() and not self.folder.is_dir():
-            raise UsageError(f"--index {display_path(folder)}: not a folder")
-        if self.folder.is_dir() and any(self.folder.iterdir()) and not (self.folder / MANIFEST).exists() \
-                and not (self.folder / "lock").exists():
-            raise UsageError(f"--index {display_path(folder)}: a folder that is not a tlcli index and is not "
-                             "empty; give a new or empty folder")
+        check_index_folder(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.folder / "lock", "a+")
         try:
