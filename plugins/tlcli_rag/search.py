@@ -19,6 +19,9 @@ from tlcli_rag.store import (HNSW_EF_SEARCH, Manifest, check_generation, connect
                              require_manifest, sqlite_errors, verify_generation)
 
 MODES = ("dense", "lexical", "hybrid")
+MAX_QUERY_CHARS = 4096  # far past what the model embeds (256 tokens); a bigger "query" is a document or an attack
+MAX_FILTERS = 32
+MAX_CHUNK_ID = 2**63 - 1  # SQLite's INTEGER
 RRF_K = 60  # the constant of Cormack et al. (2009); ranks deeper than ~60 barely count
 # English function words dropped from lexical queries: in an OR query they match nearly every chunk and
 # drown the words that matter. Python keywords (and, or, not, in, is, if, for...) are deliberately kept.
@@ -225,8 +228,18 @@ class IndexReader:
         return out
 
     def chunk(self, chunk_id: int) -> Hit | None:
+        if not 0 <= int(chunk_id) <= MAX_CHUNK_ID:
+            return None
         found = self.hits([(int(chunk_id), 0.0)])
         return found[0] if found else None
+
+
+def check_query_size(queries: list[str]) -> None:
+    """A query longer than MAX_QUERY_CHARS is refused (the model would read only its start anyway)."""
+    for query in queries:
+        if len(query) > MAX_QUERY_CHARS:
+            raise UsageError(f"a query of {len(query):,} characters: at most {MAX_QUERY_CHARS:,}; search with the "
+                             "words that matter")
 
 
 def _where(filters: list[Filter]) -> tuple[str, list]:
@@ -276,7 +289,10 @@ class Searcher:
         """Hits for each query; dense queries are embedded in one batch."""
         if mode not in MODES:
             raise UsageError(f"--mode {mode}: expected one of {', '.join(MODES)}")
+        check_query_size(queries)
         filters = filters or []
+        if len(filters) > MAX_FILTERS:
+            raise UsageError(f"{len(filters)} filters: at most {MAX_FILTERS}")
         allowed = self.reader.allowed_ids(filters) if mode != "lexical" else None
         depth = k if mode != "hybrid" else max(50, 4 * k)
         dense: list[list[tuple[int, float]]] = [[] for _ in queries]
