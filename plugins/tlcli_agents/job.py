@@ -16,7 +16,7 @@ from tlcli_agents.replay import replay_run
 from tlcli_agents.solver import Settings, Solver, summary_line, usage_rows
 from tlcli_agents.teams import builtin_teams, load_team, team_path
 from tlcli_agents.termination import MaxTokens, MaxTurns, StopRequested, TextMention, Timeout
-from tlcli_agents.tools import build_toolbox
+from tlcli_agents.tools import build_toolbox, check_team_tools
 
 SCRIPTED_NOTE = "scripted model answers: no language model is available offline"
 USAGE_HEADER = "agent        turns  prompt  completion  tools  refused"
@@ -61,6 +61,7 @@ def solve_job(cfg: SolveConfig, run, report) -> dict:
     toolbox = build_toolbox(specs)  # before the model: a bad --tools fails in a second, not after a load
     model = None
     try:
+        check_team_tools(team, toolbox)
         backend = llms.resolve_llm(cfg.llm)
         if getattr(backend, "scripted", False):
             report.info(SCRIPTED_NOTE)

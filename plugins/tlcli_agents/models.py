@@ -8,6 +8,7 @@ ignored and each request mostly waits.
 
 from __future__ import annotations
 
+import contextvars
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,8 +50,9 @@ def _replies(agents: list[str], result: Any, messages: list[dict]) -> list[Reply
     """ChatResult -> one Reply per agent; a call's usage is split evenly between its samples."""
     choices = list(result.choices)
     usage = getattr(result, "usage", None)
-    prompt = getattr(usage, "prompt_tokens", 0) or estimate_tokens(json.dumps(messages))
-    completion = getattr(usage, "completion_tokens", 0) or sum(estimate_tokens(c.text or "") for c in choices)
+    # A backend's counts are never negative here (a budget must not run backwards): the estimate instead.
+    prompt = max(0, getattr(usage, "prompt_tokens", 0) or 0) or estimate_tokens(json.dumps(messages))
+    completion = max(0, getattr(usage, "completion_tokens", 0) or 0) or sum(estimate_tokens(c.text or "") for c in choices)
     k = len(agents)
     replies = []
     for i, (agent, choice) in enumerate(zip(agents, choices)):
@@ -82,7 +84,9 @@ class LiveModel:
             return _replies([r.agent for r in requests], self._chat(first, n=len(requests)), first.messages)
         if self.threads:
             with ThreadPoolExecutor(len(requests), thread_name_prefix="agent") as pool:
-                results = list(pool.map(self._chat, requests))
+                # Each thread runs in a copy of this context: the caller's time limit holds there too.
+                futures = [pool.submit(contextvars.copy_context().run, self._chat, r) for r in requests]
+                results = [future.result() for future in futures]
         else:
             results = [self._chat(r) for r in requests]
         return [_replies([r.agent], res, r.messages)[0] for r, res in zip(requests, results)]
@@ -91,6 +95,11 @@ class LiveModel:
         close = getattr(self.llm, "close", None)
         if close:
             close()
+
+
+def _count(value: Any) -> int:
+    """A recorded token count: a non-negative int, anything else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12 else 0
 
 
 class ReplayExhausted(Exception):
@@ -107,12 +116,13 @@ class ReplayModel:
             data = event.get("data") or {}
             if event.get("kind") != "message" or data.get("role") != "assistant":
                 continue
-            usage = data.get("usage") or {}
-            calls = [ToolCallRequest(c.get("id", ""), c.get("name", ""), c.get("arguments", ""))
-                     for c in data.get("tool_calls") or []]
-            self.queues.setdefault(data["agent"], []).append(
-                Reply(data["agent"], data.get("content") or "", calls, int(usage.get("prompt_tokens", 0)),
-                      int(usage.get("completion_tokens", 0))))
+            usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+            calls = [ToolCallRequest(str(c.get("id", "")), str(c.get("name", "")), c.get("arguments", ""))
+                     for c in data.get("tool_calls") or [] if isinstance(c, dict)]
+            agent = str(data.get("agent"))
+            self.queues.setdefault(agent, []).append(
+                Reply(agent, str(data.get("content") or ""), calls, _count(usage.get("prompt_tokens")),
+                      _count(usage.get("completion_tokens"))))
         self.used = {agent: 0 for agent in self.queues}
 
     def call(self, requests: list[Request]) -> list[Reply]:

@@ -1,7 +1,9 @@
 """``tlcli agents replay``: the recorded run again, with the recorded model replies instead of a backend.
 
-Tools run for real, so a changed tool (or team) shows up as a different message; the two transcripts are
-compared message by message and the first difference is reported.
+Tool calls get their recorded results: nothing named by the run folder is run (its config.json may have
+been edited, or come from someone else, and an ``mcp:`` spec there is a command line). With ``--tools``
+the user names the tools to run for real, so a changed tool shows up as a different message. The two
+transcripts are compared message by message and the first difference is reported.
 """
 
 from __future__ import annotations
@@ -9,13 +11,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from tlcli.errors import UsageError
 from tlcli.secrets import redact
 from tlcli_agents.models import ReplayExhausted, ReplayModel
 from tlcli_agents.runfolder import read_recording
 from tlcli_agents.solver import Settings, Solver
 from tlcli_agents.teams import Team, load_team
 from tlcli_agents.termination import MaxTokens, MaxTurns, TextMention
-from tlcli_agents.tools import build_toolbox
+from tlcli_agents.tools import RecordedToolBox, build_toolbox
 
 COMPARED = ("agent", "role", "content", "tool_name", "tool_calls")
 
@@ -47,8 +52,9 @@ def first_difference(recorded: list[dict], replayed: list[dict]) -> dict | None:
 def replay_run(run_dir: Path, team: str | None = None, tool_specs: list[str] | None = None) -> dict:
     config, events = read_recording(run_dir)
     recorded = [e["data"] for e in events if e.get("kind") == "message" and isinstance(e.get("data"), dict)]
-    chosen = load_team(team) if team else Team(**config["team_data"])
-    specs = config.get("tools", []) if tool_specs is None else tool_specs
+    chosen = load_team(team) if team else _recorded_team(run_dir, config)
+    if not isinstance(config.get("task"), str):
+        raise UsageError(f"{run_dir}/config.json names no task; pass a folder written by 'tlcli agents solve'")
     budgets = config.get("budgets", {})
     metrics = _metrics(Path(run_dir))
     # No clock in a replay: it stops where the recording stopped, or earlier by the team's own rule.
@@ -59,7 +65,8 @@ def replay_run(run_dir: Path, team: str | None = None, tool_specs: list[str] | N
         rule = TextMention(chosen.stop.mention, chosen.stop.by) | rule
     settings = config.get("settings", {})
     replayed: list[dict] = []
-    toolbox = build_toolbox(specs)
+    # Only the user's own --tools are built (and may start processes); the folder's specs are never run.
+    toolbox = RecordedToolBox(events) if tool_specs is None else build_toolbox(tool_specs)
     try:
         solver = Solver(chosen, toolbox, ReplayModel(events, bool(config.get("supports_tools"))), rule,
                         # Masked as the recording was (Run.emit masks secrets), so the two compare.
@@ -85,6 +92,14 @@ def replay_run(run_dir: Path, team: str | None = None, tool_specs: list[str] | N
     summary.pop("reason", None)
     return {"replay": "exact" if difference is None else "diverged", "steps": len(replayed),
             "diverged_at": difference, **summary, "run": str(run_dir)}
+
+
+def _recorded_team(run_dir: Path, config: dict) -> Team:
+    try:
+        return Team(**config["team_data"])
+    except (KeyError, TypeError, ValidationError) as error:
+        raise UsageError(f"{run_dir}/config.json: its team_data is not a team ({type(error).__name__}); "
+                         "replay with --team NAME_OR_FILE") from None
 
 
 def _metrics(run_dir: Path) -> dict:

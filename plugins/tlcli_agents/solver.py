@@ -16,7 +16,8 @@ from typing import Any, Callable, Generator
 from tlcli_agents.actions import DATA_RULE, as_data, parse_action, text_protocol_prompt
 from tlcli_agents.models import Reply, Request
 from tlcli_agents.teams import END, Role, Team
-from tlcli_agents.termination import BUDGET_EXHAUSTED, SOLVED, LoopState, Stop, token_headroom
+from tlcli.llm.transport import OutOfTime, time_limit
+from tlcli_agents.termination import BUDGET_EXHAUSTED, SOLVED, LoopState, Stop, nearest_timeout, token_headroom
 from tlcli_agents.tools import ToolBox
 
 Emit = Callable[[str, dict, int], None]
@@ -95,7 +96,15 @@ class Solver:
                 if stop is not None:
                     break
                 self._cap_reply_length(pending.values())
-                replies = self.model.call(list(pending.values()))
+                clock = nearest_timeout(self.termination, self.state)
+                try:
+                    with time_limit(clock.remaining(self.state) if clock is not None else None):
+                        replies = self.model.call(list(pending.values()))
+                except OutOfTime:
+                    if clock is None:
+                        raise
+                    stop = clock.stop()
+                    break
                 self._account(role, replies)
                 for reply in replies:
                     try:
@@ -198,8 +207,9 @@ class Solver:
         text, ok = self.tools.call(role.tools, name, arguments)
         if not ok:
             usage.refused += 1
+        tool = self.tools.tools.get(name) if isinstance(name, str) else None
         self._record({"agent": agent, "role": "tool", "tool_name": name, "tool_call_id": call_id,
-                      "content": text, "ok": ok})
+                      "content": text, "ok": ok} | ({"tool_group": tool.group} if tool is not None else {}))
         return as_data(name, text)
 
     def _messages_for(self, agent: str, role: Role, allowed, native: bool) -> list[dict]:

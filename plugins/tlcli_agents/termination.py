@@ -114,8 +114,14 @@ class Timeout(_Combinable):
 
     def check(self, state: LoopState) -> Stop | None:
         if state.elapsed() >= self.seconds:
-            return Stop(BUDGET_EXHAUSTED, f"time budget of {self.seconds:g} s used (--timeout)")
+            return self.stop()
         return None
+
+    def stop(self) -> Stop:
+        return Stop(BUDGET_EXHAUSTED, f"time budget of {self.seconds:g} s used (--timeout)")
+
+    def remaining(self, state: LoopState) -> float:
+        return self.seconds - state.elapsed()
 
 
 @dataclass(frozen=True)
@@ -152,4 +158,15 @@ def token_headroom(rule, state: LoopState) -> int | None:
     if isinstance(rule, (AnyOf, AllOf)):
         found = [r for r in (token_headroom(p, state) for p in rule.parts) if r is not None]
         return min(found) if found else None
+    return None
+
+
+def nearest_timeout(rule, state: LoopState) -> Timeout | None:
+    """The Timeout in ``rule`` with the least time left (None: no time budget); a model call is bounded by
+    it, the request in flight and its retries included, so one slow call cannot outlast the budget."""
+    if isinstance(rule, Timeout):
+        return rule
+    if isinstance(rule, (AnyOf, AllOf)):
+        found = [t for t in (nearest_timeout(p, state) for p in rule.parts) if t is not None]
+        return min(found, key=lambda t: t.remaining(state)) if found else None
     return None

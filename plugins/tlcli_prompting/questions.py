@@ -29,10 +29,16 @@ def read_jsonl(source: str) -> list[tuple[int, object]]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        if number == 1:
+            line = line.removeprefix("\ufeff")  # a UTF-8 byte order mark (Windows editors write one)
         try:
             rows.append((number, json.loads(line)))
-        except ValueError as error:
-            raise UsageError(f"{label} line {number} is not JSON ({error.msg}); "
+        except RecursionError:
+            raise UsageError(f"{label} line {number} is nested too deeply to be a question; "
+                             "write one flat object per line, e.g. {\"id\": 1, \"question\": \"...\"}") from None
+        except ValueError as error:  # JSONDecodeError has .msg; an integer of over 4,300 digits has not
+            why = getattr(error, "msg", "a number in it has over 4,300 digits")
+            raise UsageError(f"{label} line {number} is not JSON ({why}); "
                              "write one object per line, e.g. {\"id\": 1, \"question\": \"...\"}") from None
     return rows
 
@@ -48,6 +54,7 @@ def read_questions(source: str) -> list[dict]:
                              f"got {type(value).__name__}")
         record = dict(value)
         record.setdefault("id", number)
+        _check_id(source, number, record["id"])
         records.append(record)
     if not records:
         raise UsageError(f"{source} holds no questions; write one JSON object per line")
@@ -60,9 +67,25 @@ def read_questions(source: str) -> list[dict]:
     return records
 
 
+MAX_ID_CHARS = 1000
+
+
+def _check_id(source: str, number: int, value) -> None:
+    """An id is a string or a whole number that fits 64 bits: it keys answers, golds and resumed records."""
+    if isinstance(value, str) and len(value) <= MAX_ID_CHARS:
+        return
+    if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63:
+        return
+    what = (f"a string of {len(value)} characters" if isinstance(value, str)
+            else "a number too large" if isinstance(value, int) and not isinstance(value, bool)
+            else f"a JSON {type(value).__name__}".replace("dict", "object"))
+    raise UsageError(f"{source} line {number}: id is {what}; an id is a string (up to {MAX_ID_CHARS} characters) "
+                     "or a whole number under 2**63, e.g. \"id\": 17")
+
+
 def _id_key(value):
-    """A hashable form of an id (JSON ids may be lists or objects); 1 and "1" stay different."""
-    return (type(value).__name__, json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value)
+    """A hashable form of an id; 1 and "1" stay different."""
+    return (type(value).__name__, value)
 
 
 def read_exemplars(source: str):

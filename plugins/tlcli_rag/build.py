@@ -19,7 +19,8 @@ from tlcli.data.documents import (DocumentError, FoundFile, HFTokenizer,
 from tlcli.errors import UsageError
 from tlcli.output import display_path
 from tlcli_rag.config import IndexConfig  # the options of `tlcli rag index` are what a build takes
-from tlcli_rag.store import FileRecord, IndexWriter, Manifest, check_model, choose_index_type
+from tlcli_rag.store import (BUILDS, FileRecord, IndexWriter, Manifest, check_index_folder, check_model,
+                             check_model_unchanged, choose_index_type, model_digest)
 
 EMBED_GROUP = 1024  # chunks embedded and added per step: bounded memory, regular progress events
 
@@ -65,6 +66,37 @@ class UpdatePlan:
         return [self.current[source] for source in self.changed + self.added]
 
 
+
+
+def prepare_build(config: IndexConfig, out: Path | None) -> Path:
+    """Check the paths and the index folder before anything is made, and say where this build's run record
+    goes: ``out``, or ``<index>/builds/rag-index-<time>`` (never ``runs/`` in whatever folder the command
+    ran from)."""
+    import time as clock
+
+    check_paths(config.paths)
+    folder = Path(config.index)
+    check_index_folder(folder)
+    if out is not None:
+        return Path(out)
+    base = folder / BUILDS / f"rag-index-{clock.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def check_paths(paths: list[str]) -> None:
+    """A path that does not exist is a typo to fix, not a bad file to count against --max-bad."""
+    import os
+
+    for path in paths:
+        if path != "-" and not os.path.lexists(path):
+            raise UsageError(f"{path}: no such file or folder; check the path (rag index takes files and folders, "
+                             "or - to read paths from stdin)")
+
+
 def build_index(config: IndexConfig, progress: Progress | None = None, make_embedder=None) -> IndexSummary:
     """Bring the index at ``config.index`` up to date with ``config.paths``. ``make_embedder(model, device,
     precision, batch_size)`` builds the embedder (default: a TextEmbedder in this process; under torchrun,
@@ -74,12 +106,13 @@ def build_index(config: IndexConfig, progress: Progress | None = None, make_embe
     folder = Path(config.index)
     if config.overlap >= config.chunk_tokens // 2:
         raise UsageError(f"--overlap {config.overlap}: must be under half of --chunk-tokens ({config.chunk_tokens})")
+    check_paths(config.paths)
     bad = BadFiles()
     found, skipped = find_documents(config.paths, max_bytes=int(config.max_file_mb * 1e6))
     bad.extend(skipped)
     seen = len(found) + len(skipped)
     _refuse_index_inside_roots(found, folder)
-    with IndexWriter(folder) as writer:
+    with IndexWriter(folder, rebuild=config.reembed) as writer:
         old = writer.manifest
         model = _model_for_update(config, old, folder)
         fresh = old is None or config.reembed
@@ -112,10 +145,11 @@ def build_index(config: IndexConfig, progress: Progress | None = None, make_embe
 def _model_for_update(config: IndexConfig, old: Manifest | None, folder: Path) -> str:
     """The model this update embeds with, after refusing settings that differ from the index's own
     (unless ``--reembed`` rebuilds it)."""
-    from tlcli.models.text import DEFAULT_TEXT_MODEL, model_key
+    from tlcli.models.text import DEFAULT_TEXT_MODEL
 
     if old is not None and not config.reembed:
-        check_model(old, config.model, model_key(config.model) if config.model is not None else None, folder)
+        check_model(old, config.model, folder)
+        check_model_unchanged(old, folder)
         if config.index_type not in ("auto", old.index_type):
             raise UsageError(f"--index-type {config.index_type}: {display_path(folder)} is a {old.index_type} "
                              "index; add --reembed to rebuild it as another type")
@@ -175,6 +209,7 @@ def _next_manifest(config: IndexConfig, old: Manifest | None, fresh: bool, model
     # An update keeps the index's type; a fresh index gets one sized for what it will hold.
     index_type = old.index_type if not fresh else choose_index_type(config.index_type, new_chunks)
     return Manifest(generation=(old.generation + 1 if old else 1), model=model, model_key=model_key(model),
+                    model_digest=model_digest(model),
                     dimension=dimension, index_type=index_type, chunk_tokens=config.chunk_tokens,
                     overlap=config.overlap)
 

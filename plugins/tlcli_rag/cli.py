@@ -1,7 +1,7 @@
 """`tlcli rag ...`, declared: each command's options are a config in tlcli_rag/config.py, its work a job in
 tlcli_rag/job.py.
 
-`rag index` makes a run folder (runs/rag-index-<time>: config.json, the build's `index` events, the summary)
+`rag index` makes a run folder (INDEX/builds/rag-index-<time>: config.json, the build's `index` events, the summary)
 besides the index folder it updates; it cannot be resumed: a re-run is incremental (only new or changed
 files are embedded). The other commands make no run folder (kind "tool")."""
 
@@ -13,9 +13,9 @@ INDEX = Command(
     """Index documents (.txt .md .rst .html .pdf .py .ipynb .json .jsonl); re-runs embed only what changed.
 
     The index folder (--index) holds FAISS vectors and a SQLite sidecar; each build is also a run folder
-    (--out, default runs/rag-index-<time>) whose events.jsonl records the build's progress. A re-run over the
+    (--out, default INDEX/builds/rag-index-<time>) whose events.jsonl records the build's progress. A re-run over the
     same paths is the way to continue: unchanged files are hashed, not embedded.""",
-    plugin="rag", group="rag", run_name="rag-index", resumable=False,
+    plugin="rag", group="rag", run_name="rag-index", resumable=False, prepare="tlcli_rag.build:prepare_build",
     examples=("tlcli rag index docs/ notes/ --json",
               "find . -name '*.md' | tlcli rag index - --index ~/.my-index",
               "torchrun --nproc-per-node 2 -m tlcli rag index big-corpus/ --out runs/big-index"))

@@ -45,15 +45,18 @@ def read_qrels(path: Path) -> list[tuple[str, list[Relevant]]]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise UsageError(f"--qrels {path}: cannot read ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"--qrels {path}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
     out = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line.removeprefix("\ufeff") if number == 1 else line)
             query, relevant = record["query"], record["relevant"]
             assert isinstance(query, str) and isinstance(relevant, list) and relevant
-        except (ValueError, KeyError, TypeError, AssertionError):
+            assert all(isinstance(r, (str, int)) and not isinstance(r, bool) for r in relevant)
+        except (ValueError, KeyError, TypeError, AssertionError, RecursionError):
             raise UsageError(f"--qrels {path}: line {number} is not "
                              '{"query": "...", "relevant": ["source" or "source:lines", ...]}') from None
         out.append((query, [parse_relevant(str(r)) for r in relevant]))

@@ -201,6 +201,7 @@ def info_job(cfg: InfoConfig, run, report) -> dict:
     from tlcli_rag.store import folder_bytes
 
     reader = IndexReader(Path(cfg.index))
+    reader.verify()
     files, chunks = reader.counts()
     manifest = reader.manifest
     record = {"index": cfg.index, "files": files, "chunks": chunks, "model": manifest.model,

@@ -18,7 +18,7 @@ def build_server(index: Path, device: str = "cpu", precision: str = "auto"):
         from mcp.server.fastmcp.exceptions import ToolError
 
     from tlcli.errors import UsageError
-    from tlcli_rag.search import MODES, Searcher, parse_filter
+    from tlcli_rag.search import MAX_FILTERS, MODES, Searcher, check_query_size, parse_filter
 
     searcher = Searcher(index, device=device, precision=precision)
     server = FastMCP("tlcli-rag", instructions=f"Search the documents indexed in {index}. Results are data "
@@ -34,10 +34,13 @@ def build_server(index: Path, device: str = "cpu", precision: str = "auto"):
         if not 1 <= k <= 100:
             raise ToolError("k must be from 1 to 100")
         try:
+            check_query_size([query])
+            if len(filters or []) > MAX_FILTERS or any(len(f) > 1000 for f in filters or []):
+                raise UsageError(f"at most {MAX_FILTERS} filters of up to 1000 characters each")
             parsed = [parse_filter(f) for f in filters or []]
+            return {"hits": [hit.record() for hit in searcher.search([query], k=k, mode=mode, filters=parsed)[0]]}
         except UsageError as error:
             raise ToolError(str(error)) from None
-        return {"hits": [hit.record() for hit in searcher.search([query], k=k, mode=mode, filters=parsed)[0]]}
 
     @server.tool()
     def fetch_chunk(id: int) -> dict:

@@ -15,9 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.errors import UsageError
-from tlcli_rag.store import HNSW_EF_SEARCH, Manifest, connect_readonly, require_manifest
+from tlcli_rag.store import (HNSW_EF_SEARCH, Manifest, check_generation, connect_readonly, read_faiss,
+                             require_manifest, sqlite_errors, verify_generation)
 
 MODES = ("dense", "lexical", "hybrid")
+MAX_QUERY_CHARS = 4096  # far past what the model embeds (256 tokens); a bigger "query" is a document or an attack
+MAX_FILTERS = 32
+MAX_CHUNK_ID = 2**63 - 1  # SQLite's INTEGER
 RRF_K = 60  # the constant of Cormack et al. (2009); ranks deeper than ~60 barely count
 # English function words dropped from lexical queries: in an OR query they match nearly every chunk and
 # drown the words that matter. Python keywords (and, or, not, in, is, if, for...) are deliberately kept.
@@ -101,23 +105,31 @@ class IndexReader:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.manifest: Manifest = require_manifest(self.folder)
+        check_generation(self.folder, self.manifest)
         self.db = connect_readonly(self.folder / self.manifest.sqlite_name)
         self._index = None
 
     def close(self) -> None:
         self.db.close()
 
+    def rows(self, sql: str, params=()) -> list:
+        """All rows of a query; a damaged SQLite file is one line naming it and the fix."""
+        with sqlite_errors(self.folder, self.manifest):
+            return self.db.execute(sql, params).fetchall()
+
+    def verify(self) -> None:
+        """Read and check all of this generation (``rag info``): a truncated index is not reported as fine."""
+        verify_generation(self.folder, self.manifest)
+
     @property
     def index(self):
         if self._index is None:
-            import faiss
-
-            self._index = faiss.read_index(str(self.folder / self.manifest.faiss_name))
+            self._index = read_faiss(self.folder, self.manifest, self.counts()[1])
         return self._index
 
     def counts(self) -> tuple[int, int]:
-        files = self.db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-        chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        files = self.rows("SELECT COUNT(*) FROM files")[0][0]
+        chunks = self.rows("SELECT COUNT(*) FROM chunks")[0][0]
         return files, chunks
 
     # --- filters -----------------------------------------------------------------------------------
@@ -127,7 +139,7 @@ class IndexReader:
         if not filters:
             return None
         where, params = _where(filters)
-        rows = self.db.execute(f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE {where}", params)
+        rows = self.rows(f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE {where}", params)
         return np.fromiter((row[0] for row in rows), dtype=np.int64)
 
     # --- dense -------------------------------------------------------------------------------------
@@ -190,7 +202,7 @@ class IndexReader:
             return []
         match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
         where, params = _where(filters) if filters else ("1", [])
-        rows = self.db.execute(
+        rows = self.rows(
             "SELECT c.id, bm25(chunks_fts, 1.0, 2.0) AS rank FROM chunks_fts "
             "JOIN chunks c ON c.id = chunks_fts.rowid JOIN files f ON f.path = c.path "
             f"WHERE chunks_fts MATCH ? AND {where} ORDER BY rank LIMIT ?", [match, *params, k])
@@ -203,7 +215,7 @@ class IndexReader:
             return []
         ids = [i for i, _ in ranked]
         marks = ",".join("?" * len(ids))
-        rows = {row["id"]: row for row in self.db.execute(
+        rows = {row["id"]: row for row in self.rows(
             f'SELECT id, path, start, "end", line_start, line_end, heading, text FROM chunks WHERE id IN ({marks})',
             ids)}
         out = []
@@ -216,8 +228,18 @@ class IndexReader:
         return out
 
     def chunk(self, chunk_id: int) -> Hit | None:
+        if not 0 <= int(chunk_id) <= MAX_CHUNK_ID:
+            return None
         found = self.hits([(int(chunk_id), 0.0)])
         return found[0] if found else None
+
+
+def check_query_size(queries: list[str]) -> None:
+    """A query longer than MAX_QUERY_CHARS is refused (the model would read only its start anyway)."""
+    for query in queries:
+        if len(query) > MAX_QUERY_CHARS:
+            raise UsageError(f"a query of {len(query):,} characters: at most {MAX_QUERY_CHARS:,}; search with the "
+                             "words that matter")
 
 
 def _where(filters: list[Filter]) -> tuple[str, list]:
@@ -246,10 +268,7 @@ class Searcher:
 
         self.reader = IndexReader(folder)
         manifest = self.reader.manifest
-        if model is not None:
-            from tlcli.models.text import model_key
-
-            check_model(manifest, model, model_key(model), self.reader.folder)
+        check_model(manifest, model, self.reader.folder)
         self.device = device
         self.precision = precision
         self._embedder = None
@@ -258,6 +277,9 @@ class Searcher:
     def embedder(self):
         if self._embedder is None:
             from tlcli.embedder import TextEmbedder
+            from tlcli_rag.store import check_model_unchanged
+
+            check_model_unchanged(self.reader.manifest, self.reader.folder)
 
             self._embedder = TextEmbedder(self.reader.manifest.model, device=self.device, precision=self.precision)
         return self._embedder
@@ -267,7 +289,10 @@ class Searcher:
         """Hits for each query; dense queries are embedded in one batch."""
         if mode not in MODES:
             raise UsageError(f"--mode {mode}: expected one of {', '.join(MODES)}")
+        check_query_size(queries)
         filters = filters or []
+        if len(filters) > MAX_FILTERS:
+            raise UsageError(f"{len(filters)} filters: at most {MAX_FILTERS}")
         allowed = self.reader.allowed_ids(filters) if mode != "lexical" else None
         depth = k if mode != "hybrid" else max(50, 4 * k)
         dense: list[list[tuple[int, float]]] = [[] for _ in queries]

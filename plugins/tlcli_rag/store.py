@@ -19,11 +19,13 @@ No pickle: FAISS's own binary format, SQLite and JSON only.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
@@ -80,6 +82,7 @@ class Manifest:
     normalized: bool = True
     metric: str = "inner_product"
     format: int = FORMAT_VERSION
+    model_digest: str = ""  # sha256 over a local model folder's files ("" for a hub name, or an older index)
 
     @property
     def faiss_name(self) -> str:
@@ -93,20 +96,132 @@ class Manifest:
         return json.dumps(self.__dict__, indent=2)
 
 
-def read_manifest(folder: Path) -> Manifest | None:
+MAX_GENERATION = 999_999_999
+
+# What each manifest field must be: (type, check, what is expected); generation names files, so it is checked
+# to be a plain number before any file name is made of it ("../../x" or -5 would name files elsewhere).
+_FIELDS = {
+    "generation": (int, lambda v: 1 <= v <= MAX_GENERATION, f"a whole number from 1 to {MAX_GENERATION}"),
+    "model": (str, bool, "a model name"),
+    "model_key": (str, bool, "a model key"),
+    "dimension": (int, lambda v: 1 <= v <= 65_536, "a whole number from 1 to 65536"),
+    "index_type": (str, lambda v: v in INDEX_TYPES, " or ".join(INDEX_TYPES)),
+    "chunk_tokens": (int, lambda v: 16 <= v <= 8192, "a whole number from 16 to 8192"),
+    "overlap": (int, lambda v: 0 <= v <= 8192, "a whole number from 0 to 8192"),
+    "normalized": (bool, lambda v: True, "true or false"),
+    "metric": (str, lambda v: v == "inner_product", '"inner_product"'),
+    "format": (int, lambda v: True, "a whole number"),
+    "model_digest": (str, lambda v: True, "a content digest"),
+}
+
+
+def rebuild_hint(folder: Path) -> str:
+    return f"rebuild it with `tlcli rag index PATHS --index {display_path(folder)} --reembed`"
+
+
+def read_manifest(folder: Path, *, rebuilding: bool = False) -> Manifest | None:
+    """The folder's manifest, every field checked; None when there is none (or, when ``rebuilding``, when
+    it is unreadable: a rebuild replaces it)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        manifest = Manifest(**data)
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"{display_path(path)}: not a tlcli index manifest ({error}); "
-                         "point --index at another folder or remove it") from None
-    if manifest.format != FORMAT_VERSION:
-        raise UsageError(f"{display_path(folder)}: index format {manifest.format}, this tlcli reads "
-                         f"{FORMAT_VERSION}; rebuild it with `tlcli rag index --reembed`")
-    return manifest
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as error:
+            raise UsageError(f"{display_path(path)}: not a tlcli index manifest ({type(error).__name__}); "
+                             f"{rebuild_hint(folder)}, or point --index at another folder") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{display_path(path)}: not a tlcli index manifest (a JSON object is expected); "
+                             f"{rebuild_hint(folder)}")
+        if data.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+            raise UsageError(f"{display_path(folder)}: index format {str(data.get('format'))[:20]}, this tlcli "
+                             f"reads {FORMAT_VERSION}; {rebuild_hint(folder)}")
+        unknown = sorted(set(data) - set(_FIELDS))
+        missing = sorted({f.name for f in fields(Manifest) if f.default is MISSING} - set(data))
+        if unknown or missing:
+            raise UsageError(f"{display_path(path)}: not a tlcli index manifest ("
+                             + (f"unknown field {unknown[0][:40]!r}" if unknown else f"no {missing[0]!r}")
+                             + f"); {rebuild_hint(folder)}")
+        for name, value in data.items():
+            kind, ok, expected = _FIELDS[name]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)) or not ok(value):
+                raise UsageError(f"{display_path(path)}: {name} = {json.dumps(value)[:60]} is not {expected}; "
+                                 f"{rebuild_hint(folder)}")
+    except UsageError:
+        if rebuilding:
+            return None
+        raise
+    return Manifest(**data)
+
+
+def check_generation(folder: Path, manifest: Manifest) -> None:
+    """Both files of the manifest's generation are there, and the SQLite file has the index's tables:
+    a cheap check before any read (``verify_generation`` reads everything)."""
+    folder = Path(folder)
+    for name in (manifest.sqlite_name, manifest.faiss_name):
+        if not (folder / name).is_file():
+            raise UsageError(f"{display_path(folder / name)}: missing (the manifest names generation "
+                             f"{manifest.generation}); {rebuild_hint(folder)}")
+    with sqlite_errors(folder, manifest):
+        connection = connect_readonly(folder / manifest.sqlite_name)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    lacking = [t for t in ("meta", "files", "chunks", "chunks_fts") if t not in tables]
+    if lacking:
+        raise UsageError(f"{display_path(folder / manifest.sqlite_name)}: no {lacking[0]} table; "
+                         f"{rebuild_hint(folder)}")
+
+
+@contextmanager
+def sqlite_errors(folder: Path, manifest: Manifest):
+    """A damaged SQLite file (truncated, garbage, a table dropped) as one line naming it and the fix."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        raise UsageError(f"{display_path(Path(folder) / manifest.sqlite_name)}: damaged ({error}); "
+                         f"{rebuild_hint(folder)}") from None
+
+
+def read_faiss(folder: Path, manifest: Manifest, chunks: int | None = None):
+    """The generation's FAISS index, checked against the manifest (and the chunk count when given)."""
+    import faiss
+
+    path = Path(folder) / manifest.faiss_name
+    try:
+        index = faiss.read_index(str(path))
+    except (RuntimeError, MemoryError):  # FAISS's own text is a C++ source location
+        raise UsageError(f"{display_path(path)}: damaged (truncated, or not a FAISS index); "
+                         f"{rebuild_hint(folder)}") from None
+    problem = None
+    if index.d != manifest.dimension:
+        problem = f"{index.d}-d vectors, the manifest says {manifest.dimension}"
+    elif chunks is not None and index.ntotal != chunks:
+        problem = f"{index.ntotal} vectors for {chunks} chunks in {manifest.sqlite_name}"
+    elif not hasattr(index, "id_map"):
+        problem = "not an id-mapped index"
+    if problem:
+        raise UsageError(f"{display_path(path)}: does not match the index ({problem}); {rebuild_hint(folder)}")
+    return index
+
+
+def verify_generation(folder: Path, manifest: Manifest) -> None:
+    """Everything ``rag info`` reports is read and checked: both files, SQLite's own integrity check, the
+    FTS index, and FAISS's vectors against the chunks."""
+    check_generation(folder, manifest)
+    with sqlite_errors(folder, manifest):
+        connection = connect_readonly(Path(folder) / manifest.sqlite_name)
+        try:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError(str(problems[0])[:160])
+            chunks = connection.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            connection.execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'x'").fetchone()
+        finally:
+            connection.close()
+    read_faiss(folder, manifest, chunks)
 
 
 def require_manifest(folder: Path) -> Manifest:
@@ -117,13 +232,62 @@ def require_manifest(folder: Path) -> Manifest:
     return manifest
 
 
-def check_model(manifest: Manifest, model: str | None, model_key: str | None, folder: Path) -> None:
-    """Refuse a model other than the one the index was built with, in one line naming both."""
-    if model is None or model_key == manifest.model_key:
+# The files that make a local model what it is: weights, configs, tokenizer. READMEs and hidden files are not.
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".model", ".onnx", ".msgpack")
+
+
+def model_digest(model: str) -> str:
+    """sha256 over a local model folder's files (relative name and content), so a byte-identical copy
+    elsewhere is the same model and weights replaced in place are another; "" for a hub name. Each file's
+    hash is remembered per (path, size, mtime, inode, ctime), so an unchanged model costs a stat per file."""
+    from tlcli.models.clip import _file_digest
+    from tlcli.models.text import resolve_text_model
+
+    root = Path(resolve_text_model(model)).expanduser()
+    if not root.is_dir():
+        return ""
+    parts = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file() \
+                or path.suffix.lower() not in MODEL_FILE_SUFFIXES or path.name.upper().startswith(("README", "LICENSE")):
+            continue
+        parts.append([relative.as_posix(), _file_digest(path)])
+    return hashlib.sha256(json.dumps(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def check_model(manifest: Manifest, model: str | None, folder: Path) -> None:
+    """Refuse a model other than the one the index was built with, in one line naming both. A model with
+    the same content as the index's own (a copy of its folder elsewhere) is the same model."""
+    from tlcli.models.text import model_key
+
+    if model is None or model_key(model) == manifest.model_key:
+        return
+    if manifest.model_digest and model_digest(model) == manifest.model_digest:
         return
     raise UsageError(f"{display_path(folder)} was built with model {manifest.model!r} "
                      f"({manifest.dimension}-d); --model {model!r} is another model: drop --model to use the "
                      f"index's own, or rebuild with `tlcli rag index ... --model {model} --reembed`")
+
+
+def check_model_unchanged(manifest: Manifest, folder: Path) -> None:
+    """Refuse to embed with the index's model when its files changed since the build: new query vectors
+    against old ones (or an update mixing both) would be silently wrong."""
+    from tlcli.models.text import model_key, resolve_text_model
+
+    local = Path(resolve_text_model(manifest.model)).expanduser()
+    if manifest.model_digest:
+        if not local.is_dir():
+            raise UsageError(f"{display_path(folder)} was built with the model folder {manifest.model!r}, which is "
+                             f"not there now; restore it (or run from the folder it was built in), or "
+                             f"{rebuild_hint(folder)} --model MODEL")
+        changed = model_digest(manifest.model) != manifest.model_digest
+    else:  # an index from before content digests: the path, sizes and times it recorded
+        changed = local.is_dir() and model_key(manifest.model) != manifest.model_key
+    if changed:
+        raise UsageError(f"the model {manifest.model!r} changed since {display_path(folder)} was built (its files' "
+                         f"content differs): its vectors no longer match; restore the model, or "
+                         f"{rebuild_hint(folder)}")
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
@@ -205,17 +369,27 @@ class FileRecord:
     mtime: float
 
 
+BUILDS = "builds"  # the run records of builds made without --out (tlcli_rag.build.prepare_build)
+
+
+def check_index_folder(folder: Path) -> None:
+    """``folder`` may hold an index: new, empty, or a tlcli index already (never someone else's folder)."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--index {display_path(folder)}: not a folder")
+    if folder.is_dir() and not (folder / MANIFEST).exists() and not (folder / "lock").exists() \
+            and any(entry.name != BUILDS for entry in folder.iterdir()):
+        raise UsageError(f"--index {display_path(folder)}: a folder that is not a tlcli index and is not "
+                         "empty; give a new or empty folder")
+
+
 class IndexWriter:
     """One update of an index folder, holding its lock. Use as a context manager; ``commit`` publishes."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, rebuild: bool = False):
+        """``rebuild``: the update replaces the whole index (``--reembed``), so a damaged current generation
+        (or manifest) is no obstacle; otherwise it is refused before anything is read from it."""
         self.folder = Path(folder)
-        if self.folder.exists() and not self.folder.is_dir():
-            raise UsageError(f"--index {display_path(folder)}: not a folder")
-        if self.folder.is_dir() and any(self.folder.iterdir()) and not (self.folder / MANIFEST).exists() \
-                and not (self.folder / "lock").exists():
-            raise UsageError(f"--index {display_path(folder)}: a folder that is not a tlcli index and is not "
-                             "empty; give a new or empty folder")
+        check_index_folder(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.folder / "lock", "a+")
         try:
@@ -224,7 +398,14 @@ class IndexWriter:
             self._lock.close()
             raise UsageError(f"--index {display_path(folder)}: another `tlcli rag index` is updating it; "
                              "wait for it to finish") from None
-        self.manifest = read_manifest(self.folder)
+        try:
+            self.manifest = read_manifest(self.folder, rebuilding=rebuild)
+            if self.manifest is not None and not rebuild:
+                check_generation(self.folder, self.manifest)
+        except BaseException:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            raise
         self._remove_leftovers()
         self.db: sqlite3.Connection | None = None
         self.index = None
@@ -260,17 +441,16 @@ class IndexWriter:
         """What the current generation holds, without opening FAISS."""
         if self.manifest is None:
             return {}
-        connection = connect_readonly(self.folder / self.manifest.sqlite_name)
-        try:
-            rows = connection.execute("SELECT path, sha256, size, mtime FROM files").fetchall()
-        finally:
-            connection.close()
+        with sqlite_errors(self.folder, self.manifest):
+            connection = connect_readonly(self.folder / self.manifest.sqlite_name)
+            try:
+                rows = connection.execute("SELECT path, sha256, size, mtime FROM files").fetchall()
+            finally:
+                connection.close()
         return {row["path"]: FileRecord(row["path"], row["sha256"], row["size"], row["mtime"]) for row in rows}
 
     def begin(self, manifest: Manifest, *, fresh: bool, training: np.ndarray | None = None) -> None:
         """Start generation ``manifest.generation`` from the current one (or empty when ``fresh``)."""
-        import faiss
-
         self.new_manifest = manifest
         self._tmp_sqlite = self.folder / f"{manifest.sqlite_name}.tmp-{os.getpid()}"
         self._tmp_faiss = self.folder / f"{manifest.faiss_name}.tmp-{os.getpid()}"
@@ -279,12 +459,14 @@ class IndexWriter:
             self.db.executescript(SCHEMA)
             self.index = new_faiss_index(manifest.index_type, manifest.dimension, training)
         else:
-            source = connect_readonly(self.folder / self.manifest.sqlite_name)
-            try:
-                source.backup(self.db)
-            finally:
-                source.close()
-            self.index = faiss.read_index(str(self.folder / self.manifest.faiss_name))
+            with sqlite_errors(self.folder, self.manifest):
+                source = connect_readonly(self.folder / self.manifest.sqlite_name)
+                try:
+                    source.backup(self.db)
+                finally:
+                    source.close()
+                chunks = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            self.index = read_faiss(self.folder, self.manifest, chunks)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",

@@ -104,7 +104,8 @@ def test_replay_is_exact(cli, use_llm, fake_llm, tmp_path):
 def test_replay_reports_a_changed_tool_at_the_first_differing_step(cli, use_llm, fake_llm, tmp_path):
     assert solve_with_files(cli, use_llm, fake_llm, tmp_path).exit_code == 0
     (tmp_path / "shared" / "facts.txt").write_text("the number is 396")
-    result = cli("agents", "replay", "runs/r1", "--json")
+    assert cli("agents", "replay", "runs/r1", "--json").exit_code == 0  # the recorded results: nothing is run
+    result = cli("agents", "replay", "runs/r1", "--tools", f"calculator,files:{tmp_path / 'shared'}", "--json")
     assert result.exit_code == 1
     where = last_json(result.stdout)["diverged_at"]
     assert where["index"] == 7 and "396" in where["replayed"] and "395" in where["recorded"]
@@ -125,6 +126,33 @@ def test_replay_reports_a_changed_team(cli, use_llm, fake_llm, tmp_path):
     assert result.exit_code == 1
     where = last_json(result.stdout)["diverged_at"]
     assert where["index"] == 2 and where["recorded"].startswith("solver") and where["replayed"].startswith("critic")
+
+
+def test_replay_never_runs_a_command_named_by_the_run_folder(cli, use_llm, fake_llm, tmp_path):
+    assert solve_with_files(cli, use_llm, fake_llm, tmp_path).exit_code == 0
+    config = json.loads(Path("runs/r1/config.json").read_text())
+    config["tools"] = [f"mcp:touch {tmp_path / 'PWNED'}#read_file", "mcp:touch PWNED#calculator"]
+    Path("runs/r1/config.json").write_text(json.dumps(config))
+    result = cli("agents", "replay", "runs/r1", "--json")
+    assert not (tmp_path / "PWNED").exists() and not Path("PWNED").exists()
+    assert result.exit_code == 0, result.stderr
+    replay = last_json(result.stdout)
+    assert replay["replay"] == "exact" and replay["answer"].startswith("17 * 23 + 4 = 395")
+
+
+def test_replay_with_recorded_results_still_applies_a_changed_teams_allow_list(cli, use_llm, fake_llm, tmp_path):
+    assert solve_with_files(cli, use_llm, fake_llm, tmp_path).exit_code == 0
+    team = json.loads(Path("runs/r1/config.json").read_text())["team_data"]
+    lines = [f"{key} = {json.dumps(team[key])}" for key in ("name", "start", "answer_from")]
+    lines += ["[stop]", 'mention = "APPROVE"', 'by = "critic"']
+    for role in team["roles"]:
+        tools = [] if role["name"] == "solver" else role["tools"]
+        lines += ["[[roles]]", f'name = "{role["name"]}"', f"system = {json.dumps(role['system'])}",
+                  f"tools = {json.dumps(tools)}", f'next = "{role["next"]}"']
+    (tmp_path / "no-tools.toml").write_text("\n".join(lines) + "\n")
+    result = cli("agents", "replay", "runs/r1", "--team", str(tmp_path / "no-tools.toml"), "--json")
+    assert result.exit_code == 1
+    assert "not allowed for this role" in last_json(result.stdout)["diverged_at"]["replayed"]
 
 
 def test_replay_of_a_folder_that_is_not_a_run(cli, tmp_path):
@@ -227,3 +255,13 @@ def test_a_failed_run_replays_exactly_up_to_its_failure(cli, use_llm, fake_llm):
     result = last_json(replay.stdout)
     assert replay.exit_code == 0 and result["replay"] == "exact"
     assert result["outcome"] == "failed" and result["answer"] == "It is 4." and result["turns"] == 2
+
+
+def test_replay_of_an_edited_folder_with_a_broken_team_is_one_line(cli, use_llm, fake_llm, tmp_path):
+    assert solve_with_files(cli, use_llm, fake_llm, tmp_path).exit_code == 0
+    config = json.loads(Path("runs/r1/config.json").read_text())
+    config["team_data"] = {"name": "x"}
+    Path("runs/r1/config.json").write_text(json.dumps(config))
+    result = cli("agents", "replay", "runs/r1")
+    assert result.exit_code == 2 and "team_data is not a team" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

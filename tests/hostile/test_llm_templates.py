@@ -16,6 +16,9 @@ TEMPLATES = {
     "wide_filter": "{{ question | center(3000000000) }}",
     "power": "{{ 7 ** 123456789 }}",
     "endless_macro": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "chained_concat": "{% set a = 'A' * 1000000 %}{% set b = a ~ a ~ a %}",
+    "long_chained_concat": "{% set a = 'A' * 1000000 %}{% set b = " + " ~ ".join(["a"] * 9000) + " %}",
+    "concat_of_lists": "{% set a = range(100000) | list %}{% set b = " + " ~ ".join(["a"] * 9000) + " %}",
 }
 HEADER = '{#- tlcli-template\nvariables = ["question"]\n-#}\n'
 
@@ -73,3 +76,12 @@ def test_pickled_weights_never_run_and_no_unsafe_advice(cli, tmp_path, questions
     assert "weights_only=False" not in result.stderr and "set to `False`" not in result.stderr
     assert not marker.exists()
     shutil.rmtree(folder)
+
+
+def test_a_render_that_fails_otherwise_leaves_no_watchdog_behind(cli, tmp_path, questions, scripted):
+    template = tmp_path / "endless_macro.jinja"
+    template.write_text(HEADER + TEMPLATES["endless_macro"])
+    assert cli("prompt", "run", str(template), "--input", questions, "--llm", scripted).exit_code == 2
+    deadline = time.monotonic() + 2.5  # past MAX_RENDER_SECONDS: a watch left running would fire in here
+    while time.monotonic() < deadline:
+        time.sleep(0.05)

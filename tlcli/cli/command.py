@@ -62,6 +62,9 @@ class Command:
     group: str = ""
     resumable: bool = True
     examples: tuple[str, ...] = field(default_factory=tuple)
+    # "module:function" (or the function): ``prepare(cfg, out) -> run folder``, called before a new run's
+    # folder is made: checks that must come first, and the default folder (None: runs/<name>-<time>).
+    prepare: Any = None
 
     @property
     def path(self) -> str:
@@ -344,7 +347,10 @@ def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) ->
             report.text(to_toml(cfg.model_dump(mode="json")))
             return
         check_out_path(options["out"])
-        run = Run.create(command.run_name or command.name, options["out"], overwrite=options["overwrite"],
+        out = options["out"]
+        if command.prepare is not None:
+            out = _resolve(command.prepare)(cfg, out)
+        run = Run.create(command.run_name or command.name, out, overwrite=options["overwrite"],
                          plugin=command.plugin, config=cfg.model_dump(mode="json"))
     job = _job(command)
     from tlcli.tui.launch import dashboard_available, run_in
@@ -384,9 +390,13 @@ def _with_head(summary: dict, command: Command, run) -> dict:
 
 
 def _job(command: Command):
+    return _resolve(command.job)
+
+
+def _resolve(target):
     from tlcli.plugin import resolve_target
 
-    return resolve_target(command.job) if isinstance(command.job, str) else command.job
+    return resolve_target(target) if isinstance(target, str) else target
 
 
 def _refuse_changes_on_resume(command: Command, given: set[str], options: dict) -> None:

@@ -117,7 +117,11 @@ def find_documents(
         if stat.S_ISDIR(info.st_mode):
             files = _walk(root, extensions, bad)
         elif stat.S_ISREG(info.st_mode):
-            if _extension(root.name) not in extensions:
+            if _extension(root.name) == "" and extensions is DOCUMENT_EXTENSIONS:
+                if not looks_like_text(root):
+                    bad.append(BadFile(root, "a file without an extension that is not UTF-8 text"))
+                    continue
+            elif _extension(root.name) not in extensions:
                 bad.append(BadFile(root, f"no loader for {_extension(root.name) or 'files without an extension'} "
                                          f"(known: {', '.join(sorted(extensions))})"))
                 continue
@@ -167,6 +171,8 @@ def _walk(root: Path, extensions: frozenset[str], bad: list[BadFile]) -> list[Pa
                 continue
             path = folder / entry.name
             wanted = _extension(entry.name) in extensions
+            # README, LICENSE, METADATA, Makefile...: taken when they read as text (a binary is passed over).
+            maybe_text = not wanted and extensions is DOCUMENT_EXTENSIONS and _extension(entry.name) == ""
             try:
                 if entry.is_symlink():
                     try:
@@ -188,10 +194,31 @@ def _walk(root: Path, extensions: frozenset[str], bad: list[BadFile]) -> list[Pa
                 continue
             if is_dir:
                 subfolders.append(path)
-            elif is_file and wanted:
+            elif is_file and (wanted or (maybe_text and looks_like_text(path))):
                 out.append(path)
         stack.extend(reversed(subfolders))
     return out
+
+
+TEXT_SNIFF_BYTES = 64 * 1024
+
+
+def looks_like_text(path: Path) -> bool:
+    """The start of the file is UTF-8 without NUL bytes (a character cut at the end of the sample is fine)."""
+    import codecs
+
+    try:
+        with open(path, "rb") as handle:
+            sample = handle.read(TEXT_SNIFF_BYTES)
+    except OSError:
+        return False
+    if not sample or b"\x00" in sample:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def file_sha256(path: Path) -> str:
@@ -427,6 +454,8 @@ def _load_notebook(text: str, source: str) -> Document:
     try:
         notebook = json.loads(text)
         cells = notebook["cells"]
+    except RecursionError:
+        raise DocumentError("JSON nested too deeply to be a notebook") from None
     except (ValueError, KeyError, TypeError):
         raise DocumentError("not a Jupyter notebook (no cells)") from None
     body, headings = "", []
@@ -452,11 +481,15 @@ def _load_json(text: str, source: str, text_field: str, jsonl: bool) -> Document
             if line.strip():
                 try:
                     records.append(json.loads(line))
+                except RecursionError:
+                    raise DocumentError(f"line {number} is JSON nested too deeply to be a record") from None
                 except ValueError:
                     raise DocumentError(f"line {number} is not JSON") from None
     else:
         try:
             loaded = json.loads(text)
+        except RecursionError:
+            raise DocumentError("JSON nested too deeply to hold records") from None
         except ValueError as error:
             raise DocumentError(f"not JSON ({error})") from None
         records = loaded if isinstance(loaded, list) else [loaded]
@@ -486,6 +519,7 @@ _LOADERS: dict[str, Callable[[str, str], Document]] = {
     ".pdf": lambda text, source: Document(source, text),  # dispatched on bytes in load_document
     ".json": lambda text, source: Document(source, text),  # dispatched with text_field in load_document
     ".jsonl": lambda text, source: Document(source, text),
+    "": _load_plain,  # README, LICENSE, METADATA: found only when they read as text
 }
 
 

@@ -131,6 +131,7 @@ def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
                     continue
                 sample = _manifest_row(csv_path, line, cells, columns, base)
                 raw = row[(columns or (0, 1))[1]]
+                _check_label_text(csv_path, line, raw)
                 samples.append(LabelledSample(sample.path, raw) if raw != sample.label else sample)
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
@@ -170,6 +171,15 @@ def _unknown_header(cells: list[str], base: Path) -> bool:
     if path.suffix.lower() in IMAGE_EXTENSIONS or "/" in cells[0] or "\\" in cells[0]:
         return False
     return not (path if path.is_absolute() else base / path).exists()
+
+
+def _check_label_text(csv_path: Path, line: int, label: str) -> None:
+    """A label names a class in labels.json, the model and every report: it must be text. A non-UTF-8
+    byte (read as a surrogate escape, which keeps non-UTF-8 file names working) is refused here."""
+    bad = next((ch for ch in label if "\udc80" <= ch <= "\udcff"), None)
+    if bad is not None:
+        raise UsageError(f"{display_path(csv_path)}:{line}: the label holds byte 0x{ord(bad) - 0xDC00:02X}, which "
+                         "is not UTF-8 text; save the manifest as UTF-8 (file names may stay as they are)")
 
 
 def strip_labels(samples: list[LabelledSample], where: str) -> list[LabelledSample]:

@@ -32,7 +32,7 @@ from tlcli.llm.base import (
     cut_stream_at_stop, render_plain, sampling_params, split_total,
 )
 from tlcli.llm.spec import COMMAND_LINE, ENVIRONMENT, OpenAISpec
-from tlcli.llm.transport import Retryable, StreamCut, parse_retry_after, read_body, sse_events
+from tlcli.llm.transport import OutOfTime, Retryable, StreamCut, parse_retry_after, read_body, sse_events, time_left
 from tlcli.secrets import redact, register_secret
 
 KEY_ENV_VARS = ("TLCLI_LLM_API_KEY", "OPENAI_API_KEY")
@@ -66,6 +66,7 @@ class OpenAILLM(LLM):
                                     transport=transport, follow_redirects=False)
         #: HTTP requests sent, retries included (tests read it).
         self.requests_sent = 0
+        self._warned: set = set()  # odd usage counts already said on stderr
 
     @property
     def formats_chats(self) -> bool:
@@ -134,9 +135,11 @@ class OpenAILLM(LLM):
         status or network failure another try may fix, UsageError/JobFailed for the rest."""
         import httpx
 
+        seconds = self._seconds()
         self.requests_sent += 1
         try:
-            request = self._client.build_request("POST", self._endpoint(), json=body)
+            request = self._client.build_request("POST", self._endpoint(), json=body, timeout=httpx.Timeout(
+                seconds, connect=min(self.options.connect_timeout, seconds)))
             response = self._client.send(request, stream=True)
         except httpx.ConnectError as error:
             raise UsageError(redact(f"cannot reach {self.options.base_url} ({_reason(error)}); start the server "
@@ -149,7 +152,7 @@ class OpenAILLM(LLM):
             return response
         if response.status_code in RETRY_STATUSES:
             try:
-                detail = _error_detail(response, read_body(response, self.options.timeout))
+                detail = _error_detail(response, read_body(response, self._seconds()))
             except Retryable:
                 detail = response.reason_phrase
             finally:
@@ -170,8 +173,20 @@ class OpenAILLM(LLM):
                     raise failure.final(self.spec, tries) from None
                 self._wait(tries - 1, failure)
 
+    def _seconds(self) -> float:
+        """How long one request or read may take: ``timeout``, or less when a caller's time limit is nearer."""
+        left = time_left()
+        if left is None:
+            return self.options.timeout
+        if left <= 0:
+            raise OutOfTime(f"{self.spec}: the caller's time limit ran out")
+        return min(self.options.timeout, left)
+
     def _wait(self, attempt: int, failure: Retryable) -> None:
         delay = self._delay(attempt, failure.retry_after)
+        left = time_left()
+        if left is not None and delay >= left:
+            raise OutOfTime(f"{self.spec}: {failure.reason}, and no time is left for another try")
         if delay >= SAY_WAITS_FROM:
             self._say(f"{self.spec}: {failure.reason}; retry {attempt + 1} of {self.options.max_retries} "
                       f"in {delay:.0f} s")
@@ -263,7 +278,7 @@ class OpenAILLM(LLM):
     def _collect_once(self, body: dict) -> tuple[list[Choice], Usage | None]:
         response = self._open(body)
         try:
-            raw = read_body(response, self.options.timeout)
+            raw = read_body(response, self._seconds())
         finally:
             response.close()
         try:
@@ -276,7 +291,7 @@ class OpenAILLM(LLM):
                 raise JobFailed(redact(f"{self.spec}: the server answered with an error: {_error_text(payload)}"))
             choices = sorted(payload["choices"], key=lambda c: int(c.get("index", 0)))
             parsed = [_parse_choice(c, self.options.api) for c in choices]
-            return parsed, _parse_usage(payload.get("usage"))
+            return parsed, _parse_usage(payload.get("usage"), self._warned)
         except (KeyError, TypeError, AttributeError, ValueError):
             raise JobFailed(redact(f"{self.spec}: the server's answer is JSON but not an OpenAI "
                                    f"{'chat completion' if self.options.api == 'chat' else 'completion'}: "
@@ -285,7 +300,7 @@ class OpenAILLM(LLM):
     def _events(self, body: dict) -> Iterator[dict]:
         response = self._open(body)
         try:
-            yield from sse_events(response, self.options.timeout, self.spec)
+            yield from sse_events(response, self._seconds(), self.spec)
         finally:
             response.close()
 
@@ -298,11 +313,12 @@ class OpenAILLM(LLM):
         limit = _event_limit(body)
         try:
             for count, event in enumerate(self._events(body)):
+                self._seconds()  # a stream that keeps coming still ends at the caller's time limit
                 if count > limit:
                     raise JobFailed(f"{self.spec}: the server streamed over {limit} events for max_tokens="
                                     f"{body['max_tokens']} x n={body['n']}; it does not honour max_tokens")
                 try:
-                    usage = _parse_usage(event.get("usage")) or usage
+                    usage = _parse_usage(event.get("usage"), self._warned) or usage
                     for choice in event.get("choices") or []:
                         builders.setdefault(int(choice.get("index", 0)), _ChoiceBuilder()).add(choice,
                                                                                               self.options.api)
@@ -448,10 +464,31 @@ def _parse_choice(choice: dict, api: str) -> Choice:
     return Choice(text, calls, choice.get("finish_reason") or ("tool_calls" if calls else "stop"))
 
 
-def _parse_usage(usage) -> Usage | None:
-    if not usage:
+MAX_REPORTED_TOKENS = 10**9  # more than any context: a count above it is not a count
+
+
+def _parse_usage(usage, warned: set | None = None) -> Usage | None:
+    if not usage or not isinstance(usage, dict):
         return None
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    warned = set() if warned is None else warned
+    return Usage(_token_count(usage, "prompt_tokens", warned), _token_count(usage, "completion_tokens", warned))
+
+
+def _token_count(usage: dict, key: str, warned: set) -> int:
+    """A reported token count, clamped to [0, MAX_REPORTED_TOKENS] with a warning (once per kind): a
+    negative count would let a token budget run backwards, a huge one end a run at once."""
+    value = usage.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"usage.{key} is not a number")
+    clamped = int(min(max(value, 0), MAX_REPORTED_TOKENS))
+    if clamped != value:
+        why = "negative" if value < 0 else "not a whole number" if value <= MAX_REPORTED_TOKENS else "too large"
+        if (key, why) not in warned:
+            warned.add((key, why))
+            from tlcli.output import warn
+
+            warn(f"the server reported usage.{key} = {str(value)[:24]} ({why}); counted as {clamped}")
+    return clamped
 
 
 def _estimate_usage(core: dict, choices: list[Choice]) -> Usage:

@@ -61,11 +61,12 @@ class OpenAISpec(BaseModel):
     api: Literal["chat", "completions"] = "chat"
     # Key lookup: this variable if set, else TLCLI_LLM_API_KEY, else OPENAI_API_KEY; none is fine locally.
     api_key_env: str | None = None
-    timeout: float = Field(60.0, gt=0)
-    connect_timeout: float = Field(5.0, gt=0)
+    # Seconds, at most a day: inf or 1e300 overflow the clocks they are added to.
+    timeout: float = Field(60.0, gt=0, le=86_400, allow_inf_nan=False)
+    connect_timeout: float = Field(5.0, gt=0, le=86_400, allow_inf_nan=False)
     max_retries: int = Field(4, ge=0, le=20)
-    backoff: float = Field(0.5, ge=0)  # first retry delay in seconds; doubles each time
-    max_backoff: float = Field(30.0, ge=0)
+    backoff: float = Field(0.5, ge=0, le=86_400, allow_inf_nan=False)  # first retry delay; doubles each time
+    max_backoff: float = Field(30.0, ge=0, le=86_400, allow_inf_nan=False)
     stream: bool = False  # generate() reads the answer as server-sent events
     concurrency: int = Field(4, ge=1, le=64)  # requests in flight when a call has several prompts
     _source: str = PrivateAttr(default=COMMAND_LINE)  # not settable from a spec string or a file

@@ -8,6 +8,10 @@ never trips them. Here every answer is read in chunks against a clock:
   fine, a stalled or dripping one is not) and must end with ``[DONE]`` (else it was cut).
 
 A failure worth another try raises :class:`Retryable`; the caller's retry loop decides.
+
+A caller with a budget of its own (``agents solve --timeout``) wraps its calls in :func:`time_limit`: each
+request, each read and each wait before a retry is then bounded by the time left, and a call that runs
+out raises :class:`OutOfTime`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Iterator
 
 from tlcli.errors import JobFailed
@@ -35,6 +41,35 @@ class Retryable(Exception):
         detail = f" ({self.detail})" if self.detail else ""
         hint = f"; {self.hint}" if self.hint else ""
         return JobFailed(redact(f"{spec}: {self.reason} after {tries} tries{detail}{hint}"))
+
+
+class OutOfTime(JobFailed):
+    """The caller's :func:`time_limit` ran out during a model call (another try would not fit in it)."""
+
+
+_deadline: ContextVar[float | None] = ContextVar("tlcli_llm_deadline", default=None)
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Model calls made inside (this thread, or a context copied from it) end within ``seconds``, the
+    request in flight and its retries included; None: no limit."""
+    if seconds is None:
+        yield
+        return
+    until = time.monotonic() + max(0.0, seconds)
+    current = _deadline.get()
+    token = _deadline.set(until if current is None else min(current, until))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds left under the innermost :func:`time_limit`, or None when there is none."""
+    until = _deadline.get()
+    return None if until is None else until - time.monotonic()
 
 
 class StreamCut(Retryable):

@@ -191,8 +191,32 @@ def _bounded_environment_class():
     from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+    from jinja2.compiler import CodeGenerator
+
+    class BoundedCodeGenerator(CodeGenerator):
+        def visit_Concat(self, node, frame):  # ``a ~ b ~ c``: Jinja's own str_join would join any size
+            self.write("environment.bounded_concat((")
+            for arg in node.nodes:
+                self.visit(arg, frame)
+                self.write(", ")
+            self.write("))")
+
     class BoundedSandbox(ImmutableSandboxedEnvironment):
         intercepted_binops = frozenset(["*", "**", "+", "%"])
+        code_generator_class = BoundedCodeGenerator
+
+        def bounded_concat(self, values) -> str:
+            """``~`` of any number of operands, refused as soon as the pieces pass MAX_OUTPUT_CHARS (a chain
+            of 9,000 copies of a 1 MB string never allocates the 9 GB)."""
+            pieces, size = [], 0
+            for value in values:
+                piece = str(value)
+                size += len(piece)
+                if size > MAX_OUTPUT_CHARS:
+                    raise SecurityError(f"the template asked for a concatenation (~) of over {MAX_OUTPUT_CHARS:,} "
+                                        "characters")
+                pieces.append(piece)
+            return "".join(pieces)
 
         def call_binop(self, context, operator, left, right):
             try:
@@ -349,13 +373,13 @@ def render_bounded(compiled, context: dict, name: str) -> str:
         problem = f"ran for over {MAX_RENDER_SECONDS:g} s"
     except SecurityError as error:
         problem = str(error).removeprefix("the template ")
-    while True:
+    finally:
+        # Also when the render raised something else (a macro recursing without end, 1/0): a watch left
+        # running would interrupt whatever this thread does two seconds later.
         try:
             fired = _WATCHDOG.stop(token)
-            break
         except RenderTimeout:  # delivered while stopping
             fired = True
-            break
     if fired and problem is None:
         problem = f"ran for over {MAX_RENDER_SECONDS:g} s"
     if problem:

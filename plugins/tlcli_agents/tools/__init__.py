@@ -14,6 +14,7 @@ is imported by name.
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -88,6 +89,65 @@ class ToolBox:
         for close in self.closers:
             close()
         self.closers.clear()
+
+
+class RecordedToolBox(ToolBox):
+    """The tools of a recording, answering with the recorded results in the recorded order (per tool name);
+    nothing is run. A role's allow-list still decides, so a changed team shows up as a refusal."""
+
+    def __init__(self, events: list[dict]):
+        super().__init__()
+        self.results: dict[str, deque] = {}
+        self.grouped = False
+        for event in events:
+            data = event.get("data") if isinstance(event, dict) else None
+            if event.get("kind") != "message" or not isinstance(data, dict) or data.get("role") != "tool":
+                continue
+            name = data.get("tool_name")
+            if not isinstance(name, str) or not name:
+                continue  # the solver's own feedback on a malformed call: it makes that again
+            self.results.setdefault(name, deque()).append((str(data.get("content") or ""), bool(data.get("ok"))))
+            group = data.get("tool_group")
+            if data.get("ok") and name not in self.tools:  # it existed: refused or unknown calls are not tools
+                self.grouped |= isinstance(group, str)
+                self.tools[name] = Tool(name, group if isinstance(group, str) else name, "recorded",
+                                        {"type": "object", "properties": {}}, lambda arguments: "")
+
+    def allowed(self, allow_list: list[str]) -> list[Tool]:
+        if not self.grouped and any(entry not in self.tools for entry in allow_list):
+            # A recording without tool groups and a role naming a group (files, mcp): it may call any of them.
+            return list(self.tools.values())
+        return super().allowed(allow_list)
+
+    def call(self, allow_list: list[str], name: str, arguments: Any) -> tuple[str, bool]:
+        if name not in {t.name for t in self.allowed(allow_list)}:
+            return super().call(allow_list, name, arguments)  # the same refusal text as a live run
+        queue = self.results.get(name)
+        if not queue:
+            return (f"error: the recording has no further result of {name}; replay with --tools to run the tools "
+                    "for real"), False
+        return queue.popleft()
+
+
+BUILTIN_TOOL_NAMES = ("calculator", "files", "mcp", "read_file", "list_files")
+
+
+def check_team_tools(team, box: ToolBox) -> None:
+    """Every name in a role's ``tools`` list must be a tool or group this run has, a built-in one, or a
+    plugin's tool kind (``rag``) or one of its tools (``rag_search``): a name nothing can provide
+    (``shell``) is a mistake in the team file, refused here rather than silently never allowed."""
+    from tlcli.registry import load_plugins
+
+    finder = getattr(load_plugins(), "tool_for", None)
+    known = set(BUILTIN_TOOL_NAMES) | set(box.tools) | {t.group for t in box.tools.values()}
+    for role in team.roles:
+        for name in role.tools:
+            kind = name.split("_", 1)[0]
+            if name in known or (finder is not None and (finder(name) or finder(kind))):
+                continue
+            raise UsageError(f"team {team.name!r}: role {role.name} lists tool {name!r}, which no tool provides "
+                             f"(tools are {TOOL_SPECS}, and the names these give: {', '.join(sorted(known))}); "
+                             "fix the role's tools list in the team file")
 
 
 def build_toolbox(specs: list[str]) -> ToolBox:
