@@ -44,7 +44,7 @@ def _no_type_for_flags() -> None:
 
 def build_app() -> typer.Typer:
     """The whole command tree: core commands, then every loaded plugin's."""
-    from tlcli.cli import layers, monitor, plugins_cmd, predict
+    from tlcli.cli import doctor, layers, monitor, plugins_cmd, predict
     from tlcli.registry import PanelApp, register_commands
 
     _no_type_for_flags()
@@ -70,6 +70,7 @@ def build_app() -> typer.Typer:
     core = PanelApp(app, "Core")
     plugins_cmd.register(core)
     layers.register(core)
+    doctor.register(core)
     predict.register(core)
     monitor.register(core)
     for failure in register_commands(app):
