@@ -6,7 +6,6 @@ Nothing heavy is imported at module level: this module is imported whenever the 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -119,7 +118,7 @@ def index(
         if overlap >= chunk_tokens // 2:
             raise UsageError(f"--overlap {overlap}: must be under half of --chunk-tokens ({chunk_tokens})")
         options.check_out_path(out)
-        record, summary = _index_as_run(config, out, overwrite, quiet, index, [0.0],
+        record, summary = _index_as_run(config, out, overwrite, quiet, index,
                                         shards.make_sharded_embedder if sharded else None)
     finally:
         if sharded:  # however rank 0 ended, the other ranks must stop waiting for texts
@@ -132,36 +131,24 @@ def index(
             f"{summary.index_type}) in {summary.seconds:.1f} s")
 
 
-def _index_as_run(config, out, overwrite: bool, quiet: bool, index: Path, last_said: list, make_embedder):
-    from tlcli.output import info as say
+def _index_as_run(config, out, overwrite: bool, quiet: bool, index: Path, make_embedder):
     from tlcli.run import Run
-    from tlcli_rag.build import build_index
+    from tlcli_rag.build import ProgressPrinter, build_index
 
     with Run.create("rag-index", out, overwrite=overwrite, plugin="rag", config=config.model_dump()) as run:
         run.start({"index": str(index)})
 
+        printer = ProgressPrinter()
+
         def progress(event: dict) -> None:
-            data = {**event, "files": event.get("files_total", event.get("files")), "files_done": event.get("files")}
-            run.emit("index", data)
-            now = time.monotonic()
-            if not quiet and (now - last_said[0] > 2 or event.get("chunks") == event.get("chunks_total")):
-                last_said[0] = now
-                say(_progress_line(event))
+            run.emit("index", event)
+            if not quiet:
+                printer(event)
 
         summary = build_index(config, progress, make_embedder)
         record = {**summary.record(), "index": str(index), "run": str(run.path)}
         run.finish("finished", metrics={k: v for k, v in record.items() if k != "skipped"})
     return record, summary
-
-
-def _progress_line(event: dict) -> str:
-    stage = event.get("stage")
-    if stage == "hashed":
-        return f"hashed {event['files']} files: {event['changed']} new or changed, {event['removed']} removed"
-    if stage == "chunked":
-        return f"chunked {event['files']} files into {event['chunks']} chunks"
-    return (f"embedded {event.get('chunks')}/{event.get('chunks_total')} chunks "
-            f"({event.get('chunks_per_s', 0):.0f}/s)")
 
 
 def _paths_from_stdin(paths: list[str]) -> list[str]:

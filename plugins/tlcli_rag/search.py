@@ -257,7 +257,7 @@ class Searcher:
     @property
     def embedder(self):
         if self._embedder is None:
-            from tlcli.embedder import TextEmbedder
+            from tlcli.models.embedder import TextEmbedder
 
             self._embedder = TextEmbedder(self.reader.manifest.model, device=self.device, precision=self.precision)
         return self._embedder

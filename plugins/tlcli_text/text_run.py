@@ -10,7 +10,7 @@ import numpy as np
 from tlcli.data.labelled import training_classes
 from tlcli.data.texts import read_labelled_texts
 from tlcli.errors import UsageError
-from tlcli.models.text import Embedder
+from tlcli.models.embedder import Embedder
 from tlcli.output import display_path, emit_json, info, print_table
 
 PROBE_KIND = "text-probe"
@@ -18,9 +18,9 @@ PROBE_KIND = "text-probe"
 
 def embedder_for(model: str, device: str, batch_size: int | None = None) -> Embedder:
     """The sentence encoder on a concrete device (``auto`` resolved: a GPU when there is one)."""
-    from tlcli.engine.device import resolve_device
+    from tlcli.device import resolve_device
 
-    return Embedder(model, device=str(resolve_device(device)), batch_size=batch_size or 64)
+    return Embedder(model, device=resolve_device(device), batch_size=batch_size or 64)
 
 
 def label_sentence(template: str, label: str) -> str:

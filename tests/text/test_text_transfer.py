@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tlcli import probe
-from tlcli.models.text import Embedder
+from tlcli.models.embedder import Embedder
 
 LABELS = "sports,cooking,weather,computers,music"
 
