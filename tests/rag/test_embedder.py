@@ -62,7 +62,7 @@ def test_bf16_with_cpu_kernels_stays_within_the_precision_bar(reference):
 
 def test_int8_agrees_with_the_library(reference):
     vectors = TextEmbedder("all-MiniLM-L6-v2", precision="int8").encode(TEXTS)
-    assert np.min(np.sum(vectors * reference, axis=1)) > 0.97
+    assert np.min(np.sum(vectors * reference, axis=1)) > 0.99
 
 
 def test_a_model_folder_of_another_layout_goes_through_the_library(tmp_path):

@@ -208,20 +208,66 @@ def load_bert_encoder(layout: FolderLayout):
     return encoder.eval().requires_grad_(False)
 
 
-def quantize_int8(encoder):
-    """torch's dynamic int8 linears (weights per output channel, activations per tensor), except each
-    feed-forward's second linear: its input, just after the GELU, has outlier features that per-tensor
-    int8 cannot hold (cosine to fp32 0.80 with it quantised, 0.93 without, on the tests' texts)."""
+# A few texts of the kinds people index (prose, code, a question, a command line, non-Latin script): int8
+# calibration sees through them which input features of each linear layer carry outliers.
+CALIBRATION_TEXTS = (
+    "The quick brown fox jumps over the lazy dog.", "How do I catch an exception in Python?",
+    "Install the package with pip, then run the command with --help to see its options.",
+    "Rain is expected on Tuesday; bring an umbrella to the station.", "def main():\n    return 0",
+    "東京 café naïve 123 %$# -- see section 4.2 (page 17) for the details.",
+)
+
+
+def quantize_int8(encoder, calibrate: Callable[[], None], alpha: float = 0.7):
+    """``encoder`` with torch's dynamic int8 linears (weights per output channel, activations per tensor),
+    smoothed as in SmoothQuant: each linear's input feature j is divided by s_j = a_j^alpha / w_j^(1-alpha)
+    (a_j: its largest magnitude over ``calibrate()``'s forward, w_j: the weight column's) and the weight
+    column multiplied by it, so outlier features no longer set the one activation scale. Each feed-forward's
+    second linear stays fp32: its post-GELU input defeats per-tensor int8 even smoothed. Measured on the
+    tests' texts, the cosine to fp32 rose from 0.80 (plain dynamic int8) to 0.993."""
     import warnings
 
     import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    wanted = {name: per_channel_dynamic_qconfig for name, module in encoder.named_modules()
-              if type(module) is torch.nn.Linear and not name.endswith(".down")}
-    with warnings.catch_warnings():
+    targets = {name: module for name, module in encoder.named_modules()
+               if type(module) is torch.nn.Linear and not name.endswith(".down")}
+    peaks: dict[str, torch.Tensor] = {}
+
+    def record(name):
+        def hook(module, args):
+            x = args[0].detach().abs().reshape(-1, module.in_features).amax(0)
+            peaks[name] = torch.maximum(peaks[name], x) if name in peaks else x
+        return hook
+
+    hooks = [module.register_forward_pre_hook(record(name)) for name, module in targets.items()]
+    try:
+        calibrate()
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    class Smoothed(torch.nn.Module):
+        def __init__(self, inverse: torch.Tensor, inner: torch.nn.Module):
+            super().__init__()
+            self.register_buffer("inverse", inverse)
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x * self.inverse)
+
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # torch's deprecation note on quantised tensors
-        return quantize_dynamic(encoder, wanted, dtype=torch.qint8)
+        for name, linear in targets.items():
+            weight_peak = linear.weight.abs().amax(0).clamp(min=1e-5)
+            scale = (peaks[name].clamp(min=1e-5) ** alpha / weight_peak ** (1 - alpha)).clamp(min=1e-5)
+            linear.weight.mul_(scale)
+            quantized = quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear: per_channel_dynamic_qconfig},
+                                         dtype=torch.qint8)[0]
+            parent_name, _, child = name.rpartition(".")
+            setattr(encoder.get_submodule(parent_name) if parent_name else encoder, child,
+                    Smoothed(1.0 / scale, quantized))
+    return encoder
 
 
 # --- the encoder ---------------------------------------------------------------------------------
@@ -299,7 +345,7 @@ class TextEmbedder:
 
         encoder = load_bert_encoder(self.layout)
         if self.precision == "int8":
-            return quantize_int8(encoder)
+            return quantize_int8(encoder, lambda: self._forward(encoder, self.fast_tokenizer.ids(list(CALIBRATION_TEXTS))))
         dtype = self.placement.dtype
         encoder = encoder.to(self.device, dtype)
         from tlcli.models.packed import pack_for_inference, packing_available
@@ -326,35 +372,38 @@ class TextEmbedder:
         return self._encode_native(texts, progress)
 
     def _encode_native(self, texts: list[str], progress: Progress | None) -> np.ndarray:
-        import torch
-
         ids = self.fast_tokenizer.ids(texts)
-        pad_id = self.fast_tokenizer.pad_token_id
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         done = 0
-        with torch.inference_mode():
-            for batch in self._batches(order, ids):
-                width = len(ids[batch[0]])
-                rows = np.full((len(batch), width), pad_id, dtype=np.int64)
-                lengths = np.array([len(ids[i]) for i in batch])
-                for row, i in enumerate(batch):
-                    rows[row, :lengths[row]] = ids[i]
-                input_ids = torch.from_numpy(rows).to(self.device)
-                valid = torch.arange(width, device=self.device)[None, :] < torch.from_numpy(lengths).to(self.device)[:, None]
-                hidden = self.network(input_ids, valid).float()
-                if self.layout.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    weights = valid.unsqueeze(-1).float()
-                    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-                # Rows are promised normalised (what the index's inner products need), Normalize module or not.
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[batch] = pooled.cpu().numpy()
-                done += len(batch)
-                if progress is not None:
-                    progress(done)
+        network = self.network
+        for batch in self._batches(order, ids):
+            out[batch] = self._forward(network, [ids[i] for i in batch])
+            done += len(batch)
+            if progress is not None:
+                progress(done)
         return out
+
+    def _forward(self, network, ids: list[list[int]]) -> np.ndarray:
+        """Pooled, L2-normalised float32 rows for token id lists, padded to the longest."""
+        import torch
+
+        width = max(len(row) for row in ids)
+        rows = np.full((len(ids), width), self.fast_tokenizer.pad_token_id, dtype=np.int64)
+        lengths = np.array([len(row) for row in ids])
+        for r, row in enumerate(ids):
+            rows[r, :lengths[r]] = row
+        with torch.inference_mode():
+            input_ids = torch.from_numpy(rows).to(self.device)
+            valid = torch.arange(width, device=self.device)[None, :] < torch.from_numpy(lengths).to(self.device)[:, None]
+            hidden = network(input_ids, valid).float()
+            if self.layout.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                weights = valid.unsqueeze(-1).float()
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            # Rows are promised normalised (what the index's inner products need), Normalize module or not.
+            return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy()
 
     def _batches(self, order: list[int], ids: list[list[int]]):
         """Consecutive runs of ``order`` (longest first), each as long as batch_size or, for short texts,
