@@ -2,7 +2,7 @@
 
 Every figure is a ratio or a comparison measured in this one run, so a busy machine shifts both sides:
 
-1. embedding chunks/s: tlcli's TextEmbedder (fp32, and bf16 on CPUs that have it) against
+1. embedding chunks/s: tlcli's TextEmbedder (fp32, int8, and bf16 on CPUs that have it) against
    SentenceTransformer.encode on the same chunks of Python's docs topics and the same model
    (all-MiniLM-L6-v2), in alternating rounds, best of --rounds; on CPUs with bf16 also the library with its
    model cast to bf16 (what a user of the library would do for speed), so bf16 is compared with bf16; the
@@ -15,7 +15,9 @@ Every figure is a ratio or a comparison measured in this one run, so a busy mach
    covariance, normalised;
 3. re-index of an unchanged --files-file corpus: the index state is written directly (random vectors: an
    unchanged re-run never embeds, so the vectors do not matter), then `build_index` runs for real;
-4. bytes per chunk of each index type (faiss's serialised index) and of the SQLite sidecar.
+4. bytes per chunk of each index type (faiss's serialised index) and of the SQLite sidecar;
+5. recall@10 of int8 (and bf16) indexes of the pydoc chunks against the fp32 index, the tests' pydoc
+   questions as queries; and the cold start of `tlcli rag search` against `python -c "import torch"`.
 
     .venv/bin/python benchmarks/rag.py [--n 100000] [--files 10000] [--rounds 3] [--json]
 """
@@ -51,11 +53,11 @@ def machine() -> str:
 def docs_chunks(limit: int | None = None) -> list[str]:
     from pydoc_data.topics import topics
 
-    from tlcli.data.documents import HFTokenizer, _load_plain, chunk_documents
-    from tlcli.embedder import TextEmbedder
+    from tlcli.data.documents import _load_plain, chunk_documents
+    from tlcli.models.embedder import TextEmbedder
 
     documents = [_load_plain(text, name) for name, text in topics.items()]
-    tokenizer = HFTokenizer(TextEmbedder("all-MiniLM-L6-v2").tokenizer)
+    tokenizer = TextEmbedder("all-MiniLM-L6-v2").chunk_tokenizer
     chunks = [c for cs in chunk_documents(documents, tokenizer, max_tokens=200, overlap=30) for c in cs]
     texts = [f"{c.heading_text}\n{c.text}" for c in chunks]
     return texts[:limit] if limit else texts
@@ -68,8 +70,9 @@ def bench_embedding(texts: list[str], rounds: int) -> dict:
 
     import torch
 
-    from tlcli.embedder import TextEmbedder, resolve_precision
+    from tlcli.device import resolve
     from tlcli.hardware import cpu_has_bf16
+    from tlcli.models.embedder import TextEmbedder
 
     fp32 = TextEmbedder("all-MiniLM-L6-v2", precision="fp32")
     library = fp32.sentence_transformer
@@ -83,6 +86,7 @@ def bench_embedding(texts: list[str], rounds: int) -> dict:
         runs["sentence-transformers encode, model in bf16"] = library_encode(
             copy.deepcopy(library).to(torch.bfloat16))
         runs["tlcli bf16"] = TextEmbedder("all-MiniLM-L6-v2", precision="bf16").encode
+    runs["tlcli int8"] = TextEmbedder("all-MiniLM-L6-v2", precision="int8").encode
     short = texts[:32]  # warm-up: first calls allocate and pick kernels
     for run in runs.values():
         run(short)
@@ -100,7 +104,7 @@ def bench_embedding(texts: list[str], rounds: int) -> dict:
     library_s = seconds["sentence-transformers encode"]
     reference = vectors["sentence-transformers encode"]
     out = {"texts": len(texts), "tokens": token_count(fp32, texts), "rounds": rounds,
-           "default": f"tlcli {resolve_precision('auto', 'cpu')}",
+           "default": f"tlcli {resolve('encode_texts', 'cpu').precision}",
            "chunks_per_s": {k: round(len(texts) / min(v), 1) for k, v in seconds.items()},
            # Each round runs every method back to back, so a round's ratio compares like with like on a
            # shared machine; the median over rounds is the figure to quote, best-of-rounds its companion.
@@ -115,8 +119,7 @@ LINEAR_BOUND = "linear layers alone (a bound)"
 
 
 def token_count(embedder, texts: list[str]) -> int:
-    ids = embedder.tokenizer(texts, truncation=True, max_length=embedder.max_seq_length)["input_ids"]
-    return sum(len(row) for row in ids)
+    return sum(len(row) for row in embedder.fast_tokenizer.ids(texts))
 
 
 def linear_layers(embedder, texts: list[str]):
@@ -198,6 +201,60 @@ def _row(name, times, found, exact, build_s, size) -> dict:
             "build_s": round(build_s, 1), "bytes": size}
 
 
+# --- int8 against fp32 ----------------------------------------------------------------------------
+
+def bench_int8_recall(texts: list[str], k: int = 10) -> dict:
+    """recall@10 of an int8 index (chunks and queries embedded with --precision int8) against the fp32
+    index, on the pydoc chunks with the tests' 50 pydoc questions as queries."""
+    from tlcli.models.embedder import TextEmbedder
+
+    questions = [json.loads(line)["query"] for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = {}
+    exact = None
+    for precision in ("fp32", "int8", "bf16"):
+        embedder = TextEmbedder("all-MiniLM-L6-v2", precision=precision)
+        top = np.argsort(-(embedder.encode(questions) @ embedder.encode(texts).T), axis=1)[:, :k]
+        if exact is None:
+            exact = top
+            continue
+        out[precision] = round(float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top, exact)])), 4)
+    return {"chunks": len(texts), "queries": len(questions), "recall@10_vs_fp32": out}
+
+
+QUESTIONS = Path(__file__).resolve().parents[1] / "tests" / "rag" / "pydoc_questions.jsonl"
+
+
+# --- cold start ------------------------------------------------------------------------------------
+
+def bench_cold_start(rounds: int = 5) -> dict:
+    """Wall time of a fresh `tlcli rag search "q" --index IDX` process against `python -c "import torch"`,
+    alternating, median of ``rounds`` each (the index: 20 pydoc topics)."""
+    import subprocess
+    import sys
+
+    from pydoc_data.topics import topics
+
+    from tlcli_rag.build import IndexConfig, build_index
+
+    work = Path(tempfile.mkdtemp(prefix="tlcli-rag-cold-"))
+    for name, text in list(topics.items())[:20]:
+        (work / "topics").mkdir(exist_ok=True)
+        (work / "topics" / f"{name}.txt").write_text(text, encoding="utf-8")
+    build_index(IndexConfig(paths=[str(work / "topics")], index=str(work / ".idx")))
+    commands = {"import torch": [sys.executable, "-c", "import torch"],
+                "rag search": [sys.executable, "-m", "tlcli", "rag", "search", "how do I catch an exception",
+                               "--index", str(work / ".idx"), "--json"]}
+    seconds: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            seconds[name].append(time.perf_counter() - start)
+    medians = {name: round(statistics.median(v), 2) for name, v in seconds.items()}
+    return {"rounds": rounds, "median_s": medians, "search_minus_torch_s": round(medians["rag search"] - medians["import torch"], 2),
+            "all_s": {name: [round(t, 2) for t in v] for name, v in seconds.items()}}
+
+
 # --- 3. unchanged re-index ------------------------------------------------------------------------
 
 def bench_reindex(files: int) -> dict:
@@ -247,7 +304,8 @@ def main() -> None:
     parser.add_argument("--embed-texts", type=int, default=256, help="chunks embedded per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--files", type=int, default=10_000)
-    parser.add_argument("--skip", action="append", default=[], help="embedding | queries | reindex")
+    parser.add_argument("--skip", action="append", default=[],
+                        help="embedding | int8 | coldstart | queries | reindex")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -257,8 +315,14 @@ def main() -> None:
     if "embedding" not in args.skip:
         report["embedding"] = bench_embedding(texts[:args.embed_texts], args.rounds)
         print(json.dumps(report["embedding"]), flush=True)
+    if "int8" not in args.skip:
+        report["int8"] = bench_int8_recall(texts)
+        print(json.dumps(report["int8"]), flush=True)
+    if "coldstart" not in args.skip:
+        report["coldstart"] = bench_cold_start()
+        print(json.dumps(report["coldstart"]), flush=True)
     if "queries" not in args.skip:
-        from tlcli.embedder import TextEmbedder
+        from tlcli.models.embedder import TextEmbedder
 
         real = TextEmbedder("all-MiniLM-L6-v2").encode(texts)
         vectors = corpus_vectors(real, args.n)

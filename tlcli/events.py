@@ -24,7 +24,11 @@ layers      {"blocks": [{"name", "params", "trainable"}], "reason": "unfreeze", 
 checkpoint  {"path", "kind": "last" | "best" | "interrupt"}
 log         {"level": "info" | "warning" | "error", "message"}
 warning     {"message"}  (also written as log lines with level "warning" by older runs)
-index       {"files", "files_done", "chunks", "chunks_per_s", ...}   an index build's progress
+index       an index build's progress, by "stage":
+            {"stage": "hashed", "files", "changed", "removed"}   files found and hashed
+            {"stage": "chunked", "files", "chunks"}               files read and cut into chunks to embed
+            {"stage": "embedding", "files_done", "files", "chunks_done", "chunks", "chunks_per_s",
+             "eta_s": seconds | null}   at least once a second while embedding, and at the end
 message     {"agent", "role", "content", "tool_calls", "tool_name", "usage"}   an agent's turn
 run_end     {"status": "finished" | "stopped" | "interrupted" | "failed", "best": value | null,
              "monitor": name, "wall_s", "steps", "error": str | null}

@@ -18,16 +18,27 @@ def _cpuinfo() -> str:
         return ""
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (the first processor's), empty where /proc/cpuinfo is missing."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_model() -> str:
+    """The CPU's model name ("" where unknown)."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
 def cpu_has_bf16() -> bool:
-    """AVX-512 BF16 or AMX: bf16 matmuls run natively (2-3x faster ResNet-50 training measured here)."""
-    flags = _cpuinfo()
+    """AVX-512 BF16 or AMX: bf16 matmuls run natively rather than emulated. Whether they are *faster* than
+    fp32 is measured per CPU by tlcli.device, not assumed from this."""
+    flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_has_amx() -> bool:
-    """AMX tiles for bf16 (Sapphire Rapids and later): the MiniLM embedder measured about 3x faster in bf16
-    than in fp32 with them, 0.7x with AVX-512 BF16 alone (benchmarks/rag.py)."""
-    return "amx_bf16" in _cpuinfo()
 
 
 def no_gpu_possible() -> bool:

@@ -34,7 +34,6 @@ class Plugin:
     predictors: model kinds this plugin can load for ``tlcli predict`` / ``tlcli evaluate``, mapped to
         ``"module:function"``. The function takes ``(model_dir: Path, device: str)`` and returns an
         :class:`ImagePredictor` or a :class:`TextPredictor`. The string is imported only when such a model is used.
-    embedders: text-embedding model families this plugin provides (``name -> "module:factory"``).
     llm_backends: LLM spec schemes this plugin serves, mapped to ``"module:factory"``; ``--llm
         SCHEME:TARGET?k=v`` calls ``factory(TARGET, {"k": "v"})``, which returns a
         :class:`tlcli.llm.base.LLM`. Built-in schemes (hf, openai, scripted) cannot be replaced.
@@ -50,7 +49,6 @@ class Plugin:
     groups: dict[str, str] = field(default_factory=dict)
     group_defaults: dict[str, str] = field(default_factory=dict)
     predictors: dict[str, str] = field(default_factory=dict)
-    embedders: dict[str, str] = field(default_factory=dict)
     llm_backends: dict[str, str] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     description: str = ""

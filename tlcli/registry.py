@@ -47,9 +47,6 @@ class Plugins:
     def tool_for(self, name: str) -> str | None:
         return self._lookup("tools", name)
 
-    def embedder_for(self, name: str) -> str | None:
-        return self._lookup("embedders", name)
-
     def _lookup(self, hook: str, key: str) -> str | None:
         """The first loaded plugin's ``"module:attr"`` for ``key`` in one of its hook tables."""
         for loaded in self.loaded:

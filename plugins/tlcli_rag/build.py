@@ -14,8 +14,8 @@ import numpy as np
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.common import BadImage as BadFile
-from tlcli.data.documents import (DocumentError, FoundFile, HFTokenizer,
-                                  chunk_documents, file_sha256, find_documents, load_document)
+from tlcli.data.documents import (DocumentError, FoundFile, chunk_documents,
+                                  file_sha256, find_documents, load_document)
 from tlcli.errors import UsageError
 from tlcli.output import display_path
 from tlcli_rag.config import IndexConfig  # the options of `tlcli rag index` are what a build takes
@@ -179,7 +179,7 @@ def plan_update(found: list[FoundFile], indexed: dict[str, FileRecord], roots: l
 
 def _embedder(config: IndexConfig, model: str, make_embedder):
     if make_embedder is None:
-        from tlcli.embedder import TextEmbedder
+        from tlcli.models.embedder import TextEmbedder
 
         return TextEmbedder(model, device=config.device, precision=config.precision, batch_size=config.batch_size)
     return make_embedder(model, config.device, config.precision, config.batch_size)
@@ -196,7 +196,7 @@ def _load_and_chunk(files: list[tuple[FoundFile, str]], config: IndexConfig, emb
         except DocumentError as error:
             bad.add(BadFile(file.path, str(error)))
     bad.check(seen, config.max_bad)
-    chunk_lists = chunk_documents(documents, HFTokenizer(embedder.tokenizer),
+    chunk_lists = chunk_documents(documents, embedder.chunk_tokenizer,
                                   max_tokens=min(config.chunk_tokens, embedder.max_seq_length - 2),
                                   overlap=config.overlap)
     return records, chunk_lists
@@ -219,15 +219,16 @@ def write_generation(writer: IndexWriter, manifest: Manifest, fresh: bool, drop:
     """Write generation ``manifest`` beside the current one: without the files in ``drop``, with ``pending``
     (each file's record and chunks) embedded. Nothing is published until ``writer.commit()`` at the end, so a
     kill at any point leaves the current generation answering."""
-    started = time.perf_counter()
     training = None
+    tracker = IndexProgress(progress, files=len(pending), chunks=sum(len(chunks) for _, chunks in pending))
     if manifest.index_type == "ivf-pq" and fresh:
         # IVF-PQ learns its quantizers from data: embed everything first (the corpus fits in memory
         # as float32 for training), then add.
-        training = embedder.encode([_embedding_text(c) for _, chunks in pending for c in chunks])
+        training = _encode(embedder, [_embedding_text(c) for _, chunks in pending for c in chunks],
+                           lambda n: tracker.update(0, n))
     writer.begin(manifest, fresh=fresh, training=training)
     writer.remove_files(drop)
-    for group, vectors in _embedded_groups(pending, embedder, training, started, progress):
+    for group, vectors in _embedded_groups(pending, embedder, training, tracker):
         row = 0
         for record, chunks in group:
             writer.add_file(record, chunks, vectors[row:row + len(chunks)])
@@ -236,19 +237,113 @@ def write_generation(writer: IndexWriter, manifest: Manifest, fresh: bool, drop:
 
 
 def _embedded_groups(pending: list[tuple[FileRecord, list]], embedder, training: np.ndarray | None,
-                     started: float, progress: Progress):
-    """Yield ``(files, vectors)`` about EMBED_GROUP chunks at a time (``training``: vectors already made),
-    with an "embedding" progress event once the caller has taken each group."""
-    total = sum(len(chunks) for _, chunks in pending)
+                     tracker: "IndexProgress"):
+    """Yield ``(files, vectors)`` about EMBED_GROUP chunks at a time (``training``: vectors already made);
+    ``tracker`` hears of every embedded batch."""
     done = 0
     for files_done, group in _file_groups(pending, EMBED_GROUP):
         texts = [_embedding_text(c) for _, chunks in group for c in chunks]
-        vectors = training[done:done + len(texts)] if training is not None else embedder.encode(texts)
+        before, files_before = done, files_done - len(group)
+        if training is not None:
+            vectors = training[done:done + len(texts)]
+        else:
+            vectors = _encode(embedder, texts, lambda n: tracker.update(files_before, before + n))
         yield group, vectors
         done += len(texts)
-        elapsed = time.perf_counter() - started
-        progress({"stage": "embedding", "files": files_done, "files_total": len(pending), "chunks": done,
-                  "chunks_total": total, "chunks_per_s": round(done / max(elapsed, 1e-9), 2)})
+        tracker.update(files_done, done)
+
+
+def _encode(embedder, texts: list[str], progress) -> np.ndarray:
+    """``embedder.encode`` with a per-batch progress callback where the embedder takes one."""
+    try:
+        return embedder.encode(texts, progress=progress)
+    except TypeError as error:
+        if "progress" not in str(error):
+            raise
+        return embedder.encode(texts)
+
+
+class IndexProgress:
+    """An index build's embedding progress as ``index`` events: ``{"stage": "embedding", "files_done",
+    "files", "chunks_done", "chunks", "chunks_per_s", "eta_s"}``, at most one every ``every`` seconds
+    (plus the last one), however often the embedder reports."""
+
+    def __init__(self, emit: Progress, files: int, chunks: int, every: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.emit, self.files, self.chunks, self.every, self.clock = emit, files, chunks, every, clock
+        self.started = clock()
+        self.last = float("-inf")
+
+    def update(self, files_done: int, chunks_done: int) -> None:
+        now = self.clock()
+        if chunks_done < self.chunks and now - self.last < self.every:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = chunks_done / elapsed
+        eta = (self.chunks - chunks_done) / rate if rate > 0 else None
+        self.emit({"stage": "embedding", "files_done": files_done, "files": self.files,
+                   "chunks_done": chunks_done, "chunks": self.chunks, "chunks_per_s": round(rate, 2),
+                   "eta_s": None if eta is None else round(eta, 1)})
+
+
+def progress_line(event: dict) -> str:
+    """One plain line for an ``index`` event (a log's view of the build)."""
+    stage = event.get("stage")
+    if stage == "hashed":
+        return f"hashed {event['files']} files: {event['changed']} new or changed, {event['removed']} removed"
+    if stage == "chunked":
+        return f"chunked {event['files']} files into {event['chunks']} chunks"
+    eta = event.get("eta_s")
+    return (f"embedded {event.get('chunks_done')}/{event.get('chunks')} chunks, {event.get('files_done')}/"
+            f"{event.get('files')} files ({event.get('chunks_per_s', 0):.1f} chunks/s, ETA {_clock(eta)})")
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class ProgressPrinter:
+    """What a person sees of ``index`` events: on a terminal one bar redrawn in place; in a log a plain
+    line (``progress_line``) whenever ``every`` seconds have passed since the last one, and for every
+    stage change and the last batch. Embedding events come at least once a second while the model
+    works, so lines in a log are at most ``every`` + one batch (about 1-2 s on a CPU) apart."""
+
+    def __init__(self, stream=None, every: float = 3.0, clock: Callable[[], float] = time.monotonic,
+                 terminal: bool | None = None):
+        import sys
+
+        self.stream = stream or sys.stderr
+        self.terminal = self.stream.isatty() if terminal is None else terminal
+        self.every, self.clock = every, clock
+        self.last = float("-inf")
+        self.bar_open = False
+
+    def __call__(self, event: dict) -> None:
+        embedding = event.get("stage") == "embedding"
+        last = embedding and event.get("chunks_done") == event.get("chunks")
+        if self.terminal and embedding:
+            self._bar(event, last)
+            return
+        now = self.clock()
+        if embedding and not last and now - self.last < self.every:
+            return
+        self.last = now
+        self._write(progress_line(event) + "\n")
+
+    def _bar(self, event: dict, last: bool) -> None:
+        done, total = event.get("chunks_done") or 0, max(event.get("chunks") or 1, 1)
+        filled = int(30 * done / total)
+        self._write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} chunks "
+                    f"{event.get('chunks_per_s', 0):.1f}/s ETA {_clock(event.get('eta_s'))}  " + ("\n" if last else ""))
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
 
 
 def _file_groups(pending: list[tuple[FileRecord, list]], size: int):

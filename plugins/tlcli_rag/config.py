@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 
 from tlcli.data.documents import DEFAULT_MAX_FILE_BYTES
-from tlcli.fields import LLMOptions, MaxBadShare, Options, Placement, option
+from tlcli.fields import PANEL_PLACEMENT, LLMOptions, MaxBadShare, Options, Placement, option
 
 DEFAULT_INDEX = ".tlcli-index"
 MODES = ("dense", "lexical", "hybrid")
@@ -21,7 +21,9 @@ class OnIndex(Options):
 
     index: str = option(DEFAULT_INDEX, "The index folder (default .tlcli-index in the current folder).")
     device: Literal["auto", "cpu", "cuda", "mps"] = Placement.model_fields["device"]
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Placement.model_fields["precision"]
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = option(
+        "auto", "auto | fp32 | bf16 | fp16 | int8 (auto: bf16 on a GPU or where this CPU measured it faster, see "
+        "`tlcli doctor`; int8: dynamic int8 linears on a CPU).", panel=PANEL_PLACEMENT)
 
 
 class IndexConfig(OnIndex):

@@ -5,7 +5,6 @@ model's answer are shown through the Report (escaped on a terminal; data with --
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from tlcli.errors import UsageError
@@ -13,7 +12,6 @@ from tlcli_rag import shards
 from tlcli_rag.config import AskConfig, EvalConfig, IndexConfig, InfoConfig, SearchConfig, ServeConfig
 from tlcli_rag.search import Searcher, parse_filter
 
-PROGRESS_EVERY_S = 2.0
 
 
 # --- index ------------------------------------------------------------------------------------------------
@@ -39,27 +37,18 @@ def index_job(cfg: IndexConfig, run, report) -> dict:
 
 
 def _progress(run, report):
-    last_said = [0.0]
+    """Each build event into the run's events.jsonl (the dashboard's index panel reads them) and, for
+    people, a bar on a terminal or a line every few seconds in a log (off with --quiet)."""
+    from tlcli_rag.build import ProgressPrinter
+
+    printer = None if report.progress_quiet or report.silent else ProgressPrinter()
 
     def progress(event: dict) -> None:
-        data = {**event, "files": event.get("files_total", event.get("files")), "files_done": event.get("files")}
-        run.emit("index", data)
-        now = time.monotonic()
-        if now - last_said[0] > PROGRESS_EVERY_S or event.get("chunks") == event.get("chunks_total"):
-            last_said[0] = now
-            report.info(progress_line(event))
+        run.emit("index", event)
+        if printer is not None:
+            printer(event)
 
     return progress
-
-
-def progress_line(event: dict) -> str:
-    stage = event.get("stage")
-    if stage == "hashed":
-        return f"hashed {event['files']} files: {event['changed']} new or changed, {event['removed']} removed"
-    if stage == "chunked":
-        return f"chunked {event['files']} files into {event['chunks']} chunks"
-    return (f"embedded {event.get('chunks')}/{event.get('chunks_total')} chunks "
-            f"({event.get('chunks_per_s', 0):.0f}/s)")
 
 
 def paths_from_stdin(paths: list[str]) -> list[str]:

@@ -276,7 +276,7 @@ class Searcher:
     @property
     def embedder(self):
         if self._embedder is None:
-            from tlcli.embedder import TextEmbedder
+            from tlcli.models.embedder import TextEmbedder
             from tlcli_rag.store import check_model_unchanged
 
             check_model_unchanged(self.reader.manifest, self.reader.folder)

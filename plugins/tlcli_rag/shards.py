@@ -96,7 +96,7 @@ class ShardedEmbedder:
 
 
 def make_sharded_embedder(model: str, device: str, precision: str, batch_size: int | None) -> ShardedEmbedder:
-    from tlcli.embedder import TextEmbedder
+    from tlcli.models.embedder import TextEmbedder
 
     _group()
     inner = TextEmbedder(model, device=local_device(device), precision=precision, batch_size=batch_size)
@@ -117,7 +117,7 @@ def serve() -> None:
     """Ranks other than 0: embed each batch's share until rank 0 says it is done."""
     import torch.distributed as dist
 
-    from tlcli.embedder import TextEmbedder
+    from tlcli.models.embedder import TextEmbedder
 
     _group()
     embedder = None

@@ -14,7 +14,7 @@ from tlcli.data.labelled import training_classes
 from tlcli.data.texts import read_labelled_texts, read_texts
 from tlcli.errors import JobFailed, UsageError
 from tlcli.evaluation import classification_report, classifier_records, write_confusion_picture
-from tlcli.models.text import Embedder
+from tlcli.models.embedder import Embedder
 from tlcli.output import display_path
 from tlcli_text.config import ProbeConfig, TextEvaluateConfig, TextPredictConfig, ZeroshotConfig
 
@@ -25,9 +25,9 @@ CHUNK = 256
 
 def embedder_for(model: str, device: str, batch_size: int | None = None) -> Embedder:
     """The sentence encoder on a concrete device (``auto`` resolved: a GPU when there is one)."""
-    from tlcli.engine.device import resolve_device
+    from tlcli.device import resolve_device
 
-    return Embedder(model, device=str(resolve_device(device)), batch_size=batch_size or 64)
+    return Embedder(model, device=resolve_device(device), batch_size=batch_size or 64)
 
 
 def label_sentence(template: str, label: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcli.models.text import Embedder
+from tlcli.models.embedder import Embedder
 
 
 class CountingEmbedder(Embedder):

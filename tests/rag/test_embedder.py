@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcli import hardware
-from tlcli.embedder import TextEmbedder, resolve_precision
-from tlcli.errors import UsageError
+from tlcli.models.embedder import TextEmbedder
 
 TEXTS = ["short", "a somewhat longer sentence about retrieval and indexes",
          "word " * 300,  # longer than the model's 256 tokens: truncated like the library does
@@ -36,10 +34,19 @@ def test_fp32_on_the_cpu_runs_packed_linears_with_the_gelu_fused():
 
     if not packing_available(torch.device("cpu"), torch.float32):
         pytest.skip("this torch has no oneDNN packed linear")
-    transformer, _ = TextEmbedder("all-MiniLM-L6-v2", precision="fp32")._fast_parts
-    packed = [m for m in transformer.modules() if isinstance(m, PackedLinear)]
-    assert len(packed) == 6 * 6 + 1 and not any(type(m) is torch.nn.Linear for m in transformer.modules())
+    network = TextEmbedder("all-MiniLM-L6-v2", precision="fp32").network
+    packed = [m for m in network.modules() if isinstance(m, PackedLinear)]
+    assert len(packed) == 6 * 4 and not any(type(m) is torch.nn.Linear for m in network.modules())
     assert sum(m.activation == "gelu" for m in packed) == 6  # one feed-forward GELU per layer
+
+
+def test_the_tokenizers_library_gives_the_library_tokenizer_ids_and_spans():
+    embedder = TextEmbedder("all-MiniLM-L6-v2", precision="fp32")
+    texts = TEXTS[:6]
+    expected = embedder.tokenizer(texts, truncation=True, max_length=embedder.max_seq_length)["input_ids"]
+    assert embedder.fast_tokenizer.ids(texts) == expected
+    offsets = embedder.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    assert embedder.chunk_tokenizer.spans(texts) == [[tuple(o) for o in row] for row in offsets]
 
 
 def test_bf16_agrees_with_the_library(reference):
@@ -48,11 +55,24 @@ def test_bf16_agrees_with_the_library(reference):
     assert np.min(np.sum(vectors * reference[:6], axis=1)) > 0.99
 
 
-@pytest.mark.parametrize("amx, chosen", [(True, "bf16"), (False, "fp32")])
-def test_precision_choice(monkeypatch, amx, chosen):
-    monkeypatch.setattr(hardware, "cpu_has_amx", lambda: amx)
-    assert resolve_precision("auto", "cpu") == chosen  # bf16 only where it measured faster: AMX
-    assert resolve_precision("auto", "cuda") == "bf16"
-    assert resolve_precision("fp32", "cuda") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
-    with pytest.raises(UsageError, match="fp16"):
-        resolve_precision("fp16", "cpu")
+def test_bf16_with_cpu_kernels_stays_within_the_precision_bar(reference):
+    vectors = TextEmbedder("all-MiniLM-L6-v2", precision="bf16").encode(TEXTS)
+    assert np.min(np.sum(vectors * reference, axis=1)) >= 0.999
+
+
+def test_int8_agrees_with_the_library(reference):
+    vectors = TextEmbedder("all-MiniLM-L6-v2", precision="int8").encode(TEXTS)
+    assert np.min(np.sum(vectors * reference, axis=1)) > 0.99
+
+
+def test_a_model_folder_of_another_layout_goes_through_the_library(tmp_path):
+    import shutil
+
+    from tlcli.models.text import resolve_text_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(resolve_text_model("all-MiniLM-L6-v2"), folder)
+    (folder / "tokenizer.json").unlink()  # no fast tokenizer file: tlcli cannot run it itself
+    embedder = TextEmbedder(str(folder), precision="fp32")
+    assert embedder.network is None
+    assert embedder.encode(["hello"]).shape == (1, 384)

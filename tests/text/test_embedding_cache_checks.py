@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tlcli.models.text import Embedder
+from tlcli.models.embedder import Embedder
 
 TEXTS = ["a cached sentence", "another one", "a third"]
 

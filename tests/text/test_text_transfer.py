@@ -12,7 +12,7 @@ import pytest
 
 from tlcli import probe
 from tlcli.cli.report import summary_problems
-from tlcli.models.text import Embedder
+from tlcli.models.embedder import Embedder
 
 LABELS = "sports,cooking,weather,computers,music"
 

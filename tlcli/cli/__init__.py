@@ -80,6 +80,7 @@ def build_app() -> typer.Typer:
 CORE_COMMANDS = {
     "plugins": ("tlcli.cli.plugins_cmd:PLUGINS", "List installed plugins and their commands."),
     "layers": ("tlcli.cli.layers:LAYERS", "Show a model's blocks: the names --freeze-until accepts."),
+    "doctor": ("tlcli.cli.doctor:DOCTOR", "Show where each workload runs and in what precision, and why."),
     "monitor": ("tlcli.cli.monitor:MONITOR", "Watch training live in the terminal: loss and validation curves, "
                 "learning rates, throughput, memory, which layers are frozen or trainable, warnings and "
                 "checkpoints."),

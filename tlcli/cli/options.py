@@ -32,7 +32,7 @@ VAL_SPLIT = 0.2
 SEED = 0
 TOP_K = 5
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def _choice(name: str, allowed: tuple[str, ...]):
@@ -71,8 +71,9 @@ def device() -> Any:
 
 
 def precision() -> Any:
-    return typer.Option(PRECISION, "--precision", help="auto | fp32 | bf16 | fp16 (auto: bf16 where the "
-                        "hardware has it).", callback=_choice("--precision", PRECISIONS))
+    return typer.Option(PRECISION, "--precision", help="auto | fp32 | bf16 | fp16 | int8 (auto: bf16 on a GPU "
+                        "or where this CPU measured it faster, see `tlcli doctor`; int8: text encoders on a CPU).",
+                        callback=_choice("--precision", PRECISIONS))
 
 
 def batch_size(default: Optional[int] = None, help: str = "Items per batch (default: chosen for the device).") -> Any:

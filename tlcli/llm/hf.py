@@ -22,28 +22,15 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or os.path.exists(os.path.expanduser(model))
 
 
-def _pick_device(requested: str) -> str:
+def _placement(spec: HFSpec):
+    """(device, torch dtype) from the one placement resolver (tlcli.device); ``dtype=`` in the spec wins."""
     import torch
 
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+    from tlcli.device import resolve
 
-
-def _pick_dtype(requested: str, device: str):
-    import torch
-
-    if requested != "auto":
-        return getattr(torch, requested)
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device == "mps":
-        return torch.float16
-    return torch.float32  # half precision on CPU is slow and often unsupported
+    placement = resolve("generate", spec.device)
+    dtype = getattr(torch, spec.dtype) if spec.dtype != "auto" else placement.dtype
+    return placement.device, dtype
 
 
 class HFLLM(LLM):
@@ -320,8 +307,7 @@ def _load(spec: HFSpec):
     # Progress bars and advice from transformers would mix with our stderr lines.
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    device = _pick_device(spec.device)
-    dtype = _pick_dtype(spec.dtype, device)
+    device, dtype = _placement(spec)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's pickle-protocol notes would precede our one line

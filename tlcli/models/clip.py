@@ -249,45 +249,16 @@ class _Resolved:
         return self
 
 
-def resolve_precision(precision: str, device_type: str) -> str:
-    from tlcli.hardware import cpu_has_bf16
-
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise UsageError(f"--precision {precision!r}: expected auto, fp32, bf16 or fp16")
-    if precision != "auto":
-        if precision == "fp16" and device_type == "cpu":
-            raise UsageError("--precision fp16 needs a GPU; on the CPU use bf16 or fp32")
-        return precision
-    if device_type == "cuda":
-        import torch
-
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device_type == "cpu" and cpu_has_bf16():
-        return "bf16"
-    return "fp32"
-
-
-def _resolve_device_name(device: str) -> str:
-    """``--device`` as a torch device string. "auto" on a machine with no GPU device nodes is the CPU
-    without asking torch (importing it costs ~2 s that a fully cached run otherwise never pays)."""
-    from tlcli.hardware import no_gpu_possible
-
-    if device == "cpu" or (device == "auto" and no_gpu_possible()):
-        return "cpu"
-    from tlcli.engine.device import resolve_device
-
-    return str(resolve_device(device))
-
-
 def load_clip(model: str = DEFAULT_MODEL, pretrained: str | None = None, device: str = "auto",
               precision: str = "auto") -> ClipModel:
     """The model ``model``/``pretrained`` names, on ``device`` in ``precision`` (auto: bf16 where the
     hardware runs it natively, else fp32). ``UsageError`` naming what would work for anything unusable.
     Weights and config are checked now; the network itself is built on first use. On a CPU-only machine
     with the model's resolution remembered, this imports neither torch nor open_clip."""
-    device_name = _resolve_device_name(device)
-    device_type = device_name.split(":")[0]
-    prec = resolve_precision(precision, device_type)
+    from tlcli.device import resolve as resolve_placement
+
+    placement = resolve_placement("encode_images", device, precision)
+    device_name, device_type, prec = placement.device, placement.device_type, placement.precision
     resolved = _remembered_resolution(model, pretrained)
     kernels = "onednn-packed" if device_type == "cpu" and prec == "bf16" and _packing_available() else "default"
 

