@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from agent_helpers import last_json
+from support.agents import last_json
 from agent_server import AgentServer
 
 NEVER_DONE = {"content": "still thinking"}

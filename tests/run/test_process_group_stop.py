@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from run_test_helpers import tlcli_process, wait_for_checkpoint
+from support.runs import tlcli_process, wait_for_checkpoint
 
 ARGS = ["--model", "resnet18", "--pretrained", "none", "--image-size", "32", "--batch-size", "2", "--workers", "2",
         "--precision", "fp32", "--device", "cpu", "--epochs", "40", "--save-every", "1", "--val-split", "0.25",

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from run_test_helpers import snapshot
+from support.runs import snapshot
 from tlcli.errors import UsageError
 from tlcli.run import Run
 
