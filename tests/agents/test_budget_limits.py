@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from support.agents import last_json
-from agent_server import AgentServer
+from support.agent_server import AgentServer
 
 NEVER_DONE = {"content": "still thinking"}
 
