@@ -19,7 +19,7 @@ def test_timeout_bounds_the_call_in_flight_and_its_retries(cli):
         elapsed = time.monotonic() - started
     assert result.exit_code == 0, result.stderr
     summary = last_json(result.stdout)
-    assert summary["status"] == "budget_exhausted" and "time budget of 3 s" in summary["reason"], summary
+    assert summary["outcome"] == "budget_exhausted" and "time budget of 3 s" in summary["reason"], summary
     assert elapsed < 6, elapsed  # was 30.8 s (one call), 306 s against a 70 s server (its retries)
     assert len(server.requests) == 1
 
@@ -32,7 +32,7 @@ def test_timeout_bounds_retries_of_a_failing_server(cli):
                      "--out", "runs/retrying", "--json")
         elapsed = time.monotonic() - started
     assert result.exit_code == 0, result.stderr
-    assert last_json(result.stdout)["status"] == "budget_exhausted" and elapsed < 5.5, elapsed
+    assert last_json(result.stdout)["outcome"] == "budget_exhausted" and elapsed < 5.5, elapsed
 
 
 def test_negative_usage_from_a_server_is_clamped_with_a_warning(cli):
@@ -51,7 +51,7 @@ def test_negative_usage_from_a_server_is_clamped_with_a_warning(cli):
     assert "usage.prompt_tokens = -1000000 (negative); counted as 0" in result.stderr
     assert result.stderr.count("usage.prompt_tokens") == 1  # said once
     assert summary["tokens"]["prompt"] >= 0 and summary["tokens"]["completion"] >= 0
-    assert summary["status"] == "budget_exhausted" and "token budget" in summary["reason"], summary
+    assert summary["outcome"] == "budget_exhausted" and "token budget" in summary["reason"], summary
 
 
 def test_a_team_naming_an_unknown_tool_is_refused_in_one_line(cli, tmp_path):

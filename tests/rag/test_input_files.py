@@ -63,7 +63,7 @@ def test_a_build_leaves_its_record_in_the_index_folder_not_in_runs(cli, tmp_path
     result = cli("rag", "index", "docs", "--json")
     assert result.exit_code == 0, result.stderr
     assert not Path("runs").exists()
-    run = Path(result.json_lines()[-1]["run"])
+    run = Path(result.json_lines()[-1]["run_dir"])
     assert run.parent == Path(".tlcli-index/builds") and (run / "events.jsonl").is_file()
     visible = tmp_path / "visible-index"
     result = cli("rag", "index", "docs", "--index", visible, "--json")  # a new index folder, not hidden
