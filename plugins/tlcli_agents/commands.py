@@ -236,8 +236,8 @@ def _report(outcome, summary: dict, json_output: bool) -> None:
 def replay(
     run_dir: Path = typer.Argument(..., help="A run folder written by 'tlcli agents solve'."),
     team: Optional[str] = typer.Option(None, "--team", help="Replay with another team (default: the recorded one)."),
-    tools: Optional[List[str]] = typer.Option(None, "--tools", help="Replay with other tools (default: the recorded "
-                                              "ones); as for solve."),
+    tools: Optional[List[str]] = typer.Option(None, "--tools", help="Run these tools for real, as for solve (default: "
+                                              "the recorded results; nothing the run folder names is run)."),
     json_output: bool = options.json_(),
 ) -> None:
     """Re-run a recorded task against its recorded model answers (no backend): same tool calls, same result,
