@@ -67,5 +67,5 @@ class ReplayConfig(ToolsOption):
     run_dir: str = option(..., "A run folder written by 'tlcli agents solve'.", argument=True, metavar="RUN_DIR",
                           missing="pass the run folder of an agents solve run")
     team: str | None = option(None, "Replay with another team (default: the recorded one).")
-    tools: list[str] | None = option(None, "Replay with other tools (default: the recorded ones); as for solve.",
-                                     repeat=True)
+    tools: list[str] | None = option(None, "Run these tools for real, as for solve (default: the recorded "
+                                     "results; nothing the run folder names is run).", repeat=True)

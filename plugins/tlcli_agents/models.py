@@ -52,7 +52,8 @@ def _replies(agents: list[str], result: Any, messages: list[dict]) -> list[Reply
     usage = getattr(result, "usage", None)
     # A backend's counts are never negative here (a budget must not run backwards): the estimate instead.
     prompt = max(0, getattr(usage, "prompt_tokens", 0) or 0) or estimate_tokens(json.dumps(messages))
-    completion = max(0, getattr(usage, "completion_tokens", 0) or 0) or sum(estimate_tokens(c.text or "") for c in choices)
+    completion = (max(0, getattr(usage, "completion_tokens", 0) or 0)
+                  or sum(estimate_tokens(c.text or "") for c in choices))
     k = len(agents)
     replies = []
     for i, (agent, choice) in enumerate(zip(agents, choices)):

@@ -204,7 +204,9 @@ class Solver:
     def _run_tool(self, agent: str, role: Role, name: str, arguments: Any, call_id: str | None) -> str:
         usage = self.usage.setdefault(agent, AgentUsage())
         usage.tool_calls += 1
-        text, ok = self.tools.call(role.tools, name, arguments)
+        clock = nearest_timeout(self.termination, self.state)
+        with time_limit(clock.remaining(self.state) if clock is not None else None):
+            text, ok = self.tools.call(role.tools, name, arguments)
         if not ok:
             usage.refused += 1
         tool = self.tools.tools.get(name) if isinstance(name, str) else None

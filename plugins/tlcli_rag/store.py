@@ -25,7 +25,7 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -83,6 +83,9 @@ class Manifest:
     metric: str = "inner_product"
     format: int = FORMAT_VERSION
     model_digest: str = ""  # sha256 over a local model folder's files ("" for a hub name, or an older index)
+    # The published files' sizes (0: an older index): a truncated file is found by a stat, before any read.
+    faiss_bytes: int = 0
+    sqlite_bytes: int = 0
 
     @property
     def faiss_name(self) -> str:
@@ -112,6 +115,8 @@ _FIELDS = {
     "metric": (str, lambda v: v == "inner_product", '"inner_product"'),
     "format": (int, lambda v: True, "a whole number"),
     "model_digest": (str, lambda v: True, "a content digest"),
+    "faiss_bytes": (int, lambda v: v >= 0, "a size in bytes"),
+    "sqlite_bytes": (int, lambda v: v >= 0, "a size in bytes"),
 }
 
 
@@ -159,10 +164,14 @@ def check_generation(folder: Path, manifest: Manifest) -> None:
     """Both files of the manifest's generation are there, and the SQLite file has the index's tables:
     a cheap check before any read (``verify_generation`` reads everything)."""
     folder = Path(folder)
-    for name in (manifest.sqlite_name, manifest.faiss_name):
+    for name, size in ((manifest.sqlite_name, manifest.sqlite_bytes), (manifest.faiss_name, manifest.faiss_bytes)):
         if not (folder / name).is_file():
             raise UsageError(f"{display_path(folder / name)}: missing (the manifest names generation "
                              f"{manifest.generation}); {rebuild_hint(folder)}")
+        actual = (folder / name).stat().st_size
+        if size and actual != size:
+            raise UsageError(f"{display_path(folder / name)}: damaged ({actual:,} bytes, written as {size:,}: "
+                             f"truncated or replaced); {rebuild_hint(folder)}")
     with sqlite_errors(folder, manifest):
         connection = connect_readonly(folder / manifest.sqlite_name)
         try:
@@ -511,7 +520,8 @@ class IndexWriter:
         for path in (self._tmp_faiss, self._tmp_sqlite):
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
-        manifest = self.new_manifest
+        manifest = replace(self.new_manifest, faiss_bytes=self._tmp_faiss.stat().st_size,
+                           sqlite_bytes=self._tmp_sqlite.stat().st_size)
         os.replace(self._tmp_faiss, self.folder / manifest.faiss_name)
         os.replace(self._tmp_sqlite, self.folder / manifest.sqlite_name)
         atomic_write_text(self.folder / MANIFEST, manifest.to_json())

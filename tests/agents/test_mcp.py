@@ -64,3 +64,22 @@ def test_the_server_gets_no_secrets(monkeypatch):
     monkeypatch.setenv("TLCLI_HOME", "/tmp/home")
     env = server_environment()
     assert env["TLCLI_HOME"] == "/tmp/home" and "OPENAI_API_KEY" not in env and "TLCLI_LLM_API_KEY" not in env
+
+
+def test_a_slow_mcp_tool_call_is_bounded_by_the_time_budget(fake_llm, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    llm = fake_llm(["plan", {"tool_calls": [{"id": "1", "name": "slow", "arguments": {"seconds": 30}}]},
+                    "never done"], supports_tools=True)
+    solver, events = make_solver(llm, tools=[f"mcp:{COMMAND}#slow"], timeout=3, max_turns=1000)
+    started = time.monotonic()
+    try:
+        outcome = solver.solve("Wait for it")
+        elapsed = time.monotonic() - started
+    finally:
+        solver.tools.close()
+    assert elapsed < 6, elapsed  # was 30 s: the tool call waited for its own 60 s bound
+    assert outcome.status == "budget_exhausted" and "time budget" in outcome.reason
+    tool = next(e for e in events if e["role"] == "tool")
+    assert not tool["ok"] and "before the time budget ran out" in tool["content"]

@@ -137,3 +137,29 @@ def test_failing_or_huge_tool_results_are_messages(monkeypatch):
     assert box.call(["rag"], "boom", {}) == ("error: boom failed (RuntimeError: index is corrupt)", False)
     text, ok = box.call(["rag"], "big", "{}")
     assert ok and len(text) < MAX_RESULT_CHARS + 100 and text.endswith(f"of {MAX_RESULT_CHARS + 5}]")
+
+
+def test_recorded_toolbox_serves_results_and_remakes_refusals():
+    from tlcli_agents.tools import RecordedToolBox
+
+    def tool(name, content, ok, group):
+        return {"kind": "message", "data": {"agent": "a", "role": "tool", "tool_name": name, "content": content,
+                                            "ok": ok, **({"tool_group": group} if group else {})}}
+
+    events = [tool("calculator", "395", True, "calculator"),
+              tool("read_file", "error: tool 'read_file' is not allowed for this role; tools you may call: "
+                   "calculator", False, "files"),
+              tool("read_file", "the number is 395", True, "files"),
+              tool("lookup", "error: lookup failed (RuntimeError: down)", False, "mcp"),
+              tool("shell", "error: tool 'shell' does not exist; tools you may call: calculator", False, None)]
+    box = RecordedToolBox(events)
+    assert set(box.tools) == {"calculator", "read_file", "lookup"}
+    assert box.call(["calculator"], "calculator", {"expression": "1"}) == ("395", True)
+    text, ok = box.call(["calculator"], "read_file", {"path": "x"})
+    assert not ok and "not allowed for this role" in text
+    assert box.call(["files"], "read_file", {"path": "x"}) == ("the number is 395", True)  # not the refusal
+    assert box.call(["mcp"], "lookup", {}) == ("error: lookup failed (RuntimeError: down)", False)
+    text, ok = box.call(["calculator"], "shell", {})
+    assert not ok and "does not exist" in text
+    text, ok = box.call(["calculator"], "calculator", {})
+    assert not ok and "no further result" in text

@@ -52,6 +52,8 @@ def test_a_damaged_faiss_file(in_small, cli, damage):
     truncate(path) if damage == "truncated" else path.write_bytes(b"not a faiss index\0" * 50)
     one_line_error(cli("rag", "info"), path.name, "--reembed")
     one_line_error(cli("rag", "search", "pip install", "--mode", "dense"), path.name, "--reembed")
+    if damage == "truncated":  # its recorded size gives it away without reading it: an unchanged update refuses
+        one_line_error(cli("rag", "index", "docs", "notes"), path.name, "truncated", "--reembed")
     Path("docs/new.md").write_text("# New\n\nA new page about tomatoes.\n")  # an update reads the vectors
     one_line_error(cli("rag", "index", "docs", "notes"), path.name, "--reembed")
     assert cli("rag", "index", "docs", "notes", "--reembed").exit_code == 0  # the fix it names works

@@ -1,4 +1,6 @@
-"""A tiny MCP server over stdio for the tests: two tools, one of which the tests never allow-list."""
+"""A tiny MCP server over stdio for the tests: three tools, one of which the tests never allow-list."""
+
+import time
 
 try:  # mcp 2
     from mcp.server.mcpserver import MCPServer
@@ -20,6 +22,13 @@ def delete_everything() -> str:
     """A tool no role is allowed to call."""
     open("DELETED", "w").write("yes")
     return "deleted"
+
+
+@server.tool()
+def slow(seconds: float) -> str:
+    """Answers after ``seconds`` (a tool call that outlasts a time budget)."""
+    time.sleep(seconds)
+    return "done"
 
 
 if __name__ == "__main__":

@@ -101,14 +101,19 @@ class RecordedToolBox(ToolBox):
         self.grouped = False
         for event in events:
             data = event.get("data") if isinstance(event, dict) else None
-            if event.get("kind") != "message" or not isinstance(data, dict) or data.get("role") != "tool":
+            if not isinstance(data, dict) or event.get("kind") != "message" or data.get("role") != "tool":
                 continue
             name = data.get("tool_name")
             if not isinstance(name, str) or not name:
                 continue  # the solver's own feedback on a malformed call: it makes that again
-            self.results.setdefault(name, deque()).append((str(data.get("content") or ""), bool(data.get("ok"))))
             group = data.get("tool_group")
-            if data.get("ok") and name not in self.tools:  # it existed: refused or unknown calls are not tools
+            content = str(data.get("content") or "")
+            # ToolBox.call's own refusals are made again by the allow-list check, not served from the queue.
+            refused = not data.get("ok") and content.startswith(f"error: tool {name!r} ")
+            if not refused:
+                self.results.setdefault(name, deque()).append((content, bool(data.get("ok"))))
+            unknown = refused and content.startswith(f"error: tool {name!r} does not exist")
+            if not unknown and name not in self.tools:  # a tool of the run (it may have failed or been refused)
                 self.grouped |= isinstance(group, str)
                 self.tools[name] = Tool(name, group if isinstance(group, str) else name, "recorded",
                                         {"type": "object", "properties": {}}, lambda arguments: "")

@@ -93,12 +93,17 @@ class MCPConnection:
         return " / ".join(tail)
 
     def call(self, name: str, arguments: dict) -> str:
+        from tlcli.llm.transport import time_left
+
+        left = time_left()  # the run's time budget (agents solve --timeout) bounds a tool call too
+        seconds = CALL_TIMEOUT_S if left is None else max(0.0, min(CALL_TIMEOUT_S, left))
         future = asyncio.run_coroutine_threadsafe(self._session.call_tool(name, arguments), self._loop)
         try:
-            result = future.result(timeout=CALL_TIMEOUT_S)
+            result = future.result(timeout=seconds)
         except TimeoutError:
             future.cancel()
-            raise ToolError(f"MCP tool {name} gave no answer in {CALL_TIMEOUT_S:g} s") from None
+            why = "before the time budget ran out (--timeout)" if seconds < CALL_TIMEOUT_S else f"in {seconds:g} s"
+            raise ToolError(f"MCP tool {name} gave no answer {why}") from None
         except Exception as error:
             raise ToolError(f"MCP tool {name} failed: {error}") from None
         parts = []
