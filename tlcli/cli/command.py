@@ -193,9 +193,12 @@ def build(command: Command):
     """The Click command for ``command``: its flags generated from the config, its body the lifecycle."""
     own = set(getattr(command.config, "__annotations__", {}))
     fields = flag_fields(command.config)
-    # Arguments in declaration order (base classes first); flags with the method's own first (its panel
-    # reads best that way), then the shared groups'.
-    arguments = [_parameter(command, n, i) for n, i in fields.items() if _extra(i).get("argument")]
+    # Arguments in declaration order (base classes first), a list argument last; flags with the method's
+    # own first (its panel reads best that way), then the shared groups'.
+    # A list argument (PATHS..., TEXTS...) takes the rest of the line: it goes last.
+    arguments = [_parameter(command, n, i) for n, i in sorted(
+        ((n, i) for n, i in fields.items() if _extra(i).get("argument")),
+        key=lambda item: typing.get_origin(_unwrap(item[1].annotation)[0]) is list)]
     flags = [_parameter(command, n, i) for n, i in sorted(fields.items(), key=lambda item: item[0] not in own)
              if not _extra(i).get("argument")]
     clash = set(fields) & set(RUN_OPTIONS + OUTPUT_OPTIONS)
