@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from tlcli.artifacts import read_model
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.decoded import UNLABELLED, DecodedImages, EvalImages, eval_transform
 from tlcli.data.labelled import training_classes
@@ -27,7 +28,6 @@ from tlcli.engine import distributed
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.device import resolve_device
 from tlcli.engine.loop import fit
-from tlcli.artifacts import read_model
 from tlcli.errors import UsageError
 from tlcli_selfsup.classifier import ClassifierTask, ImageSet, predict_probabilities, whole, write_classifier
 from tlcli_selfsup.config import PseudolabelConfig
