@@ -324,6 +324,7 @@ def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) ->
     require_out_under_torchrun(options["out"], resume)
     if resume is not None:
         _refuse_changes_on_resume(command, given, options)
+        _refuse_foreign(command, Path(resume))  # before Run.resume: a finished foreign run is not "finished"
         run = Run.resume(resume, command.run_name or command.name, command.plugin)
         try:
             cfg = _resumed_config(command, run, {n: _plain(values[n]) for n in given})
@@ -388,18 +389,26 @@ def _refuse_changes_on_resume(command: Command, given: set[str], options: dict) 
         raise UsageError(f"--resume continues the run exactly as configured; drop {', '.join(flags)}")
 
 
+def _not_ours(command: Command, path: Path, started_by: str | None) -> str:
+    from tlcli.output import display_path
+
+    return (f"--resume {display_path(path)}: not a `tlcli {command.path}` run"
+            f"{f' (it was made by `tlcli {started_by}`)' if started_by else ''}; "
+            f"pass the folder of a {command.path} run, or resume it with its own command")
+
+
+def _refuse_foreign(command: Command, path: Path) -> None:
+    """A folder whose first ``run_start`` names another command is refused in one line, finished or not."""
+    started_by = _started_by(path)
+    if started_by and started_by not in (command.run_name or command.name, command.path):
+        raise UsageError(_not_ours(command, path, started_by))
+
+
 def _resumed_config(command: Command, run, changes: dict[str, Any]):
     """The run's own config (plus the speed-only changes allowed); a folder another command wrote, or one
     whose config.json is not a config of this command, is refused in one line."""
-    from tlcli.output import display_path
-
-    started_by = _started_by(run)
-    expected = command.run_name or command.name
-    not_ours = (f"--resume {display_path(run.path)}: not a `tlcli {command.path}` run"
-                f"{f' (it was made by `tlcli {started_by}`)' if started_by else ''}; "
-                f"pass the folder of a {command.path} run, or resume it with its own command")
-    if started_by and started_by not in (expected, command.path):
-        raise UsageError(not_ours)
+    _refuse_foreign(command, run.path)
+    not_ours = _not_ours(command, run.path, _started_by(run.path))
     saved = run.config
     if not isinstance(saved, dict) or not saved:
         raise UsageError(not_ours)
@@ -409,12 +418,12 @@ def _resumed_config(command: Command, run, changes: dict[str, Any]):
         raise UsageError(not_ours) from None
 
 
-def _started_by(run) -> str | None:
-    """The command recorded in the run's first ``run_start`` event, if any."""
+def _started_by(path: Path) -> str | None:
+    """The command recorded in the first ``run_start`` event of the run in ``path``, if any."""
     from tlcli.events import read_events
 
     try:
-        for event in read_events(run.path / "events.jsonl"):
+        for event in read_events(Path(path) / "events.jsonl"):
             if event.get("kind") == "run_start":
                 data = event.get("data")
                 return (data.get("command") if isinstance(data, dict) else None) or None
