@@ -5,11 +5,6 @@ on a terminal."""
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -146,21 +141,9 @@ def test_every_text_command_ends_with_one_summary_line(cli, few_shot_csv):
     assert {"accuracy", "top5_accuracy", "mean_recall", "per_class"} <= set(metrics)
 
 
-def _on_a_terminal(tmp_path, *args) -> str:
-    if shutil.which("script") is None:
-        pytest.skip("needs script(1) for a pseudo-terminal")
-    command = shlex.join([sys.executable, "-m", "tlcli", *map(str, args)])
-    env = {**os.environ, "TLCLI_HOME": str(tmp_path / ".tlcli-home"), "NO_COLOR": "1", "COLUMNS": "200"}
-    done = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def test_texts_from_files_are_escaped_on_a_terminal(tmp_path, minilm_dir):
+def test_texts_from_files_are_escaped_on_a_terminal(tmp_path, minilm_dir, on_a_terminal):
     hostile = tmp_path / "texts.txt"
     hostile.write_text("Snow \x1b]52;c;ZXZpbA==\x07 tonight\nThe \x1b[2Jstriker scored\n")
-    shown = _on_a_terminal(tmp_path, "text", "zeroshot", "--input", hostile, "--labels", "sports,weather",
-                           "--quiet")
+    shown = on_a_terminal("text", "zeroshot", "--input", hostile, "--labels", "sports,weather", "--quiet")
     assert "\x1b]52" not in shown and "\x1b[2J" not in shown
     assert "ZXZpbA" in shown  # the text is shown, its controls made visible
