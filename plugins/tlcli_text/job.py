@@ -10,17 +10,12 @@ from typing import Sequence
 
 import numpy as np
 
-from tlcli import probe as logistic
-from tlcli.artifacts import read_model, write_model
-from tlcli.data.labelled import stratified_split, training_classes
+from tlcli.data.labelled import training_classes
 from tlcli.data.texts import read_labelled_texts, read_texts
-from tlcli.engine.device import resolve_device
 from tlcli.errors import JobFailed, UsageError
 from tlcli.evaluation import classification_report, classifier_records, write_confusion_picture
 from tlcli.models.text import Embedder
 from tlcli.output import display_path
-from tlcli.plugin import resolve_target
-from tlcli.registry import load_plugins
 from tlcli_text.config import ProbeConfig, TextEvaluateConfig, TextPredictConfig, ZeroshotConfig
 
 PROBE_KIND = "text-probe"
@@ -30,6 +25,8 @@ CHUNK = 256
 
 def embedder_for(model: str, device: str, batch_size: int | None = None) -> Embedder:
     """The sentence encoder on a concrete device (``auto`` resolved: a GPU when there is one)."""
+    from tlcli.engine.device import resolve_device
+
     return Embedder(model, device=str(resolve_device(device)), batch_size=batch_size or 64)
 
 
@@ -110,6 +107,10 @@ def zeroshot(cfg: ZeroshotConfig, run, report) -> dict:
 
 def text_predictor(run_dir: str, device: str):
     """The predictor of a text run folder (or of its model/ folder), loaded by the plugin that made it."""
+    from tlcli.artifacts import read_model
+    from tlcli.plugin import resolve_target
+    from tlcli.registry import load_plugins
+
     files = read_model(Path(run_dir))
     target = load_plugins().predictor_for(files.kind)
     if target is None:
@@ -159,6 +160,8 @@ def evaluate(cfg: TextEvaluateConfig, run, report) -> dict:
 # --- probe ------------------------------------------------------------------------------------------
 
 def _split(cfg: ProbeConfig):
+    from tlcli.data.labelled import stratified_split
+
     data = Path(cfg.data)
     samples = read_labelled_texts(data)
     if cfg.val is not None:
@@ -174,6 +177,8 @@ def _split(cfg: ProbeConfig):
 def probe(cfg: ProbeConfig, run, report) -> dict:
     """`tlcli text probe`: embed, sweep the weight decay on validation data, fit on everything, export
     ``model/``. A bad input fails before the run's first event, so its folder is removed."""
+    from tlcli import probe as logistic
+
     started = time.time()
     train, held_out, classes = _split(cfg)
     decays = list(cfg.weight_decay or logistic.WEIGHT_DECAYS)
@@ -212,6 +217,8 @@ def probe(cfg: ProbeConfig, run, report) -> dict:
 
 def export_probe(folder: Path, head, classes: list[str], model: str, weight_decay: float) -> None:
     """``model/``: model.safetensors (weight, bias), labels.json, preprocessing.json, model.json."""
+    from tlcli.artifacts import write_model
+
     weight, bias = head
     write_model(folder, kind=PROBE_KIND, plugin="text", tensors={"weight": weight, "bias": bias},
                 labels=classes, preprocessing={"embedding_model": model, "normalize": True}, model=model,
