@@ -66,3 +66,25 @@ def cli(tmp_path, monkeypatch):
         return CliResult(code, stdout, stderr)
 
     return run
+
+
+@pytest.fixture
+def on_a_terminal(tmp_path):
+    """Run `tlcli ARGS` under a pseudo-terminal (`script -qc`) in tmp_path; returns what the terminal received
+    (stdout and stderr together). Skips where script(1) is missing."""
+    import shlex
+    import shutil
+    import subprocess
+
+    if shutil.which("script") is None:
+        pytest.skip("needs script(1) for a pseudo-terminal")
+
+    def run(*args, timeout: int = 300) -> str:
+        command = shlex.join([sys.executable, "-m", "tlcli", *map(str, args)])
+        env = {**os.environ, "TLCLI_HOME": str(tmp_path / ".tlcli-home"), "NO_COLOR": "1", "COLUMNS": "200"}
+        done = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=timeout, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.replace("\r\n", "\n")
+
+    return run

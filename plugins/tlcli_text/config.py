@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tlcli.fields import (
-    PANEL_DATA, PANEL_PLACEMENT, PANEL_TRAIN, TOP_K, VAL_SPLIT, CommaList, Device, Options, Seeded, TrainOptions, option,
+    PANEL_DATA, PANEL_PLACEMENT, PANEL_TRAIN, TOP_K, VAL_SPLIT, CommaList, Device, Options, Seeded, TrainOptions,
+    option,
 )
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"

@@ -1,4 +1,5 @@
-"""Loading text runs for `tlcli predict` / `tlcli evaluate` (registered in ``plugin.py`` by model kind).
+"""Loading text runs for `tlcli predict` / `tlcli evaluate` (registered in ``plugin.py`` by model kind; this
+module is imported only when such a run is loaded, so its imports sit at the top).
 
 Each loader takes ``(model_dir, device)`` and returns a text predictor: ``modality = "text"``, ``labels``, and
 ``predict_texts(texts) -> (N, len(labels))`` class probabilities (see ``tlcli.plugin.TextPredictor``).
@@ -9,10 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from tlcli import probe
 from tlcli.artifacts import read_model
+from tlcli.engine.device import resolve_device
+from tlcli.engine.frozen import FrozenParts
 from tlcli.errors import UsageError
 from tlcli.output import display_path
+from tlcli_text.config import PromptTuneConfig
+from tlcli_text.job import PROBE_KIND, embedder_for
+from tlcli_text.task import (
+    FROZEN, MODEL_KIND, Examples, PromptTuneTask, collate, encode_for_classify, input_budget, load_base, pad_id,
+)
 
 
 class ProbePredictor:
@@ -21,8 +31,6 @@ class ProbePredictor:
     modality = "text"
 
     def __init__(self, model_dir: Path, device: str = "auto"):
-        from tlcli_text.job import PROBE_KIND, embedder_for
-
         model = _read(model_dir, PROBE_KIND, "tlcli text probe")
         tensors = model.tensors(framework="np")
         self.labels = model.labels
@@ -33,8 +41,6 @@ class ProbePredictor:
         self.embedder = embedder_for(model.meta["model"], device)
 
     def predict_texts(self, texts: list[str]) -> np.ndarray:
-        from tlcli import probe
-
         return probe.probabilities(self.embedder.encode(texts), self.weight, self.bias)
 
 
@@ -42,13 +48,6 @@ class SoftPromptModel:
     """A `tlcli prompt-tune` run, loaded: the frozen base with the trained prompt (and head)."""
 
     def __init__(self, model_dir: Path, device: str = "auto"):
-        import torch  # noqa: F401  (loaded here, not when the plugin is)
-
-        from tlcli.engine.device import resolve_device
-        from tlcli.engine.frozen import FrozenParts
-        from tlcli_text.config import PromptTuneConfig
-        from tlcli_text.task import FROZEN, MODEL_KIND, Examples, PromptTuneTask, load_base
-
         model = _read(model_dir, MODEL_KIND, "tlcli prompt-tune")
         meta, pre = model.meta, model.preprocessing
         self.mode = meta.get("mode", "classify")
@@ -78,10 +77,6 @@ class SoftPromptPredictor:
         self.loaded, self.labels, self.batch_size = loaded, loaded.labels, batch_size
 
     def predict_texts(self, texts: list[str]) -> np.ndarray:
-        import torch
-
-        from tlcli_text.task import collate, encode_for_classify, input_budget, pad_id
-
         base, module = self.loaded.base, self.loaded.module
         budget = input_budget(self.loaded.cfg.max_length, base, self.loaded.cfg.virtual_tokens)
         ids = encode_for_classify(base.tokenizer, texts, budget)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from tlcli.data.labelled import training_classes
+from tlcli.data.labelled import stratified_split, training_classes
 from tlcli.data.texts import read_labelled_texts
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
@@ -13,6 +13,7 @@ from tlcli.errors import UsageError
 from tlcli.output import display_path
 from tlcli_text.config import PromptTuneConfig, PromptTunePredictConfig
 from tlcli_text.job import Predictions, probabilities, texts_of
+from tlcli_text.predictors import SoftPromptModel, SoftPromptPredictor
 from tlcli_text.task import (
     Examples, PromptTuneTask, encode_for_classify, encode_for_generate, eos_id, input_budget, load_base,
     prompt_input_ids,
@@ -22,8 +23,6 @@ _TARGET_COLUMNS = ("target", "output", "completion", "answer", "label")
 
 
 def _split(cfg: PromptTuneConfig):
-    from tlcli.data.labelled import stratified_split
-
     columns = _TARGET_COLUMNS if cfg.mode == "generate" else ("label", "class", "category", "target")
     samples = read_labelled_texts(Path(cfg.data), label_columns=columns)
     if cfg.val:
@@ -83,8 +82,6 @@ def train(cfg: PromptTuneConfig, run, report) -> dict:
 def predict(cfg: PromptTunePredictConfig, run, report) -> dict:
     """`tlcli prompt-tune predict`: classify-mode runs give classifier records (as `tlcli predict`);
     generate-mode runs give ``{"text", "output", "tokens"}`` per text (the output shown escaped on a terminal)."""
-    from tlcli_text.predictors import SoftPromptModel, SoftPromptPredictor
-
     loaded = SoftPromptModel(Path(cfg.run_dir), cfg.device)
     texts = texts_of(cfg)
     if loaded.mode == "classify":

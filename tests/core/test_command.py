@@ -142,6 +142,12 @@ def test_resume_refuses_changes_and_foreign_folders_without_leaving_a_lock(tmp_p
     assert code == 2 and "not a `tlcli toy` run" in err and "distill" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (foreign / ".lock").exists()
+    # A finished run of another command is still another command's: refused, not "already finished".
+    with open(foreign / "events.jsonl", "a") as events:
+        events.write(json.dumps({"kind": "run_end", "data": {"status": "finished"}}) + "\n")
+    code, _, err = run_toy(tmp_path, "--resume", "other")
+    assert code == 2 and "not a `tlcli toy` run" in err and len(err.strip().splitlines()) == 1, err
+    assert not (foreign / ".lock").exists()
 
 
 def test_a_stopped_run_prints_the_line_that_continues_it(tmp_path):

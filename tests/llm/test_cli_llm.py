@@ -18,7 +18,8 @@ def test_prompt_run_over_http_served_by_the_tiny_model(cli, tmp_path, tiny_llm, 
         result = cli("prompt", "run", "self-consistency", "--input", questions, "--llm",
                      f"openai:{server.base_url}#tiny?stream=true", "--n", "3", "--max-tokens", "5", "--json")
     assert result.exit_code == 0, result.stderr
-    rows = result.json_lines()
+    *rows, summary = result.json_lines()
+    assert summary["command"] == "prompt run" and summary["questions"] == 2
     assert [r["id"] for r in rows] == [0, 1]
     assert all(len(r["completions"]) == 3 for r in rows)
     assert all({"prompt", "answer", "votes"} <= set(r) for r in rows)

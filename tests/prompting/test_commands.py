@@ -204,31 +204,16 @@ def test_duplicate_id_check_is_linear(tmp_path):
     assert len(read_questions(str(path))) == 2  # 1 and "1" are different ids
 
 
-def _on_a_terminal(tmp_path, *args) -> str:
-    """`tlcli ARGS` under a pseudo-terminal (`script -qc`): what a person's terminal receives."""
-    import os
-    import shlex
-    import shutil
-
-    if shutil.which("script") is None:
-        pytest.skip("needs script(1) for a pseudo-terminal")
-    command = shlex.join([sys.executable, "-m", "tlcli", *map(str, args)])
-    env = {**os.environ, "TLCLI_HOME": str(tmp_path / ".tlcli-home"), "NO_COLOR": "1", "COLUMNS": "200"}
-    done = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout.replace("\r\n", "\n")
-
-
-def test_model_and_file_text_is_escaped_on_a_terminal_and_data_in_a_pipe(cli, tmp_path, replies_file):
+def test_model_and_file_text_is_escaped_on_a_terminal_and_data_in_a_pipe(cli, tmp_path, replies_file,
+                                                                        on_a_terminal):
     questions = tmp_path / "q.jsonl"
     questions.write_text(json.dumps({"id": "q\x1b[2J", "question": "Say \x1b]52;c;ZXZpbA==\x07 now?\nOK"}) + "\n")
-    shown = _on_a_terminal(tmp_path, "prompt", "show", "direct", "--input", questions)
+    shown = on_a_terminal("prompt", "show", "direct", "--input", questions)
     assert "\x1b]52" not in shown and "\x1b[2J" not in shown
     assert "\\x1b]52" in shown and "### q\\x1b[2J" in shown
     assert "\nOK\n" in shown  # the prompt keeps its own lines
-    ran = _on_a_terminal(tmp_path, "prompt", "run", "direct", "--input", questions, "--llm",
-                         replies_file(["\x1b[31m 7"]), "--quiet")
+    ran = on_a_terminal("prompt", "run", "direct", "--input", questions, "--llm", replies_file(["\x1b[31m 7"]),
+                        "--quiet")
     assert "\x1b[2J" not in ran and "q\\x1b[2J\t7\t7:1" in ran
     # In a pipe the text is data, as it came; with --json, JSON-escaped.
     piped = cli("prompt", "show", "direct", "--input", questions)

@@ -18,9 +18,9 @@ def test_declared_summaries_are_the_first_help_lines():
         assert command.help.splitlines()[0] == summary, path
 
 
-@pytest.mark.parametrize("args, flag", [(["--temperature", "9"], "--temperature"), (["--max-tokens", "0"], "--max-tokens"),
-                                        (["--top-p", "0"], "--top-p"), (["--n", "0"], "--n"),
-                                        (["--answer-regex", "(a)(b)"], "--answer-regex")])
+@pytest.mark.parametrize("args, flag", [
+    (["--temperature", "9"], "--temperature"), (["--max-tokens", "0"], "--max-tokens"), (["--top-p", "0"], "--top-p"),
+    (["--n", "0"], "--n"), (["--answer-regex", "(a)(b)"], "--answer-regex")])
 def test_bad_sampling_options_are_one_line_before_any_work(cli, questions_file, args, flag):
     result = cli("prompt", "run", "direct", "--input", questions_file, "--llm", "scripted:/nonexistent.json", *args)
     assert result.exit_code == 2 and flag in result.stderr, result.stderr
