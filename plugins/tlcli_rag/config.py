@@ -16,10 +16,13 @@ FILTER_HELP = ("source=GLOB, heading=GLOB (or !=), mtime>DATE (> >= < <=); repea
                "before the vector search.")
 
 
-class OnIndex(Options):
+class IndexFolder(Options):
+    index: str = option(DEFAULT_INDEX, "The index folder (default .tlcli-index in the current folder).")
+
+
+class OnIndex(IndexFolder):
     """An index folder and where its text encoder runs (the encoder takes no --workers)."""
 
-    index: str = option(DEFAULT_INDEX, "The index folder (default .tlcli-index in the current folder).")
     device: Literal["auto", "cpu", "cuda", "mps"] = Placement.model_fields["device"]
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = option(
         "auto", "auto | fp32 | bf16 | fp16 | int8 (auto: bf16 on a GPU or where this CPU measured it faster, see "
@@ -100,8 +103,8 @@ class EvalConfig(OnIndex):
         return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
 
 
-class InfoConfig(Options):
-    index: str = option(DEFAULT_INDEX, "The index folder (default .tlcli-index in the current folder).")
+class InfoConfig(IndexFolder):
+    pass
 
 
 class ServeConfig(OnIndex):

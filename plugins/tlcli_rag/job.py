@@ -133,11 +133,11 @@ def ask_job(cfg: AskConfig, run, report) -> dict:
     temperature = 0.0 if cfg.temperature is None else cfg.temperature
     max_tokens = cfg.max_tokens or 512
     usage = None
-    if report.json_output:
+    if report.for_people:  # the answer as it is produced
+        text = report.stream(model.chat_stream(messages, temperature=temperature, max_tokens=max_tokens))
+    else:  # data: the whole reply with its usage
         result = model.chat(messages, n=1, temperature=temperature, max_tokens=max_tokens)
         text, usage = result.text, result.usage
-    else:  # for people: the answer as it is produced
-        text = report.stream(model.chat_stream(messages, temperature=temperature, max_tokens=max_tokens))
     cited = citations(text, hits)
     llm_name = getattr(model, "spec", str(cfg.llm))
     report.record({"question": cfg.question, "answer": text, "llm": llm_name, "scripted": scripted,

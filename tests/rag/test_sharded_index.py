@@ -26,7 +26,9 @@ def _hits(root, index):
     out = []
     for query in QUERIES:
         lines = _tlcli(["rag", "search", query, "--index", index, "--mode", "dense", "-k", "3", "--json"], root)
-        out.append([json.loads(line) for line in lines.stdout.splitlines() if line.strip()])
+        *hits, summary = [json.loads(line) for line in lines.stdout.splitlines() if line.strip()]
+        assert summary["command"] == "rag search" and summary["hits"] == len(hits)
+        out.append(hits)
     return out
 
 

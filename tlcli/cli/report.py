@@ -66,6 +66,12 @@ class Report:
         self.progress_quiet = quiet  # also true while the dashboard shows the run (set by the lifecycle)
         self.shown_table = False
 
+    @property
+    def for_people(self) -> bool:
+        """Whether text and tables are shown (no ``--json``, not a silent rank): a job that can produce its
+        output two ways (a reply streamed for people, or whole with its usage as data) asks this."""
+        return not (self.json_output or self.silent)
+
     # --- data --------------------------------------------------------------------------------------------
 
     def record(self, data: dict) -> None:
