@@ -416,14 +416,6 @@ def _refuse_changes_on_resume(command: Command, given: set[str], options: dict) 
         raise UsageError(f"--resume continues the run exactly as configured; drop {', '.join(flags)}")
 
 
-def _not_ours(command: Command, path: Path, started_by: str | None) -> str:
-    from tlcli.output import display_path
-
-    return (f"--resume {display_path(path)}: not a `tlcli {command.path}` run"
-            f"{f' (it was made by `tlcli {started_by}`)' if started_by else ''}; "
-            f"pass the folder of a {command.path} run, or resume it with its own command")
-
-
 def _resumed_config(command: Command, run, changes: dict[str, Any]):
     """The run's own config (plus the speed-only changes allowed); a folder another command wrote, or one
     whose config.json is not a config of this command, is refused in one line."""
