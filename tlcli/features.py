@@ -18,6 +18,7 @@ or ``split_preprocess`` (see tlcli.models.clip.SplitPreprocess): :class:`tlcli.m
 from __future__ import annotations
 
 import contextlib
+import os
 import hashlib
 import io
 import json
@@ -54,12 +55,19 @@ class Features:
 
 def content_digest(path: Path) -> str | None:
     """sha256 of the file's bytes; None when it cannot be read (the decoder then reports why)."""
+    import stat
+
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK and a regular-file check on the open descriptor: /dev/zero or a FIFO named on the
+        # command line must not be read for ever (the decoder then reports it as not a regular file).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-    except OSError:
+    except (OSError, ValueError):
         return None
     return digest.hexdigest()
 

@@ -64,6 +64,7 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
     started = time.time()
     bad = BadFiles()
     paths, truth_names = read_inputs(args, evaluate, bad)
+    unlisted = len(bad)  # skipped before decoding (a FIFO, a dangling link): tried too, so counted in the total
     coop = None
     if prompt is not None:
         from tlcli_clip.coop import load_prompt_run
@@ -101,7 +102,7 @@ def run_zeroshot(args: list[str], labels: list[str] | None, templates: str, prom
         kept.extend(indices)
         prob_chunks.append(probs)
     features_s = time.time() - features_started
-    bad.check(len(paths), options["max_bad"])
+    bad.check(len(paths) + unlisted, options["max_bad"])
     if not json_output:
         print_table(None, ["path", "label", "score", "top"],
                     [[r["path"], r["label"], f"{r['score']:.3f}",
