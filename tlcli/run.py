@@ -139,6 +139,7 @@ class Run:
             for leftover in path.glob(f"{CHECKPOINTS_DIR}/.tmp-*"):
                 shutil.rmtree(leftover, ignore_errors=True)  # a crash mid-checkpoint
             (path / STOP_REQUEST_FILE).unlink(missing_ok=True)
+            _clean_after_a_kill(path)
         return run
 
     @classmethod
@@ -321,6 +322,30 @@ class Run:
         handle.flush()
         self._lock_handle = handle
         _HELD[key] = self
+
+
+def _clean_after_a_kill(path: Path) -> None:
+    """What a ``kill -9`` left in a run folder (we hold its lock, so no live writer owns any of it): a model
+    export's temporary folders (an old model/ moved aside is put back when model/ is missing), temporary
+    files of atomic writes, and a torn last line of events.jsonl, closed so the next event starts a line."""
+    for old in sorted(path.glob(f".old-{MODEL_DIR}-*")):
+        if not (path / MODEL_DIR).exists():
+            with contextlib.suppress(OSError):
+                os.replace(old, path / MODEL_DIR)
+                continue
+        shutil.rmtree(old, ignore_errors=True)
+    for leftover in path.glob(f".tmp-{MODEL_DIR}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in path.glob(".*.tmp-*"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+    events = path / EVENTS_FILE
+    try:
+        with open(events, "rb+") as handle:
+            if handle.seek(0, os.SEEK_END) and (handle.seek(-1, os.SEEK_END), handle.read(1))[1] != b"\n":
+                handle.write(b"\n")
+    except OSError:
+        pass
 
 
 def _lock_key(path: Path) -> str:
