@@ -71,6 +71,10 @@ def read_model(path: Path) -> ModelFiles:
     """The model of a run folder (or of a ``model/`` folder), with one-line errors for every way it can be
     missing or broken."""
     folder = model_dir_of(path)
+    seeds = sorted(p.parent.name for p in Path(path).glob("seed-*/model")) if not (folder / MODEL_JSON).exists() else []
+    if seeds:  # a --seeds run: one model per seed, none of its own
+        raise UsageError(f"{path}: a --seeds run holds one model per seed ({', '.join(seeds[:5])}); pass one "
+                         f"seed's folder, e.g. {Path(path) / seeds[0]}")
     meta = _read_json(folder / MODEL_JSON, f"{path}: no model/{MODEL_JSON}; pass a finished run folder "
                                             "(is the run still going, or did it stop before exporting?)")
     if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
