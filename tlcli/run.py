@@ -77,6 +77,7 @@ class Run:
         self._created = created          # this process made the folder (so it may remove it again)
         self._replaced = replaced        # an old run moved aside by --overwrite, deleted once we start
         self._lock_handle = None
+        self._sigterm_before = None  # the SIGTERM handler stop_on_sigterm replaced
         self._emitted = False
         self._ended = False
         self._events = EventWriter(self.path / EVENTS_FILE, run=self.path.name, enabled=writable)
@@ -258,7 +259,30 @@ class Run:
             self.emit("run_end", {"status": status, "error": error})
         self.close()
 
+    def stop_on_sigterm(self) -> None:
+        """SIGTERM (``timeout``, systemd, ``kill -- -PGID``) becomes this run's stop request, which a command
+        that does not train (``agents solve``) checks between turns: it ends "stopped" with its summary. A
+        second SIGTERM interrupts at once (still with a run_end). Undone by :meth:`close`."""
+        import signal
+        import threading
+
+        if not self.writable or threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_sigterm(signum, frame):
+            if (self.path / STOP_REQUEST_FILE).exists():
+                raise KeyboardInterrupt
+            with contextlib.suppress(OSError):
+                atomic_write_text(self.path / STOP_REQUEST_FILE, '{"by": "SIGTERM"}')
+
+        self._sigterm_before = signal.signal(signal.SIGTERM, on_sigterm)
+
     def close(self) -> None:
+        if self._sigterm_before is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, self._sigterm_before)
+            self._sigterm_before = None
         self._events.close()
         if self._lock_handle is not None:
             with contextlib.suppress(OSError):

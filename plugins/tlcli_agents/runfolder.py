@@ -19,6 +19,7 @@ def create_run(out: Path | None, overwrite: bool, config: dict):
 
     run = Run.create("agents", out, overwrite=overwrite, plugin="agents", config=config)
     run.start({"model": config.get("llm")})
+    run.stop_on_sigterm()  # SIGTERM ends the run "stopped" after the current turn, with its summary
     return run
 
 
