@@ -130,17 +130,41 @@ class FeatureCache:
             error, self._error = self._error, None
             raise error
 
+    def _sweep(self, folder: Path) -> None:
+        """Once per folder and process, before writing into it: remove the temporaries of writers that
+        were killed (``.<row>.npy.tmp-<pid>`` whose process is gone)."""
+        swept = self.__dict__.setdefault("_swept", set())
+        if folder in swept:
+            return
+        swept.add(folder)
+        for leftover in folder.glob(".*.npy.tmp-*"):
+            if not _alive(leftover.name.rsplit("-", 1)[-1]):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
     def _write_queued(self) -> None:
         while (item := self._writes.get()) is not None:
             if self._error is not None:
                 continue  # drain: the error is raised by flush
             digest, row = item
             try:
+                self._sweep(self._path(digest).parent)
                 buffer = io.BytesIO()
                 np.save(buffer, row, allow_pickle=False)
                 atomic_write_bytes(self._path(digest), buffer.getvalue())
             except Exception as error:  # kept for flush; the thread must live on, or put() would block
                 self._error = error
+
+
+def _alive(pid_text: str) -> bool:
+    """Whether the process of that pid (a temporary file's suffix) still runs; unknown counts as alive."""
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, OverflowError, OSError):
+        return True
+    return True
 
 
 def image_features(clip, paths: list[Path], bad: BadFiles, *, batch_size: int | None = None,

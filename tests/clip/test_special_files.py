@@ -33,3 +33,32 @@ def test_skipped_special_files_count_in_the_max_bad_total(cli, tiny_config, imag
     image = next((image_folder / "cat").iterdir())
     result = cli("zeroshot", "/dev/zero", image, "--labels", "cat,dog", *model_args(tiny_config))
     assert result.exit_code == 2 and "1 of 2 files could not be read" in result.stderr
+
+
+def test_a_killed_writers_temporaries_are_swept_from_the_feature_cache(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tlcli.features import FeatureCache
+
+    monkeypatch.setenv("TLCLI_HOME", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    class Encoder:
+        key, embed_dim, spec = "enc", 4, {"model": "x"}
+
+    cache = FeatureCache(Encoder())
+    digest = "ab" + "0" * 62
+    folder = cache.root / "ab"
+    folder.mkdir(parents=True)
+    leftover = folder / f".{'cd' + '0' * 62}.npy.tmp-{dead.pid}"
+    mine = folder / f".{'ef' + '0' * 62}.npy.tmp-{os.getpid()}"
+    leftover.write_bytes(b"torn")
+    mine.write_bytes(b"in progress")
+    cache.put(digest, np.ones(4, dtype=np.float32))
+    cache.flush()
+    assert not leftover.exists() and mine.exists()
+    assert cache.get(digest) is not None
