@@ -71,6 +71,10 @@ def read_model(path: Path) -> ModelFiles:
     """The model of a run folder (or of a ``model/`` folder), with one-line errors for every way it can be
     missing or broken."""
     folder = model_dir_of(path)
+    seeds = sorted(p.parent.name for p in Path(path).glob("seed-*/model")) if not (folder / MODEL_JSON).exists() else []
+    if seeds:  # a --seeds run: one model per seed, none of its own
+        raise UsageError(f"{path}: a --seeds run holds one model per seed ({', '.join(seeds[:5])}); pass one "
+                         f"seed's folder, e.g. {Path(path) / seeds[0]}")
     meta = _read_json(folder / MODEL_JSON, f"{path}: no model/{MODEL_JSON}; pass a finished run folder "
                                             "(is the run still going, or did it stop before exporting?)")
     if not isinstance(meta, dict) or not isinstance(meta.get("kind"), str):
@@ -164,15 +168,34 @@ def _save_tensors(tensors: dict[str, Any], path: Path, metadata: dict[str, str])
                         "--lr or pass --clip-grad, and start again")
     first = next(iter(tensors.values()))
     if hasattr(first, "detach"):
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(path),
-                  metadata=metadata)
+        data = save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
     else:
         import numpy as np
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=metadata)
+        data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
+    Path(path).write_bytes(sorted_metadata(data))
+
+
+def sorted_metadata(data: bytes) -> bytes:
+    """A safetensors file with its ``__metadata__`` keys in sorted order: the library writes them in a
+    random (hash) order, so identical runs wrote different bytes. The header keeps its length (only the
+    order of keys changes), so the tensor offsets stand."""
+    size = int.from_bytes(data[:8], "little")
+    header = data[8:8 + size]
+    try:
+        parsed = json.loads(header)
+    except ValueError:
+        return data
+    if not isinstance(parsed.get("__metadata__"), dict):
+        return data
+    parsed["__metadata__"] = dict(sorted(parsed["__metadata__"].items()))
+    text = json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > size or len(text) != len(header.rstrip(b" ")):
+        return data
+    return data[:8] + text.ljust(size, b" ") + data[8 + size:]
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -18,6 +18,7 @@ or ``split_preprocess`` (see tlcli.models.clip.SplitPreprocess): :class:`tlcli.m
 from __future__ import annotations
 
 import contextlib
+import os
 import hashlib
 import io
 import json
@@ -54,12 +55,19 @@ class Features:
 
 def content_digest(path: Path) -> str | None:
     """sha256 of the file's bytes; None when it cannot be read (the decoder then reports why)."""
+    import stat
+
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK and a regular-file check on the open descriptor: /dev/zero or a FIFO named on the
+        # command line must not be read for ever (the decoder then reports it as not a regular file).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-    except OSError:
+    except (OSError, ValueError):
         return None
     return digest.hexdigest()
 
@@ -122,17 +130,41 @@ class FeatureCache:
             error, self._error = self._error, None
             raise error
 
+    def _sweep(self, folder: Path) -> None:
+        """Once per folder and process, before writing into it: remove the temporaries of writers that
+        were killed (``.<row>.npy.tmp-<pid>`` whose process is gone)."""
+        swept = self.__dict__.setdefault("_swept", set())
+        if folder in swept:
+            return
+        swept.add(folder)
+        for leftover in folder.glob(".*.npy.tmp-*"):
+            if not _alive(leftover.name.rsplit("-", 1)[-1]):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+
     def _write_queued(self) -> None:
         while (item := self._writes.get()) is not None:
             if self._error is not None:
                 continue  # drain: the error is raised by flush
             digest, row = item
             try:
+                self._sweep(self._path(digest).parent)
                 buffer = io.BytesIO()
                 np.save(buffer, row, allow_pickle=False)
                 atomic_write_bytes(self._path(digest), buffer.getvalue())
             except Exception as error:  # kept for flush; the thread must live on, or put() would block
                 self._error = error
+
+
+def _alive(pid_text: str) -> bool:
+    """Whether the process of that pid (a temporary file's suffix) still runs; unknown counts as alive."""
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, OverflowError, OSError):
+        return True
+    return True
 
 
 def image_features(clip, paths: list[Path], bad: BadFiles, *, batch_size: int | None = None,

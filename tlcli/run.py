@@ -78,6 +78,7 @@ class Run:
         self._created = created          # this process made the folder (so it may remove it again)
         self._replaced = replaced        # an old run moved aside by --overwrite, deleted once we start
         self._lock_handle = None
+        self._sigterm_before = None  # the SIGTERM handler stop_on_sigterm replaced
         self._emitted = False
         self._ended = False
         self._events = EventWriter(self.path / EVENTS_FILE, run=self.path.name, enabled=writable)
@@ -141,6 +142,7 @@ class Run:
             for leftover in path.glob(f"{CHECKPOINTS_DIR}/.tmp-*"):
                 shutil.rmtree(leftover, ignore_errors=True)  # a crash mid-checkpoint
             (path / STOP_REQUEST_FILE).unlink(missing_ok=True)
+            _clean_after_a_kill(path)
         return run
 
     @classmethod
@@ -259,7 +261,30 @@ class Run:
             self.emit("run_end", {"status": status, "error": error})
         self.close()
 
+    def stop_on_sigterm(self) -> None:
+        """SIGTERM (``timeout``, systemd, ``kill -- -PGID``) becomes this run's stop request, which a command
+        that does not train (``agents solve``) checks between turns: it ends "stopped" with its summary. A
+        second SIGTERM interrupts at once (still with a run_end). Undone by :meth:`close`."""
+        import signal
+        import threading
+
+        if not self.writable or threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_sigterm(signum, frame):
+            if (self.path / STOP_REQUEST_FILE).exists():
+                raise KeyboardInterrupt
+            with contextlib.suppress(OSError):
+                atomic_write_text(self.path / STOP_REQUEST_FILE, '{"by": "SIGTERM"}')
+
+        self._sigterm_before = signal.signal(signal.SIGTERM, on_sigterm)
+
     def close(self) -> None:
+        if self._sigterm_before is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, self._sigterm_before)
+            self._sigterm_before = None
         self._events.close()
         if self._lock_handle is not None:
             with contextlib.suppress(OSError):
@@ -323,6 +348,30 @@ class Run:
         handle.flush()
         self._lock_handle = handle
         _HELD[key] = self
+
+
+def _clean_after_a_kill(path: Path) -> None:
+    """What a ``kill -9`` left in a run folder (we hold its lock, so no live writer owns any of it): a model
+    export's temporary folders (an old model/ moved aside is put back when model/ is missing), temporary
+    files of atomic writes, and a torn last line of events.jsonl, closed so the next event starts a line."""
+    for old in sorted(path.glob(f".old-{MODEL_DIR}-*")):
+        if not (path / MODEL_DIR).exists():
+            with contextlib.suppress(OSError):
+                os.replace(old, path / MODEL_DIR)
+                continue
+        shutil.rmtree(old, ignore_errors=True)
+    for leftover in path.glob(f".tmp-{MODEL_DIR}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in path.glob(".*.tmp-*"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+    events = path / EVENTS_FILE
+    try:
+        with open(events, "rb+") as handle:
+            if handle.seek(0, os.SEEK_END) and (handle.seek(-1, os.SEEK_END), handle.read(1))[1] != b"\n":
+                handle.write(b"\n")
+    except OSError:
+        pass
 
 
 def _lock_key(path: Path) -> str:

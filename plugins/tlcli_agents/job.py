@@ -72,6 +72,7 @@ def solve_job(cfg: SolveConfig, run, report) -> dict:
                                           "team_file": str(team_path(cfg.team)), "supports_tools": model.supports_tools})
         run.write_config(recorded.model_dump(mode="json"))
         run.start({"model": backend.spec})
+        run.stop_on_sigterm()  # SIGTERM ends the run "stopped" after the current turn, with its summary
         report.info(f"team {team.name} on {backend.spec}; tools: {', '.join(toolbox.tools) or 'none'}; run {run.path}")
         stoppable = termination | StopRequested(run.path / STOP_REQUEST_FILE)
         solver = Solver(team, toolbox, model, stoppable, transcript(run, report),

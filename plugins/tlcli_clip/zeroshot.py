@@ -75,6 +75,7 @@ def run_zeroshot(cfg: ZeroshotConfig, run, report) -> dict:
     started = time.time()
     bad = BadFiles()
     paths, truth_names = read_inputs(cfg.paths, cfg.evaluate, bad)
+    unlisted = len(bad)  # skipped before decoding (a FIFO, a dangling link): tried too, so counted in the total
     coop = None
     if cfg.prompt is not None:
         from tlcli_clip.coop import load_prompt_run
@@ -111,7 +112,7 @@ def run_zeroshot(cfg: ZeroshotConfig, run, report) -> dict:
         kept.extend(indices)
         prob_chunks.append(probs)
     features_s = time.time() - features_started
-    bad.check(len(paths), cfg.max_bad)
+    bad.check(len(paths) + unlisted, cfg.max_bad)
     show_records(report, rows)
     summary = {"status": "finished", "images": len(rows), "cached": stats["cached"], "computed": stats["computed"],
                "infer_samples_per_s": round(len(rows) / max(1e-9, features_s), 2), "wall_s": round(time.time() - started, 3),

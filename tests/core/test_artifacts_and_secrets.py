@@ -67,3 +67,21 @@ def test_event_envelope_is_normalised(line):
 @pytest.mark.parametrize("line", ["", "   ", "[1, 2]", '{"no": "kind"}', "{torn", "x" * (2 * 1024 * 1024)])
 def test_non_events_are_none(line):
     assert parse_event_line(line) is None
+
+
+def test_identical_exports_are_identical_bytes(tmp_path):
+    """safetensors writes metadata keys in hash order: two processes exporting the same model differed."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from tlcli.artifacts import write_model; "
+            "write_model(sys.argv[1], kind='image-classifier', plugin='finetune', tensors={'w': torch.arange(4.0)}, "
+            "labels=['a', 'b'])")
+    outputs = []
+    for i in range(4):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / str(i))], check=True, timeout=120)
+        outputs.append((tmp_path / str(i) / "model.safetensors").read_bytes())
+    assert len(set(outputs)) == 1
+    from safetensors.torch import load_file
+
+    assert load_file(str(tmp_path / "0" / "model.safetensors"))["w"].tolist() == [0.0, 1.0, 2.0, 3.0]

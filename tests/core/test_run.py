@@ -170,3 +170,23 @@ def test_a_failed_resume_leaves_metrics_agreeing_with_run_end(tmp_path):
             raise RuntimeError("worker died")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "failed" == Run.open(out).status and "worker died" in metrics["error"]
+
+
+def test_resume_removes_what_a_kill_9_left_and_closes_a_torn_event_line(tmp_path):
+    out = tmp_path / "r"
+    with Run.create("finetune", out) as run:
+        run.start()
+        with run.model_writer() as tmp:
+            (tmp / "model.json").write_text('{"kind": "a"}')
+        run.finish("stopped")
+    # killed between model_writer's two renames, mid-atomic-write, and mid-event
+    os.replace(out / "model", out / ".old-model-4242")
+    (out / ".tmp-model-4242").mkdir()
+    (out / ".metrics.json.tmp-4242").write_text("{")
+    with open(out / "events.jsonl", "a") as handle:
+        handle.write('{"time": 1, "kind": "met')
+    with Run.resume(out) as again:
+        again.log("info", "resumed")
+    assert json.loads((out / "model" / "model.json").read_text()) == {"kind": "a"}
+    assert sorted(p.name for p in out.iterdir()) == [".tlcli-run", "config.json", "events.jsonl", "model"]
+    assert [e["kind"] for e in read_events(out / "events.jsonl")][-2:] == ["log", "run_end"]

@@ -36,3 +36,19 @@ def test_a_hostile_preprocessing_json_is_one_line(cli, run, image_folder, change
 def test_the_untouched_run_predicts(cli, run, image_folder):
     result = cli("predict", run, next((image_folder / "cat").iterdir()), "--json")
     assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_predict_or_evaluate_on_a_seeds_or_pretrain_run_says_what_to_do(cli, run, image_folder, tmp_path, command):
+    seeds = tmp_path / "seeds"
+    (seeds / "seed-1").mkdir(parents=True)
+    (run / "model").rename(seeds / "seed-1" / "model")
+    target = image_folder if command == "evaluate" else next((image_folder / "cat").iterdir())
+    result = cli(command, seeds, target)
+    assert result.exit_code == 2 and "--seeds run" in result.stderr and "seed-1" in result.stderr
+    pretrain = tmp_path / "pretrain"
+    write_model(pretrain / "model", kind="backbone", plugin="selfsup", tensors={"w": torch.zeros(2)},
+                model="resnet18")
+    result = cli(command, pretrain, target)
+    assert result.exit_code == 2 and "tlcli finetune DATA --weights" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

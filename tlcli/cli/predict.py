@@ -66,6 +66,9 @@ def load_run_predictor(run_dir: Path, device: str):
     from tlcli.registry import load_plugins
 
     files = read_model(run_dir)
+    if files.kind == "backbone":  # a pretrain run: features, no classifier
+        raise UsageError(f"{run_dir}: a pretrain run holds a backbone without a classifier; fine-tune it first: "
+                         f"tlcli finetune DATA --weights {run_dir}")
     target = load_plugins().predictor_for(files.kind)
     if target is None:
         raise UsageError(f"{run_dir}: no installed plugin loads models of kind {files.kind!r}; see `tlcli plugins`")

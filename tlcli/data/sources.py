@@ -110,5 +110,7 @@ def _expand_one(path: Path, extensions: frozenset[str], paths: list[Path], bad: 
         found, skipped = walk_image_files(path, extensions=extensions)
         paths.extend(found)
         bad.extend(skipped)
+    elif not stat.S_ISREG(info.st_mode):  # /dev/zero, a FIFO, a socket: never read (a read could last for ever)
+        bad.append(BadImage(path, "not a regular file (a device, FIFO or socket)"))
     else:
         paths.append(path)
