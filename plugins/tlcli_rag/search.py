@@ -259,7 +259,8 @@ class Searcher:
         if self._embedder is None:
             from tlcli.models.embedder import TextEmbedder
 
-            self._embedder = TextEmbedder(self.reader.manifest.model, device=self.device, precision=self.precision)
+            self._embedder = TextEmbedder(self.reader.manifest.model, device=self.device, precision=self.precision,
+                                          queries=True)
         return self._embedder
 
     def search(self, queries: list[str], k: int = 5, mode: str = "hybrid",
