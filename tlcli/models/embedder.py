@@ -198,8 +198,9 @@ def load_bert_encoder(layout: FolderLayout):
     import torch
     from safetensors.torch import load_file
 
-    with torch.device("meta"):  # no random initialisation of weights that are replaced at once
-        encoder = _torch_modules()(layout.config)
+    # Built on the CPU, not on the "meta" device: building there imports torch._dynamo (and sympy), seconds
+    # more than the random initialisation it would save. assign=True takes the loaded tensors without a copy.
+    encoder = _torch_modules()(layout.config)
     try:
         state = encoder.state_from_bert(load_file(str(layout.folder / "model.safetensors")))
         encoder.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
