@@ -303,6 +303,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--embed-texts", type=int, default=256, help="chunks embedded per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--recall-texts", type=int, default=0, help="pydoc chunks in the int8 recall check (0: all)")
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--skip", action="append", default=[],
                         help="embedding | int8 | coldstart | queries | reindex")
@@ -316,7 +317,7 @@ def main() -> None:
         report["embedding"] = bench_embedding(texts[:args.embed_texts], args.rounds)
         print(json.dumps(report["embedding"]), flush=True)
     if "int8" not in args.skip:
-        report["int8"] = bench_int8_recall(texts)
+        report["int8"] = bench_int8_recall(texts[:args.recall_texts] if args.recall_texts else texts)
         print(json.dumps(report["int8"]), flush=True)
     if "coldstart" not in args.skip:
         report["coldstart"] = bench_cold_start()

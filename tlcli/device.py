@@ -153,10 +153,12 @@ def resolve_device(name: str = "auto") -> str:
         raise UsageError(f"--device {name}: expected {', '.join(DEVICES)} (or cuda:N)")
     if name == "cpu":
         return "cpu"
+    import sys
+
     from tlcli.hardware import no_gpu_possible
 
-    if name == "auto" and no_gpu_possible():
-        return "cpu"
+    if name == "auto" and "torch" not in sys.modules and no_gpu_possible():
+        return "cpu"  # without importing torch (about 2 s) where no GPU device node exists
     import torch
 
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()

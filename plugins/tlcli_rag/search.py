@@ -281,7 +281,8 @@ class Searcher:
 
             check_model_unchanged(self.reader.manifest, self.reader.folder)
 
-            self._embedder = TextEmbedder(self.reader.manifest.model, device=self.device, precision=self.precision)
+            self._embedder = TextEmbedder(self.reader.manifest.model, device=self.device, precision=self.precision,
+                                          queries=True)
         return self._embedder
 
     def search(self, queries: list[str], k: int = 5, mode: str = "hybrid",

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-HEAVY = ("sentence_transformers", "transformers")
+HEAVY = ("sentence_transformers", "transformers", "torch._dynamo")  # dynamo drags in sympy: seconds
 
 
 def run_in_fresh_process(args: list[str], cwd, home) -> dict:

@@ -76,3 +76,8 @@ def test_a_model_folder_of_another_layout_goes_through_the_library(tmp_path):
     embedder = TextEmbedder(str(folder), precision="fp32")
     assert embedder.network is None
     assert embedder.encode(["hello"]).shape == (1, 384)
+
+
+def test_queries_on_a_cpu_run_in_fp32_unless_asked():
+    assert TextEmbedder("all-MiniLM-L6-v2", queries=True).precision == "fp32"
+    assert TextEmbedder("all-MiniLM-L6-v2", queries=True, precision="bf16").precision == "bf16"

@@ -257,9 +257,9 @@ def load_clip(model: str = DEFAULT_MODEL, pretrained: str | None = None, device:
     with the model's resolution remembered, this imports neither torch nor open_clip."""
     from tlcli.device import resolve as resolve_placement
 
+    resolved = _remembered_resolution(model, pretrained)  # first: missing weights fail before any CPU measurement
     placement = resolve_placement("encode_images", device, precision)
     device_name, device_type, prec = placement.device, placement.device_type, placement.precision
-    resolved = _remembered_resolution(model, pretrained)
     kernels = "onednn-packed" if device_type == "cpu" and prec == "bf16" and _packing_available() else "default"
 
     def build():
