@@ -104,14 +104,6 @@ def register_commands(app) -> list[PluginFailure]:
 _REGISTER_FAILURES: list[PluginFailure] = []
 
 
-def add_declared_commands(root) -> None:
-    """Every loaded plugin's declared commands, as placeholders in the root group (nothing imported)."""
-    from tlcli.cli.lazy import add_declared
-
-    for loaded in load_plugins().loaded:
-        add_declared(root, loaded.plugin.commands, loaded.plugin.groups, loaded.plugin.panel,
-                     loaded.plugin.group_defaults)
-
 
 class PanelApp:
     """The root app as a plugin sees it: its commands and groups land under the plugin's heading in

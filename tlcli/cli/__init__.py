@@ -93,11 +93,13 @@ CORE_COMMANDS = {
 def build_command():
     """The root Click group: the core's commands, then every plugin's declared (lazy) commands."""
     from tlcli.cli.lazy import add_declared
-    from tlcli.registry import add_declared_commands
+    from tlcli.registry import load_plugins
 
     command = typer.main.get_command(build_app())
     add_declared(command, CORE_COMMANDS, {}, "Core")
-    add_declared_commands(command)
+    for loaded in load_plugins().loaded:
+        plugin = loaded.plugin
+        add_declared(command, plugin.commands, plugin.groups, plugin.panel, plugin.group_defaults)
     return command
 
 
