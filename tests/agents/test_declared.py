@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_helpers import last_json
+from support.agents import last_json
 
 
 @pytest.mark.parametrize("path", ["agents teams", "agents solve", "agents replay"])

@@ -17,7 +17,7 @@ import pytest
 WRAPPER = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[1])
-    from agent_helpers import FakeChatLLM
+    from support.agents import FakeChatLLM
     import tlcli.llm
     from tlcli.cli import main
 
