@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from tlcli.artifacts import read_model
+from tlcli.cli.report import rounded
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.decoded import UNLABELLED, DecodedImages, EvalImages, eval_transform
 from tlcli.data.labelled import training_classes
@@ -242,6 +243,7 @@ class _Rounds:
         return result
 
     def finish(self, index: int, row: dict, kept: list[int]) -> None:
+        row = rounded(row)  # as the summary shows it, so round.json read back on --resume is the same row
         self.rows.append(row)
         if self.status == "finished":
             self.store.mark_finished(index, row, kept)

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from tlcli.cli.report import summary_problems
 from tlcli.engine.task import Task
 from tlcli.paths import STOP_REQUEST_FILE
 
@@ -35,7 +36,9 @@ def stop_outer_run(monkeypatch, tmp_path):
 
 def _summary(done) -> dict:
     assert done.exit_code == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary_problems(summary) == []
+    return summary
 
 
 def test_a_stop_request_on_a_seeds_run_stops_the_seed_in_training(cli, colour_data, tmp_path, stop_outer_run):
@@ -43,6 +46,7 @@ def test_a_stop_request_on_a_seeds_run_stops_the_seed_in_training(cli, colour_da
     summary = _summary(cli("finetune", colour_data, *TINY, "--pretrained", "none", "--max-steps", "4",
                            "--seeds", "1,2", "--out", "outer", "--json", "--quiet"))
     assert [(r["seed"], r["status"]) for r in summary["seeds"]] == [(1, "stopped")]  # seed 2 not started
+    assert summary["status"] == "stopped" and summary["mean"] == summary["seeds"][0]["best"]["value"]
     assert seen == [1]
     assert not (tmp_path / "outer" / STOP_REQUEST_FILE).exists(), "honoured: a --resume must not stop again"
     assert not (tmp_path / "outer" / "seed-2").exists()
