@@ -32,6 +32,13 @@ class Texts(Options):
     input: str | None = option(None, INPUT_HELP, short="-i")
 
 
+class TextRun(Options):
+    """A text run to load: the first argument, before any TEXTS (a base class comes first in the argument
+    order when it is the last base: pydantic lists the fields of the later bases first)."""
+
+    run_dir: str = option(..., RUN_HELP, argument=True, metavar="RUN_DIR", missing="pass a text run folder")
+
+
 class TopK(Options):
     top_k: int = option(TOP_K, "How many labels to list per input.", short="-k", ge=1)
 
@@ -83,8 +90,8 @@ class ProbeConfig(TextDevice, Seeded):
         return self
 
 
-class TextPredictConfig(Texts, TopK, TextDevice):
-    run_dir: str = option(..., RUN_HELP, argument=True, metavar="RUN_DIR", missing="pass a text run folder")
+class TextPredictConfig(Texts, TopK, TextDevice, TextRun):
+    """`text predict RUN_DIR TEXTS...`."""
 
 
 class TextEvaluateConfig(TextDevice):
@@ -130,7 +137,12 @@ class PromptTuneConfig(TrainOptions):
         return self
 
 
-class PromptTunePredictConfig(Texts, TopK, TextDevice):
+class SoftPromptRun(Options):
     run_dir: str = option(..., "A `tlcli prompt-tune` run folder (or its model/ folder).", argument=True,
                           metavar="RUN_DIR", missing="pass a prompt-tune run folder")
+
+
+class PromptTunePredictConfig(Texts, TopK, TextDevice, SoftPromptRun):
+    """`prompt-tune predict RUN_DIR TEXTS...`."""
+
     max_new_tokens: int = option(32, "generate: tokens to generate (greedy).", ge=1)

@@ -44,6 +44,17 @@ def test_declared_summaries_are_the_first_help_lines():
         assert command.help.splitlines()[0] == summary, path
 
 
+@pytest.mark.parametrize("target", ["tlcli_text.cli:PREDICT", "tlcli_text.cli:EVALUATE",
+                                    "tlcli_text.cli:PROMPT_TUNE_PREDICT"])
+def test_the_run_folder_is_the_first_argument(target):
+    """`text predict RUN TEXTS...`: whatever order the core gives fields (declaration order, or the method's
+    own first), RUN_DIR comes before the texts or DATA."""
+    from tlcli.cli.command import build
+
+    arguments = [p.name for p in build(resolve_target(target)).params if p.param_type_name == "argument"]
+    assert arguments[0] == "run_dir" and len(arguments) == 2, arguments
+
+
 @pytest.mark.parametrize("words", [["prompt-tune", "train"], ["prompt-tune", "data.csv"]])
 def test_prompt_tune_lists_the_training_flags(cli, words):
     result = cli(*words, "--help")
