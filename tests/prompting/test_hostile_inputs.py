@@ -45,4 +45,4 @@ def test_a_byte_order_mark_is_accepted(cli, tmp_path, replies_file):
     result = cli("prompt", "eval", "direct", "--input", questions, "--llm", replies_file(["The answer is 4."]),
                  "--json")
     assert result.exit_code == 0, result.stderr
-    assert result.json_lines()[-1]["correct"] == 1
+    assert result.json_lines()[-2]["correct"] == 1  # the last line is the summary
