@@ -31,7 +31,7 @@ WRAPPER = textwrap.dedent("""
 def test_sigterm_ends_an_agents_run_stopped_with_its_summary(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "TLCLI_HOME": str(tmp_path / "home")}
-    process = subprocess.Popen([sys.executable, "-c", WRAPPER, str(Path(__file__).parent), str(run)], env=env,
+    process = subprocess.Popen([sys.executable, "-c", WRAPPER, str(Path(__file__).parents[1]), str(run)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline:  # wait for a few turns
