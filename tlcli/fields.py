@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 # --- the one default of each shared option ------------------------------------------------------------------
 DEVICE = "auto"
@@ -68,6 +68,21 @@ def _max_bad_share(value: Any) -> float:
     return parse_max_bad(value)
 
 
+def class_names(names: list[str] | None) -> list[str] | None:
+    """Class names as a user gives them: stripped, at least two, none twice (ValueError names the fix)."""
+    if names is None:
+        return None
+    names = [name.strip() for name in names if name.strip()]
+    if len(names) < 2:
+        raise ValueError("give at least two class names, e.g. --labels cat,dog")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate class names: {', '.join(duplicates)}")
+    return names
+
+
+# Class names (``--labels cat,dog`` or a list in a config file), checked by :func:`class_names`.
+ClassNames = Annotated[list[str] | None, AfterValidator(class_names)]
 # A list given on the command line as one comma-separated value (``--labels cat,dog``).
 CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
 # ``--max-bad`` as a config field: "5%", "0.05" or 0.05 (a config file may say max_bad = "5%").

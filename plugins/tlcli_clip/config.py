@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 
 from tlcli.errors import UsageError
-from tlcli.fields import (PANEL_DATA, PANEL_TRAIN, TOP_K, ImageData, MaxBadShare, Options, Placement, Seeded,
-                          TrainOptions, option)
+from tlcli.fields import (PANEL_DATA, PANEL_TRAIN, TOP_K, ClassNames, ImageData, MaxBadShare, Options, Placement,
+                          Seeded, TrainOptions, class_names, option)
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_N_CTX = 16  # CoOp's own default; coop and compare use the same
@@ -39,22 +39,10 @@ class LabelledClipData(ImageData):
     shots: int | None = option(None, "Use K labelled examples per class (seeded draw).", ge=1)
 
 
-def _labels_checked(names):
-    if names is None:
-        return None
-    names = [name.strip() for name in names if name.strip()]
-    if len(names) < 2:
-        raise ValueError("give at least two labels, e.g. --labels cat,dog (or one per line in --labels-file)")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"duplicate labels: {', '.join(duplicates)}")
-    return names
-
-
 class ZeroshotConfig(ClipModelOptions, Placement):
     paths: list[str] = option(..., "Image files, folders (recursive), or - for paths on stdin.", argument=True,
                               metavar="PATHS", missing="pass image files, folders, or - (paths on stdin)")
-    labels: list[str] | None = option(None, "Comma-separated labels: cat,dog.", short="-l")
+    labels: ClassNames = option(None, "Comma-separated labels: cat,dog.", short="-l")
     labels_file: str | None = option(None, "One label per line.")
     templates: str = option("ensemble", "ensemble | single | FILE (one {} template per line).")
     prompt: str | None = option(None, "Use the prompts learned by a `tlcli coop` run.")
@@ -65,11 +53,6 @@ class ZeroshotConfig(ClipModelOptions, Placement):
     batch_size: int | None = option(None, FEATURE_BATCH_HELP, short="-b", ge=1)
     max_bad: MaxBadShare = option(0.05, "Exit 2 when more input files than this are unreadable: a share (5%, "
                                   "0.05) or a count.", panel=PANEL_DATA)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, names):
-        return _labels_checked(names)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -93,7 +76,7 @@ class ZeroshotConfig(ClipModelOptions, Placement):
         except (OSError, UnicodeDecodeError) as error:
             raise UsageError(f"--labels-file {self.labels_file}: {getattr(error, 'strerror', None) or error}") from None
         try:
-            return _labels_checked(lines)
+            return class_names(lines)
         except ValueError as error:
             raise UsageError(f"--labels-file {self.labels_file}: {error}") from None
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import model_validator
 
-from tlcli.fields import ImageData, TrainOptions, option
+from tlcli.fields import ClassNames, ImageData, TrainOptions, option
 
 # The hint term's weight: mean-squared penultimate features (post-ReLU pooled activations, a CLIP image
 # embedding) are of order 0.1-1, the same order as the T^2-scaled KL term, so 1 gives both a say.
@@ -22,7 +22,7 @@ class DistillConfig(ImageData, TrainOptions):
                           missing="pass a trained run folder, or clip:MODEL with --labels")
     teacher_pretrained: str | None = option(None, "Weights of a clip: teacher: a tag, a FILE, or none.",
                                             panel=TEACHER)
-    labels: list[str] | None = option(None, "Class names of a clip: teacher, comma-separated (default: DATA's "
+    labels: ClassNames = option(None, "Class names of a clip: teacher, comma-separated (default: DATA's "
                                       "classes).", short="-l", panel=TEACHER)
     templates: str = option("ensemble", "Prompt templates of a clip: teacher: ensemble | single | FILE.",
                             panel=TEACHER)
@@ -41,19 +41,6 @@ class DistillConfig(ImageData, TrainOptions):
     augment: Literal["none", "light", "strong"] = option(
         "none", "none (teacher outputs cached) | light | strong (the teacher runs on each view).")
     cache: bool = option(True, "Read and write the teacher-output cache.")
-
-    @field_validator("labels")
-    @classmethod
-    def _two_distinct_labels(cls, names):
-        if names is None:
-            return None
-        names = [name.strip() for name in names if name.strip()]
-        if len(names) < 2:
-            raise ValueError("give at least two class names, e.g. --labels cat,dog")
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate names: {', '.join(duplicates)}")
-        return names
 
     @model_validator(mode="after")
     def _consistent(self):

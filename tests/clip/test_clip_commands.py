@@ -177,9 +177,9 @@ def test_zeroshot_usage_errors_are_one_line(cli, image_folder, tiny_config, mode
     labels.write_text("cat\n")
     for args, expected in (
         (["--labels", "cat,dog", "--labels-file", labels], "not both"),
-        (["--labels", "cat"], "at least two labels"),
-        (["--labels", "cat,cat"], "duplicate labels: cat"),
-        (["--labels-file", labels], "at least two labels"),
+        (["--labels", "cat"], "at least two class names"),
+        (["--labels", "cat,cat"], "duplicate class names: cat"),
+        (["--labels-file", labels], "at least two class names"),
         (["--labels-file", tmp_path / "absent.txt"], "--labels-file"),
         (["--prompt", "run", "--templates", "single"], "drop --templates"),
         (["--labels", "a,b", "--top-k", "0"], "--top-k"),
