@@ -69,3 +69,13 @@ def test_seeds_out_of_range_are_one_line(cli, colour_data, tmp_path, flag):
     result = cli("finetune", colour_data, "--model", "resnet18", *SMALL, *flag, "--out", tmp_path / "r")
     assert result.exit_code == 2 and "4294967295" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_vit_pretrained_at_32px_then_finetuned_from_the_run(cli, colour_data, tmp_path):
+    pre = tmp_path / "pre"
+    result = cli("pretrain", colour_data, "--model", "timm:vit_tiny_patch16_224", *SMALL, "--out", pre)
+    assert result.exit_code == 0, result.stderr
+    tuned = tmp_path / "tuned"
+    result = cli("finetune", colour_data, "--weights", pre, *SMALL, "--out", tuned)  # the model comes from the run
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tuned / "model" / "model.json").read_text())["model"] == "timm:vit_tiny_patch16_224"
