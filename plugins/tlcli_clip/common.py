@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tlcli.cli.options import VAL_SPLIT
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import LabelledSample, load_labelled, stratified_split
-from tlcli.engine.task import MaxBadShare
+from tlcli.engine.task import MaxBadShare, Seed
 from tlcli.errors import UsageError
 from tlcli.output import info
 
@@ -38,7 +38,7 @@ class ClipOptions(BaseModel):
     workers: int | None = Field(None, ge=0)
     no_cache: bool = False
     max_bad: MaxBadShare = 0.05
-    seed: int = 0
+    seed: Seed = 0
     val_split: float = Field(VAL_SPLIT, gt=0.0, lt=1.0)
 
     @property

@@ -92,3 +92,10 @@ def test_pretrained_vit_position_embeddings_are_interpolated(monkeypatch):
     built = build_vision_model("vit_b_16", "default", num_classes=3, image_size=64)
     assert built.model.encoder.pos_embedding.shape == (1, 17, 768)  # 4x4 patches + the class token
     assert torch.equal(built.model.encoder.pos_embedding[0, 0], native["encoder.pos_embedding"][0, 0])
+
+
+@pytest.mark.parametrize("command", [["probe"], ["text", "probe"]])
+def test_a_huge_seed_is_one_line_in_commands_that_do_not_train_a_backbone(cli, colour_data, command):
+    result = cli(*command, colour_data, "--seed", str(2**63 - 1))
+    assert result.exit_code == 2 and "--seed" in result.stderr
+    assert "Traceback" not in result.stderr
