@@ -1,7 +1,10 @@
 """The Run: one run folder, set up and finished the same way by every command.
 
-It creates the folder or refuses one that holds something (a user's data is never replaced by accident),
-locks it so two processes cannot interleave their logs, writes ``config.json`` (secrets masked), appends
+It creates the folder or refuses one that holds something (a user's data is never replaced by accident:
+``--overwrite`` replaces only a folder holding tlcli's ``.tlcli-run`` marker, or a pre-marker run that holds
+nothing but run files), locks it so two processes cannot interleave their logs (a POSIX record lock held by
+the main process alone, so DataLoader workers orphaned by a ``kill -9`` never keep a run from resuming),
+writes ``config.json`` (secrets masked), appends
 events, writes ``model/`` atomically and ``metrics.json`` as valid JSON, and removes a folder whose command
 failed before its first event (so ``tlcli monitor`` never shows a run "waiting" for ever).
 

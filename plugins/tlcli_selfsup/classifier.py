@@ -51,7 +51,8 @@ class ClassifierTask(CrossEntropyTask):
         return {"model": self.spec, "classes": self.classes}
 
     def build_model(self):
-        built = build_vision_model(self.spec, "none", num_classes=len(self.classes))
+        built = build_vision_model(self.spec, "none", num_classes=len(self.classes),
+                                   image_size=self.preprocessing.get("crop"))
         if self._start_is_backbone:
             load_backbone_weights(built.model, self._start, built.head_names)
         else:

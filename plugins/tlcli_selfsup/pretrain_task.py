@@ -86,9 +86,11 @@ class PretrainTask(Task):
         return {"model": self.cfg.model, "task": self.cfg.task, "knn_val": self._val is not None}
 
     def build_model(self):
-        built, width = build_backbone(self.cfg.model, self.cfg.pretrained)
-        self.feature_dim = width
         crop = self.preprocessing["crop"]
+        # the backbone sees whole crops (a ViT is built for their size), except a jigsaw's tiles
+        built, width = build_backbone(self.cfg.model, self.cfg.pretrained,
+                                      image_size=None if self.cfg.task == "jigsaw" else crop)
+        self.feature_dim = width
         if self.cfg.task == "rotation":
             head = heads.rotation_head(width)
         elif self.cfg.task == "jigsaw":

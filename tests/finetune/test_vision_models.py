@@ -69,3 +69,33 @@ def test_seeds_out_of_range_are_one_line(cli, colour_data, tmp_path, flag):
     result = cli("finetune", colour_data, "--model", "resnet18", *SMALL, *flag, "--out", tmp_path / "r")
     assert result.exit_code == 2 and "4294967295" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_vit_pretrained_at_32px_then_finetuned_from_the_run(cli, colour_data, tmp_path):
+    pre = tmp_path / "pre"
+    result = cli("pretrain", colour_data, "--model", "timm:vit_tiny_patch16_224", *SMALL, "--out", pre)
+    assert result.exit_code == 0, result.stderr
+    tuned = tmp_path / "tuned"
+    result = cli("finetune", colour_data, "--weights", pre, *SMALL, "--out", tuned)  # the model comes from the run
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((tuned / "model" / "model.json").read_text())["model"] == "timm:vit_tiny_patch16_224"
+
+
+def test_pretrained_vit_position_embeddings_are_interpolated(monkeypatch):
+    import torchvision
+
+    import tlcli.models.vision as vision
+
+    torch.manual_seed(0)
+    native = torchvision.models.vit_b_16().state_dict()  # 224px: 197 positions
+    monkeypatch.setattr(vision, "_download_state_dict", lambda url: dict(native))
+    built = build_vision_model("vit_b_16", "default", num_classes=3, image_size=64)
+    assert built.model.encoder.pos_embedding.shape == (1, 17, 768)  # 4x4 patches + the class token
+    assert torch.equal(built.model.encoder.pos_embedding[0, 0], native["encoder.pos_embedding"][0, 0])
+
+
+@pytest.mark.parametrize("command", [["probe"], ["text", "probe"]])
+def test_a_huge_seed_is_one_line_in_commands_that_do_not_train_a_backbone(cli, colour_data, command):
+    result = cli(*command, colour_data, "--seed", str(2**63 - 1))
+    assert result.exit_code == 2 and "--seed" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -85,7 +85,7 @@ def workers() -> Any:
 
 
 def seed() -> Any:
-    return typer.Option(SEED, "--seed", help="Seed for splits, sampling and initialisation.")
+    return typer.Option(SEED, "--seed", min=0, max=2**32 - 1, help="Seed for splits, sampling and initialisation.")
 
 
 def save_every() -> Any:
