@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # support/: the fake server the tests u
 
 def overhead_per_turn(turns: int, write_events: bool = True) -> dict:
     from tlcli.llm.scripted import ScriptedLLM
-    from tlcli.run import Run
+    from tlcli.runs.run import Run
     from tlcli_agents.models import LiveModel
     from tlcli_agents.solver import Settings, Solver
     from tlcli_agents.teams import load_team

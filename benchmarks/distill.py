@@ -40,7 +40,7 @@ def make_images(root: Path, count: int, size: int) -> Path:
 
 def export_teacher(folder: Path, spec: str, size: int) -> Path:
     """A random-weight teacher in the fine-tuning export layout (what `tlcli finetune` writes)."""
-    from tlcli.artifacts import write_model
+    from tlcli.runs.artifacts import write_model
     from tlcli.models.vision import IMAGENET_MEAN, IMAGENET_STD, build_vision_model
 
     built = build_vision_model(spec, "none", num_classes=3)
@@ -56,7 +56,7 @@ def epoch_images_per_s(cfg, teacher, train, logits, preprocessing, build_student
     """Training images/s of one epoch (the engine's own figure: first step and start-up excluded)."""
     import tlcli_distill.task as task_module
     from tlcli.engine.loop import fit
-    from tlcli.run import Run
+    from tlcli.runs.run import Run
     from tlcli_distill.task import DistillTask
 
     original = task_module.augment_view
@@ -85,7 +85,7 @@ def main() -> None:
 
     import torch
 
-    from tlcli.artifacts import read_model
+    from tlcli.runs.artifacts import read_model
     from tlcli.data.bad_files import BadFiles
     from tlcli.models.vision import build_vision_model
     from tlcli_distill.config import DistillConfig

@@ -26,7 +26,7 @@ import platform
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 WORKLOADS = ("train", "encode_images", "encode_texts", "generate")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -202,7 +202,7 @@ def cpu_identity() -> dict:
 
 
 def calibration_path():
-    from tlcli.paths import tlcli_home
+    from tlcli.runs.paths import tlcli_home
 
     ident = json.dumps(cpu_identity(), sort_keys=True)
     return tlcli_home() / "device" / f"cpu-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
@@ -214,7 +214,7 @@ _measured_here: dict[str, dict] = {}  # identity -> measurement, so one process 
 def cpu_calibration(measure: Callable[[], dict] | None = None) -> dict:
     """This CPU's measurement: from the cache, else measured now (``measure``, default
     :func:`measure_cpu`) and cached."""
-    from tlcli.paths import atomic_write_text
+    from tlcli.runs.paths import atomic_write_text
 
     path = calibration_path()
     identity = cpu_identity()

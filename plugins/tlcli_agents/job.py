@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import tlcli.llm as llms
-from tlcli.errors import UsageError
-from tlcli.paths import STOP_REQUEST_FILE
+from tlcli.console.errors import UsageError
+from tlcli.runs.paths import STOP_REQUEST_FILE
 from tlcli_agents.config import DEFAULT_REPLY_TOKENS, ReplayConfig, SolveConfig, TeamsConfig
 from tlcli_agents.models import LiveModel
 from tlcli_agents.prices import add_costs, configured_prices

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 
 class Prices(BaseModel):
@@ -27,7 +27,7 @@ class Prices(BaseModel):
 
 
 def configured_prices() -> Prices | None:
-    from tlcli.config_file import read_options_file
+    from tlcli.console.config_file import read_options_file
     from tlcli.llm.spec import config_file
 
     path = config_file()

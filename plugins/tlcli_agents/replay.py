@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tlcli.errors import UsageError
-from tlcli.secrets import redact
+from tlcli.console.errors import UsageError
+from tlcli.console.secrets import redact
 from tlcli_agents.models import ReplayExhausted, ReplayModel
 from tlcli_agents.runfolder import read_recording
 from tlcli_agents.solver import Settings, Solver

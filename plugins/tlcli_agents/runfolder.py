@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_agents.config import DEFAULT_MAX_TOTAL_TOKENS, DEFAULT_MAX_TURNS, DEFAULT_REPLY_TOKENS
 
 RUN_NAME = "agents"  # the command recorded in an agents run's run_start event
@@ -19,7 +19,7 @@ RUN_NAME = "agents"  # the command recorded in an agents run's run_start event
 def read_recording(run_dir: Path) -> tuple[dict, list[dict]]:
     """The config (in the layout replay reads: ``command``, ``task``, ``team_data``, ``tools``, ``budgets``,
     ``settings``, ``supports_tools``) and the events of a finished agents run."""
-    from tlcli.events import read_events
+    from tlcli.runs.events import read_events
 
     run_dir = Path(run_dir)
     try:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 BUILTIN_DIR = Path(__file__).parent / "teams"
 END = "end"

@@ -13,8 +13,8 @@ import numpy as np
 from tlcli.cli.report import Report, rounded
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import LabelledSample, load_labelled, stratified_split
-from tlcli.errors import UsageError
-from tlcli.run import Run
+from tlcli.console.errors import UsageError
+from tlcli.runs.run import Run
 
 def k_shot(samples: list[LabelledSample], shots: int | None, seed: int) -> list[LabelledSample]:
     """At most ``shots`` samples of each class, drawn by ``seed``; input order kept."""
@@ -105,7 +105,7 @@ def labelled_features(clip, samples: list[LabelledSample], classes: list[str], b
                       quiet: bool, stats: dict) -> LabelledFeatures:
     """Features of ``samples`` (bad files reported and dropped), counting cache hits into ``stats``.
     ``cfg`` gives ``batch_size``, ``workers`` and ``cache``."""
-    from tlcli.features import image_features
+    from tlcli.features.images import image_features
 
     result = image_features(clip, [s.path for s in samples], bad, batch_size=cfg.batch_size,
                             workers=cfg.workers, use_cache=cfg.cache, quiet=quiet)

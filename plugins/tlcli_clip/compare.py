@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from tlcli import probe as linear
+from tlcli.classify import probe as linear
 from tlcli.data.bad_files import BadFiles
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.clip import load_clip
 from tlcli_clip.common import k_shot, labelled_features, split_of, sub_run
 from tlcli_clip.config import CompareConfig, CoopConfig

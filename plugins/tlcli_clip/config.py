@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.fields import (PANEL_DATA, PANEL_TRAIN, TOP_K, ClassNames, ImageData, MaxBadShare, Options, Placement,
                           Seeded, TrainOptions, class_names, option)
 

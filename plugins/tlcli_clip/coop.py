@@ -23,7 +23,7 @@ from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
 from tlcli.engine.params import Block, ParamGroup
 from tlcli.engine.task import ClassifierTask
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.clip import ClipModel, load_clip
 from tlcli_clip.common import k_shot, labelled_features, model_reference, report_short_shots, shots_used, split_of
 from tlcli_clip.config import CoopConfig
@@ -161,7 +161,7 @@ class CoopTask(ClassifierTask):
 
     def export(self, model, run_dir: Path, result) -> None:
         """``model/``: the context vectors (KBs) and the labels; CLIP itself is named, not copied."""
-        from tlcli.artifacts import write_model
+        from tlcli.runs.artifacts import write_model
 
         with self.run.model_writer() as folder:
             write_model(folder, kind=MODEL_KIND, plugin="clip", weights_file="prompt.safetensors",
@@ -196,7 +196,7 @@ class PromptRun:
 
 def load_prompt_run(path: Path) -> PromptRun:
     """A finished CoOp run's prompts (a run folder or its ``model/``), checked."""
-    from tlcli.artifacts import read_model
+    from tlcli.runs.artifacts import read_model
 
     files = read_model(Path(path))
     if files.kind != MODEL_KIND:

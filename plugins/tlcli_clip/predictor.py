@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tlcli.artifacts import read_model
-from tlcli.errors import UsageError
+from tlcli.runs.artifacts import read_model
+from tlcli.console.errors import UsageError
 from tlcli.models.clip import ClipModel, load_clip
 
 

@@ -1,4 +1,4 @@
-"""`tlcli probe`: the core linear probe (tlcli.probe) on frozen, cached CLIP image features.
+"""`tlcli probe`: the core linear probe (tlcli.classify.probe) on frozen, cached CLIP image features.
 
 With ``--init zeroshot`` the head starts from, and is pulled back towards, the zero-shot head (label text
 embeddings times CLIP's logit scale). With every feature cached (and no --init zeroshot), a probe never
@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from tlcli import probe as linear
+from tlcli.classify import probe as linear
 from tlcli.data.bad_files import BadFiles
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.clip import ClipModel, load_clip
 from tlcli_clip.common import k_shot, labelled_features, model_reference, report_short_shots, shots_used, split_of
 from tlcli_clip.config import ProbeConfig
@@ -61,7 +61,7 @@ def run_probe(cfg: ProbeConfig, run, report) -> dict:
         (weight, bias), best_decay, val_accuracy, tried = found.head, found.weight_decay, found.val_accuracy, found.tried
     train_accuracy = linear.accuracy(train_x, train.y, weight, bias)
     model_ref, pretrained_ref = model_reference(cfg.model, cfg.pretrained)
-    from tlcli.artifacts import write_model
+    from tlcli.runs.artifacts import write_model
 
     with run.model_writer() as folder:
         write_model(folder, kind=MODEL_KIND, plugin="clip", weights_file="head.safetensors",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.clip import ClipModel
-from tlcli.paths import atomic_write_bytes, cache_dir
+from tlcli.runs.paths import atomic_write_bytes, cache_dir
 
 SINGLE_TEMPLATE = "a photo of a {}."
 

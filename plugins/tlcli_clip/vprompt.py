@@ -18,15 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlcli.artifacts import write_model
+from tlcli.runs.artifacts import write_model
 from tlcli.data.bad_files import BadFiles
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
 from tlcli.engine.params import Block, ParamGroup
 from tlcli.engine.task import ClassifierTask
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.clip import ClipModel, load_clip
-from tlcli.output import display_path
+from tlcli.console.output import display_path
 from tlcli_clip.common import k_shot, model_reference, split_of, sub_run
 from tlcli_clip.config import VPromptConfig, ZeroshotConfig
 from tlcli_clip.text import label_embeddings, resolve_templates
@@ -255,7 +255,7 @@ class VPromptPredictor:
 def load_vprompt(model_dir: Path, device: str = "cpu", labels: list[str] | None = None) -> VPromptPredictor:
     """A vprompt run's predictor; with ``labels`` other than the run's, the head is built for them (the
     prompt itself does not depend on the labels)."""
-    from tlcli.artifacts import read_model
+    from tlcli.runs.artifacts import read_model
 
     files = read_model(model_dir)
     if files.kind != MODEL_KIND:
@@ -285,7 +285,7 @@ def run_vprompt_zeroshot(cfg: ZeroshotConfig, report) -> dict:
     """`tlcli zeroshot --vprompt RUN`: every image through the learned prompt (image features of prompted
     images are not the feature cache's, so nothing is cached here)."""
     from tlcli.data.images import load_images
-    from tlcli.evaluation import classification_report, classifier_records
+    from tlcli.classify.evaluation import classification_report, classifier_records
     from tlcli_clip.zeroshot import UNKNOWN, read_inputs, show_metrics, show_records
 
     started = time.time()

@@ -9,11 +9,11 @@ import numpy as np
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import expand_paths, scan_class_folders
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.clip import load_clip
-from tlcli.evaluation import classification_report, classifier_records
-from tlcli.features import stream_image_features
-from tlcli.output import display_path
+from tlcli.classify.evaluation import classification_report, classifier_records
+from tlcli.features.images import stream_image_features
+from tlcli.console.output import display_path
 from tlcli_clip.config import ZeroshotConfig
 from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 

@@ -10,7 +10,7 @@ import torch
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.sources import expand_paths, load_labelled, stratified_split
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_distill.config import DistillConfig
 from tlcli_distill.data import Decoded, decode, eval_transform
 from tlcli_distill.loss import UNLABELLED
@@ -214,7 +214,7 @@ def run_distill(cfg: DistillConfig, run, report) -> dict:
 
 def _summary(cfg, run, result, teacher, task, train: Decoded, val: Decoded | None, val_logits, preprocessing,
              device, stats, teacher_s, bad, wall) -> dict:
-    from tlcli.artifacts import read_model
+    from tlcli.runs.artifacts import read_model
     from tlcli_distill.data import eval_transform
 
     teacher_acc = None

@@ -71,7 +71,7 @@ class DistillTask(Task):
         teacher = self.teacher if self.on_the_fly else None
         if not self.feature_width:
             return DistillModel(student, teacher)
-        from tlcli.errors import UsageError
+        from tlcli.console.errors import UsageError
         from tlcli.models.vision import last_linear_name
 
         head = last_linear_name(student)
@@ -144,7 +144,7 @@ class DistillTask(Task):
         return sums, n
 
     def export(self, model, run_dir: Path, result) -> None:
-        from tlcli.artifacts import write_model
+        from tlcli.runs.artifacts import write_model
 
         with self.run.model_writer() as tmp:
             write_model(tmp, kind=MODEL_KIND, plugin="distill", tensors=model.student.state_dict(),

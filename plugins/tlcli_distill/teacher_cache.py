@@ -1,4 +1,4 @@
-"""Teacher outputs per image, kept in the core feature cache (tlcli/features.py), keyed by content: a second
+"""Teacher outputs per image, kept in the core feature cache (tlcli/features/images.py), keyed by content: a second
 run over the same images (or a resume) never runs the teacher on their clean views again.
 
 The teacher plays the encoder: its ``key`` hashes the teacher (its exported files, or the CLIP model's key
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcli.features import FeatureCache, content_digest
-from tlcli.paths import atomic_write_bytes
-from tlcli.run import is_main_process
+from tlcli.features.images import FeatureCache, content_digest
+from tlcli.runs.paths import atomic_write_bytes
+from tlcli.runs.run import is_main_process
 
 
 def digests_of(paths: list[Path], workers: int = 4) -> list[str | None]:

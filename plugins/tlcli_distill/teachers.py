@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 # log(p) of a predictor's probabilities stands in for its logits (softmax(log p / T) == softmax(z / T));
 # a probability that underflowed to 0 becomes log(tiny) instead of -inf.
@@ -62,7 +62,7 @@ class RunTeacher(Teacher):
 
     def __init__(self, run_dir: Path, device: str):
         super().__init__()
-        from tlcli.artifacts import read_model
+        from tlcli.runs.artifacts import read_model
         from tlcli.plugin import resolve_target
         from tlcli.registry import load_plugins
 

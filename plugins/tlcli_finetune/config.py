@@ -73,7 +73,7 @@ def model_named_by(weights: str | None) -> str | None:
     import json
     from pathlib import Path
 
-    from tlcli.artifacts import MODEL_JSON, model_dir_of
+    from tlcli.runs.artifacts import MODEL_JSON, model_dir_of
 
     path = Path(weights)
     if not path.is_dir():
@@ -92,7 +92,7 @@ def check_image_size(cfg: FinetuneConfig) -> None:
     options: the job makes it before any work."""
     if not cfg.image_size:
         return
-    from tlcli.errors import UsageError
+    from tlcli.console.errors import UsageError
 
     needed = cfg.image_size**2 * BYTES_PER_PIXEL * cfg.batch_size
     try:

@@ -173,7 +173,7 @@ class DannTask(FinetuneTask):
 def load_target(cfg, preprocessing: dict, bad) -> DecodedImages:
     """The unlabelled target images of ``--domain-adapt`` (folders walked recursively; labels ignored)."""
     from tlcli.data.sources import LabelledSample, expand_paths
-    from tlcli.errors import UsageError
+    from tlcli.console.errors import UsageError
 
     found, skipped = expand_paths([cfg.domain_adapt])
     bad.extend(skipped)

@@ -9,7 +9,7 @@ from tlcli.data.labelled import training_classes
 from tlcli.data.sources import load_labelled, stratified_split
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.vision import preprocessing_of
 from tlcli_finetune.config import FinetuneConfig, check_image_size
 from tlcli_finetune.data import DecodedImages

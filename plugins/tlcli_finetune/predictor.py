@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from tlcli.artifacts import read_model
-from tlcli.errors import UsageError
+from tlcli.runs.artifacts import read_model
+from tlcli.console.errors import UsageError
 from tlcli.models.vision import build_vision_model, logits_and_head_input
 from tlcli_finetune.data import eval_transform
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tlcli.cli.report import rounded
 from tlcli.engine.checkpoint import latest_checkpoint
-from tlcli.run import Run
+from tlcli.runs.run import Run
 from tlcli_finetune.job import train_one
 
 COMMAND = "finetune"

@@ -8,7 +8,7 @@ import torch
 
 from tlcli.engine.params import block_name, discriminative_groups, freeze_until, list_blocks
 from tlcli.engine.task import ClassifierTask
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.vision import build_vision_model, load_backbone_weights, read_weights_file
 from tlcli_finetune.config import FinetuneConfig
 from tlcli_finetune.data import DecodedImages, EvalImages, TrainImages, eval_transform, train_transform
@@ -70,7 +70,7 @@ class FinetuneTask(ClassifierTask):
 
     def export(self, model, run_dir: Path, result) -> None:
         """``model/``: the weights under the backbone's own names, labels, preprocessing."""
-        from tlcli.artifacts import write_model
+        from tlcli.runs.artifacts import write_model
 
         with self.run.model_writer() as folder:
             write_model(folder, kind=MODEL_KIND, plugin="finetune", tensors=model.state_dict(), labels=self.classes,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tlcli import llm
-from tlcli.errors import UsageError
-from tlcli.output import to_json
+from tlcli.console.errors import UsageError
+from tlcli.console.output import to_json
 from tlcli.prompts.answers import compile_answer_regex
 from tlcli.prompts.templates import Template, available, load_template
 from tlcli_prompting.config import EvalConfig, ListConfig, RunConfig, Sampling, ShowConfig

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 
 def read_jsonl(source: str) -> list[tuple[int, object]]:

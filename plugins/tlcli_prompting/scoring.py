@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.prompts.answers import normalize
 
 

@@ -16,8 +16,8 @@ from tlcli.data.bad_files import BadFiles
 from tlcli.data.common import BadImage as BadFile
 from tlcli.data.documents import (DocumentError, FoundFile, chunk_documents,
                                   file_sha256, find_documents, load_document)
-from tlcli.errors import UsageError
-from tlcli.output import display_path
+from tlcli.console.errors import UsageError
+from tlcli.console.output import display_path
 from tlcli_rag.config import IndexConfig  # the options of `tlcli rag index` are what a build takes
 from tlcli_rag.store import (BUILDS, FileRecord, IndexWriter, Manifest, check_index_folder, check_model,
                              check_model_unchanged, choose_index_type, model_digest)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_rag.search import Hit
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_rag import shards
 from tlcli_rag.config import AskConfig, EvalConfig, IndexConfig, InfoConfig, SearchConfig, ServeConfig
 from tlcli_rag.search import Searcher, parse_filter

@@ -18,7 +18,7 @@ def build_server(index: Path, device: str = "cpu", precision: str = "auto", warm
         from mcp.server.fastmcp import FastMCP
         from mcp.server.fastmcp.exceptions import ToolError
 
-    from tlcli.errors import UsageError
+    from tlcli.console.errors import UsageError
     from tlcli_rag.search import MAX_FILTERS, MODES, Searcher, check_query_size, parse_filter
 
     searcher = Searcher(index, device=device, precision=precision)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_rag.store import (HNSW_EF_SEARCH, Manifest, check_generation, connect_readonly, read_faiss,
                              require_manifest, sqlite_errors, verify_generation)
 

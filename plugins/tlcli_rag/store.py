@@ -31,9 +31,9 @@ from typing import Iterable
 
 import numpy as np
 
-from tlcli.errors import UsageError
-from tlcli.output import display_path
-from tlcli.paths import atomic_write_text, fsync_dir
+from tlcli.console.errors import UsageError
+from tlcli.console.output import display_path
+from tlcli.runs.paths import atomic_write_text, fsync_dir
 
 DEFAULT_INDEX_DIR = Path(".tlcli-index")
 MANIFEST = "manifest.json"

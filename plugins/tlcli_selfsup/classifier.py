@@ -77,7 +77,7 @@ def write_classifier(folder: Path, state: dict, classes: list[str], preprocessin
     import os
     import shutil
 
-    from tlcli.artifacts import write_model
+    from tlcli.runs.artifacts import write_model
 
     tmp = folder.with_name(f".tmp-{folder.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -62,8 +62,8 @@ class PseudolabelConfig(ImageData, TrainOptions):
         if self.model is None:
             from pathlib import Path
 
-            from tlcli.artifacts import read_model
-            from tlcli.errors import UsageError
+            from tlcli.runs.artifacts import read_model
+            from tlcli.console.errors import UsageError
 
             spec = read_model(Path(self.start)).meta.get("model")  # a folder with no model: one line, exit 2
             if not isinstance(spec, str):

@@ -7,9 +7,9 @@ from pathlib import Path
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.decoded import DecodedImages
 from tlcli.data.sources import LabelledSample, expand_paths, load_labelled
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.vision import preprocessing_of
-from tlcli.output import display_path
+from tlcli.console.output import display_path
 
 
 def preprocessing_for(spec: str, pretrained: str, image_size: int | None) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tlcli.data.bad_files import BadFiles
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_selfsup.config import PretrainConfig
 from tlcli_selfsup.images import labelled_images, preprocessing_for, unlabelled_images
 from tlcli_selfsup.pretrain_task import PretrainTask

@@ -168,7 +168,7 @@ def export_backbone(run, backbone, cfg: PretrainConfig, preprocessing: dict, fea
     import shutil
     from pathlib import Path
 
-    from tlcli.artifacts import write_model
+    from tlcli.runs.artifacts import write_model
 
     def write(folder):
         write_model(folder, kind=MODEL_KIND, plugin="selfsup", tensors=backbone.state_dict(),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tlcli.artifacts import read_model
+from tlcli.runs.artifacts import read_model
 from tlcli.cli.report import rounded
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.decoded import UNLABELLED, DecodedImages, EvalImages, eval_transform
@@ -29,7 +29,7 @@ from tlcli.engine import distributed
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.device import resolve_device
 from tlcli.engine.loop import fit
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_selfsup.classifier import ClassifierTask, ImageSet, predict_probabilities, whole, write_classifier
 from tlcli_selfsup.config import PseudolabelConfig
 from tlcli_selfsup.images import preprocessing_for
@@ -37,7 +37,7 @@ from tlcli_selfsup.round_store import RoundStore
 
 if TYPE_CHECKING:
     from tlcli.cli.report import Report
-    from tlcli.run import Run
+    from tlcli.runs.run import Run
 
 
 def select_confident(probabilities: torch.Tensor, threshold: float, cap: int | None) -> tuple[torch.Tensor, torch.Tensor]:

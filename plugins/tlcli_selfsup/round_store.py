@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tlcli.paths import CHECKPOINTS_DIR, MODEL_DIR, atomic_write_text
+from tlcli.runs.paths import CHECKPOINTS_DIR, MODEL_DIR, atomic_write_text
 
 DONE_FILE = "round.json"
 SELECTION_FILE = "selection.json"

@@ -12,10 +12,10 @@ import numpy as np
 
 from tlcli.data.labelled import training_classes
 from tlcli.data.texts import read_labelled_texts, read_texts
-from tlcli.errors import JobFailed, UsageError
-from tlcli.evaluation import classification_report, classifier_records, write_confusion_picture
+from tlcli.console.errors import JobFailed, UsageError
+from tlcli.classify.evaluation import classification_report, classifier_records, write_confusion_picture
 from tlcli.models.embedder import Embedder
-from tlcli.output import display_path
+from tlcli.console.output import display_path
 from tlcli_text.config import ProbeConfig, TextEvaluateConfig, TextPredictConfig, ZeroshotConfig
 
 PROBE_KIND = "text-probe"
@@ -107,7 +107,7 @@ def zeroshot(cfg: ZeroshotConfig, run, report) -> dict:
 
 def text_predictor(run_dir: str, device: str):
     """The predictor of a text run folder (or of its model/ folder), loaded by the plugin that made it."""
-    from tlcli.artifacts import read_model
+    from tlcli.runs.artifacts import read_model
     from tlcli.plugin import resolve_target
     from tlcli.registry import load_plugins
 
@@ -177,7 +177,7 @@ def _split(cfg: ProbeConfig):
 def probe(cfg: ProbeConfig, run, report) -> dict:
     """`tlcli text probe`: embed, sweep the weight decay on validation data, fit on everything, export
     ``model/``. A bad input fails before the run's first event, so its folder is removed."""
-    from tlcli import probe as logistic
+    from tlcli.classify import probe as logistic
 
     started = time.time()
     train, held_out, classes = _split(cfg)
@@ -186,7 +186,7 @@ def probe(cfg: ProbeConfig, run, report) -> dict:
     index = {c: i for i, c in enumerate(classes)}
     embedder = embedder_for(cfg.model, cfg.device, cfg.batch_size)
     report.info(f"embedding {len(train) + len(held_out)} texts with {cfg.model}")
-    # The encoder's rows are L2-normalised already, as tlcli.probe's head expects.
+    # The encoder's rows are L2-normalised already, as tlcli.classify.probe's head expects.
     train_x = embedder.encode([s.text for s in train])
     val_x = embedder.encode([s.text for s in held_out])
     train_y = np.array([index[s.label] for s in train])
@@ -217,7 +217,7 @@ def probe(cfg: ProbeConfig, run, report) -> dict:
 
 def export_probe(folder: Path, head, classes: list[str], model: str, weight_decay: float) -> None:
     """``model/``: model.safetensors (weight, bias), labels.json, preprocessing.json, model.json."""
-    from tlcli.artifacts import write_model
+    from tlcli.runs.artifacts import write_model
 
     weight, bias = head
     write_model(folder, kind=PROBE_KIND, plugin="text", tensors={"weight": weight, "bias": bias},

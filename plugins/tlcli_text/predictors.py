@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tlcli import probe
-from tlcli.artifacts import read_model
+from tlcli.classify import probe
+from tlcli.runs.artifacts import read_model
 from tlcli.engine.device import resolve_device
 from tlcli.engine.frozen import FrozenParts
-from tlcli.errors import UsageError
-from tlcli.output import display_path
+from tlcli.console.errors import UsageError
+from tlcli.console.output import display_path
 from tlcli_text.config import PromptTuneConfig
 from tlcli_text.job import PROBE_KIND, embedder_for
 from tlcli_text.task import (

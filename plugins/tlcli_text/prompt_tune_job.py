@@ -9,8 +9,8 @@ from tlcli.data.labelled import stratified_split, training_classes
 from tlcli.data.texts import read_labelled_texts
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
-from tlcli.errors import UsageError
-from tlcli.output import display_path
+from tlcli.console.errors import UsageError
+from tlcli.console.output import display_path
 from tlcli_text.config import PromptTuneConfig, PromptTunePredictConfig
 from tlcli_text.job import Predictions, probabilities, texts_of
 from tlcli_text.predictors import SoftPromptModel, SoftPromptPredictor

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 IGNORE_INDEX = -100
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from tlcli.engine.params import Block, ParamGroup
 from tlcli.engine.task import Task, classification_sums
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_text.soft_prompt import IGNORE_INDEX, PromptedCausalLM, PromptedEncoderClassifier, initial_prompt
 
 MODEL_KIND = "soft-prompt"
@@ -210,7 +210,7 @@ class PromptTuneTask(Task):
 def export_soft_prompt(folder: Path, model, cfg, classes: list[str] | None) -> None:
     """``model/``: model.safetensors (prompt [+ head], never the frozen base), model.json, preprocessing.json
     [, labels.json], through the shared artifact writer."""
-    from tlcli.artifacts import write_model
+    from tlcli.runs.artifacts import write_model
 
     tensors = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(f"{n}." for n in FROZEN))}
     preprocessing = {"max_length": cfg.max_length, "tokenizer": "the base model's",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from support.agents import make_solver
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_agents.tools import build_toolbox
 
 SERVER = Path(__file__).parents[1] / "support" / "mcp_lookup_server.py"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_agents.tools import ToolError, build_toolbox
 from tlcli_agents.tools.calculator import evaluate
 from tlcli_agents.tools.files import MAX_READ_BYTES, ConfinedFolder

@@ -9,7 +9,7 @@ import pytest
 def test_stream_yields_in_input_order_as_batches_finish(tiny_config, image_folder, tmp_path, monkeypatch):
     from tlcli.data.bad_files import BadFiles
     from tlcli.models.clip import load_clip
-    from tlcli.features import image_features, stream_image_features
+    from tlcli.features.images import image_features, stream_image_features
 
     monkeypatch.setenv("TLCLI_HOME", str(tmp_path / "home"))
     clip = load_clip(str(tiny_config), "none", "cpu", "fp32")
@@ -82,7 +82,7 @@ def test_split_preprocess_on_the_gpu_equals_open_clips_transform_bit_for_bit():
 def test_cache_writes_run_in_the_background_and_flush_waits_for_them_or_raises(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from tlcli.features import FeatureCache
+    from tlcli.features.images import FeatureCache
 
     monkeypatch.setenv("TLCLI_HOME", str(tmp_path / "home"))
     cache = FeatureCache(SimpleNamespace(key="model-key", spec={"model": "x"}, embed_dim=8))
@@ -103,7 +103,7 @@ def test_damaged_cache_rows_are_recomputed_and_reported(tiny_config, image_folde
     """A NaN row, a row of the wrong width and a torn file are never used: each is computed again (and
     rewritten), the run says so on stderr, and the features equal those of a clean cache."""
     from tlcli.data.bad_files import BadFiles
-    from tlcli.features import FeatureCache, content_digest, image_features
+    from tlcli.features.images import FeatureCache, content_digest, image_features
     from tlcli.models.clip import load_clip
 
     monkeypatch.setenv("TLCLI_HOME", str(tmp_path / "home"))

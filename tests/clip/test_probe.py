@@ -51,7 +51,7 @@ def _hard_features(seed: int, n: int, dim: int = 32, classes: int = 4):
 def test_logistic_regression_matches_scikit_learn(weight_decay):
     from sklearn.linear_model import LogisticRegression
 
-    from tlcli.probe import accuracy, fit
+    from tlcli.classify.probe import accuracy, fit
 
     train_x, train_y = _hard_features(0, 400)
     test_x, test_y = _hard_features(0, 2000)[0][400:], _hard_features(0, 2000)[1][400:]

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tlcli.features import content_digest
+from tlcli.features.images import content_digest
 
 
 def test_content_digest_never_reads_a_device_or_fifo(tmp_path):
@@ -41,7 +41,7 @@ def test_a_killed_writers_temporaries_are_swept_from_the_feature_cache(tmp_path,
 
     import numpy as np
 
-    from tlcli.features import FeatureCache
+    from tlcli.features.images import FeatureCache
 
     monkeypatch.setenv("TLCLI_HOME", str(tmp_path))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -26,7 +26,7 @@ def test_pad_prompter_adds_only_border_pixels():
     border[4:28, 4:28] = False
     assert (delta[:, :, border] != 0).all()
     assert prompter.num_params() == 2 * 3 * 4 * 32 + 2 * 3 * 24 * 4  # = 3 * (32^2 - 24^2)
-    from tlcli.errors import UsageError
+    from tlcli.console.errors import UsageError
 
     with pytest.raises(UsageError, match="--pad 16"):
         PadPrompter(image_size=32, pad=16)

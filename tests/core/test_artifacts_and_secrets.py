@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcli.artifacts import read_model, write_model
-from tlcli.errors import UsageError
-from tlcli.events import parse_event_line
-from tlcli.output import terminal_safe
-from tlcli.secrets import redact, redact_text, remember_secret
+from tlcli.runs.artifacts import read_model, write_model
+from tlcli.console.errors import UsageError
+from tlcli.runs.events import parse_event_line
+from tlcli.console.output import terminal_safe
+from tlcli.console.secrets import redact, redact_text, remember_secret
 
 
 def test_model_round_trip_numpy(tmp_path):
@@ -74,7 +74,7 @@ def test_identical_exports_are_identical_bytes(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, torch; from tlcli.artifacts import write_model; "
+    code = ("import sys, torch; from tlcli.runs.artifacts import write_model; "
             "write_model(sys.argv[1], kind='image-classifier', plugin='finetune', tensors={'w': torch.arange(4.0)}, "
             "labels=['a', 'b'])")
     outputs = []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tlcli import device
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 FAST = {"fp32_s": 0.05, "bf16_s": 0.02, "bf16_speedup": 2.5, "bf16_cosine": 0.99999}
 SLOW = {"fp32_s": 0.05, "bf16_s": 0.30, "bf16_speedup": 0.17, "bf16_cosine": 0.99999}  # emulated bf16

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tlcli.logistic import fit_logistic, objective
+from tlcli.classify.logistic import fit_logistic, objective
 
 
 def _blobs(seed, n, dim, classes, noise=2.2):

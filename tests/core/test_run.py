@@ -11,9 +11,9 @@ import textwrap
 
 import pytest
 
-from tlcli.errors import UsageError
-from tlcli.events import read_events
-from tlcli.run import Run, RunFinished
+from tlcli.console.errors import UsageError
+from tlcli.runs.events import read_events
+from tlcli.runs.run import Run, RunFinished
 
 
 def test_create_writes_config_without_secrets(tmp_path):
@@ -90,8 +90,8 @@ def test_second_process_on_the_same_folder_is_refused(tmp_path):
     run = Run.create("probe", out)
     run.start()
     code = textwrap.dedent(f"""
-        from tlcli.run import Run
-        from tlcli.errors import UsageError
+        from tlcli.runs.run import Run
+        from tlcli.console.errors import UsageError
         try:
             Run.resume({str(out)!r})
         except UsageError as e:

@@ -8,7 +8,7 @@ import pytest
 
 from tlcli.data.common import BadImage
 from tlcli.data.sources import BadFiles, parse_max_bad
-from tlcli.errors import EXIT_USAGE, UsageError
+from tlcli.console.errors import EXIT_USAGE, UsageError
 
 
 def bad_files_with(count: int) -> BadFiles:

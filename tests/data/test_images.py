@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 from tlcli.data.images import DEFAULT_MAX_PIXELS, BadImage, load_image, load_images
-from tlcli.output import display_path
+from tlcli.console.output import display_path
 
 WHITE = (255, 255, 255)
 

@@ -16,7 +16,7 @@ from tlcli.data.sources import (
     scan_class_folders,
     stratified_split,
 )
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 
 def touch(path: Path) -> Path:

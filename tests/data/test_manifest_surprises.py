@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from tlcli.data.labelled import read_manifest, stratified_split
-from tlcli.errors import UsageError
-from tlcli.output import display_path, terminal_safe
+from tlcli.console.errors import UsageError
+from tlcli.console.output import display_path, terminal_safe
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def teacher_run(tmp_path_factory) -> Path:
     import timm
     import torch
 
-    from tlcli.artifacts import write_model
+    from tlcli.runs.artifacts import write_model
 
     torch.manual_seed(0)
     model = timm.create_model("test_resnet", num_classes=3)

@@ -12,7 +12,7 @@ from support.distill import tiny_student as _student
 from safetensors.torch import load_file
 
 from tlcli.engine.loop import fit
-from tlcli.run import Run
+from tlcli.runs.run import Run
 from tlcli_distill.config import DistillConfig
 from tlcli_distill.loss import distillation_loss, feature_loss
 from tlcli_distill.job import teacher_logits, teacher_outputs

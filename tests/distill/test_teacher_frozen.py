@@ -8,7 +8,7 @@ from support.distill import decoded_images as _decoded
 from support.distill import tiny_student as _student
 
 from tlcli.engine.loop import fit
-from tlcli.run import Run
+from tlcli.runs.run import Run
 from tlcli_distill.config import DistillConfig
 from tlcli_distill.task import DistillTask
 from tlcli_distill.teacher_cache import TeacherCache

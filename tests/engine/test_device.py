@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tlcli.engine.device import resolve_device
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 
 @pytest.fixture

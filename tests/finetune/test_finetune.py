@@ -136,7 +136,7 @@ def test_bad_files_are_skipped_and_counted_against_max_bad(cli, colour_data, tmp
     skipped = {entry["path"].rsplit("/", 1)[-1] for entry in ok.json_lines()[-1]["bad_files"]}
     assert skipped == {"zz-broken.png", "empty.jpg"}
     assert "zz-broken.png" in ok.stderr
-    from tlcli.events import read_events
+    from tlcli.runs.events import read_events
 
     kinds = [(e["kind"], e["data"].get("level")) for e in read_events(tmp_path / "ok" / "events.jsonl")]
     assert kinds[0] == ("run_start", None)  # the log opens with run_start; the skipped files follow it

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tlcli.artifacts import write_model
-from tlcli.errors import JobFailed
+from tlcli.runs.artifacts import write_model
+from tlcli.console.errors import JobFailed
 
 SMALL = ["--model", "resnet18", "--pretrained", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
          "--workers", "0", "--device", "cpu", "--precision", "fp32", "--quiet"]

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.vision import build_vision_model
 
 SMALL = ["--pretrained", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--workers", "0",

@@ -1,4 +1,4 @@
-"""`tlcli.config_file.read_options_file`: every bad --config is one line naming the fix."""
+"""`tlcli.console.config_file.read_options_file`: every bad --config is one line naming the fix."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tlcli.config_file import read_options_file
-from tlcli.errors import UsageError
+from tlcli.console.config_file import read_options_file
+from tlcli.console.errors import UsageError
 
 
 def test_a_good_file_gives_its_options_with_flag_spelling(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 import typer
 
 import tlcli.cli as tlcli_cli
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 
 def checkpoint_args():
@@ -87,7 +87,7 @@ def test_a_real_full_disk_during_a_checkpoint(small_disk):
 
 
 def test_an_atomic_write_on_a_full_disk_leaves_no_temporary_file(tmp_path, monkeypatch):
-    from tlcli import paths
+    from tlcli.runs import paths
 
     real_fsync = os.fsync
     monkeypatch.setattr(paths.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
@@ -101,7 +101,7 @@ def test_an_atomic_write_on_a_full_disk_leaves_no_temporary_file(tmp_path, monke
 # ---- read-only TLCLI_HOME and --out ------------------------------------------------------------------------
 
 def test_a_read_only_tlcli_home_is_one_line_naming_the_variable(read_only_dir, monkeypatch):
-    from tlcli.paths import cache_dir
+    from tlcli.runs.paths import cache_dir
 
     monkeypatch.setenv("TLCLI_HOME", str(read_only_dir / "home"))
     with pytest.raises(UsageError, match=r"TLCLI_HOME .*read-only file system.*set TLCLI_HOME to a writable folder"):
@@ -109,7 +109,7 @@ def test_a_read_only_tlcli_home_is_one_line_naming_the_variable(read_only_dir, m
 
 
 def test_an_unwritable_tlcli_home_patched(tmp_path, monkeypatch):
-    from tlcli import paths
+    from tlcli.runs import paths
 
     monkeypatch.setenv("TLCLI_HOME", str(tmp_path / "home"))
 
@@ -148,7 +148,7 @@ def run_main(monkeypatch, capsys):
 
 
 def write_a_run(out):
-    from tlcli.run import Run
+    from tlcli.runs.run import Run
 
     with Run.create("job", out) as run:
         run.start()

@@ -70,7 +70,7 @@ def train(out: Path) -> None:
     from tlcli.engine.callbacks import standard_callbacks
     from tlcli.engine.loop import fit
     from tlcli.engine.task import TrainConfig
-    from tlcli.run import Run
+    from tlcli.runs.run import Run
 
     cfg = TrainConfig(epochs=2, batch_size=8, optimizer="sgd", scheduler="constant", device="cpu",
                       precision="fp32", workers=0, seed=0)

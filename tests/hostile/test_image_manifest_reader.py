@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings, strategies as st
 
 from tlcli.data.labelled import load_labelled, read_manifest
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 cells = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 rows = st.lists(st.lists(cells, min_size=0, max_size=4), max_size=8)

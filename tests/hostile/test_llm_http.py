@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tlcli.errors import JobFailed
+from tlcli.console.errors import JobFailed
 from tlcli.llm import parse_spec
 from tlcli.llm.openai_compat import OpenAILLM
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tlcli.secrets import redact, redact_config, register_secret, safe_message
+from tlcli.console.secrets import redact, redact_config, register_secret, safe_message
 
 KEY = "sk-proj-leakcheck0123456789ABCDEF"
 PASSWORD = "hunter2-url-password-77"

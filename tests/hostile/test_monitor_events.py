@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from support import tui_logs as logs
 
-from tlcli.events import parse_event_line
+from tlcli.runs.events import parse_event_line
 from tlcli.tui import tail as tail_module
 from tlcli.tui.format import clock, duration
 from tlcli.tui.runs import RunReader
@@ -69,7 +69,7 @@ def render_everything(state: RunState) -> None:
     shown += [b.name for b in state.blocks] + list(state.lr)
     for text in shown:
         text.encode("utf-8")  # strict, as a UTF-8 terminal needs
-        # Every control character but tab (a terminal shows it as spaces; tlcli.output keeps it too).
+        # Every control character but tab (a terminal shows it as spaces; tlcli.console.output keeps it too).
         assert not any((ord(c) < 32 and c != "\t") or 0x7f <= ord(c) <= 0x9f for c in text), repr(text)
 
 
@@ -147,7 +147,7 @@ def test_a_line_over_four_megabytes_does_not_stop_the_reader(tmp_path):
 
 
 def test_read_events_skips_an_oversized_line_whole(tmp_path, monkeypatch):
-    from tlcli import events
+    from tlcli.runs import events
 
     monkeypatch.setattr(events, "MAX_LINE_BYTES", 1000)
     forged = '{"kind": "run_end", "data": {"status": "finished"}}'
@@ -324,6 +324,6 @@ def test_a_carriage_return_does_not_split_a_line(tmp_path):
     path = logs.write(tmp_path / "r", logs.run_start(pid=os.getpid()) + "junk\r" + forged + "\n"
                       + logs.metric(10)) / "events.jsonl"
     assert [e["kind"] for e in EventTail(path).read_new().events] == ["run_start", "metric"]
-    from tlcli.events import read_events
+    from tlcli.runs.events import read_events
 
     assert [e["kind"] for e in read_events(path)] == ["run_start", "metric"]

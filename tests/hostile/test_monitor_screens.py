@@ -94,7 +94,7 @@ def test_with_wait_a_missing_folder_is_watched(cli, tmp_path, monkeypatch):
 
 @pytest.mark.anyio
 async def test_stop_on_a_read_only_run_folder_says_why(tmp_path, monkeypatch):
-    from tlcli import paths
+    from tlcli.runs import paths
 
     run = logs.write(tmp_path / "r", logs.run_start(pid=os.getpid()) + logs.metric(10))
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tlcli import output
+from tlcli.console import output
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.common import BadImage
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlcli.data.texts import read_labelled_texts, read_table, read_texts
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

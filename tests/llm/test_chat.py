@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.llm import LLM, ChatResult, Choice, Generation, ToolCall, Usage, parse_spec, resolve_llm
 from tlcli.llm.base import cut_stream_at_stop, render_plain
 from tlcli.llm.openai_compat import OpenAILLM

@@ -2,7 +2,7 @@ import shutil
 
 import pytest
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.llm import Generation, resolve_llm
 
 

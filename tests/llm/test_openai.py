@@ -1,6 +1,6 @@
 import pytest
 
-from tlcli.errors import JobFailed, UsageError
+from tlcli.console.errors import JobFailed, UsageError
 from tlcli.llm import parse_spec
 from tlcli.llm.openai_compat import OpenAILLM, _parse_retry_after
 

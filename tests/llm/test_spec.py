@@ -1,6 +1,6 @@
 import pytest
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.llm import HFSpec, OpenAISpec, ScriptedSpec, find_spec, parse_spec
 
 

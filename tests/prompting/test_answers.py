@@ -1,6 +1,6 @@
 import pytest
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.prompts.answers import compile_answer_regex, extract_answer, majority_vote, normalize
 
 

@@ -188,7 +188,7 @@ def test_completions_backend_gets_the_raw_prompt(cli, tmp_path, questions_file, 
 def test_duplicate_id_check_is_linear(tmp_path):
     import time
 
-    from tlcli.errors import UsageError
+    from tlcli.console.errors import UsageError
     from tlcli_prompting.questions import read_questions
 
     path = tmp_path / "many.jsonl"

@@ -1,6 +1,6 @@
 import pytest
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.prompts.templates import Exemplar, builtin_names, load_template, parse_template
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tlcli.data.documents import Chunk
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_rag.search import IndexReader, parse_filter, rrf
 from tlcli_rag.store import FileRecord, IndexWriter, Manifest, faiss_ids, read_manifest
 

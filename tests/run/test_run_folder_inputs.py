@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from tlcli.artifacts import write_model
+from tlcli.runs.artifacts import write_model
 
 GOOD = {"resize": 36, "crop": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bilinear"}
 

@@ -35,7 +35,7 @@ def test_a_second_process_on_a_run_folder_is_refused(cli, image_folder, clip_arg
     run = tmp_path / "busy"
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
-        "from tlcli.run import Run\n"
+        "from tlcli.runs.run import Run\n"
         f"run = Run.create('coop', {str(run)!r}, config={{'data': 'x'}})\n"
         "run.start()\n"
         "print('ready', flush=True)\n"
@@ -118,7 +118,7 @@ def test_resume_takes_the_same_rule_in_every_command(cli, tmp_path):
 
 
 def test_events_of_probe_and_compare(cli, image_folder, clip_args, tmp_path):
-    from tlcli.events import read_events
+    from tlcli.runs.events import read_events
 
     probe = cli("probe", image_folder, *clip_args, "--weight-decay", "0.1", "--out", tmp_path / "p")
     assert probe.exit_code == 0, probe.stderr

@@ -14,8 +14,8 @@ import textwrap
 import pytest
 
 from support.runs import snapshot
-from tlcli.errors import UsageError
-from tlcli.run import Run
+from tlcli.console.errors import UsageError
+from tlcli.runs.run import Run
 
 FINETUNE = ["--model", "resnet18", "--pretrained", "none", "--image-size", "32", "--batch-size", "4",
             "--workers", "0", "--precision", "fp32", "--device", "cpu", "--epochs", "1", "--quiet"]
@@ -82,7 +82,7 @@ def test_a_run_from_before_the_marker_is_replaced_when_it_holds_only_run_files(t
 
 LOCK_HOLDER = textwrap.dedent("""
     import os, sys, time
-    from tlcli.run import Run
+    from tlcli.runs.run import Run
     run = Run.create("finetune", sys.argv[1], config={"a": 1})
     run.start()
     child = os.fork()
@@ -120,7 +120,7 @@ def test_a_dead_pid_is_never_named(tmp_path):
     (out / ".lock").write_text("pid 999999999 on " + __import__("socket").gethostname())
     # Nobody holds the lock: the stale text is no obstacle, and a holder that has not rewritten it yet is
     # "another process", never the dead pid.
-    from tlcli.run import _holder
+    from tlcli.runs.run import _holder
 
     with open(out / ".lock", "a+", encoding="utf-8") as handle:
         assert _holder(handle) == "another process"

@@ -10,7 +10,7 @@ import pytest
 
 from tlcli.cli.report import summary_problems
 from tlcli.engine.task import Task
-from tlcli.paths import STOP_REQUEST_FILE
+from tlcli.runs.paths import STOP_REQUEST_FILE
 
 TINY = ["--model", "timm:test_resnet", "--image-size", "24", "--precision", "fp32", "--workers", "0",
         "--batch-size", "6"]

@@ -1,4 +1,4 @@
-"""Event logs for the dashboard tests, written line by line as the engine would (see tlcli/events.py)."""
+"""Event logs for the dashboard tests, written line by line as the engine would (see tlcli/runs/events.py)."""
 
 from __future__ import annotations
 

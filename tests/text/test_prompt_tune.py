@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from tlcli.cli.report import summary_problems
-from tlcli.paths import STOP_REQUEST_FILE
+from tlcli.runs.paths import STOP_REQUEST_FILE
 
 SMALL = ["--virtual-tokens", "4", "--max-length", "24", "--batch-size", "10", "--epochs", "2", "--quiet",
          "--device", "cpu", "--precision", "fp32", "--init-text", "topic of the sentence"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlcli import probe
+from tlcli.classify import probe
 from tlcli.cli.report import summary_problems
 from tlcli.models.embedder import Embedder
 
@@ -112,11 +112,11 @@ def test_probe_usage_error_leaves_no_run_folder(cli, tmp_path):
 
 
 def test_probe_accuracy_matches_sklearn(few_shot_csv, minilm_dir, tmp_path, monkeypatch):
-    """The shared probe (tlcli/probe.py, what `text probe` fits) vs scikit-learn's logistic regression on the
+    """The shared probe (tlcli/classify/probe.py, what `text probe` fits) vs scikit-learn's logistic regression on the
     same embeddings: within 1 accuracy point."""
     from sklearn.linear_model import LogisticRegression
 
-    from tlcli import probe
+    from tlcli.classify import probe
     from tlcli.data.texts import read_labelled_texts
 
     monkeypatch.setenv("TLCLI_HOME", str(tmp_path))

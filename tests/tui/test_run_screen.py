@@ -10,7 +10,7 @@ import pytest
 
 from support import tui_logs as logs
 from support.tui import panel_text, screen_lines, wait_until, widget_text
-from tlcli.paths import STOP_REQUEST_FILE
+from tlcli.runs.paths import STOP_REQUEST_FILE
 from tlcli.tui.app import build_monitor_app
 from tlcli.tui.watcher import RunUpdated
 from tlcli.tui.widgets.layers import LayerPanel

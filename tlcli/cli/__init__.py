@@ -12,7 +12,7 @@ import sys
 import typer
 
 from tlcli import __version__
-from tlcli.errors import EXIT_USAGE, TlcliError
+from tlcli.console.errors import EXIT_USAGE, TlcliError
 
 HELP = """Adapt foundation models to your own small data: zero-shot, probes, fine-tuning, soft prompts.
 
@@ -69,7 +69,7 @@ def build_app() -> typer.Typer:
         """tlcli root."""
 
     for failure in register_commands(app):
-        from tlcli.output import terminal_safe
+        from tlcli.console.output import terminal_safe
 
         print(terminal_safe(f"tlcli: warning: plugin {failure.entry_point} is broken and was skipped "
                             f"({failure.error}); see `tlcli plugins`"), file=sys.stderr)
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None, root=None) -> None:
             raise
         ctx = getattr(error, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        from tlcli.output import terminal_safe
+        from tlcli.console.output import terminal_safe
 
         # The message quotes what was typed: a value may hold escape sequences or a key.
         message = terminal_safe(" ".join(error.format_message().split()))
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None, root=None) -> None:
     except TlcliError as error:
         if debug:
             raise
-        from tlcli.output import terminal_safe
+        from tlcli.console.output import terminal_safe
 
         kind = "" if error.exit_code == 0 else "error: "  # e.g. --resume of a finished run: said, not failed
         print(f"tlcli: {kind}{terminal_safe(str(error))}", file=sys.stderr)
@@ -179,7 +179,7 @@ def os_error_line(error: BaseException) -> str | None:
     says ``(os error N)``, as safetensors does); None for anything else. Names the path when known."""
     import re
 
-    from tlcli.output import display_path, terminal_safe
+    from tlcli.console.output import display_path, terminal_safe
 
     if isinstance(error, OSError):
         code, path = error.errno, error.filename
@@ -204,7 +204,7 @@ def os_error_line(error: BaseException) -> str | None:
 
 def _where_writes_go(path) -> str:
     """The setting that moves writes away from ``path``: TLCLI_HOME for the caches, --out for a run."""
-    from tlcli.paths import tlcli_home
+    from tlcli.runs.paths import tlcli_home
 
     if path:
         try:

@@ -29,7 +29,7 @@ from typing import Any, Literal, Optional
 
 import typer
 
-from tlcli.errors import Interrupted, UsageError
+from tlcli.console.errors import Interrupted, UsageError
 
 # Presentation options: how a command runs and prints, never what it computes. Not config fields, not in
 # config.json, free on --resume. Python names of the generated parameters.
@@ -276,7 +276,7 @@ def validated(config: type, values: dict[str, Any], where: str = ""):
 
 def resolve_config(command: Command, values: dict[str, Any], given: set[str], config_file: Path | None):
     """Defaults, then the --config file, then the flags typed: validated into the command's config."""
-    from tlcli.config_file import read_options_file
+    from tlcli.console.config_file import read_options_file
 
     typed = {name: _split_list(command.config, name, _plain(value)) for name, value in values.items()
              if name in given}
@@ -312,7 +312,7 @@ def _plain(value: Any) -> Any:
 def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) -> None:
     """Everything between the parsed command line and the exit code (module docstring, steps 1-4)."""
     from tlcli.cli.report import Report
-    from tlcli.run import is_main_process
+    from tlcli.runs.run import is_main_process
 
     options = {name: values.pop(name) for name in RUN_OPTIONS + OUTPUT_OPTIONS if name in values}
     given = given_options(ctx) & set(values)
@@ -328,7 +328,7 @@ def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) ->
         _exit_failed(command, report.summary(summary or {}))
         return
     from tlcli.cli.options import check_out_path, require_out_under_torchrun
-    from tlcli.run import Run
+    from tlcli.runs.run import Run
 
     require_out_under_torchrun(options["out"], resume)
     if resume is not None:
@@ -368,7 +368,7 @@ def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) ->
     final = report.summary(summary, status=run.status, run_dir=str(run.path))
     on_dashboard = options["tui"] and dashboard_available()  # it printed the folder and the resume line
     if final["status"] in ("stopped", "interrupted") and command.resumable:
-        from tlcli.output import display_path
+        from tlcli.console.output import display_path
 
         if not on_dashboard:
             report.hint(f"{final['status']}; continue with: tlcli {command.path} --resume {display_path(run.path)}")
@@ -380,7 +380,7 @@ def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) ->
 def _exit_failed(command: Command, final: dict) -> None:
     """A job that ends with status ``failed`` (its summary written first) exits 1 with its ``error`` line."""
     if final.get("status") == "failed":
-        from tlcli.errors import JobFailed
+        from tlcli.console.errors import JobFailed
 
         raise JobFailed(str(final.get("error") or f"`tlcli {command.path}` failed"))
 
@@ -430,7 +430,7 @@ def _resumed_config(command: Command, run, changes: dict[str, Any]):
 
 
 def _not_ours(command: Command, path: Path, started_by: str | None) -> str:
-    from tlcli.output import display_path
+    from tlcli.console.output import display_path
 
     return (f"--resume {display_path(path)}: not a `tlcli {command.path}` run"
             f"{f' (it was made by `tlcli {started_by}`)' if started_by else ''}; "
@@ -447,7 +447,7 @@ def _refuse_foreign_run(command: Command, path: Path) -> str | None:
 
 def _started_by(path: Path) -> str | None:
     """The command recorded in the run's first ``run_start`` event, if any."""
-    from tlcli.events import read_events
+    from tlcli.runs.events import read_events
 
     try:
         for event in read_events(Path(path) / "events.jsonl"):

@@ -20,7 +20,7 @@ class LayersConfig(Options):
 def run_layers(cfg: LayersConfig, run, report) -> dict:
     from tlcli.engine.params import freeze_until as apply_freeze
     from tlcli.engine.params import block_name, list_blocks
-    from tlcli.errors import UsageError
+    from tlcli.console.errors import UsageError
     from tlcli.models.vision import build_vision_model
 
     model, freeze_until = _model_of_run(cfg.model), cfg.freeze_until
@@ -49,8 +49,8 @@ def _model_of_run(model: str) -> str:
     """A run folder (or its model/) stands for the architecture it exported (model.json's ``model``)."""
     from pathlib import Path
 
-    from tlcli.artifacts import read_model
-    from tlcli.errors import UsageError
+    from tlcli.runs.artifacts import read_model
+    from tlcli.console.errors import UsageError
 
     if not Path(model).is_dir():
         return model

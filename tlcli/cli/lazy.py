@@ -16,7 +16,7 @@ from typer.core import TyperCommand, TyperGroup
 # Typer 0.29 carries its own copy of Click (typer._click); its commands are that copy's classes.
 click = getattr(_typer_core, "_click", None) or __import__("click")
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 
 class LazyCommand(TyperCommand):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import typer
 
-from tlcli.errors import UsageError
-from tlcli.output import display_path
-from tlcli.paths import RUNS_ROOT
+from tlcli.console.errors import UsageError
+from tlcli.console.output import display_path
+from tlcli.runs.paths import RUNS_ROOT
 
 # Rich help keeps single newlines, so each paragraph is one string.
 HELP = "\n\n".join([

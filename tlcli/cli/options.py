@@ -20,7 +20,7 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 T = TypeVar("T")
 

@@ -60,8 +60,8 @@ EVALUATE = Command("evaluate", EvaluateConfig, "tlcli.cli.predict:run_evaluate",
 
 def load_run_predictor(run_dir: Path, device: str):
     """The predictor of a run folder (or of its model/ folder), loaded by the plugin that made it."""
-    from tlcli.artifacts import read_model
-    from tlcli.errors import UsageError
+    from tlcli.runs.artifacts import read_model
+    from tlcli.console.errors import UsageError
     from tlcli.plugin import resolve_target
     from tlcli.registry import load_plugins
 
@@ -77,7 +77,7 @@ def load_run_predictor(run_dir: Path, device: str):
 
 def _text_module():
     """``tlcli.cli.predict_texts`` (the text half), or a one-line refusal where it is not installed."""
-    from tlcli.errors import UsageError
+    from tlcli.console.errors import UsageError
 
     try:
         from tlcli.cli import predict_texts
@@ -124,9 +124,9 @@ def _image_probabilities(predictor, paths: list[Path], batch_size: int, workers:
 def run_predict(cfg: PredictConfig, run, report) -> dict:
     """Classify every input: one record each (streamed with --json), a table for people."""
     from tlcli.data.sources import BadFiles, expand_paths
-    from tlcli.errors import UsageError
-    from tlcli.evaluation import classifier_records
-    from tlcli.output import display_path
+    from tlcli.console.errors import UsageError
+    from tlcli.classify.evaluation import classifier_records
+    from tlcli.console.output import display_path
 
     run_dir = Path(cfg.run_dir)
     predictor = load_run_predictor(run_dir, cfg.device)
@@ -153,7 +153,7 @@ def run_predict(cfg: PredictConfig, run, report) -> dict:
 
 def _check_confusion_path(path: Optional[Path]) -> None:
     """``--confusion`` into a missing folder (or with another suffix) is refused before any work."""
-    from tlcli.errors import UsageError
+    from tlcli.console.errors import UsageError
 
     if path is None:
         return
@@ -169,8 +169,8 @@ def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
     import numpy as np
 
     from tlcli.data.sources import BadFiles, load_labelled
-    from tlcli.errors import UsageError
-    from tlcli.evaluation import classification_report, metrics_summary, show_metrics, write_confusion_picture
+    from tlcli.console.errors import UsageError
+    from tlcli.classify.evaluation import classification_report, metrics_summary, show_metrics, write_confusion_picture
 
     run_dir, data = Path(cfg.run_dir), Path(cfg.data)
     confusion = Path(cfg.confusion) if cfg.confusion else None

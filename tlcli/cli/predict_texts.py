@@ -23,7 +23,7 @@ def _short(text: str, width: int = 60) -> str:
 def emit_text_predictions(texts: Sequence[str], labels: Sequence[str], scores, top_k: int, report,
                           score_name: str = "score") -> None:
     """One record per text, in order (a JSON line each with ``--json``), and one table for people."""
-    from tlcli.evaluation import classifier_records
+    from tlcli.classify.evaluation import classifier_records
 
     rows = []
     for text, fields in zip(texts, classifier_records(scores, list(labels), top_k)):
@@ -59,9 +59,9 @@ def evaluate_texts(predictor, data_path: Path, report, confusion: Path | None = 
     import numpy as np
 
     from tlcli.data.texts import read_labelled_texts
-    from tlcli.errors import UsageError
-    from tlcli.evaluation import classification_report, show_metrics, write_confusion_picture
-    from tlcli.output import display_path
+    from tlcli.console.errors import UsageError
+    from tlcli.classify.evaluation import classification_report, show_metrics, write_confusion_picture
+    from tlcli.console.output import display_path
 
     labels = list(predictor.labels)
     samples = read_labelled_texts(Path(data_path))
@@ -85,7 +85,7 @@ def evaluate_texts(predictor, data_path: Path, report, confusion: Path | None = 
 def _probabilities(predictor, texts: list[str]):
     import numpy as np
 
-    from tlcli.errors import JobFailed
+    from tlcli.console.errors import JobFailed
 
     probs = np.asarray(predictor.predict_texts(texts), dtype=np.float64)
     if probs.shape != (len(texts), len(predictor.labels)):

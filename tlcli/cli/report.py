@@ -18,7 +18,7 @@ import re
 import sys
 from typing import Any, Iterable
 
-from tlcli.output import emit_json, info as _info, print_table, terminal_safe, warn as _warn
+from tlcli.console.output import emit_json, info as _info, print_table, terminal_safe, warn as _warn
 
 # C0 controls but tab and newline, DEL and C1: what starts or ends an escape sequence (CSI, OSC, DCS).
 _CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

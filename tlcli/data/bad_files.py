@@ -6,8 +6,8 @@ import math
 from typing import Iterable, Iterator
 
 from tlcli.data.common import BadImage, warn_verbatim
-from tlcli.errors import UsageError
-from tlcli.output import display_path
+from tlcli.console.errors import UsageError
+from tlcli.console.output import display_path
 
 DEFAULT_MAX_BAD = 0.05
 

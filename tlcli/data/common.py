@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tlcli.output import display_path, warn
+from tlcli.console.output import display_path, warn
 
 # What a folder walk picks up. Explicit files are taken whatever their name; the decoder decides.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -47,7 +47,7 @@ def has_image_extension(name: str, extensions: frozenset[str] = IMAGE_EXTENSIONS
 
 
 def warn_verbatim(message: str) -> None:
-    """``tlcli.output.warn`` for text holding file names: a name like ``[red]x.jpg`` prints as itself
+    """``tlcli.console.output.warn`` for text holding file names: a name like ``[red]x.jpg`` prints as itself
     instead of being read as rich markup."""
     from rich.markup import escape
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tlcli.data.images import ItemProgress, load_image, load_images
 from tlcli.data.sources import BadFiles, LabelledSample
-from tlcli.output import info
+from tlcli.console.output import info
 
 MEMORY_BUDGET_BYTES = 3 * 2**30  # keep decoded images in RAM below this; decode each epoch above it
 

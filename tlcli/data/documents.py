@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from tlcli.data.common import BadImage as BadFile  # the same (path, reason) record serves any file kind
-from tlcli.output import display_path
+from tlcli.console.output import display_path
 
 DOCUMENT_EXTENSIONS: frozenset[str] = frozenset(
     {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".pdf", ".py", ".ipynb", ".json", ".jsonl"}

@@ -299,7 +299,7 @@ class ItemProgress:
     terminal), nothing when ``quiet``. Use as a context manager; call ``update(done)``."""
 
     def __init__(self, label: str, total: int, quiet: bool = False, plain_every_s: float = 5.0):
-        from tlcli.output import stderr_is_terminal
+        from tlcli.console.output import stderr_is_terminal
 
         self.label, self.total, self.quiet = label, total, quiet or total == 0
         self.plain_every_s = plain_every_s
@@ -315,7 +315,7 @@ class ItemProgress:
         if self._rich:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            from tlcli.output import stderr_console
+            from tlcli.console.output import stderr_console
 
             self._bar = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
                                  TimeRemainingColumn(), console=stderr_console(), transient=True)

@@ -14,8 +14,8 @@ from typing import Sequence, TypeVar
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.common import IMAGE_EXTENSIONS, warn_verbatim
 from tlcli.data.walk import walk_image_files
-from tlcli.errors import UsageError
-from tlcli.output import display_path
+from tlcli.console.errors import UsageError
+from tlcli.console.output import display_path
 
 # A first manifest row is a header when its cells name these columns (then their order may differ and
 # other columns are ignored). Without a header the columns are path,label.

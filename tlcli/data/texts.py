@@ -2,7 +2,7 @@
 
 Every text command (``text zeroshot/probe``, ``prompt-tune``, ``tlcli predict``/``evaluate`` on text runs) reads
 through here, so a file means the same thing everywhere. Anything wrong with the input is a
-:class:`~tlcli.errors.UsageError` naming the file and line; nothing else escapes (tests/hostile checks it).
+:class:`~tlcli.console.errors.UsageError` naming the file and line; nothing else escapes (tests/hostile checks it).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
 
-from tlcli.errors import UsageError
-from tlcli.output import display_path, warn
+from tlcli.console.errors import UsageError
+from tlcli.console.output import display_path, warn
 
 TEXT_COLUMNS = ("text", "sentence", "input", "prompt", "question", "document")
 LABEL_COLUMNS = ("label", "class", "category", "target", "answer", "output")

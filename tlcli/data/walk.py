@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 from tlcli.data.common import IMAGE_EXTENSIONS, BadImage, has_image_extension
-from tlcli.output import display_path
+from tlcli.console.output import display_path
 
 
 def walk_image_files(

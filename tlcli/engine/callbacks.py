@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from tlcli.events import EventWriter
+from tlcli.runs.events import EventWriter
 
 
 class EventLog:
-    """Writes the run's events.jsonl (see tlcli.events for the format) through its :class:`tlcli.run.Run`
+    """Writes the run's events.jsonl (see tlcli.runs.events for the format) through its :class:`tlcli.runs.run.Run`
     (or, for callers that only have a folder, an EventWriter of its own). ``stage`` marks every event of
     one part of a multi-stage run."""
 
@@ -63,7 +63,7 @@ class Progress:
     """Progress on stderr: a rich bar on a terminal, a plain line every few seconds otherwise."""
 
     def __init__(self, quiet: bool = False, plain_every_s: float = 5.0):
-        from tlcli.output import stderr_is_terminal
+        from tlcli.console.output import stderr_is_terminal
 
         self.quiet = quiet
         self.rich = stderr_is_terminal() and not quiet
@@ -83,7 +83,7 @@ class Progress:
         if self.rich:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 
-            from tlcli.output import stderr_console
+            from tlcli.console.output import stderr_console
 
             self._bar = RichProgress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
@@ -118,7 +118,7 @@ class Progress:
     def _print(self, line: str) -> None:
         if self.quiet:
             return
-        from tlcli.output import terminal_safe
+        from tlcli.console.output import terminal_safe
 
         line = terminal_safe(line)
         if self._bar is not None:
@@ -131,5 +131,5 @@ def standard_callbacks(run, command: str, plugin: str, quiet: bool = False,
                        warnings: list[str] = (), stage: str | None = None) -> list:
     """The event log and the progress display every training command uses; ``warnings`` (files skipped
     before training) go into the log after run_start, so `tlcli monitor` shows them too. ``run`` is a
-    :class:`tlcli.run.Run` (or a run folder's path)."""
+    :class:`tlcli.runs.run.Run` (or a run folder's path)."""
     return [EventLog(run, command, plugin, warnings, stage), Progress(quiet=quiet)]

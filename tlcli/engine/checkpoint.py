@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from tlcli.paths import fsync_dir
+from tlcli.runs.paths import fsync_dir
 
 COMPLETE_MARKER = "COMPLETE"
 

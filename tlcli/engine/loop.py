@@ -34,8 +34,8 @@ from tlcli.engine.frozen import FrozenParts
 from tlcli.engine.params import apply_train_mode, block_states, count_params, set_trainable
 from tlcli.engine.schedule import lr_factor
 from tlcli.engine.task import Task, TrainConfig
-from tlcli.errors import JobFailed, UsageError
-from tlcli.paths import CHECKPOINTS_DIR, STOP_REQUEST_FILE
+from tlcli.console.errors import JobFailed, UsageError
+from tlcli.runs.paths import CHECKPOINTS_DIR, STOP_REQUEST_FILE
 
 
 @dataclass
@@ -222,7 +222,7 @@ def _build_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
 
 def fit(task: Task, cfg: TrainConfig, run, callbacks=(), resume: bool = False,
         outer_runs: Sequence[Path] = ()) -> RunResult:
-    """Train ``task`` as ``cfg`` says, writing checkpoints into the run folder (a :class:`tlcli.run.Run`
+    """Train ``task`` as ``cfg`` says, writing checkpoints into the run folder (a :class:`tlcli.runs.run.Run`
     or its path). Returns how it ended. ``outer_runs``: folders of the runs this fit is one part of, whose
     stop request also ends it.
 

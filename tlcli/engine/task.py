@@ -93,7 +93,7 @@ class Task:
         date by ``on_optimizer_step``) must pick up there, not at 0, or the resume is not exact."""
 
     def export(self, model, run_dir: Path, result) -> None:
-        """Write ``run_dir/model/`` atomically (``tlcli.artifacts.write_model`` into a temporary folder that
+        """Write ``run_dir/model/`` atomically (``tlcli.runs.artifacts.write_model`` into a temporary folder that
         is renamed into place; the Run's ``model_writer()`` does both)."""
 
 

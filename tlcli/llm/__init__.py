@@ -9,7 +9,7 @@ Nothing heavy is imported here: torch and transformers load only when an ``hf:``
 
 from __future__ import annotations
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 from tlcli.llm.base import (
     LLM, ChatResult, Choice, Generation, SamplingParams, ToolCall, Usage, cut_at_stop, sampling_params,

@@ -21,7 +21,7 @@ from typing import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -224,7 +224,7 @@ class LLM(ABC):
     Implementations override ``chat`` or ``generate`` (or both: each has a default built on the other).
     They must be safe to call repeatedly; they load their model or open their connection on first use or
     in ``__init__`` and report a missing model or an unreachable server as
-    :class:`tlcli.errors.UsageError` (one line naming the fix).
+    :class:`tlcli.console.errors.UsageError` (one line naming the fix).
     """
 
     #: The spec string it was built from (``hf:...``, ``openai:...``), for logs and output.

@@ -10,7 +10,7 @@ import os
 import warnings
 from pathlib import Path
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.llm.base import (
     LLM, Generation, call_as_dict, check_messages, check_tools, cut_at_stop, cut_stream_at_stop, render_plain,
     result_from_generation, sampling_params,
@@ -349,7 +349,7 @@ def _load_error(spec: HFSpec, error: Exception) -> UsageError:
 
 
 def _first_line(error: Exception) -> str:
-    from tlcli.secrets import safe_message
+    from tlcli.console.secrets import safe_message
 
     text = safe_message(str(error)).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -26,14 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
-from tlcli.errors import JobFailed, UsageError
+from tlcli.console.errors import JobFailed, UsageError
 from tlcli.llm.base import (
     LLM, ChatResult, Choice, Generation, ToolCall, Usage, call_as_dict, check_messages, check_tools, cut_at_stop,
     cut_stream_at_stop, render_plain, sampling_params, split_total,
 )
 from tlcli.llm.spec import COMMAND_LINE, ENVIRONMENT, OpenAISpec
 from tlcli.llm.transport import OutOfTime, Retryable, StreamCut, parse_retry_after, read_body, sse_events, time_left
-from tlcli.secrets import redact, register_secret
+from tlcli.console.secrets import redact, register_secret
 
 KEY_ENV_VARS = ("TLCLI_LLM_API_KEY", "OPENAI_API_KEY")
 BASE_URL_ENV_VARS = ("TLCLI_LLM_BASE_URL", "OPENAI_BASE_URL")
@@ -485,7 +485,7 @@ def _token_count(usage: dict, key: str, warned: set) -> int:
         why = "negative" if value < 0 else "not a whole number" if value <= MAX_REPORTED_TOKENS else "too large"
         if (key, why) not in warned:
             warned.add((key, why))
-            from tlcli.output import warn
+            from tlcli.console.output import warn
 
             warn(f"the server reported usage.{key} = {str(value)[:24]} ({why}); counted as {clamped}")
     return clamped
@@ -561,6 +561,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def _info(message: str) -> None:
-    from tlcli.output import info
+    from tlcli.console.output import info
 
     info(message)

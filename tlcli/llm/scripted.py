@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Union
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.llm.base import (
     LLM, ChatResult, Choice, Generation, ToolCall, Usage, check_messages, check_tools, cut_at_stop,
     sampling_params,

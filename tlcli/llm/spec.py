@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 ENV_VAR = "TLCLI_LLM"
 #: Where a spec came from. Only the command line (``--llm``, or a string a program passes) may turn on
@@ -187,7 +187,7 @@ def config_file() -> Path | None:
         if not path.is_file():
             raise UsageError(f"{CONFIG_ENV_VAR}={explicit} is not a file; fix the path or unset it")
         return path
-    from tlcli.paths import tlcli_home
+    from tlcli.runs.paths import tlcli_home
 
     for path in (Path("tlcli.toml"), tlcli_home() / "config.toml"):
         if path.is_file():
@@ -196,7 +196,7 @@ def config_file() -> Path | None:
 
 
 def _from_config(path: Path) -> tuple[str, dict] | None:
-    from tlcli.config_file import read_options_file
+    from tlcli.console.config_file import read_options_file
 
     table = read_options_file(path, option="config file").get("llm")
     if table is None:
@@ -217,14 +217,14 @@ def find_spec(flag: str | None = None) -> LLMSpec:
         return parse_spec(flag)
     env = os.environ.get(ENV_VAR, "").strip()
     if env:
-        from tlcli.output import info
+        from tlcli.console.output import info
 
         info(f"LLM from ${ENV_VAR}")
         return parse_spec(env, source=ENVIRONMENT)
     path = config_file()
     found = _from_config(path) if path else None
     if found:
-        from tlcli.output import info
+        from tlcli.console.output import info
 
         info(f"LLM settings read from config file {path}")
         return parse_spec(*found, source=f"config file {path}")

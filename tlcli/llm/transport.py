@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Iterator
 
-from tlcli.errors import JobFailed
-from tlcli.secrets import redact
+from tlcli.console.errors import JobFailed
+from tlcli.console.secrets import redact
 
 MAX_BODY = 32 * 1024 * 1024  # bytes; no completion is this large
 MAX_EVENT = 4 * 1024 * 1024  # bytes in one server-sent event

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -112,7 +112,7 @@ class ClipModel:
         """exp(logit_scale) and logit_bias, remembered on disk under the model's key (which hashes the
         weights): a zero-shot run on cached features and label embeddings then never builds the model."""
         if getattr(self, "_scalar_values", None) is None:
-            from tlcli.paths import atomic_write_text, cache_dir
+            from tlcli.runs.paths import atomic_write_text, cache_dir
 
             memo = cache_dir("models") / f"{self.key}-logit.json"
             try:
@@ -298,7 +298,7 @@ def _packing_available() -> bool:
     from importlib.metadata import version
 
     from tlcli.hardware import cpu_has_bf16
-    from tlcli.paths import atomic_write_text, cache_dir
+    from tlcli.runs.paths import atomic_write_text, cache_dir
 
     ident = f"packing {version('torch')} bf16={cpu_has_bf16()}"
     memo = cache_dir("models") / (hashlib.sha256(ident.encode()).hexdigest()[:32] + ".json")
@@ -380,7 +380,7 @@ def _remembered_resolution(model: str, pretrained: str | None) -> _Resolved:
     from dataclasses import asdict
     from importlib.metadata import version
 
-    from tlcli.paths import atomic_write_text, cache_dir
+    from tlcli.runs.paths import atomic_write_text, cache_dir
 
     files = [model, model.removeprefix("local-dir:")] + ([pretrained] if pretrained else [])
     stamps = {os.path.abspath(f): _stamp(f) for f in files}
@@ -637,7 +637,7 @@ def _tokenizer(name: str, model: str):
 def _file_digest(path: Path) -> str:
     """sha256 of a file's content, hashed once and remembered per (path, size, mtime, inode, ctime): a different
     file copied over it with its old size and mtime (cp -p, rsync -a, tar x) is hashed again."""
-    from tlcli.paths import atomic_write_text, cache_dir
+    from tlcli.runs.paths import atomic_write_text, cache_dir
 
     path = Path(path)
     try:

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.text import (DEFAULT_TEXT_MODEL, index_shards, load_sentence_transformer, model_key,
                                read_rows, recorded_width, resolve_text_model, text_hash, unit_row, write_shard)
 
@@ -460,7 +460,7 @@ class Embedder:
 
     @property
     def cache_folder(self) -> Path:
-        from tlcli.paths import cache_dir
+        from tlcli.runs.paths import cache_dir
 
         return cache_dir("text-embeddings") / model_key(self.model)
 
@@ -531,7 +531,7 @@ class Embedder:
 
     def _report_damaged(self) -> None:
         if self._damaged:
-            from tlcli.output import warn
+            from tlcli.console.output import warn
 
             warn(f"text-embedding cache: {self._damaged} damaged row{'s' if self._damaged > 1 else ''} (wrong width, "
                  f"not unit length or not finite) under {self.cache_folder}; computing them again")

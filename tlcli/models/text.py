@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tlcli.errors import UsageError
-from tlcli.paths import atomic_write_bytes, atomic_write_text
+from tlcli.console.errors import UsageError
+from tlcli.runs.paths import atomic_write_bytes, atomic_write_text
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}

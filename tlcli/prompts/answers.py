@@ -119,7 +119,7 @@ def majority_vote(answers: list[str | None]) -> tuple[str | None, dict[str, int]
 
 
 def compile_answer_regex(pattern: str | None) -> re.Pattern | None:
-    from tlcli.errors import UsageError
+    from tlcli.console.errors import UsageError
 
     if not pattern:
         return None

@@ -37,7 +37,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "templates"
 SUFFIX = ".jinja"
@@ -445,7 +445,7 @@ def builtin_names() -> list[str]:
 
 
 def user_dir() -> Path:
-    from tlcli.paths import tlcli_home
+    from tlcli.runs.paths import tlcli_home
 
     return tlcli_home() / "prompt-templates"
 

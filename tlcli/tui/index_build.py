@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tlcli.output import terminal_safe
+from tlcli.console.output import terminal_safe
 
 MAX_COUNT = 10**15
 MAX_RATE = 1e12

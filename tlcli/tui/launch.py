@@ -89,7 +89,7 @@ def closing_lines(run_dir: Path, hint_said: bool = False) -> list[str]:
     """What `--tui` prints once the dashboard has closed, read from the run's event log: the run folder, and,
     when the run stopped or was interrupted after writing a checkpoint, how to continue it (the command is
     the run's own, from its run_start event; unless ``hint_said``: the job said it already)."""
-    from tlcli.output import display_path
+    from tlcli.console.output import display_path
     from tlcli.tui.state import load_run
 
     run_dir = Path(run_dir)
@@ -136,7 +136,7 @@ class JobOutcome:
 def _wait_after_dashboard(run_dir: Path, outcome: JobOutcome) -> None:
     from tlcli.tui.stop import request_stop
 
-    from tlcli.output import display_path
+    from tlcli.console.output import display_path
 
     print(f"tlcli: dashboard closed; training continues (watch it with: tlcli monitor {display_path(run_dir)}). "
           "Ctrl-C asks it to stop.", file=sys.stderr, flush=True)

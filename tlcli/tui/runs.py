@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tlcli.paths import CONFIG_FILE, EVENTS_FILE
+from tlcli.runs.paths import CONFIG_FILE, EVENTS_FILE
 from tlcli.tui.state import RunState
 from tlcli.tui.tail import EventTail
 

@@ -1,4 +1,4 @@
-"""What the dashboard knows about one run, folded from its events (see `tlcli/events.py`).
+"""What the dashboard knows about one run, folded from its events (see `tlcli/runs/events.py`).
 
 Plain Python, no Textual: the watcher thread folds events into a `RunState` and hands the screen a
 `snapshot()`, which the screen only reads.
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tlcli.events import writer_alive
-from tlcli.output import terminal_safe
+from tlcli.runs.events import writer_alive
+from tlcli.console.output import terminal_safe
 from tlcli.tui.index_build import IndexBuild
 
 STALE_AFTER_S = 600.0
@@ -508,7 +508,7 @@ def _end_status(value: Any) -> str:
 
 def load_run(run_dir: Path) -> RunState:
     """A run's state from its whole log, read once (the runs table and tests use this)."""
-    from tlcli.paths import EVENTS_FILE
+    from tlcli.runs.paths import EVENTS_FILE
     from tlcli.tui.tail import EventTail
 
     state = RunState(Path(run_dir), name=Path(run_dir).name)

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from tlcli.paths import STOP_REQUEST_FILE, atomic_write_text
+from tlcli.runs.paths import STOP_REQUEST_FILE, atomic_write_text
 
 
 def request_stop(run_dir: Path) -> Path:

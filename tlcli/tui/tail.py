@@ -1,6 +1,6 @@
 """Incremental reading of an event log that another process is appending to.
 
-Same tolerance as `tlcli.events.read_events`: a line without its newline is left for the next read
+Same tolerance as `tlcli.runs.events.read_events`: a line without its newline is left for the next read
 (the writer is mid-write or died), a corrupt line is skipped, a line that is not an event is ignored.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlcli.events import parse_event_line
+from tlcli.runs.events import parse_event_line
 
 # One read never takes more than this; a huge backlog is consumed over several polls so the UI keeps
 # getting updates while it catches up.
@@ -100,7 +100,7 @@ class EventTail:
 
 
 def _describe(error: OSError) -> str:
-    from tlcli.output import display_path
+    from tlcli.console.output import display_path
 
     reason = (error.strerror or type(error).__name__).lower()
     return f"cannot read {display_path(error.filename or '')}: {reason}"

@@ -14,7 +14,7 @@ from pathlib import Path
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from tlcli.paths import EVENTS_FILE
+from tlcli.runs.paths import EVENTS_FILE
 from tlcli.tui.state import RunState
 from tlcli.tui.tail import EventTail
 

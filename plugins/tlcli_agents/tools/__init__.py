@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 TOOL_SPECS = "calculator, files:DIR, rag:DIR, mcp:COMMAND#TOOL,TOOL"
 MAX_RESULT_CHARS = 20_000  # what one tool result may put into the conversation

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_agents.tools import Tool, ToolError
 
 MAX_READ_BYTES = 64 * 1024

@@ -14,7 +14,7 @@ import tempfile
 import threading
 from concurrent.futures import Future
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli_agents.tools import Tool, ToolError
 
 CONNECT_TIMEOUT_S = 30.0

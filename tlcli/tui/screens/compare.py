@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tlcli.output import display_path
+from tlcli.console.output import display_path
 from tlcli.tui.format import duration, number
 from tlcli.tui.runs import RunReader
 from tlcli.tui.state import RunState

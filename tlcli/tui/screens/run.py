@@ -15,7 +15,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from tlcli.output import display_path, terminal_safe
+from tlcli.console.output import display_path, terminal_safe
 from tlcli.tui.state import ENDED_STATUSES, RunState
 from tlcli.tui.stop import request_stop
 from tlcli.tui.watcher import EventLogWatcher, RunUpdated

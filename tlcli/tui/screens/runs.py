@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tlcli.output import display_path
+from tlcli.console.output import display_path
 from tlcli.tui.format import clock, number
 from tlcli.tui.runs import RunReader, find_runs
 from tlcli.tui.state import RunState

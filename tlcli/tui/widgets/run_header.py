@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tlcli.output import display_path
+from tlcli.console.output import display_path
 from tlcli.tui.format import duration
 from tlcli.tui.state import RunState
 

@@ -69,7 +69,7 @@ class EventWriter:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")
-        from tlcli.output import to_json
+        from tlcli.console.output import to_json
 
         record = {"time": round(time.time(), 3), "run": self.run, "kind": kind, "step": step,
                   "epoch": epoch, "stage": stage, "data": data}

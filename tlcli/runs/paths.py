@@ -30,8 +30,8 @@ def cache_dir(kind: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        from tlcli.errors import UsageError
-        from tlcli.output import display_path
+        from tlcli.console.errors import UsageError
+        from tlcli.console.output import display_path
 
         where = "TLCLI_HOME" if os.environ.get("TLCLI_HOME") else "the cache folder (TLCLI_HOME unset)"
         raise UsageError(f"{where} {display_path(tlcli_home())}: cannot create {kind}/ there "

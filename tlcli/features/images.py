@@ -33,8 +33,8 @@ import numpy as np
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.common import BadImage
 from tlcli.data.images import ItemProgress, default_workers, load_images
-from tlcli.output import warn
-from tlcli.paths import atomic_write_bytes, atomic_write_text, cache_dir
+from tlcli.console.output import warn
+from tlcli.runs.paths import atomic_write_bytes, atomic_write_text, cache_dir
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The one linear probe: multinomial logistic regression on frozen features, for images and texts.
 
 The head works on L2-normalised features: ``logits = normalize(f) @ W.T + b``. It is fit full-batch with
-L-BFGS in float64 (tlcli.logistic: a convex problem, so the optimum does not depend on the start),
+L-BFGS in float64 (tlcli.classify.logistic: a convex problem, so the optimum does not depend on the start),
 minimising ``mean cross-entropy + weight_decay / 2 * ||W - anchor||^2``. The anchor is zero, or a head to
 stay near (CLIP's zero-shot head: with few shots the probe then starts from zero-shot and is pulled back
 towards it). The weight decay is swept on a validation split, as clip_benchmark does.
@@ -32,7 +32,7 @@ def fit(x: np.ndarray, y: np.ndarray, num_classes: int, weight_decay: float, anc
 
     ``x`` is used as given (callers normalise it). ``start`` only changes where the solver begins (a warm
     start from a neighbouring weight decay), not the optimum."""
-    from tlcli.logistic import fit_logistic as solve
+    from tlcli.classify.logistic import fit_logistic as solve
 
     weight, bias = solve(np.asarray(x, dtype=np.float64), np.asarray(y), num_classes, weight_decay,
                          anchor=anchor, start=start, max_iter=max_iter)

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 # An options file is a few lines; a larger one is a mistaken path (a dataset, a model file).
 MAX_OPTIONS_FILE_BYTES = 1024 * 1024
@@ -25,7 +25,7 @@ def read_options_file(path: os.PathLike | str, option: str = "--config") -> dict
     ``option``, the path, the problem and the fix) for anything that is not a readable UTF-8 TOML file."""
     import tomllib
 
-    from tlcli.output import display_path
+    from tlcli.console.output import display_path
 
     path = Path(os.fsdecode(path))
     where = f"{option} {display_path(path)}"

@@ -35,7 +35,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u
 def terminal_safe(text: str) -> str:
     """``text`` fit for a terminal line: control characters shown as escapes (``\\x1b``, ``\\n``) and secrets
     masked. Everything that writes names or messages for people goes through this."""
-    from tlcli.secrets import safe_message
+    from tlcli.console.secrets import safe_message
 
     text = safe_message(str(text))
     # Lone surrogates (a JSON "\udc80", a non-UTF-8 file name decoded with surrogateescape) cannot be

@@ -28,11 +28,11 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
-from tlcli.errors import TlcliError, UsageError
-from tlcli.events import EventWriter, read_events
-from tlcli.paths import (CHECKPOINTS_DIR, CONFIG_FILE, EVENTS_FILE, METRICS_FILE, MODEL_DIR, RUN_MARKER_FILE,
+from tlcli.console.errors import TlcliError, UsageError
+from tlcli.runs.events import EventWriter, read_events
+from tlcli.runs.paths import (CHECKPOINTS_DIR, CONFIG_FILE, EVENTS_FILE, METRICS_FILE, MODEL_DIR, RUN_MARKER_FILE,
                          RUNS_ROOT, STOP_REQUEST_FILE, atomic_write_text)
-from tlcli.secrets import redact
+from tlcli.console.secrets import redact
 
 LOCK_FILE = ".lock"
 ENDED = ("finished", "stopped", "interrupted", "failed")
@@ -243,7 +243,7 @@ class Run:
 
     def write_metrics(self, metrics: dict) -> None:
         if self.writable:
-            from tlcli.output import to_json
+            from tlcli.console.output import to_json
 
             atomic_write_text(self.path / METRICS_FILE, to_json(metrics))
 

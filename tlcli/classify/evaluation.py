@@ -66,7 +66,7 @@ def classification_report(probs: np.ndarray, targets: np.ndarray, labels: list[s
 
 def write_confusion_picture(confusion: list[list[int]], labels: list[str], path: Path) -> Path:
     """An SVG (or PNG by suffix) of the matrix. A folder that does not exist is a usage error (one line)."""
-    from tlcli.errors import UsageError
+    from tlcli.console.errors import UsageError
 
     path = Path(path)
     if not path.parent.is_dir():

@@ -2,7 +2,7 @@
 
 Layout: ``model.json`` (``kind``, ``plugin``, ``format`` and the plugin's own fields), ``labels.json`` (class
 names in output order) when the model classifies, ``preprocessing.json`` when it has one, and tensors as
-safetensors (never pickle). Write it inside :meth:`tlcli.run.Run.model_writer` so it appears in one rename.
+safetensors (never pickle). Write it inside :meth:`tlcli.runs.run.Run.model_writer` so it appears in one rename.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 
 MODEL_JSON = "model.json"
 LABELS_JSON = "labels.json"
@@ -162,7 +162,7 @@ def first_nonfinite(tensors: dict[str, Any]) -> str | None:
 def _save_tensors(tensors: dict[str, Any], path: Path, metadata: dict[str, str]) -> None:
     bad = first_nonfinite(tensors)
     if bad is not None:  # a NaN model would predict "score: null" for every input
-        from tlcli.errors import JobFailed
+        from tlcli.console.errors import JobFailed
 
         raise JobFailed(f"the trained weights are not finite (NaN or inf in {bad}); no model exported. Lower "
                         "--lr or pass --clip-grad, and start again")

@@ -1,0 +1,1 @@
+"""Linear probes and classification metrics."""

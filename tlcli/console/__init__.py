@@ -1,0 +1,1 @@
+"""What the user sees and hands in: output, errors, secrets masking, option files."""

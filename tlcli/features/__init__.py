@@ -1,0 +1,1 @@
+"""Content-keyed caches of computed rows (image features)."""

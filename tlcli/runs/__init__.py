@@ -1,0 +1,1 @@
+"""The run-folder contract: the Run, its events, model/ artifacts and paths."""
