@@ -347,6 +347,10 @@ class TextEmbedder:
     def network(self):
         """tlcli's forward pass, in this placement's precision (None: the library runs the model)."""
         if self.layout is None:
+            if self.precision == "int8":
+                raise UsageError(f"--precision int8: tlcli quantises only BERT-layout sentence-transformers folders "
+                                 f"with model.safetensors and tokenizer.json, and {self.model} is not one; use fp32 "
+                                 "or bf16")
             return None
         import torch
 
