@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tlcli.errors import UsageError
 from tlcli.models.embedder import TextEmbedder
 
 TEXTS = ["short", "a somewhat longer sentence about retrieval and indexes",
@@ -76,6 +77,8 @@ def test_a_model_folder_of_another_layout_goes_through_the_library(tmp_path):
     embedder = TextEmbedder(str(folder), precision="fp32")
     assert embedder.network is None
     assert embedder.encode(["hello"]).shape == (1, 384)
+    with pytest.raises(UsageError, match="--precision int8: .*use fp32 or bf16"):
+        TextEmbedder(str(folder), precision="int8").encode(["hello"])
 
 
 def test_queries_on_a_cpu_run_in_fp32_unless_asked():
