@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcli.errors import UsageError
+from tlcli.console.errors import UsageError
 from tlcli.models.embedder import TextEmbedder
 
 TEXTS = ["short", "a somewhat longer sentence about retrieval and indexes",
