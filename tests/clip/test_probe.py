@@ -161,10 +161,10 @@ def test_predict_and_evaluate_work_on_a_probe_run(cli, tiny_config, image_folder
     evaluated = cli("evaluate", "run", image_folder, "--json")
     assert evaluated.exit_code == 0, evaluated.stderr
     report = json_lines(evaluated.stdout)[-1]
-    assert report["n"] == 36 and report["accuracy"] == 1.0
+    assert report["n"] == 36 and report["metrics"]["accuracy"] == 1.0
     predicted = cli("predict", "run", image_folder / "fish" / "fish01.png", "--json")
     assert predicted.exit_code == 0, predicted.stderr
-    record = json_lines(predicted.stdout)[-1]
+    record = json_lines(predicted.stdout)[-2]  # the record, then the summary
     assert record["label"] == "fish" and record["score"] > 0.5
 
 

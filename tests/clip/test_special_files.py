@@ -26,7 +26,7 @@ def test_zeroshot_skips_dev_zero_and_a_fifo(cli, tiny_config, image_folder, mode
                  *model_args(tiny_config))
     assert result.exit_code == 0, result.stderr
     assert "not a regular file" in result.stderr and "/dev/zero" in result.stderr
-    assert len(result.stdout.strip().splitlines()) == 1
+    assert len(result.stdout.strip().splitlines()) == 2  # one record, then the summary
 
 
 def test_skipped_special_files_count_in_the_max_bad_total(cli, tiny_config, image_folder, model_args, tmp_path):
