@@ -65,7 +65,7 @@ def test_vprompt_on_two_gloo_processes(cli, image_folder, tiny_config, tiny_weig
     assert not [p for p in run.rglob("*") if ".tmp" in p.name or ".old" in p.name]
     predicted = cli("predict", run, image_folder / "cat", "--json", "--device", "cpu")
     assert predicted.exit_code == 0, predicted.stderr
-    assert len(predicted.json_lines()) == 12
+    assert len(predicted.json_lines()) == 12 + 1  # the records, then the summary
 
 
 def test_vprompt_under_torchrun_needs_out(cli, image_folder, tiny_config, tiny_weights):
