@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
+from tlcli.classify.evaluation import metrics_summary
+from tlcli.cli.predict_texts import emit_text_predictions, evaluate_texts, predict_texts
+from tlcli.console.errors import UsageError
+from tlcli.console.output import display_path
 from tlcli.data.labelled import training_classes
 from tlcli.data.texts import read_labelled_texts, read_texts
-from tlcli.console.errors import JobFailed, UsageError
-from tlcli.classify.evaluation import classification_report, classifier_records, write_confusion_picture
 from tlcli.models.embedder import Embedder
-from tlcli.console.output import display_path
 from tlcli_text.config import ProbeConfig, TextEvaluateConfig, TextPredictConfig, ZeroshotConfig
 
 PROBE_KIND = "text-probe"
-# Texts per predictor call: big enough for the encoder's batches, small enough that a pipe sees lines soon.
-CHUNK = 256
 
 
 def embedder_for(model: str, device: str, batch_size: int | None = None) -> Embedder:
@@ -46,50 +44,6 @@ def texts_of(cfg) -> list[str]:
     return read_texts(list(cfg.texts), Path(cfg.input) if cfg.input else None)
 
 
-def _short(text: str, width: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-class Predictions:
-    """Classifier records, one per text, in order: each a record as it comes; one table for people at the end
-    (texts and labels come from files and models: the table escapes them on a terminal)."""
-
-    def __init__(self, report, labels: Sequence[str], top_k: int, score_name: str = "score"):
-        self.report, self.labels, self.top_k, self.score_name = report, list(labels), top_k, score_name
-        self.rows: list[list[str]] = []
-
-    def add(self, texts: Sequence[str], scores) -> None:
-        for text, fields in zip(texts, classifier_records(scores, self.labels, self.top_k)):
-            self.report.record({"text": text, **fields})
-            self.rows.append([_short(text), fields["label"], f"{fields['score']:.3f}",
-                              ", ".join(f"{t['label']} {t['score']:.2f}" for t in fields["top"][1:])])
-
-    def show(self) -> None:
-        if self.rows:
-            self.report.table(None, ["text", "label", self.score_name, "next"], self.rows)
-
-
-def probabilities(predictor, texts: list[str]) -> np.ndarray:
-    """(len(texts), len(labels)) class probabilities, checked: a broken export fails in one line."""
-    probs = np.asarray(predictor.predict_texts(texts), dtype=np.float64)
-    if probs.shape != (len(texts), len(predictor.labels)):
-        raise JobFailed(f"the predictor returned scores of shape {probs.shape} for {len(texts)} texts and "
-                        f"{len(predictor.labels)} labels")
-    if not np.isfinite(probs).all():
-        raise JobFailed("the model produced non-finite scores (NaN or inf); its export is broken, re-train it")
-    return probs
-
-
-def classify(report, predictor, texts: list[str], top_k: int) -> None:
-    """Records for ``texts`` chunk by chunk (a pipe sees lines soon), then the table."""
-    shown = Predictions(report, predictor.labels, top_k, "prob")
-    for start in range(0, len(texts), CHUNK):
-        chunk = texts[start:start + CHUNK]
-        shown.add(chunk, probabilities(predictor, chunk))
-    shown.show()
-
-
 # --- zeroshot -----------------------------------------------------------------------------------------
 
 def zeroshot(cfg: ZeroshotConfig, run, report) -> dict:
@@ -97,9 +51,7 @@ def zeroshot(cfg: ZeroshotConfig, run, report) -> dict:
     texts = texts_of(cfg)
     embedder = embedder_for(cfg.model, cfg.device, cfg.batch_size)
     scores = zero_shot_scores(embedder, texts, list(cfg.labels), cfg.label_template)
-    shown = Predictions(report, cfg.labels, cfg.top_k, "cosine")
-    shown.add(texts, scores)
-    shown.show()
+    emit_text_predictions(texts, list(cfg.labels), scores, cfg.top_k, report, score_name="cosine")
     return {"status": "finished", "texts": len(texts), "labels": list(cfg.labels), "model": cfg.model}
 
 
@@ -123,38 +75,18 @@ def text_predictor(run_dir: str, device: str):
 
 
 def predict(cfg: TextPredictConfig, run, report) -> dict:
-    """`tlcli text predict`: one classifier record per text."""
-    texts = texts_of(cfg)
-    classify(report, text_predictor(cfg.run_dir, cfg.device), texts, cfg.top_k)
-    return {"status": "finished", "texts": len(texts)}
+    """`tlcli text predict`: one classifier record per text (as `tlcli predict` on a text run)."""
+    count = predict_texts(text_predictor(cfg.run_dir, cfg.device), list(cfg.texts), cfg.top_k, report,
+                          Path(cfg.input) if cfg.input else None)
+    return {"status": "finished", "texts": count}
 
 
 def evaluate(cfg: TextEvaluateConfig, run, report) -> dict:
     """`tlcli text evaluate`: the output contract's metrics (accuracy, top5_accuracy, mean_recall,
-    per_class, confusion) at the top of the summary's ``metrics``."""
-    predictor = text_predictor(cfg.run_dir, cfg.device)
-    labels = list(predictor.labels)
-    samples = read_labelled_texts(Path(cfg.data))
-    index_of = {label: i for i, label in enumerate(labels)}
-    unknown = sorted({s.label for s in samples} - set(index_of))
-    if unknown:
-        raise UsageError(f"{display_path(cfg.data)}: labels the model does not know: {', '.join(unknown[:5])}; "
-                         f"the model knows {', '.join(labels[:10])}")
-    texts = [s.text for s in samples]
-    probs = np.concatenate([probabilities(predictor, texts[i:i + CHUNK]) for i in range(0, len(texts), CHUNK)])
-    metrics = classification_report(probs, np.asarray([index_of[s.label] for s in samples]), labels)
-    count = metrics.pop("n")
-    summary = {"status": "finished", "texts": count, "metrics": metrics}
-    if cfg.confusion is not None:
-        write_confusion_picture(metrics["confusion"], labels, Path(cfg.confusion))
-        summary["confusion_picture"] = cfg.confusion
-        report.info(f"confusion matrix written to {cfg.confusion}")
-    report.table(f"{display_path(cfg.data)}: {count} texts", ["accuracy", "top5_accuracy", "mean_recall"],
-                 [[f"{metrics['accuracy']:.4f}", f"{metrics['top5_accuracy']:.4f}", f"{metrics['mean_recall']:.4f}"]])
-    report.table("per class", ["label", "precision", "recall", "support"],
-                 [[label, f"{c['precision']:.3f}", "-" if c["recall"] is None else f"{c['recall']:.3f}",
-                   c["support"]] for label, c in metrics["per_class"].items()])
-    return summary
+    per_class) under the summary's ``metrics`` (as `tlcli evaluate` on a text run)."""
+    scored = evaluate_texts(text_predictor(cfg.run_dir, cfg.device), Path(cfg.data), report,
+                            Path(cfg.confusion) if cfg.confusion else None)
+    return {"status": "finished", "texts": scored["n"], **metrics_summary(scored)}
 
 
 # --- probe ------------------------------------------------------------------------------------------

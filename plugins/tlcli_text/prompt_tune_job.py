@@ -12,7 +12,8 @@ from tlcli.engine.loop import fit
 from tlcli.console.errors import UsageError
 from tlcli.console.output import display_path
 from tlcli_text.config import PromptTuneConfig, PromptTunePredictConfig
-from tlcli_text.job import Predictions, probabilities, texts_of
+from tlcli.cli.predict_texts import emit_text_predictions, probabilities
+from tlcli_text.job import texts_of
 from tlcli_text.predictors import SoftPromptModel, SoftPromptPredictor
 from tlcli_text.task import (
     Examples, PromptTuneTask, encode_for_classify, encode_for_generate, eos_id, input_budget, load_base,
@@ -86,9 +87,8 @@ def predict(cfg: PromptTunePredictConfig, run, report) -> dict:
     texts = texts_of(cfg)
     if loaded.mode == "classify":
         predictor = SoftPromptPredictor(loaded)
-        shown = Predictions(report, predictor.labels, cfg.top_k, "prob")
-        shown.add(texts, probabilities(predictor, texts))
-        shown.show()
+        emit_text_predictions(texts, predictor.labels, probabilities(predictor, texts), cfg.top_k, report,
+                              score_name="prob")
         return {"status": "finished", "mode": "classify", "texts": len(texts)}
     base, module = loaded.base, loaded.module
     budget = input_budget(loaded.cfg.max_length, base, loaded.cfg.virtual_tokens)

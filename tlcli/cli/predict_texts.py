@@ -45,9 +45,9 @@ def predict_texts(predictor, inputs: Sequence[str], top_k: int, report, input_fi
     if report.json_output:
         for start in range(0, len(texts), CHUNK):
             chunk = texts[start:start + CHUNK]
-            emit_text_predictions(chunk, labels, _probabilities(predictor, chunk), top_k, report)
+            emit_text_predictions(chunk, labels, probabilities(predictor, chunk), top_k, report)
     else:
-        emit_text_predictions(texts, labels, _probabilities(predictor, texts), top_k, report, score_name="prob")
+        emit_text_predictions(texts, labels, probabilities(predictor, texts), top_k, report, score_name="prob")
     return len(texts)
 
 
@@ -71,7 +71,7 @@ def evaluate_texts(predictor, data_path: Path, report, confusion: Path | None = 
         raise UsageError(f"{display_path(data_path)}: labels the model does not know: {', '.join(unknown[:5])}; "
                          f"the model knows {', '.join(labels[:10])}")
     texts = [s.text for s in samples]
-    probs = np.concatenate([_probabilities(predictor, texts[i:i + CHUNK]) for i in range(0, len(texts), CHUNK)])
+    probs = np.concatenate([probabilities(predictor, texts[i:i + CHUNK]) for i in range(0, len(texts), CHUNK)])
     scored = classification_report(probs, np.asarray([index_of[s.label] for s in samples]), labels)
     if confusion is not None:
         write_confusion_picture(scored["confusion"], labels, confusion)
@@ -82,7 +82,8 @@ def evaluate_texts(predictor, data_path: Path, report, confusion: Path | None = 
     return scored
 
 
-def _probabilities(predictor, texts: list[str]):
+def probabilities(predictor, texts: list[str]):
+    """The predictor's class probabilities for ``texts``, checked (shape, finite)."""
     import numpy as np
 
     from tlcli.console.errors import JobFailed
