@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed(args: list[str], env: dict) -> float:
+def timed(args: list[str], env: dict, cwd: Path) -> float:
     started = time.perf_counter()
-    subprocess.run(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.perf_counter() - started
 
 
@@ -40,16 +40,22 @@ def main() -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", temp, args.ref], check=True,
                        capture_output=True)
         trees[args.ref] = Path(temp)
-    cases = {"python -c pass": ([sys.executable, "-c", "pass"], None)}
+    # -S with site-packages on the path: an editable install's import hook (a .pth file) would otherwise
+    # load this checkout's tlcli whatever the path says; every case starts the same way.
+    import site
+
+    packages = os.pathsep.join(site.getsitepackages())
+    cases = {"python -c pass": ([sys.executable, "-S", "-c", "pass"], {**os.environ, "PYTHONPATH": packages}, ROOT)}
     for label, tree in trees.items():
-        env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'plugins'}"}
-        cases[f"tlcli --help ({label})"] = ([sys.executable, "-m", "tlcli", "--help"], env)
-        cases[f"tlcli rag --help ({label})"] = ([sys.executable, "-m", "tlcli", "rag", "--help"], env)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "plugins"), packages])}
+        # run from the tree itself: `python -m` puts the current folder first on the path
+        cases[f"tlcli --help ({label})"] = ([sys.executable, "-S", "-m", "tlcli", "--help"], env, tree)
+        cases[f"tlcli rag --help ({label})"] = ([sys.executable, "-S", "-m", "tlcli", "rag", "--help"], env, tree)
     times: dict[str, list[float]] = {name: [] for name in cases}
     try:
         for _ in range(args.rounds):
-            for name, (command, env) in cases.items():
-                times[name].append(timed(command, env or dict(os.environ)))
+            for name, (command, env, cwd) in cases.items():
+                times[name].append(timed(command, env, cwd))
     finally:
         if temp:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", temp], capture_output=True)
