@@ -1,1 +1,2 @@
-"""Content-keyed caches of computed rows (image features)."""
+"""Content-keyed stores of computed rows: image features and teacher outputs (images.py), text
+embeddings (texts.py)."""

@@ -29,8 +29,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tlcli.console.errors import UsageError
-from tlcli.models.text import (DEFAULT_TEXT_MODEL, index_shards, load_sentence_transformer, model_key,
-                               read_rows, recorded_width, resolve_text_model, text_hash, unit_row, write_shard)
+from tlcli.features.texts import index_shards, read_rows, recorded_width, text_hash, unit_row, write_shard
+from tlcli.models.text import DEFAULT_TEXT_MODEL, load_sentence_transformer, model_key, resolve_text_model
 
 Progress = Callable[[int], None]  # called with the number of texts encoded so far
 

