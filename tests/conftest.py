@@ -70,21 +70,36 @@ def cli(tmp_path, monkeypatch):
 
 @pytest.fixture
 def on_a_terminal(tmp_path):
-    """Run `tlcli ARGS` under a pseudo-terminal (`script -qc`) in tmp_path; returns what the terminal received
+    """Run `tlcli ARGS` under a pseudo-terminal (`script -qec`) in tmp_path; returns what the terminal received
     (stdout and stderr together). Skips where script(1) is missing."""
-    import shlex
     import shutil
-    import subprocess
+
+    from support.terminal import on_terminal
 
     if shutil.which("script") is None:
         pytest.skip("needs script(1) for a pseudo-terminal")
 
     def run(*args, timeout: int = 300) -> str:
-        command = shlex.join([sys.executable, "-m", "tlcli", *map(str, args)])
-        env = {**os.environ, "TLCLI_HOME": str(tmp_path / ".tlcli-home"), "NO_COLOR": "1", "COLUMNS": "200"}
-        done = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, env=env,
-                              cwd=tmp_path, timeout=timeout, stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout.replace("\r\n", "\n")
+        code, screen = on_terminal(args, tmp_path, home=tmp_path / ".tlcli-home", timeout=timeout,
+                                   env={"NO_COLOR": "1"})
+        assert code == 0, screen
+        return screen.replace("\r\n", "\n")
 
     return run
+
+
+@pytest.fixture
+def optimizer_groups(monkeypatch):
+    """The (lr, weight_decay) of every parameter group the engine's optimizers are built with."""
+    from tlcli.engine import loop
+
+    seen: list[tuple[float, float]] = []
+    build = loop._build_optimizer
+
+    def spy(name, groups):
+        optimizer = build(name, groups)
+        seen.extend((g["lr"], g["weight_decay"]) for g in optimizer.param_groups)
+        return optimizer
+
+    monkeypatch.setattr(loop, "_build_optimizer", spy)
+    return seen

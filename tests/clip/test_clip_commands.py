@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from tlcli.cli.report import summary_problems
+from support.runs import TRAINING_FLAGS
 
-TRAINING_FLAGS = ("--epochs", "--max-steps", "--lr", "--weight-decay", "--save-every", "--early-stop", "--config",
-                  "--resume", "--out", "--overwrite", "--json", "--tui", "--device", "--precision", "--seed")
 
 
 def _spec(target: str):

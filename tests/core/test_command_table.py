@@ -10,9 +10,8 @@ import pytest
 
 from tlcli.cli.command import Command
 from tlcli.cli.lazy import LazyCommand, LazyGroup, is_group
+from support.runs import TRAINING_FLAGS
 
-TRAINING_FLAGS = ("--epochs", "--max-steps", "--lr", "--weight-decay", "--save-every", "--early-stop", "--config",
-                  "--resume", "--out", "--overwrite", "--json", "--tui", "--device", "--precision", "--seed")
 TRAINING_COMMANDS = ("finetune", "coop", "vprompt", "distill", "pretrain", "pseudolabel", "prompt-tune")
 
 

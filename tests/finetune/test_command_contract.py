@@ -8,28 +8,11 @@ import json
 import pytest
 
 from tlcli.cli.report import summary_problems
+from support.runs import TRAINING_FLAGS
 
 TINY = ["--model", "timm:test_resnet", "--pretrained", "none", "--image-size", "24", "--batch-size", "6",
         "--workers", "0", "--precision", "fp32", "--device", "cpu", "--quiet", "--json"]
-TRAINING_FLAGS = ("--epochs", "--max-steps", "--lr", "--weight-decay", "--save-every", "--early-stop", "--config",
-                  "--resume", "--out", "--overwrite", "--json", "--tui", "--device", "--precision", "--seed")
 
-
-@pytest.fixture
-def optimizer_groups(monkeypatch):
-    """The (lr, weight_decay) of every parameter group the engine's optimizer is built with."""
-    from tlcli.engine import loop
-
-    seen: list[tuple[float, float]] = []
-    build = loop._build_optimizer
-
-    def spy(name, groups):
-        optimizer = build(name, groups)
-        seen.extend((g["lr"], g["weight_decay"]) for g in optimizer.param_groups)
-        return optimizer
-
-    monkeypatch.setattr(loop, "_build_optimizer", spy)
-    return seen
 
 
 def _events(run, kind):

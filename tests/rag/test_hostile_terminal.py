@@ -6,37 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from support.terminal import CSI, OSC52, assert_escaped, on_terminal
+
 pytestmark = pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a pseudo-terminal")
-
-OSC52 = "\x1b]52;c;ZXZpbA==\x07"
-CSI = "\x1b[2J\x1b[38;5;196m"
-RAW = ("\x1b]52", "\x07", "\x1b[2J", "\x1b[38;5;196m")
 EVIL_NAME = "docs/evil\x1b[2J.md"
-
-
-def on_terminal(args: list, cwd: Path) -> tuple[int, str]:
-    """`tlcli ARGS` with stdin, stdout and stderr on a pseudo-terminal: (exit code, what the terminal got)."""
-    command = shlex.join([sys.executable, "-m", "tlcli", *map(str, args)])
-    env = {**os.environ, "TLCLI_HOME": str(cwd / ".home"), "TERM": "xterm-256color", "COLUMNS": "250"}
-    env.pop("TLCLI_LLM", None)
-    done = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=cwd, env=env, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=180)
-    return done.returncode, done.stdout.decode("utf-8", "replace")
-
-
-def assert_escaped(screen: str, *shown: str) -> None:
-    for raw in RAW:
-        assert raw not in screen, (raw, screen)
-    for text in shown:
-        assert text in screen, (text, screen)
 
 
 @pytest.fixture(scope="module")

@@ -10,29 +10,12 @@ import os
 import pytest
 
 from tlcli.cli.report import summary_problems
+from support.runs import TRAINING_FLAGS
 
 PLACE = ["--image-size", "24", "--batch-size", "6", "--workers", "0", "--precision", "fp32", "--device", "cpu",
          "--quiet", "--json"]
 TINY = ["--model", "timm:test_resnet", *PLACE]
-TRAINING_FLAGS = ("--epochs", "--max-steps", "--lr", "--weight-decay", "--save-every", "--early-stop", "--config",
-                  "--resume", "--out", "--overwrite", "--json", "--tui", "--device", "--precision", "--seed")
 
-
-@pytest.fixture
-def optimizer_groups(monkeypatch):
-    """The (lr, weight_decay) of every parameter group the engine's optimizers are built with."""
-    from tlcli.engine import loop
-
-    seen: list[tuple[float, float]] = []
-    build = loop._build_optimizer
-
-    def spy(name, groups):
-        optimizer = build(name, groups)
-        seen.extend((g["lr"], g["weight_decay"]) for g in optimizer.param_groups)
-        return optimizer
-
-    monkeypatch.setattr(loop, "_build_optimizer", spy)
-    return seen
 
 
 @pytest.fixture(scope="module")

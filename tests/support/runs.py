@@ -41,3 +41,8 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> str:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, err[-3000:]
     return out
+
+
+# The flags every training command lists and honours (issue 20), checked in each plugin's tests.
+TRAINING_FLAGS = ("--epochs", "--max-steps", "--lr", "--weight-decay", "--save-every", "--early-stop", "--config",
+                  "--resume", "--out", "--overwrite", "--json", "--tui", "--device", "--precision", "--seed")

@@ -11,9 +11,8 @@ import pytest
 
 from tlcli.cli.report import summary_problems
 from tlcli.plugin import resolve_target
+from support.runs import TRAINING_FLAGS
 
-TRAINING_FLAGS = ("--epochs", "--max-steps", "--lr", "--weight-decay", "--save-every", "--early-stop", "--config",
-                  "--resume", "--out", "--overwrite", "--json", "--tui", "--device", "--precision", "--seed")
 CLASSIFY = ["--virtual-tokens", "4", "--max-length", "24", "--batch-size", "10", "--quiet", "--device", "cpu",
             "--precision", "fp32"]
 
