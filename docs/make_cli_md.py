@@ -19,26 +19,16 @@ a test fails when this file is stale. Every training command shares the flags of
 """
 
 
-def commands(group, prefix: tuple[str, ...] = ()):
-    from tlcli.cli.lazy import LazyGroup, is_group
-
-    for name in list(group.commands):
-        command = group.load(name) if isinstance(group, LazyGroup) else group.commands[name]
-        if is_group(command):
-            yield from commands(command, prefix + (name,))
-        else:
-            yield " ".join(prefix + (name,)), command
-
-
 def _cell(text) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def render() -> str:
     from tlcli.cli import build_command
+    from tlcli.cli.lazy import iter_commands
 
     parts = [HEADER]
-    for path, command in commands(build_command()):
+    for path, command in iter_commands(build_command()):
         summary = (command.help or "").strip().split("\n\n")[0]
         parts.append(f"\n## `tlcli {path}`\n\n{_cell(summary)}\n")
         arguments = [p for p in command.params if p.param_type_name == "argument"]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tlcli.data.bad_files import BadFiles
-from tlcli.data.labelled import training_classes
-from tlcli.data.sources import load_labelled, stratified_split
+from tlcli.data.labelled import train_and_val, training_classes
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
 from tlcli.console.errors import UsageError
@@ -33,13 +32,7 @@ def run_finetune(cfg: FinetuneConfig, run, report) -> dict:
 
 
 def _split_data(cfg: FinetuneConfig, bad: BadFiles):
-    samples = load_labelled(Path(cfg.data), bad_files=bad)
-    if cfg.val:
-        train, val = samples, load_labelled(Path(cfg.val), bad_files=bad)
-    elif cfg.val_split > 0:
-        train, val = stratified_split(samples, cfg.val_split, cfg.seed)
-    else:
-        train, val = samples, []
+    train, val = train_and_val(cfg.data, cfg.val, cfg.val_split, cfg.seed, bad)
     return train, val, training_classes(train, val, cfg.data)
 
 

@@ -23,8 +23,8 @@ from tlcli.runs.artifacts import read_model
 from tlcli.cli.report import rounded
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.decoded import UNLABELLED, DecodedImages, EvalImages, eval_transform
-from tlcli.data.labelled import training_classes
-from tlcli.data.sources import LabelledSample, expand_paths, load_labelled, stratified_split
+from tlcli.data.labelled import train_and_val, training_classes
+from tlcli.data.sources import LabelledSample, expand_paths
 from tlcli.engine import distributed
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.device import resolve_device
@@ -126,13 +126,8 @@ def _load_data(cfg: PseudolabelConfig, source, report) -> _Data:
         pre = {**pre, "resize": max(cfg.image_size, round(cfg.image_size * pre["resize"] / pre["crop"])),
                "crop": cfg.image_size}
     bad = BadFiles()
-    samples = load_labelled(Path(cfg.data), bad_files=bad)
-    if cfg.val:
-        train_samples, val_samples = samples, load_labelled(Path(cfg.val), bad_files=bad)
-    elif cfg.val_split > 0:
-        train_samples, val_samples = stratified_split(samples, cfg.val_split, cfg.seed)
-    else:
-        train_samples, val_samples = samples, []
+    train_samples, val_samples = train_and_val(cfg.data, cfg.val, cfg.val_split, cfg.seed, bad)
+    samples = train_samples if cfg.val else train_samples + val_samples  # DATA's own images
     if source.kind == "backbone":
         classes = training_classes(train_samples, val_samples, cfg.data)
     else:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tlcli.cli.command import Command
-from tlcli.cli.lazy import LazyCommand, LazyGroup, is_group
+from tlcli.cli.lazy import LazyCommand, iter_commands
 from support.runs import TRAINING_FLAGS
 
 TRAINING_COMMANDS = ("finetune", "coop", "vprompt", "distill", "pretrain", "pseudolabel", "prompt-tune")
@@ -52,18 +52,9 @@ def test_each_declared_summary_is_the_first_line_of_its_help(path, target, summa
         assert " ".join(found.help.strip().split("\n\n")[0].split()) == summary
 
 
-def _commands(group, prefix=()):
-    for name in list(group.commands):
-        command = group.load(name) if isinstance(group, LazyGroup) else group.commands[name]
-        if is_group(command):
-            yield from _commands(command, prefix + (name,))
-        else:
-            yield " ".join(prefix + (name,)), command
-
-
 def test_every_command_loads_and_training_commands_share_the_training_flags():
     seen = {}
-    for path, command in _commands(_root()):
+    for path, command in iter_commands(_root()):
         assert not isinstance(command, LazyCommand), path
         seen[path] = {opt for param in command.params for opt in getattr(param, "opts", []) + getattr(
             param, "secondary_opts", [])}

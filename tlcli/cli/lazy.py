@@ -110,14 +110,15 @@ def add_declared(root: click.Group, declared: dict[str, tuple[str, str]], groups
         group.commands[name] = LazyCommand(name, target, summary, None, group_word)
 
 
-def load_all(group: click.Group) -> None:
-    """Import every placeholder below ``group`` (for tests and docs that read every command's flags)."""
+def iter_commands(group, prefix: tuple[str, ...] = ()):
+    """``(path, command)`` for every command below ``group``, each placeholder imported (for the tests and
+    the reference that read every command's flags)."""
     for name in list(group.commands):
-        command = group.commands[name]
-        if isinstance(command, LazyCommand) and isinstance(group, LazyGroup):
-            command = group.load(name)
+        command = group.load(name) if isinstance(group, LazyGroup) else group.commands[name]
         if is_group(command):
-            load_all(command)
+            yield from iter_commands(command, prefix + (name,))
+        else:
+            yield " ".join(prefix + (name,)), command
 
 
 def is_group(command) -> bool:

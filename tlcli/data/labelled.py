@@ -260,6 +260,18 @@ def _manifest_row(
     return LabelledSample(path if path.is_absolute() else base / path, label)
 
 
+def train_and_val(data, val, val_split: float, seed: int, bad_files: BadFiles | None = None
+                  ) -> tuple[list[LabelledSample], list[LabelledSample]]:
+    """The one train/validation split of labelled images: DATA and ``--val`` when given, else a stratified,
+    seeded ``--val-split`` of DATA (no validation set at 0)."""
+    samples = load_labelled(Path(data), bad_files=bad_files)
+    if val:
+        return samples, load_labelled(Path(val), bad_files=bad_files)
+    if val_split > 0:
+        return stratified_split(samples, val_split, seed)
+    return samples, []
+
+
 def training_classes(train: Sequence, val: Sequence, source, items: str = "images") -> list[str]:
     """The sorted class names of ``train`` (objects with a ``label``). UsageError when there are fewer
     than two, or when ``val`` has labels the training data lacks."""
