@@ -1,0 +1,1 @@
+"""Instruction tuning (sft) and preference tuning (dpo) of causal language models."""
