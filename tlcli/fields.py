@@ -11,6 +11,7 @@ meaning):
 - :class:`Device`: ``--device --workers``; :class:`Placement`: those and ``--precision``
 - :class:`TrainOptions`: the shared training loop's options (``--epochs --max-steps --lr ...``)
 - :class:`ImageData`: labelled images (``DATA --val --val-split --image-size --augment --max-bad``)
+- :class:`LoRAOptions`: low-rank adapters (``--lora RANK --lora-alpha --lora-dropout --lora-targets``)
 - :class:`LLMOptions`: a language model and its sampling (``--llm --temperature --max-tokens``)
 
 Pure data: nothing here imports Click, Typer or torch, so the engine and the plugins' configs use it freely.
@@ -35,6 +36,7 @@ PANEL_PLACEMENT = "Device"
 PANEL_TRAIN = "Training"
 PANEL_DATA = "Data"
 PANEL_LLM = "Language model"
+PANEL_ADAPTERS = "Adapters (LoRA)"
 
 
 def option(default: Any = ..., help: str = "", *, short: str | None = None, flag: str | bool | None = None,
@@ -166,6 +168,20 @@ class ImageData(Options):
     image_size: int | None = option(None, "Crop size (default: the model's).", ge=8, panel=PANEL_DATA)
     max_bad: MaxBadShare = option(0.05, "Exit 2 when more input files than this are unreadable: a share "
                                   "(5%, 0.05) or a count.", panel=PANEL_DATA)
+
+
+class LoRAOptions(Options):
+    """Low-rank adapters (LoRA, Hu et al. 2021): the base weights stay frozen and out of the optimizer; each
+    targeted layer learns ``W + (alpha / rank) * B @ A``. The engine applies them (``Task.adapters``)."""
+
+    lora: int | None = option(None, "Train LoRA adapters of this rank instead of the model's weights.", ge=1,
+                              metavar="RANK", panel=PANEL_ADAPTERS)
+    lora_alpha: float | None = option(None, "LoRA scale numerator: updates are scaled by alpha / rank "
+                                      "(default: 2 x rank).", gt=0, panel=PANEL_ADAPTERS)
+    lora_dropout: float = option(0.0, "Dropout on the adapters' input.", ge=0.0, lt=1.0, panel=PANEL_ADAPTERS)
+    lora_targets: CommaList | None = option(None, "Modules to adapt: names or globs as `tlcli layers MODEL` "
+                                            "prints them (default: attention projections and MLP linears).",
+                                            metavar="PATTERNS", panel=PANEL_ADAPTERS)
 
 
 class LLMOptions(Options):

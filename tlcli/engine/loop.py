@@ -212,6 +212,21 @@ def _to_device(batch: Any, device: torch.device, channels_last: bool) -> Any:
     return batch
 
 
+def _apply_adapters(task: Task, cfg: TrainConfig, model) -> list[str]:
+    """``--lora RANK``: the task's adapters go into the model before anything counts or groups its
+    parameters, so the frozen base is out of the optimizer, the gradients and DDP from the start."""
+    rank = getattr(cfg, "lora", None)
+    if not rank:
+        return []
+    from tlcli.adapters.lora import apply_lora
+
+    try:
+        return apply_lora(model, rank, cfg.lora_alpha, cfg.lora_dropout, task.adapters(model),
+                          keep_training=task.heads(model))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def _build_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
     if name == "adamw":
         return torch.optim.AdamW(groups, betas=(0.9, 0.999))
@@ -268,6 +283,7 @@ class _Training:
     def _build_model(self) -> None:
         task, cfg, device = self.task, self.cfg, self.device
         model = self.model = task.build_model()
+        self.adapted = _apply_adapters(task, cfg, model)
         self.frozen = FrozenParts(model, task.frozen_modules(model))
         self.blocks = task.blocks(model)
         self.first_trainable = next((i for i, b in enumerate(self.blocks) if b.trainable), len(self.blocks))

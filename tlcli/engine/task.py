@@ -37,6 +37,19 @@ class Task:
         counts their parameters as frozen."""
         return []
 
+    def adapters(self, model) -> list[str]:
+        """With ``--lora``: the module names that get LoRA adapters (``cfg.lora_targets`` matched against
+        the model, else the attention projections and MLP linears), outside ``heads``."""
+        from tlcli.adapters.lora import default_targets, matching_modules
+
+        patterns = getattr(getattr(self, "cfg", None), "lora_targets", None)
+        heads = self.heads(model)
+        return matching_modules(model, patterns, heads) if patterns else default_targets(model, heads)
+
+    def heads(self, model) -> list[str]:
+        """Module names that train in full beside LoRA adapters (a new classifier head)."""
+        return []
+
     def blocks(self, model) -> list:
         """The model's blocks (tlcli.engine.params.Block) in input-to-output order."""
         from tlcli.engine.params import list_blocks

@@ -1,0 +1,1 @@
+"""Parameter-efficient adapters the engine can add to any task's model (LoRA)."""
