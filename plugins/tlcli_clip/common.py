@@ -67,7 +67,7 @@ def split_data(data: str, val_split: float, seed: int, bad: BadFiles, val: str |
     classes = class_names_of(samples)
     if len(classes) < 2:
         raise UsageError(f"{data}: found {len(classes)} class; at least two are needed")
-    val = val or default_validation(data)
+    val = val or (default_validation(data) if val_split > 0 else None)
     if val is not None:
         held_out = load_labelled(val, bad_files=bad, columns=columns)
         unknown = sorted({s.label for s in held_out} - set(classes))

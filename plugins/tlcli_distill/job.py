@@ -45,7 +45,7 @@ def gather_items(cfg: DistillConfig, classes: list[str], bad: BadFiles):
     """(train items, val items) as (path, class index or UNLABELLED)."""
     train, val = [], []
     columns = columns_of(cfg)
-    val_source = cfg.val or default_validation(cfg.data)
+    val_source = cfg.val or (default_validation(cfg.data) if cfg.val_split > 0 else None)
     if cfg.data:
         labelled = _labelled_items(cfg.data, classes, bad, "DATA", columns)
         if val_source:

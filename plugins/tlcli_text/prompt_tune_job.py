@@ -28,7 +28,7 @@ def _split(cfg: PromptTuneConfig):
     columns = _TARGET_COLUMNS if cfg.mode == "generate" else ("label", "class", "category", "target")
     named = columns_of(cfg)
     samples = read_labelled_texts(Path(cfg.data), label_columns=columns, columns=named)
-    val = cfg.val or default_validation(cfg.data)
+    val = cfg.val or (default_validation(cfg.data) if cfg.val_split > 0 else None)
     if val:
         return samples, read_labelled_texts(Path(val), label_columns=columns, columns=named)
     if cfg.val_split == 0:

@@ -32,7 +32,7 @@ see docs/data.md). With --json, one line: the summary, whose "metrics" hold accu
 top5_accuracy, mean_recall and per_class."""
 
 
-class _RunInput(ImageColumns, TextColumns, Device):
+class _RunInput(Device):
     run_dir: str = option(..., "A trained run folder (or its model/ folder).", argument=True, metavar="RUN_DIR",
                           missing="pass a trained run folder")
     batch_size: int = option(64, "Inputs per forward pass.", short="-b", ge=1)
@@ -41,12 +41,13 @@ class _RunInput(ImageColumns, TextColumns, Device):
 
 
 class PredictConfig(_RunInput):
+    image_column: str | None = ImageColumns.model_fields["image_column"]
     paths: list[str] = option(..., "Image files, folders, or - for paths on stdin (texts for a text run).",
                               argument=True, metavar="PATHS", missing="pass image files, folders, or - for stdin")
     top_k: int = option(TOP_K, "How many labels to list per input.", short="-k", ge=1)
 
 
-class EvaluateConfig(_RunInput):
+class EvaluateConfig(ImageColumns, TextColumns, _RunInput):
     data: str = option(..., "Class folders, a CSV manifest (path,label) or a table; text,label for a text run.",
                        argument=True, metavar="DATA", missing="pass labelled data")
     confusion: str | None = option(None, "Picture of the confusion matrix (.svg or .png); default "

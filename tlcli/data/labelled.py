@@ -49,7 +49,9 @@ def load_labelled(data: os.PathLike | str, *, bad_files: BadFiles | None = None,
     from tlcli.data import tables
 
     if tables.is_table(data):
-        return tables.read_labelled_images(data, columns, bad_files, default_split, labels)
+        where, rows = tables.read_image_rows(data, columns, bad_files, default_split, labels)
+        samples = [LabelledSample(path, label, class_index) for path, label, class_index in rows]
+        return strip_labels(without_repeats(samples, where), where)
     data = Path(os.fsdecode(data))
     if data.is_dir():
         return scan_class_folders(data, bad_files=bad_files)
@@ -300,11 +302,11 @@ def train_and_val(data, val, val_split: float, seed: int, bad_files: BadFiles | 
                   ) -> tuple[list[LabelledSample], list[LabelledSample]]:
     """The one train/validation split of labelled images: DATA and ``--val`` when given (or, for a dataset
     dictionary named without a split, its ``validation`` split), else a stratified, seeded ``--val-split`` of
-    DATA (no validation set at 0). ``columns``: the table columns a user named."""
+    DATA (no validation set at 0, not even a dataset's own). ``columns``: the table columns a user named."""
     from tlcli.data.tables import default_validation
 
     samples = load_labelled(data, bad_files=bad_files, columns=columns)
-    val = val or default_validation(data)
+    val = val or (default_validation(data) if val_split > 0 else None)
     if val:
         return samples, load_labelled(val, bad_files=bad_files, columns=columns)
     if val_split > 0:

@@ -57,8 +57,9 @@ def expand_paths(
     path per line from ``stdin`` (default ``sys.stdin``), each treated like an argument; read once even if
     ``-`` is given twice. A table (a ``.parquet``/``.arrow`` file, a ``save_to_disk`` folder, ``hf:NAME``)
     gives the images of its image column (``columns.image``, else found by name; ``default_split`` of a
-    dataset dictionary), labels ignored. A missing path, a dangling link or an unreadable folder is
-    reported as a ``BadImage``, never raised. An empty result is the caller's to judge.
+    dataset dictionary), labels ignored; a table that cannot be read at all is a ``UsageError``. A missing
+    path, a dangling link or an unreadable folder is reported as a ``BadImage``, never raised. An empty
+    result is the caller's to judge.
     """
     from tlcli.data import tables
 

@@ -1,8 +1,9 @@
 """Labelled data given as a table: a ``.parquet`` or ``.arrow`` file, a folder written by ``datasets``'
 ``save_to_disk``, or ``hf:NAME`` read from the local Hugging Face datasets cache (never downloaded).
 
-Each is turned into what the folder and CSV readers give (:class:`~tlcli.data.labelled.LabelledSample` rows
-for images, ``(text, label)`` rows for texts), so a command reads a table exactly like a class folder:
+Each is turned into the rows the folder and CSV readers give (``(file, label)`` for images, which
+tlcli.data.labelled makes ``LabelledSample`` rows of; ``(text, label)`` for texts), so a command reads a table
+exactly like a class folder (this module imports neither reader: they call it):
 
 - images stored in the table as bytes are written once to files under ``TLCLI_HOME/tables/`` (one file a row,
   named by the row number, in a folder keyed by the table's files and the column) and decoded from there by
@@ -412,14 +413,15 @@ def _warn_unlabelled(table: Table, column: str, count: int, total: int) -> None:
 
 # --- images ------------------------------------------------------------------------------------------------
 
-def read_labelled_images(data: os.PathLike | str, columns: Columns | None = None, bad_files=None,
-                         default_split: str = TRAIN_SPLIT, labels: str = "required") -> list:
-    """The images of a table, in row order, as ``LabelledSample`` rows (with ``class_index`` where the labels
-    are a ClassLabel). Rows without an image go to ``bad_files``. ``labels``: ``"required"`` (rows without
-    a label are left out with a warning), ``"optional"`` (such rows, or all rows when the table has no label
-    column, get the label ``""``) or ``"ignored"`` (every label ``""``)."""
+def read_image_rows(data: os.PathLike | str, columns: Columns | None = None, bad_files=None,
+                    default_split: str = TRAIN_SPLIT, labels: str = "required"
+                    ) -> tuple[str, list[tuple[Path, str, int | None]]]:
+    """``(where, rows)``: the table for messages, and its images in row order as ``(file, label,
+    class_index)`` (``class_index`` where the labels are a ClassLabel; tlcli.data.labelled makes samples of
+    them). Rows without an image go to ``bad_files``. ``labels``: ``"required"`` (rows without a label are
+    left out with a warning), ``"optional"`` (such rows, or all rows when the table has no label column, get
+    the label ``""``) or ``"ignored"`` (every label ``""``)."""
     from tlcli.data.bad_files import BadFiles
-    from tlcli.data.labelled import LabelledSample, strip_labels, without_repeats
 
     columns = columns or Columns()
     table = open_table(_source(data), default_split)
@@ -448,22 +450,22 @@ def read_labelled_images(data: os.PathLike | str, columns: Columns | None = None
         if isinstance(path, BadImage):
             bad_files.add(path)
         else:
-            samples.append(LabelledSample(path, label or "", class_index))
+            samples.append((path, label or "", class_index))
     if need_label:
         _warn_unlabelled(table, label_column, unlabelled, total)
     labelled = f", labels from {label_column!r}" if label_column else ""
     written = (f"; {files.written} images written to {display_path(files.folder)} (a cache: delete it any time)"
                if files.written else "")
     info(f"{table.where}: {total} rows, images from column {image_column!r}{labelled}{written}")
-    return strip_labels(without_repeats(samples, table.where), table.where)
+    return table.where, samples
 
 
 def read_images(data: os.PathLike | str, columns: Columns | None = None,
                 default_split: str = TRAIN_SPLIT) -> tuple[list[Path], list[BadImage]]:
     """The image files of a table's image column, in row order (labels ignored), and the rows without one."""
     bad = _Collected()
-    samples = read_labelled_images(data, columns, bad, default_split, labels="ignored")
-    return [sample.path for sample in samples], list(bad)
+    _, rows = read_image_rows(data, columns, bad, default_split, labels="ignored")
+    return [path for path, _, _ in rows], list(bad)
 
 
 class _Collected(list):
