@@ -10,7 +10,9 @@ meaning):
 
 - :class:`Device`: ``--device --workers``; :class:`Placement`: those and ``--precision``
 - :class:`TrainOptions`: the shared training loop's options (``--epochs --max-steps --lr ...``)
-- :class:`ImageData`: labelled images (``DATA --val --val-split --image-size --augment --max-bad``)
+- :class:`ImageData`: labelled images (``DATA --val --val-split --image-size --augment --max-bad``) and
+  :class:`ImageColumns` (``--image-column --label-column``, for table data: parquet, arrow, datasets)
+- :class:`TextColumn`, :class:`TextColumns`: ``--text-column`` (and ``--label-column``) of the text readers
 - :class:`LoRAOptions`: low-rank adapters (``--lora RANK --lora-alpha --lora-dropout --lora-targets``)
 - :class:`LLMOptions`: a language model and its sampling (``--llm --temperature --max-tokens``)
 
@@ -155,14 +157,46 @@ class TrainOptions(Placement, Seeded):
         return min(4, max(0, (os.cpu_count() or 1) - 1))
 
 
-class ImageData(Options):
-    """Labelled images: class folders or a CSV manifest (path,label)."""
+# What a table column flag says; the defaults (the columns looked for by name) are in tlcli/data/tables.py.
+LABEL_COLUMN_HELP = ("The label column of DATA (default: label, else the one ClassLabel column; in a CSV: its "
+                     "label header).")
 
-    data: str = option(..., "Class folders or a CSV manifest (path,label).", argument=True,
-                              metavar="DATA", missing="pass a folder of class subfolders or a CSV manifest "
-                              "(or --resume RUN_DIR)")
-    val: str | None = option(None, "Validation data (same layout); default: --val-split of DATA.",
-                             panel=PANEL_DATA)
+
+class ImageColumns(Options):
+    """The columns of labelled images given as a table (parquet, arrow, a saved or cached Hugging Face
+    dataset; see docs/data.md), and of a CSV manifest with a header."""
+
+    image_column: str | None = option(None, "The image column (bytes or paths) of a table (default: image, "
+                                      "else img, else the one Image column; in a CSV: its path header).",
+                                      panel=PANEL_DATA)
+    label_column: str | None = option(None, LABEL_COLUMN_HELP, panel=PANEL_DATA)
+
+
+class TextColumn(Options):
+    """The text column of a CSV/TSV with a header, a JSONL file or a table."""
+
+    text_column: str | None = option(None, "The text column (default: text, else sentence, input, prompt, "
+                                     "question, document).", panel=PANEL_DATA)
+
+
+class TextColumns(TextColumn):
+    """The columns of labelled texts in a CSV/TSV with a header, a JSONL file or a table."""
+
+    label_column: str | None = option(None, LABEL_COLUMN_HELP, panel=PANEL_DATA)
+
+
+DATA_HELP = ("Class folders, a CSV manifest (path,label), a .parquet/.arrow file, a datasets.save_to_disk "
+             "folder[:SPLIT] or hf:NAME[:SPLIT] (local cache only).")
+
+
+class ImageData(ImageColumns):
+    """Labelled images: class folders, a CSV manifest (path,label) or a table (see docs/data.md)."""
+
+    data: str = option(..., DATA_HELP, argument=True,
+                              metavar="DATA", missing="pass a folder of class subfolders, a CSV manifest or a "
+                              "dataset (or --resume RUN_DIR)")
+    val: str | None = option(None, "Validation data (same forms); default: a dataset's validation split, else "
+                             "--val-split of DATA.", panel=PANEL_DATA)
     val_split: float = option(VAL_SPLIT, "Share of the labelled data held out for validation (stratified, "
                               "seeded).", ge=0.0, lt=1.0, panel=PANEL_DATA)
     image_size: int | None = option(None, "Crop size (default: the model's).", ge=8, panel=PANEL_DATA)

@@ -12,7 +12,9 @@ import numpy as np
 
 from tlcli.cli.report import Report, rounded
 from tlcli.data.bad_files import BadFiles
+from tlcli.data.labelled import class_names_of
 from tlcli.data.sources import LabelledSample, load_labelled, stratified_split
+from tlcli.data.tables import columns_of, default_validation
 from tlcli.console.errors import UsageError
 from tlcli.runs.run import Run
 
@@ -56,15 +58,18 @@ class Split:
     val: list[LabelledSample]
 
 
-def split_data(data: str, val_split: float, seed: int, bad: BadFiles, val: str | None = None) -> Split:
-    """DATA's classes and its train/validation split: ``val`` (a folder or manifest of the same classes) when
-    given, else a stratified ``val_split`` share of DATA (none at 0), drawn by ``seed``."""
-    samples = load_labelled(Path(data), bad_files=bad)
-    classes = sorted({s.label for s in samples})
+def split_data(data: str, val_split: float, seed: int, bad: BadFiles, val: str | None = None,
+               columns=None) -> Split:
+    """DATA's classes and its train/validation split: ``val`` (labelled data of the same classes) when given
+    (or a dataset dictionary's own validation split), else a stratified ``val_split`` share of DATA (none at
+    0), drawn by ``seed``. ``columns``: the table columns a user named."""
+    samples = load_labelled(data, bad_files=bad, columns=columns)
+    classes = class_names_of(samples)
     if len(classes) < 2:
         raise UsageError(f"{data}: found {len(classes)} class; at least two are needed")
+    val = val or (default_validation(data) if val_split > 0 else None)
     if val is not None:
-        held_out = load_labelled(Path(val), bad_files=bad)
+        held_out = load_labelled(val, bad_files=bad, columns=columns)
         unknown = sorted({s.label for s in held_out} - set(classes))
         if unknown:
             raise UsageError(f"--val {val}: classes not in DATA: {', '.join(unknown[:5])}; use the same class names")
@@ -77,7 +82,7 @@ def split_data(data: str, val_split: float, seed: int, bad: BadFiles, val: str |
 
 def split_of(cfg, bad: BadFiles) -> Split:
     """The split a config asks for (``data``, ``val``, ``val_split``, ``seed``)."""
-    return split_data(cfg.data, cfg.val_split, cfg.seed, bad, cfg.val)
+    return split_data(cfg.data, cfg.val_split, cfg.seed, bad, cfg.val, columns_of(cfg))
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 
 from tlcli.console.errors import UsageError
-from tlcli.fields import (PANEL_DATA, PANEL_TRAIN, TOP_K, ClassNames, ImageData, MaxBadShare, Options, Placement,
+from tlcli.fields import (PANEL_DATA, PANEL_TRAIN, TOP_K, ClassNames, ImageColumns, ImageData, MaxBadShare, Options, Placement,
                           Seeded, TrainOptions, class_names, option)
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -39,8 +39,8 @@ class LabelledClipData(ImageData):
     shots: int | None = option(None, "Use K labelled examples per class (seeded draw).", ge=1)
 
 
-class ZeroshotConfig(ClipModelOptions, Placement):
-    paths: list[str] = option(..., "Image files, folders (recursive), or - for paths on stdin.", argument=True,
+class ZeroshotConfig(ImageColumns, ClipModelOptions, Placement):
+    paths: list[str] = option(..., "Image files, folders (recursive), tables, or - for paths on stdin.", argument=True,
                               metavar="PATHS", missing="pass image files, folders, or - (paths on stdin)")
     labels: ClassNames = option(None, "Comma-separated labels: cat,dog.", short="-l")
     labels_file: str | None = option(None, "One label per line.")
@@ -49,7 +49,8 @@ class ZeroshotConfig(ClipModelOptions, Placement):
     vprompt: str | None = option(None, "Add the visual prompt learned by a `tlcli vprompt` run.")
     top_k: int = option(TOP_K, "How many labels to list per input.", short="-k", ge=1)
     threshold: float | None = option(None, "Below this probability the label is 'unknown'.", ge=0.0, le=1.0)
-    evaluate: bool = option(False, "PATHS is a folder of label subfolders: report accuracy.", flag="--eval")
+    evaluate: bool = option(False, "PATHS is labelled data (label subfolders, a CSV or a table): report accuracy.",
+                            flag="--eval")
     batch_size: int | None = option(None, FEATURE_BATCH_HELP, short="-b", ge=1)
     max_bad: MaxBadShare = option(0.05, "Exit 2 when more input files than this are unreadable: a share (5%, "
                                   "0.05) or a count.", panel=PANEL_DATA)

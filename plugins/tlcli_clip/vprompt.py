@@ -286,11 +286,12 @@ def run_vprompt_zeroshot(cfg: ZeroshotConfig, report) -> dict:
     images are not the feature cache's, so nothing is cached here)."""
     from tlcli.data.images import load_images
     from tlcli.classify.evaluation import classification_report, classifier_records
+    from tlcli.data.tables import columns_of
     from tlcli_clip.zeroshot import UNKNOWN, read_inputs, show_metrics, show_records
 
     started = time.time()
     bad = BadFiles()
-    paths, truth_names = read_inputs(cfg.paths, cfg.evaluate, bad)
+    paths, truth_names = read_inputs(cfg.paths, cfg.evaluate, bad, columns_of(cfg))
     predictor = load_vprompt(Path(cfg.vprompt), cfg.device, cfg.label_names())
     labels = predictor.labels
     if truth_names is not None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from tlcli.data.bad_files import BadFiles
-from tlcli.data.sources import expand_paths, scan_class_folders
+from tlcli.data.sources import expand_paths, load_labelled, scan_class_folders
+from tlcli.data.tables import columns_of, is_table
 from tlcli.console.errors import UsageError
 from tlcli.models.clip import load_clip
 from tlcli.classify.evaluation import classification_report, classifier_records
@@ -20,15 +21,19 @@ from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 UNKNOWN = "unknown"
 
 
-def read_inputs(args: list[str], evaluate: bool, bad: BadFiles) -> tuple[list[Path], list[str] | None]:
-    """The image paths, and with ``--eval`` each one's true label (its class folder)."""
+def read_inputs(args: list[str], evaluate: bool, bad: BadFiles,
+                columns=None) -> tuple[list[Path], list[str] | None]:
+    """The image paths, and with ``--eval`` each one's true label (its class folder, a table's label)."""
     if evaluate:
-        if len(args) != 1 or args[0] == "-" or not Path(args[0]).is_dir():
-            raise UsageError("--eval needs PATHS to be one folder with a subfolder per label")
-        samples = scan_class_folders(Path(args[0]), bad_files=bad)
+        if len(args) == 1 and is_table(args[0]):
+            samples = load_labelled(args[0], bad_files=bad, columns=columns, default_split="test")
+        elif len(args) != 1 or args[0] == "-" or not Path(args[0]).is_dir():
+            raise UsageError("--eval needs PATHS to be one folder with a subfolder per label, or one labelled table")
+        else:
+            samples = scan_class_folders(Path(args[0]), bad_files=bad)
         paths, truth_names = [s.path for s in samples], [s.label for s in samples]
     else:
-        paths, skipped = expand_paths(args)
+        paths, skipped = expand_paths(args, columns=columns, default_split="test")
         bad.extend(skipped)
         truth_names = None
     if not paths:
@@ -74,7 +79,7 @@ def run_zeroshot(cfg: ZeroshotConfig, run, report) -> dict:
         return run_vprompt_zeroshot(cfg, report)
     started = time.time()
     bad = BadFiles()
-    paths, truth_names = read_inputs(cfg.paths, cfg.evaluate, bad)
+    paths, truth_names = read_inputs(cfg.paths, cfg.evaluate, bad, columns_of(cfg))
     unlisted = len(bad)  # skipped before decoding (a FIFO, a dangling link): tried too, so counted in the total
     coop = None
     if cfg.prompt is not None:

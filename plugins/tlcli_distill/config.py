@@ -15,9 +15,11 @@ TEACHER = "Teacher"
 
 
 class DistillConfig(ImageData, TrainOptions):
-    data: str | None = option(None, "Labelled images: class folders or a CSV manifest (path,label).",
+    data: str | None = option(None, "Labelled images: class folders, a CSV manifest (path,label) or a table "
+                              "(.parquet, .arrow, a save_to_disk folder[:SPLIT], hf:NAME[:SPLIT]).",
                               argument=True, metavar="DATA")
-    unlabelled: str | None = option(None, "A folder of images without labels, taught by the teacher alone.")
+    unlabelled: str | None = option(None, "Images without labels (a folder or a table), taught by the teacher "
+                                    "alone.")
     teacher: str = option(..., "A trained run folder, or clip:MODEL (zero-shot over --labels).", panel=TEACHER,
                           missing="pass a trained run folder, or clip:MODEL with --labels")
     teacher_pretrained: str | None = option(None, "Weights of a clip: teacher: a tag, a FILE, or none.",

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from tlcli.data.bad_files import BadFiles
+from tlcli.data.labelled import class_names_of
 from tlcli.data.sources import expand_paths, load_labelled, stratified_split
+from tlcli.data.tables import columns_of, default_validation
 from tlcli.console.errors import UsageError
 from tlcli_distill.config import DistillConfig
 from tlcli_distill.data import Decoded, decode, eval_transform
@@ -25,12 +27,12 @@ def class_names(cfg: DistillConfig) -> list[str] | None:
     if cfg.labels:
         return list(cfg.labels)
     if cfg.teacher.startswith("clip:") and cfg.data:
-        return sorted({s.label for s in load_labelled(Path(cfg.data))})
+        return class_names_of(load_labelled(cfg.data, columns=columns_of(cfg)))
     return None
 
 
-def _labelled_items(source: str, classes: list[str], bad: BadFiles, what: str) -> list:
-    samples = load_labelled(Path(source), bad_files=bad)
+def _labelled_items(source: str, classes: list[str], bad: BadFiles, what: str, columns=None) -> list:
+    samples = load_labelled(source, bad_files=bad, columns=columns)
     index = {name: i for i, name in enumerate(classes)}
     unknown = sorted({s.label for s in samples} - set(index))
     if unknown:
@@ -42,19 +44,21 @@ def _labelled_items(source: str, classes: list[str], bad: BadFiles, what: str) -
 def gather_items(cfg: DistillConfig, classes: list[str], bad: BadFiles):
     """(train items, val items) as (path, class index or UNLABELLED)."""
     train, val = [], []
+    columns = columns_of(cfg)
+    val_source = cfg.val or (default_validation(cfg.data) if cfg.val_split > 0 else None)
     if cfg.data:
-        labelled = _labelled_items(cfg.data, classes, bad, "DATA")
-        if cfg.val:
+        labelled = _labelled_items(cfg.data, classes, bad, "DATA", columns)
+        if val_source:
             train = labelled
         elif cfg.val_split > 0:
             train, val = stratified_split(_Labelled.wrap(labelled), cfg.val_split, cfg.seed)
             train, val = [x.item for x in train], [x.item for x in val]
         else:
             train = labelled
-    if cfg.val:
-        val = _labelled_items(cfg.val, classes, bad, "--val")
+    if val_source:
+        val = _labelled_items(val_source, classes, bad, "--val", columns)
     if cfg.unlabelled:
-        paths, skipped = expand_paths([cfg.unlabelled])
+        paths, skipped = expand_paths([cfg.unlabelled], columns=columns)
         bad.extend(skipped)
         if not paths and not skipped:
             raise UsageError(f"--unlabelled {cfg.unlabelled}: no images found; pass a folder of images")

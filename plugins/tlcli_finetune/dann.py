@@ -171,11 +171,13 @@ class DannTask(FinetuneTask):
 
 
 def load_target(cfg, preprocessing: dict, bad) -> DecodedImages:
-    """The unlabelled target images of ``--domain-adapt`` (folders walked recursively; labels ignored)."""
+    """The unlabelled target images of ``--domain-adapt`` (folders walked recursively, tables; labels
+    ignored)."""
     from tlcli.data.sources import LabelledSample, expand_paths
+    from tlcli.data.tables import Columns
     from tlcli.console.errors import UsageError
 
-    found, skipped = expand_paths([cfg.domain_adapt])
+    found, skipped = expand_paths([cfg.domain_adapt], columns=Columns(image=cfg.image_column))
     bad.extend(skipped)
     if not found:
         raise UsageError(f"--domain-adapt {cfg.domain_adapt}: no images found; pass a folder of target images")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.labelled import train_and_val, training_classes
+from tlcli.data.tables import columns_of
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
 from tlcli.console.errors import UsageError
@@ -32,7 +33,7 @@ def run_finetune(cfg: FinetuneConfig, run, report) -> dict:
 
 
 def _split_data(cfg: FinetuneConfig, bad: BadFiles):
-    train, val = train_and_val(cfg.data, cfg.val, cfg.val_split, cfg.seed, bad)
+    train, val = train_and_val(cfg.data, cfg.val, cfg.val_split, cfg.seed, bad, columns_of(cfg))
     return train, val, training_classes(train, val, cfg.data)
 
 

@@ -7,15 +7,16 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from tlcli.fields import ImageData, MaxBadShare, TrainOptions, option
+from tlcli.fields import ImageColumns, ImageData, MaxBadShare, TrainOptions, option
 
 PRETEXT_TASKS = ("rotation", "jigsaw", "simclr", "mae")
 PRETEXT = "Pretext task"
 ROUNDS = "Pseudo-labelling"
 
 
-class PretrainConfig(TrainOptions):
-    data: list[str] = option(..., "Unlabelled image files or folders (walked recursively).", argument=True,
+class PretrainConfig(ImageColumns, TrainOptions):
+    data: list[str] = option(..., "Unlabelled image files, folders (walked recursively) or tables (.parquet, "
+                             ".arrow, a save_to_disk folder, hf:NAME; labels ignored).", argument=True,
                              metavar="UNLABELLED...", min_length=1,
                              missing="pass image files or folders (or --resume RUN_DIR)")
     task: Literal["rotation", "jigsaw", "simclr", "mae"] = option("rotation", "rotation | jigsaw | simclr | mae",
@@ -38,7 +39,7 @@ class PseudolabelConfig(ImageData, TrainOptions):
     data: str = option(..., "The labelled images: class folders or a CSV manifest (path,label).", argument=True,
                        metavar="DATA", missing="pass the labelled images, --unlabelled POOL and --from RUN "
                        "(or --resume RUN_DIR)")
-    unlabelled: str = option(..., "Images without labels (a labelled folder is fine: its labels are only used "
+    unlabelled: str = option(..., "Images without labels, or a table (a labelled folder or table is fine: its labels are only used "
                              "to report the pseudo-labels' accuracy).", panel=ROUNDS,
                              missing="pass --unlabelled POOL, a folder of images without labels")
     start: str = option(..., "A finetune run (its classifier labels round 1) or a pretrain run (a classifier "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.decoded import DecodedImages
+from tlcli.data.labelled import class_names_of
 from tlcli.data.sources import LabelledSample, expand_paths, load_labelled
 from tlcli.console.errors import UsageError
 from tlcli.models.vision import preprocessing_of
@@ -21,9 +22,10 @@ def preprocessing_for(spec: str, pretrained: str, image_size: int | None) -> dic
     return pre
 
 
-def unlabelled_images(paths: list[str], pre: dict, bad: BadFiles, workers: int | None) -> DecodedImages:
-    """Every image the paths name (files, folders walked recursively; class folders' labels ignored)."""
-    found, skipped = expand_paths(paths)
+def unlabelled_images(paths: list[str], pre: dict, bad: BadFiles, workers: int | None,
+                      columns=None) -> DecodedImages:
+    """Every image the paths name (files, folders walked recursively, tables; labels ignored)."""
+    found, skipped = expand_paths(paths, columns=columns)
     bad.extend(skipped)
     if not found:
         raise UsageError(f"no images in {', '.join(display_path(p) for p in paths)}; pass image files or folders")
@@ -31,8 +33,9 @@ def unlabelled_images(paths: list[str], pre: dict, bad: BadFiles, workers: int |
 
 
 def labelled_images(path: str | Path, classes: list[str] | None, pre: dict, bad: BadFiles,
-                    workers: int | None) -> tuple[DecodedImages, list[str]]:
-    """A labelled folder (or CSV), decoded; ``classes`` fixes the label order (default: its own, sorted)."""
-    samples = load_labelled(Path(path), bad_files=bad)
-    classes = classes if classes is not None else sorted({s.label for s in samples})
+                    workers: int | None, columns=None) -> tuple[DecodedImages, list[str]]:
+    """Labelled images (class folders, a CSV, a table), decoded; ``classes`` fixes the label order (default:
+    its own, see class_names_of)."""
+    samples = load_labelled(path, bad_files=bad, columns=columns)
+    classes = classes if classes is not None else class_names_of(samples)
     return DecodedImages(samples, classes, pre, bad, workers), classes

@@ -6,6 +6,7 @@ from tlcli.data.bad_files import BadFiles
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
 from tlcli.console.errors import UsageError
+from tlcli.data.tables import columns_of
 from tlcli_selfsup.config import PretrainConfig
 from tlcli_selfsup.images import labelled_images, preprocessing_for, unlabelled_images
 from tlcli_selfsup.pretrain_task import PretrainTask
@@ -18,10 +19,10 @@ def run_pretrain(cfg: PretrainConfig, run, report) -> dict:
     if cfg.task == "jigsaw" and pre["crop"] < 3 * 4:
         raise UsageError(f"--task jigsaw cuts a 3x3 grid: --image-size {pre['crop']} is too small; use 24 or more")
     report.info("decoding images")
-    train = unlabelled_images(cfg.data, pre, bad, cfg.workers)
+    train = unlabelled_images(cfg.data, pre, bad, cfg.workers, columns_of(cfg))
     val = None
     if cfg.val:
-        val, classes = labelled_images(cfg.val, None, pre, bad, cfg.workers)
+        val, classes = labelled_images(cfg.val, None, pre, bad, cfg.workers, columns_of(cfg))
         if len(classes) < 2:
             raise UsageError(f"--val {cfg.val}: the kNN accuracy needs at least two classes")
     bad.check(len(train) + (len(val) if val else 0) + len(bad), cfg.max_bad)

@@ -24,7 +24,8 @@ from tlcli.cli.report import rounded
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.decoded import UNLABELLED, DecodedImages, EvalImages, eval_transform
 from tlcli.data.labelled import train_and_val, training_classes
-from tlcli.data.sources import LabelledSample, expand_paths
+from tlcli.data.sources import LabelledSample, expand_paths, load_labelled
+from tlcli.data.tables import columns_of, is_table
 from tlcli.engine import distributed
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.device import resolve_device
@@ -53,9 +54,12 @@ def select_confident(probabilities: torch.Tensor, threshold: float, cap: int | N
     return indices, predicted[indices]
 
 
-def _unlabelled_with_truth(root: str, classes: list[str], pre: dict, bad: BadFiles, workers) -> DecodedImages:
-    """Every image under ``root``; an image in ``root/<class>/`` with a known class keeps that class as
-    its true label (for the report only), others get UNLABELLED."""
+def _unlabelled_with_truth(root: str, classes: list[str], pre: dict, bad: BadFiles, workers,
+                           columns=None) -> DecodedImages:
+    """Every image under ``root``; an image in ``root/<class>/`` (or a table row whose label column holds
+    a known class) keeps that class as its true label (for the report only), others get UNLABELLED."""
+    if is_table(root):
+        return DecodedImages(_table_with_truth(root, classes, bad, columns), classes, pre, bad, workers)
     found, skipped = expand_paths([root])
     bad.extend(skipped)
     if not found:
@@ -70,6 +74,12 @@ def _unlabelled_with_truth(root: str, classes: list[str], pre: dict, bad: BadFil
         label = parts[0] if len(parts) > 1 and parts[0] in classes else ""
         samples.append(LabelledSample(path, label))
     return DecodedImages(samples, classes, pre, bad, workers)
+
+
+def _table_with_truth(source: str, classes: list[str], bad: BadFiles, columns) -> list[LabelledSample]:
+    """A table's images; a row whose label is a known class keeps it (for the report only)."""
+    samples = load_labelled(source, bad_files=bad, columns=columns, labels="optional")
+    return [LabelledSample(s.path, s.label if s.label in classes else "") for s in samples]
 
 
 @dataclass
@@ -126,7 +136,7 @@ def _load_data(cfg: PseudolabelConfig, source, report) -> _Data:
         pre = {**pre, "resize": max(cfg.image_size, round(cfg.image_size * pre["resize"] / pre["crop"])),
                "crop": cfg.image_size}
     bad = BadFiles()
-    train_samples, val_samples = train_and_val(cfg.data, cfg.val, cfg.val_split, cfg.seed, bad)
+    train_samples, val_samples = train_and_val(cfg.data, cfg.val, cfg.val_split, cfg.seed, bad, columns_of(cfg))
     samples = train_samples if cfg.val else train_samples + val_samples  # DATA's own images
     if source.kind == "backbone":
         classes = training_classes(train_samples, val_samples, cfg.data)
@@ -139,7 +149,7 @@ def _load_data(cfg: PseudolabelConfig, source, report) -> _Data:
     report.info("decoding images")
     labelled = DecodedImages(train_samples, classes, pre, bad, cfg.workers)
     val = DecodedImages(val_samples, classes, pre, bad, cfg.workers) if val_samples else None
-    pool = _unlabelled_with_truth(cfg.unlabelled, classes, pre, bad, cfg.workers)
+    pool = _unlabelled_with_truth(cfg.unlabelled, classes, pre, bad, cfg.workers, columns_of(cfg))
     bad.check(len(samples) + len(pool) + len(bad), cfg.max_bad)
     return _Data(classes, pre, labelled, val, pool, bad)
 

@@ -8,13 +8,14 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tlcli.fields import (
-    PANEL_DATA, PANEL_PLACEMENT, PANEL_TRAIN, TOP_K, VAL_SPLIT, CommaList, Device, Options, Seeded, TrainOptions,
-    option,
+    PANEL_DATA, PANEL_PLACEMENT, PANEL_TRAIN, TOP_K, VAL_SPLIT, CommaList, Device, Options, Seeded, TextColumn,
+    TextColumns, TrainOptions, option,
 )
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 TEXTS_HELP = "Texts; '-' reads one per line from stdin."
-INPUT_HELP = "A CSV/TSV (text column), JSONL or plain-text file (one text per line)."
+INPUT_HELP = ("A CSV/TSV (text column), JSONL, plain-text file (one text per line) or a table (.parquet, .arrow, "
+              "a save_to_disk folder[:SPLIT], hf:NAME[:SPLIT]).")
 RUN_HELP = "A text run folder (text probe or prompt-tune), or its model/ folder."
 PROMPT = "Soft prompt"
 
@@ -25,7 +26,7 @@ class TextDevice(Device):
     workers: int | None = option(None, flag=False)
 
 
-class Texts(Options):
+class Texts(TextColumn):
     """The texts a command reads: arguments, ``-`` (stdin lines) and ``--input FILE``."""
 
     texts: list[str] = option([], TEXTS_HELP, argument=True, metavar="TEXTS")
@@ -71,10 +72,15 @@ class ZeroshotConfig(Texts, TopK, TextDevice):
 NonNegative = Annotated[float, Field(ge=0.0)]
 
 
-class ProbeConfig(TextDevice, Seeded):
-    data: str = option(..., "CSV text,label (header optional) or JSONL {text,label}.", argument=True,
+TEXT_DATA_HELP = ("CSV text,label (header optional), JSONL {text,label}, or a table: .parquet, .arrow, a "
+                  "save_to_disk folder[:SPLIT], hf:NAME[:SPLIT] (local cache only).")
+TEXT_VAL_HELP = "Validation data (same forms); default: a dataset's validation split, else --val-split of DATA."
+
+
+class ProbeConfig(TextColumns, TextDevice, Seeded):
+    data: str = option(..., TEXT_DATA_HELP, argument=True,
                        metavar="DATA", missing="pass a CSV of text,label rows")
-    val: str | None = option(None, "Validation data (same format); default: --val-split of DATA.", panel=PANEL_DATA)
+    val: str | None = option(None, TEXT_VAL_HELP, panel=PANEL_DATA)
     val_split: float = option(VAL_SPLIT, "Share of the labelled data held out for validation (stratified, "
                               "seeded).", ge=0.0, lt=1.0, panel=PANEL_DATA)
     model: str = option(DEFAULT_MODEL, "sentence-transformers name or folder.", short="-m")
@@ -94,23 +100,25 @@ class TextPredictConfig(Texts, TopK, TextDevice, TextRun):
     """`text predict RUN_DIR TEXTS...`."""
 
 
-class TextEvaluateConfig(TextDevice):
+class TextEvaluateConfig(TextColumns, TextDevice):
     run_dir: str = option(..., RUN_HELP, argument=True, metavar="RUN_DIR", missing="pass a text run folder")
-    data: str = option(..., "CSV text,label or JSONL {text,label}.", argument=True, metavar="DATA",
+    data: str = option(..., "CSV text,label, JSONL {text,label} or a table (a dataset dictionary: its test "
+                       "split).", argument=True, metavar="DATA",
                        missing="pass a CSV of text,label rows")
     confusion: str | None = option(None, "Also draw the confusion matrix (.svg/.png).")
 
 
-class PromptTuneConfig(TrainOptions):
+class PromptTuneConfig(TextColumns, TrainOptions):
     """Soft-prompt tuning: the shared training options (defaults for a soft prompt) and the method's own."""
 
-    data: str = option(..., "classify: CSV text,label; generate: CSV/JSONL input,target.", argument=True,
+    data: str = option(..., "classify: CSV text,label; generate: CSV/JSONL input,target; or a table (.parquet, "
+                       ".arrow, a save_to_disk folder[:SPLIT], hf:NAME[:SPLIT]).", argument=True,
                        metavar="DATA", missing="pass a CSV text,label (or input,target with --mode generate), "
                        "or --resume RUN_DIR")
     mode: Literal["classify", "generate"] = option("classify", "classify | generate")
     model: str = option(DEFAULT_MODEL, "classify: sentence-transformers name/folder; generate: a causal LM "
                         "folder.", short="-m")
-    val: str | None = option(None, "Validation data (same format); default: --val-split of DATA.", panel=PANEL_DATA)
+    val: str | None = option(None, TEXT_VAL_HELP, panel=PANEL_DATA)
     val_split: float = option(VAL_SPLIT, "Share of the labelled data held out for validation (stratified, "
                               "seeded).", ge=0.0, lt=1.0, panel=PANEL_DATA)
     virtual_tokens: int = option(20, "Number of soft-prompt tokens.", short="-n", ge=1, le=512, panel=PROMPT)

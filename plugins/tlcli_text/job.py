@@ -14,6 +14,7 @@ from tlcli.cli.predict_texts import emit_text_predictions, evaluate_texts, predi
 from tlcli.console.errors import UsageError
 from tlcli.console.output import display_path
 from tlcli.data.labelled import training_classes
+from tlcli.data.tables import columns_of, default_validation
 from tlcli.data.texts import read_labelled_texts, read_texts
 from tlcli.models.embedder import Embedder
 from tlcli_text.config import ProbeConfig, TextEvaluateConfig, TextPredictConfig, ZeroshotConfig
@@ -41,7 +42,7 @@ def zero_shot_scores(embedder: Embedder, texts: list[str], labels: list[str], te
 
 def texts_of(cfg) -> list[str]:
     """TEXTS ('-' reads stdin lines) then the texts of --input."""
-    return read_texts(list(cfg.texts), Path(cfg.input) if cfg.input else None)
+    return read_texts(list(cfg.texts), Path(cfg.input) if cfg.input else None, columns=columns_of(cfg))
 
 
 # --- zeroshot -----------------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ def text_predictor(run_dir: str, device: str):
 def predict(cfg: TextPredictConfig, run, report) -> dict:
     """`tlcli text predict`: one classifier record per text (as `tlcli predict` on a text run)."""
     count = predict_texts(text_predictor(cfg.run_dir, cfg.device), list(cfg.texts), cfg.top_k, report,
-                          Path(cfg.input) if cfg.input else None)
+                          Path(cfg.input) if cfg.input else None, columns=columns_of(cfg))
     return {"status": "finished", "texts": count}
 
 
@@ -85,7 +86,7 @@ def evaluate(cfg: TextEvaluateConfig, run, report) -> dict:
     """`tlcli text evaluate`: the output contract's metrics (accuracy, top5_accuracy, mean_recall,
     per_class) under the summary's ``metrics`` (as `tlcli evaluate` on a text run)."""
     scored = evaluate_texts(text_predictor(cfg.run_dir, cfg.device), Path(cfg.data), report,
-                            Path(cfg.confusion) if cfg.confusion else None)
+                            Path(cfg.confusion) if cfg.confusion else None, columns=columns_of(cfg))
     return {"status": "finished", "texts": scored["n"], **metrics_summary(scored)}
 
 
@@ -95,9 +96,11 @@ def _split(cfg: ProbeConfig):
     from tlcli.data.labelled import stratified_split
 
     data = Path(cfg.data)
-    samples = read_labelled_texts(data)
-    if cfg.val is not None:
-        train, held_out = samples, read_labelled_texts(Path(cfg.val))
+    columns = columns_of(cfg)
+    samples = read_labelled_texts(data, columns=columns)
+    val = cfg.val or default_validation(cfg.data)
+    if val is not None:
+        train, held_out = samples, read_labelled_texts(Path(val), columns=columns)
     else:
         train, held_out = stratified_split(samples, cfg.val_split, cfg.seed)
     classes = training_classes(train, held_out, data, items="rows")

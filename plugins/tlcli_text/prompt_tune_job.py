@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 from tlcli.data.labelled import stratified_split, training_classes
+from tlcli.data.tables import columns_of, default_validation
 from tlcli.data.texts import read_labelled_texts
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
@@ -25,9 +26,11 @@ _TARGET_COLUMNS = ("target", "output", "completion", "answer", "label")
 
 def _split(cfg: PromptTuneConfig):
     columns = _TARGET_COLUMNS if cfg.mode == "generate" else ("label", "class", "category", "target")
-    samples = read_labelled_texts(Path(cfg.data), label_columns=columns)
-    if cfg.val:
-        return samples, read_labelled_texts(Path(cfg.val), label_columns=columns)
+    named = columns_of(cfg)
+    samples = read_labelled_texts(Path(cfg.data), label_columns=columns, columns=named)
+    val = cfg.val or (default_validation(cfg.data) if cfg.val_split > 0 else None)
+    if val:
+        return samples, read_labelled_texts(Path(val), label_columns=columns, columns=named)
     if cfg.val_split == 0:
         return samples, []
     if cfg.mode == "classify":

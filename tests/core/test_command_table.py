@@ -38,6 +38,7 @@ def test_help_imports_no_command_module_and_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     modules = json.loads(done.stderr.strip().splitlines()[-1])
     assert "torch" not in modules
+    assert "pyarrow" not in modules and "datasets" not in modules  # table inputs load them when read
     loaded = [m for m in modules if m.startswith("tlcli_") and m.count(".") == 1 and not m.endswith(".plugin")]
     assert loaded == [], f"`tlcli --help` imported command modules: {loaded}"
 

@@ -145,7 +145,7 @@ def test_load_labelled_dispatches_on_folder_or_csv(tmp_path):
     assert [s.label for s in load_labelled(manifest)] == ["dog"]
     other = tmp_path / "list.txt"
     other.write_text("x")
-    with pytest.raises(UsageError, match="neither a folder nor a .csv"):
+    with pytest.raises(UsageError, match="is no folder, .csv, .parquet or .arrow file"):
         load_labelled(other)
     with pytest.raises(UsageError, match="no such file or folder"):
         load_labelled(tmp_path / "absent")

@@ -14,19 +14,21 @@ from pathlib import Path
 from typing import Optional
 
 from tlcli.cli.command import Command
-from tlcli.fields import TOP_K, Device, MaxBadShare, option
+from tlcli.fields import TOP_K, Device, ImageColumns, MaxBadShare, TextColumns, option
 
 PREDICT_HELP = """Classify images (or texts, for a text run) with a trained run.
 
-PATHS are files, folders (recursive) or - (one path per line on stdin); for a text run, texts or - (one
-text per line on stdin). With --json, one line per input ({"path" or "text", "label", "score", "top"}),
+PATHS are files, folders (recursive), tables (.parquet, .arrow, a save_to_disk folder[:SPLIT], hf:NAME[:SPLIT];
+a dataset dictionary's test split unless one is named) or - (one path per line on stdin); for a text run,
+texts or - (one text per line on stdin). With --json, one line per input ({"path" or "text", "label", "score", "top"}),
 then the summary."""
 
 EVALUATE_HELP = """Measure a trained run on labelled data: accuracy, per-class recall, confusion matrix.
 
 Prints accuracy, top-5 accuracy, mean recall and per-class precision/recall, and writes the confusion
-matrix as a picture (SVG or PNG). DATA is class folders or a CSV manifest for an image run, a CSV/JSONL of
-text,label for a text run. With --json, one line: the summary, whose "metrics" hold accuracy,
+matrix as a picture (SVG or PNG). DATA is class folders, a CSV manifest or a table for an image run, a
+CSV/JSONL of text,label or a table for a text run (a dataset dictionary: its test split unless DATA names one;
+see docs/data.md). With --json, one line: the summary, whose "metrics" hold accuracy,
 top5_accuracy, mean_recall and per_class."""
 
 
@@ -39,13 +41,14 @@ class _RunInput(Device):
 
 
 class PredictConfig(_RunInput):
+    image_column: str | None = ImageColumns.model_fields["image_column"]
     paths: list[str] = option(..., "Image files, folders, or - for paths on stdin (texts for a text run).",
                               argument=True, metavar="PATHS", missing="pass image files, folders, or - for stdin")
     top_k: int = option(TOP_K, "How many labels to list per input.", short="-k", ge=1)
 
 
-class EvaluateConfig(_RunInput):
-    data: str = option(..., "Class folders or a CSV manifest (path,label); text,label for a text run.",
+class EvaluateConfig(ImageColumns, TextColumns, _RunInput):
+    data: str = option(..., "Class folders, a CSV manifest (path,label) or a table; text,label for a text run.",
                        argument=True, metavar="DATA", missing="pass labelled data")
     confusion: str | None = option(None, "Picture of the confusion matrix (.svg or .png); default "
                                    "RUN_DIR/confusion.svg for an image run.")
@@ -124,6 +127,7 @@ def _image_probabilities(predictor, paths: list[Path], batch_size: int, workers:
 def run_predict(cfg: PredictConfig, run, report) -> dict:
     """Classify every input: one record each (streamed with --json), a table for people."""
     from tlcli.data.sources import BadFiles, expand_paths
+    from tlcli.data.tables import columns_of
     from tlcli.console.errors import UsageError
     from tlcli.classify.evaluation import classifier_records
     from tlcli.console.output import display_path
@@ -133,7 +137,7 @@ def run_predict(cfg: PredictConfig, run, report) -> dict:
     if is_text(predictor):
         n = _text_module().predict_texts(predictor, cfg.paths, cfg.top_k, report)
         return {"status": "finished", "run_dir": str(run_dir), "predicted": n}
-    files, skipped = expand_paths(cfg.paths)
+    files, skipped = expand_paths(cfg.paths, columns=columns_of(cfg), default_split="test")
     bad = BadFiles()
     bad.extend(skipped)
     if not files and not skipped:
@@ -169,6 +173,7 @@ def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
     import numpy as np
 
     from tlcli.data.sources import BadFiles, load_labelled
+    from tlcli.data.tables import columns_of
     from tlcli.console.errors import UsageError
     from tlcli.classify.evaluation import classification_report, metrics_summary, show_metrics, write_confusion_picture
 
@@ -177,22 +182,23 @@ def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
     _check_confusion_path(confusion)
     predictor = load_run_predictor(run_dir, cfg.device)
     if is_text(predictor):
-        scored = _text_module().evaluate_texts(predictor, data, report, confusion=confusion)
+        scored = _text_module().evaluate_texts(predictor, data, report, confusion=confusion, columns=columns_of(cfg))
         return {"status": "finished", "run_dir": str(run_dir), **metrics_summary(scored)}
-    samples = load_labelled(data)
+    bad = BadFiles()
+    samples = load_labelled(cfg.data, bad_files=bad, columns=columns_of(cfg), default_split="test")
+    skipped = len(bad)  # rows of a table without an image: tried, so counted in the total
     labels = list(predictor.labels)
     index_of = {label: i for i, label in enumerate(labels)}
     unknown = sorted({s.label for s in samples} - set(index_of))
     if unknown:
         raise UsageError(f"{data}: labels the model does not know: {', '.join(unknown[:5])}; the model knows "
                          f"{', '.join(labels[:10])}")
-    bad = BadFiles()
     all_probs, targets = [], []
     for indices, probs in _image_probabilities(predictor, [s.path for s in samples], cfg.batch_size, cfg.workers,
                                                bad):
         all_probs.append(probs)
         targets.extend(index_of[samples[i].label] for i in indices)
-    bad.check(len(samples), cfg.max_bad)
+    bad.check(len(samples) + skipped, cfg.max_bad)
     if not targets:
         raise UsageError(f"{data}: no readable images to evaluate")
     scored = classification_report(np.concatenate(all_probs), np.asarray(targets), labels)

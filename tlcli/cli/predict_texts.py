@@ -35,12 +35,12 @@ def emit_text_predictions(texts: Sequence[str], labels: Sequence[str], scores, t
 
 
 def predict_texts(predictor, inputs: Sequence[str], top_k: int, report, input_file: Path | None = None,
-                  stdin: IO | None = None) -> int:
+                  stdin: IO | None = None, columns=None) -> int:
     """Classify texts: each of ``inputs`` is a text, ``-`` reads one text per stdin line, ``input_file`` adds a
     CSV/JSONL/lines file's texts. With ``--json`` lines stream out chunk by chunk. Returns how many."""
     from tlcli.data.texts import read_texts
 
-    texts = read_texts(list(inputs), input_file, stdin)
+    texts = read_texts(list(inputs), input_file, stdin, columns=columns)
     labels = list(predictor.labels)
     if report.json_output:
         for start in range(0, len(texts), CHUNK):
@@ -52,7 +52,7 @@ def predict_texts(predictor, inputs: Sequence[str], top_k: int, report, input_fi
 
 
 def evaluate_texts(predictor, data_path: Path, report, confusion: Path | None = None,
-                   title: str | None = None) -> dict:
+                   title: str | None = None, columns=None) -> dict:
     """Score a text classifier on labelled data (CSV text,label or JSONL): accuracy, top-5 accuracy, mean
     recall, per-class precision/recall/support, confusion matrix (and its picture when ``confusion`` is given).
     Shown to people through ``report``; returned for the summary."""
@@ -64,7 +64,7 @@ def evaluate_texts(predictor, data_path: Path, report, confusion: Path | None = 
     from tlcli.console.output import display_path
 
     labels = list(predictor.labels)
-    samples = read_labelled_texts(Path(data_path))
+    samples = read_labelled_texts(data_path, columns=columns, default_split="test")
     index_of = {label: i for i, label in enumerate(labels)}
     unknown = sorted({s.label for s in samples} - set(index_of))
     if unknown:

@@ -1,4 +1,5 @@
-"""Labelled image data: class folders or a CSV manifest, and a seeded stratified split."""
+"""Labelled image data: class folders, a CSV manifest or a table (tlcli/data/tables.py), and a seeded
+stratified split."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import os
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence, TypeVar
 
@@ -22,29 +23,43 @@ from tlcli.console.output import display_path
 _PATH_COLUMNS = ("path", "file", "filename", "filepath", "file_path", "image", "image_path")
 _LABEL_COLUMNS = ("label", "class", "class_name", "target", "category")
 
-_LAYOUT_HELP = "DATA/<class>/<image>, one subfolder per class, or a CSV manifest with rows path,label"
+_LAYOUT_HELP = ("DATA/<class>/<image>, one subfolder per class, a CSV manifest with rows path,label, a .parquet/.arrow "
+                "file, a datasets.save_to_disk folder or hf:NAME (see docs/data.md)")
 
 
 @dataclass(frozen=True)
 class LabelledSample:
     path: Path
     label: str
+    # The label's index in the data's own class list (a dataset's ClassLabel), where it has one: the classes
+    # then keep that order (see class_names_of) instead of the sorted names.
+    class_index: int | None = field(default=None, compare=False)
 
 
 _Sample = TypeVar("_Sample", bound=LabelledSample)
 
 
-def load_labelled(data: os.PathLike | str, *, bad_files: BadFiles | None = None) -> list[LabelledSample]:
-    """The samples of ``data``: a folder of class folders, or a ``.csv`` manifest; ``UsageError`` if
-    neither."""
+def load_labelled(data: os.PathLike | str, *, bad_files: BadFiles | None = None, columns=None,
+                  default_split: str = "train", labels: str = "required") -> list[LabelledSample]:
+    """The samples of ``data``: a folder of class folders, a ``.csv`` manifest, or a table (a ``.parquet`` or
+    ``.arrow`` file, a ``save_to_disk`` folder, ``hf:NAME``; ``default_split`` of a dataset dictionary unless
+    DATA names one); ``UsageError`` if none of them. ``columns`` (``tlcli.data.tables.Columns``): the columns
+    a user named; ``labels``: a table's rows without a label are left out (``"required"``) or kept with the
+    label ``""`` (``"optional"``)."""
+    from tlcli.data import tables
+
+    if tables.is_table(data):
+        where, rows = tables.read_image_rows(data, columns, bad_files, default_split, labels)
+        samples = [LabelledSample(path, label, class_index) for path, label, class_index in rows]
+        return strip_labels(without_repeats(samples, where), where)
     data = Path(os.fsdecode(data))
     if data.is_dir():
         return scan_class_folders(data, bad_files=bad_files)
     if data.is_file() and data.suffix.lower() == ".csv":
-        return read_manifest(data)
+        return read_manifest(data, columns=columns)
     if not data.exists():
         raise UsageError(f"{display_path(data)}: no such file or folder; expected {_LAYOUT_HELP}")
-    raise UsageError(f"{display_path(data)} is neither a folder nor a .csv file; expected {_LAYOUT_HELP}")
+    raise UsageError(f"{display_path(data)} is no folder, .csv, .parquet or .arrow file; expected {_LAYOUT_HELP}")
 
 
 def scan_class_folders(
@@ -101,13 +116,16 @@ def scan_class_folders(
     return samples
 
 
-def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
+def read_manifest(csv_path: os.PathLike | str, columns=None) -> list[LabelledSample]:
     """The rows of a CSV manifest ``path,label`` (header optional), in file order.
 
     Relative paths are resolved against the CSV's folder, so a manifest travels with its images. Files
     are not opened here: a missing one is reported when loaded, like any bad file. ``UsageError`` with
-    the line number for a malformed row, and for a manifest with no rows.
+    the line number for a malformed row, and for a manifest with no rows. ``columns``
+    (``tlcli.data.tables.Columns``): an image or label column named by the user, which the first row (a
+    header) must then have.
     """
+    named = (getattr(columns, "image", None), getattr(columns, "label", None))
     csv_path = Path(os.fsdecode(csv_path))
     base = csv_path.parent
     samples: list[LabelledSample] = []
@@ -120,6 +138,9 @@ def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
                 line = reader.line_num
                 cells = [cell.strip() for cell in row]
                 if not any(cells):
+                    continue
+                if not samples and columns is None and any(named):
+                    columns = _named_columns(csv_path, cells, named)
                     continue
                 if not samples and columns is None and (header := _header_columns(cells)) is not None:
                     columns = header
@@ -140,10 +161,10 @@ def read_manifest(csv_path: os.PathLike | str) -> list[LabelledSample]:
         raise UsageError(f"{display_path(csv_path)}:{reader.line_num}: not valid CSV ({error})") from error
     if not samples:
         raise UsageError(f"{display_path(csv_path)} has no rows; expected lines path,label")
-    return strip_labels(_without_repeats(samples, display_path(csv_path)), display_path(csv_path))
+    return strip_labels(without_repeats(samples, display_path(csv_path)), display_path(csv_path))
 
 
-def _without_repeats(samples: list[LabelledSample], where: str) -> list[LabelledSample]:
+def without_repeats(samples: list[LabelledSample], where: str) -> list[LabelledSample]:
     """One sample per image: a repeated row would put the same image in train and val (an inflated
     accuracy). Repeats are dropped with one warning; one image under two labels is refused."""
     seen: dict[str, LabelledSample] = {}
@@ -192,7 +213,7 @@ def strip_labels(samples: list[LabelledSample], where: str) -> list[LabelledSamp
     shown = ", ".join(repr(label) for label in changed[:5]) + (", ..." if len(changed) > 5 else "")
     warn_verbatim(f"{where}: labels with spaces around them taken without the spaces ({shown}); a label is "
                   "its name stripped of surrounding spaces")
-    return [LabelledSample(s.path, s.label.strip()) if s.label != s.label.strip() else s for s in samples]
+    return [replace(s, label=s.label.strip()) if s.label != s.label.strip() else s for s in samples]
 
 
 def stratified_split(
@@ -229,6 +250,23 @@ def _class_folder_names(root: Path) -> list[str]:
         return []
 
 
+def _named_columns(csv_path: Path, cells: list[str], named: tuple[str | None, str | None]) -> tuple[int, int]:
+    """The (path, label) columns of a header row when the user named one or both (``--image-column``,
+    ``--label-column``); the other is found by name as usual. ``UsageError`` listing the header otherwise."""
+    lowered = [cell.lower() for cell in cells]
+    found = []
+    for name, candidates, flag in ((named[0], _PATH_COLUMNS, "--image-column"),
+                                   (named[1], _LABEL_COLUMNS, "--label-column")):
+        wanted = [name.lower()] if name else list(candidates)
+        index = next((lowered.index(cell) for cell in wanted if cell in lowered), None)
+        if index is None:
+            what = f"no column {display_path(name)!r} ({flag})" if name else f"no {flag[2:-7]} column"
+            raise UsageError(f"{display_path(csv_path)}: {what} in its first row; its columns: "
+                             f"{display_path(', '.join(cells))}")
+        found.append(index)
+    return found[0], found[1]
+
+
 def _header_columns(cells: list[str]) -> tuple[int, int] | None:
     lowered = [cell.lower() for cell in cells]
     path_column = next((i for i, cell in enumerate(lowered) if cell in _PATH_COLUMNS), None)
@@ -260,22 +298,26 @@ def _manifest_row(
     return LabelledSample(path if path.is_absolute() else base / path, label)
 
 
-def train_and_val(data, val, val_split: float, seed: int, bad_files: BadFiles | None = None
+def train_and_val(data, val, val_split: float, seed: int, bad_files: BadFiles | None = None, columns=None
                   ) -> tuple[list[LabelledSample], list[LabelledSample]]:
-    """The one train/validation split of labelled images: DATA and ``--val`` when given, else a stratified,
-    seeded ``--val-split`` of DATA (no validation set at 0)."""
-    samples = load_labelled(Path(data), bad_files=bad_files)
+    """The one train/validation split of labelled images: DATA and ``--val`` when given (or, for a dataset
+    dictionary named without a split, its ``validation`` split), else a stratified, seeded ``--val-split`` of
+    DATA (no validation set at 0, not even a dataset's own). ``columns``: the table columns a user named."""
+    from tlcli.data.tables import default_validation
+
+    samples = load_labelled(data, bad_files=bad_files, columns=columns)
+    val = val or (default_validation(data) if val_split > 0 else None)
     if val:
-        return samples, load_labelled(Path(val), bad_files=bad_files)
+        return samples, load_labelled(val, bad_files=bad_files, columns=columns)
     if val_split > 0:
         return stratified_split(samples, val_split, seed)
     return samples, []
 
 
 def training_classes(train: Sequence, val: Sequence, source, items: str = "images") -> list[str]:
-    """The sorted class names of ``train`` (objects with a ``label``). UsageError when there are fewer
-    than two, or when ``val`` has labels the training data lacks."""
-    classes = sorted({s.label for s in train})
+    """The class names of ``train`` (objects with a ``label``) in :func:`class_names_of` order. UsageError
+    when there are fewer than two, or when ``val`` has labels the training data lacks."""
+    classes = class_names_of(train)
     if len(classes) < 2:
         raise UsageError(f"{display_path(source)}: found {len(classes)} class; training a classifier needs at "
                          f"least two")
@@ -284,3 +326,15 @@ def training_classes(train: Sequence, val: Sequence, source, items: str = "image
         raise UsageError(f"validation labels not in the training data: {', '.join(unknown[:5])}; "
                          f"add training {items} for them or drop them from --val")
     return classes
+
+
+def class_names_of(samples: Sequence) -> list[str]:
+    """The class names of ``samples`` (objects with a ``label``): in the data's own order where every sample
+    has a ``class_index`` (a dataset's ClassLabel: the model's class *i* is the dataset's label *i*), else
+    sorted (class folders, CSV manifests, string labels)."""
+    rank: dict[str, int | None] = {}
+    for sample in samples:
+        rank.setdefault(sample.label, getattr(sample, "class_index", None))
+    if rank and all(index is not None for index in rank.values()):
+        return sorted(rank, key=lambda label: (rank[label], label))
+    return sorted(rank)

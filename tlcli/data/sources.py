@@ -1,4 +1,5 @@
-"""Where images come from: command-line paths, folders, stdin lists, class folders, CSV manifests.
+"""Where images come from: command-line paths, folders, stdin lists, class folders, CSV manifests, tables
+(parquet, arrow, Hugging Face datasets: tlcli/data/tables.py).
 
 Imports no PIL or numpy. The labelled-data and bad-file helpers live in their own modules and are
 re-exported here, so commands import everything about their inputs from one place.
@@ -46,15 +47,30 @@ def expand_paths(
     *,
     stdin: IO | None = None,
     extensions: frozenset[str] = IMAGE_EXTENSIONS,
+    columns=None,
+    default_split: str = "train",
 ) -> tuple[list[Path], list[BadImage]]:
     """The image paths that ``args`` name, in order, and the ones that had to be skipped.
 
     Each argument is a file (taken whatever its extension; the decoder judges it), a folder (walked
     recursively by ``walk_image_files``: image extensions only, sorted, inside the folder) or ``-``: one
     path per line from ``stdin`` (default ``sys.stdin``), each treated like an argument; read once even if
-    ``-`` is given twice. A missing path, a dangling link or an unreadable folder is reported as a
-    ``BadImage``, never raised. An empty result is the caller's to judge.
+    ``-`` is given twice. A table (a ``.parquet``/``.arrow`` file, a ``save_to_disk`` folder, ``hf:NAME``)
+    gives the images of its image column (``columns.image``, else found by name; ``default_split`` of a
+    dataset dictionary), labels ignored; a table that cannot be read at all is a ``UsageError``. A missing
+    path, a dangling link or an unreadable folder is reported as a ``BadImage``, never raised. An empty
+    result is the caller's to judge.
     """
+    from tlcli.data import tables
+
+    def expand(text: str) -> None:
+        if tables.is_table(text):
+            found, skipped = tables.read_images(text, columns, default_split)
+            paths.extend(found)
+            bad.extend(skipped)
+        else:
+            _expand_one(Path(text), extensions, paths, bad)
+
     paths: list[Path] = []
     bad: list[BadImage] = []
     stdin_read = False
@@ -64,9 +80,9 @@ def expand_paths(
                 continue
             stdin_read = True
             for line in read_stdin_paths(stdin if stdin is not None else sys.stdin):
-                _expand_one(Path(line), extensions, paths, bad)
+                expand(line)
         else:
-            _expand_one(Path(os.fsdecode(arg)), extensions, paths, bad)
+            expand(os.fsdecode(arg))
     return paths, bad
 
 
