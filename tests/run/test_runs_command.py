@@ -273,3 +273,20 @@ def test_runs_on_a_terminal_escape_hostile_names(on_a_terminal, tmp_path):
     assert_escaped(screen, "evil\\x1b]52")
     screen = on_a_terminal("plot", f"runs/{name}", "--metric", "loss")
     assert_escaped(screen, "evil\\x1b]52")
+
+
+@pytest.mark.parametrize("answer, kept", [("n", True), ("y", False)])
+def test_prune_asks_on_a_terminal(tmp_path, answer, kept):
+    import shlex
+    import shutil
+
+    if shutil.which("script") is None:
+        pytest.skip("needs script(1) for a pseudo-terminal")
+    run = _run(tmp_path / "runs" / "broken", "failed")
+    command = shlex.join([sys.executable, "-m", "tlcli", "runs", "prune", "--status", "failed"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TLCLI_HOME": str(tmp_path / "home")}
+    done = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=tmp_path, env=env, input=answer + "\n",
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout
+    assert "Remove 1 run folder? [y/N]" in done.stdout
+    assert run.is_dir() == kept

@@ -385,7 +385,7 @@ def run_prune(cfg: PruneConfig, run, report) -> dict:
                  [[i.name, i.command or "-", i.status, _clock(last)] for i, last in chosen])
     if not cfg.yes:
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
-            report.hint(f"nothing removed: pass --yes to remove these {len(chosen)} runs")
+            report.hint("nothing removed: pass --yes to remove " + ("it" if len(chosen) == 1 else f"these {len(chosen)}"))
             return {"status": "finished", "folder": cfg.folder, "removed": 0, "candidates": len(chosen)}
         import typer
 
