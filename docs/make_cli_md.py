@@ -39,7 +39,7 @@ def render() -> str:
             if param.param_type_name != "option" or param.hidden:
                 continue
             names = ", ".join(f"`{o}`" for o in param.opts + param.secondary_opts)
-            default = "" if param.default is None or param.default is False else f"`{param.default}`"
+            default = "" if param.default is None or param.default is False or param.default == "" else f"`{param.default}`"
             rows.append(f"| {names} | {default} | {_cell(param.help or '')} |")
         if rows:
             parts.append("\n| flag | default | meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n")

@@ -138,6 +138,9 @@ class TrainOptions(Placement, Seeded):
                                     ge=1, panel=PANEL_TRAIN)
     log_every: int | None = option(None, "Write a metric event every N steps (default: about 500 a run).",
                                    ge=1, panel=PANEL_TRAIN, resume=True)
+    report_to: CommaList = option([], "Also write the metrics as they are logged: tensorboard (RUN/tensorboard/), "
+                                  "csv (RUN/metrics.csv), or a plugin's sink (wandb, mlflow); comma-separated.",
+                                  panel=PANEL_TRAIN, resume=True)
     skip_nonfinite: bool = option(False, "Skip steps whose loss is inf/NaN instead of failing the run.",
                                   panel=PANEL_TRAIN)
     compile: bool = option(False, "torch.compile the model.", panel=PANEL_TRAIN)

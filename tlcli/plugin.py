@@ -39,6 +39,9 @@ class Plugin:
         :class:`tlcli.llm.base.LLM`. Built-in schemes (hf, openai, scripted) cannot be replaced.
     tools: agent tools (``"rag" -> "module:factory"``); the factory takes the tool's argument (``rag:DIR`` gives
         ``"DIR"``) and returns a tool object (see the agents plugin).
+    metric_sinks: names for ``--report-to`` (``"wandb" -> "module:factory"``); ``factory(run_dir: Path,
+        config: dict)`` returns a :class:`MetricSink` for a run that starts or resumes in ``run_dir`` with
+        ``config`` (its config.json). Built-in sinks (csv, tensorboard) cannot be replaced.
     description: one line for ``tlcli plugins``.
     help_panel: the heading its commands appear under in ``tlcli --help`` (default: the name, capitalised).
     """
@@ -51,6 +54,7 @@ class Plugin:
     predictors: dict[str, str] = field(default_factory=dict)
     llm_backends: dict[str, str] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
+    metric_sinks: dict[str, str] = field(default_factory=dict)
     description: str = ""
     help_panel: str = ""
 
@@ -90,6 +94,26 @@ class TextPredictor(Protocol):
     labels: list[str]
 
     def predict_texts(self, texts: list[str]): ...
+
+
+class MetricSink(Protocol):
+    """Where a run's events also go while it runs (``--report-to NAME``; see ``tlcli/runs/sinks.py``).
+
+    write: called with every event the run writes, in order, as ``events.jsonl`` holds it (the envelope
+        ``{"time", "run", "kind", "step", "epoch", "stage", "data"}`` normalised by
+        :func:`tlcli.runs.events.parse_event_line`). :func:`tlcli.runs.scalars.row_of` gives the numbers of a
+        ``metric`` or ``eval`` event (loss, lr per group, throughput, validation metrics), named as the CSV
+        and TensorBoard sinks name them; :func:`tlcli.runs.scalars.restart_of` says a resumed session
+        starts again at a step. Called in the training process: keep it quick (queue uploads).
+    close: the session ends (finished, stopped, interrupted or failed): flush and let go.
+
+    A sink that raises is dropped for the rest of the session, with a warning in the run's log; the
+    training goes on. ``tlcli runs export RUN --format NAME`` replays a finished run's log into one.
+    """
+
+    def write(self, event: dict) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def resolve_target(target: str):

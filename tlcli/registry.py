@@ -47,6 +47,9 @@ class Plugins:
     def tool_for(self, name: str) -> str | None:
         return self._lookup("tools", name)
 
+    def metric_sink_for(self, name: str) -> str | None:
+        return self._lookup("metric_sinks", name)
+
     def _lookup(self, hook: str, key: str) -> str | None:
         """The first loaded plugin's ``"module:attr"`` for ``key`` in one of its hook tables."""
         for loaded in self.loaded:

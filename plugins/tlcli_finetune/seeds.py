@@ -62,6 +62,7 @@ def _one_seed(cfg, seed: int, run, report) -> dict:
             return before.metrics
         if latest_checkpoint(before.checkpoints_dir)[0] is not None:
             with Run.resume(folder, COMMAND, COMMAND) as seed_run:
+                seed_run.report_to(seed_cfg.report_to, seed_cfg.model_dump(mode="json"))  # the set's, as resumed
                 return _trained(seed_cfg, seed_run, report, run)
     # New, or killed before its first checkpoint: (re)start it. Only a run of ours is ever replaced.
     with Run.create(COMMAND, folder, overwrite=started, plugin=COMMAND,

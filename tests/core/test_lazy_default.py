@@ -47,3 +47,22 @@ def test_help_and_no_words_show_the_group(capsys):
             pass
         out = capsys.readouterr().out
         assert "train" in out and "predict" in out and not seen
+
+
+def test_a_group_declared_alone_runs_its_default_without_words(capsys):
+    """`tlcli runs` lists the runs (`tlcli runs list`); `tlcli runs --help` still shows the group."""
+    seen: list = []
+    _root(seen)  # registers the module of targets
+    root = click.Group("tlcli")
+    add_declared(root, {"runs list": ("lazy_default_targets:TRAIN", "List."),
+                        "runs show": ("lazy_default_targets:PREDICT", "Show.")},
+                 {"runs": "Runs."}, None, {"runs": "list"}, alone=("runs",))
+    root.main(["runs"], standalone_mode=False)
+    root.main(["runs", "somewhere"], standalone_mode=False)
+    root.main(["runs", "show", "r"], standalone_mode=False)
+    assert seen == [("train", None, None), ("train", "somewhere", None), ("predict", "r")]
+    try:
+        root.main(["runs", "--help"], standalone_mode=False)
+    except Exception as done:
+        assert type(done).__name__ == "Exit", done
+    assert "show" in capsys.readouterr().out and len(seen) == 3

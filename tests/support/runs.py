@@ -45,4 +45,5 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> str:
 
 # The flags every training command lists and honours (issue 20), checked in each plugin's tests.
 TRAINING_FLAGS = ("--epochs", "--max-steps", "--lr", "--weight-decay", "--save-every", "--early-stop", "--config",
-                  "--resume", "--out", "--overwrite", "--json", "--tui", "--device", "--precision", "--seed")
+                  "--resume", "--out", "--overwrite", "--json", "--tui", "--device", "--precision", "--seed",
+                  "--report-to")

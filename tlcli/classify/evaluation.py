@@ -64,6 +64,46 @@ def classification_report(probs: np.ndarray, targets: np.ndarray, labels: list[s
     }
 
 
+# Probabilities below this count as this (float32 softmax underflows to 0; -log(0) would be inf).
+_SMALLEST_PROBABILITY = float(np.finfo(np.float32).tiny)
+
+
+def top_losses(probs: np.ndarray, targets: np.ndarray, labels: list[str], n: int) -> list[dict]:
+    """The ``n`` inputs the model gets most wrong, worst first: the highest cross-entropy loss
+    ``-log p(true class)`` (fastai's ``ClassificationInterpretation.top_losses``; ties in input order).
+    Each: ``{"index", "loss", "true_label", "true_score", "label", "score"}`` (``label``/``score``: the
+    predicted class and its probability, as in a prediction line)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.int64)
+    if not len(targets) or n <= 0:
+        return []
+    true_score = probs[np.arange(len(targets)), targets]
+    losses = -np.log(np.maximum(true_score, _SMALLEST_PROBABILITY))
+    predicted = top_indices(probs, 1)[:, 0]
+    worst = np.argsort(-losses, kind="stable")[:n]
+    return [{"index": int(i), "loss": round(float(losses[i]), 6), "true_label": labels[int(targets[i])],
+             "true_score": round(float(true_score[i]), 6), "label": labels[int(predicted[i])],
+             "score": round(float(probs[i, predicted[i]]), 6)} for i in worst]
+
+
+def show_top_losses(report, items: list[str], key: str, probs: np.ndarray, targets: np.ndarray,
+                    labels: list[str], n: int) -> list[dict]:
+    """``evaluate --top-losses N``: one record each (``{key: item, "true_label", "label", "score",
+    "true_score", "loss"}``, ``key`` ``path`` or ``text``) and a table for people. Returns the records."""
+    records = []
+    for found in top_losses(probs, targets, labels, n):
+        record = {key: items[found["index"]], **{k: found[k] for k in ("true_label", "label", "score",
+                                                                          "true_score", "loss")}}
+        report.record(record)
+        records.append(record)
+    if records:
+        shown = (lambda t: " ".join(t.split())[:60]) if key == "text" else str
+        report.table(f"top {len(records)} losses", [key, "true label", "predicted", "p(true)", "loss"],
+                     [[shown(r[key]), r["true_label"], f"{r['label']} ({r['score']:.2f})", f"{r['true_score']:.3f}",
+                       f"{r['loss']:.3f}"] for r in records])
+    return records
+
+
 def write_confusion_picture(confusion: list[list[int]], labels: list[str], path: Path) -> Path:
     """An SVG (or PNG by suffix) of the matrix. A folder that does not exist is a usage error (one line)."""
     from tlcli.console.errors import UsageError

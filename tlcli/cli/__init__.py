@@ -87,7 +87,21 @@ CORE_COMMANDS = {
     "predict": ("tlcli.cli.predict:PREDICT", "Classify images (or texts, for a text run) with a trained run."),
     "evaluate": ("tlcli.cli.predict:EVALUATE",
                  "Measure a trained run on labelled data: accuracy, per-class recall, confusion matrix."),
+    "runs list": ("tlcli.cli.runs_cmd:LIST", "List the runs under runs/ (or DIR, searched recursively): command, "
+                  "status, best metric, steps, start, wall time, model."),
+    "runs show": ("tlcli.cli.runs_cmd:SHOW", "Show one run: what it is, its options, its summary, and its timeline "
+                  "(starts, evaluations, checkpoints, warnings, stops)."),
+    "runs compare": ("tlcli.cli.runs_cmd:COMPARE", "Compare runs side by side: the options that differ, and their "
+                     "metrics."),
+    "runs prune": ("tlcli.cli.runs_cmd:PRUNE", "Remove failed, stopped or interrupted runs under runs/ (or DIR)."),
+    "runs export": ("tlcli.cli.runs_cmd:EXPORT", "Write a run's metrics as TensorBoard event files or a CSV, from "
+                    "its events.jsonl."),
+    "plot": ("tlcli.cli.plot:PLOT", "Plot a metric of one or more runs: a PNG or SVG file, or a chart in the "
+             "terminal."),
 }
+CORE_GROUPS = {"runs": "List, show, compare, prune and export the runs under runs/ (`tlcli runs` lists them)."}
+# `tlcli runs` and `tlcli runs DIR` are `tlcli runs list`.
+CORE_GROUP_DEFAULTS = {"runs": "list"}
 
 
 def build_command():
@@ -96,7 +110,7 @@ def build_command():
     from tlcli.registry import load_plugins
 
     command = typer.main.get_command(build_app())
-    add_declared(command, CORE_COMMANDS, {}, "Core")
+    add_declared(command, CORE_COMMANDS, CORE_GROUPS, "Core", CORE_GROUP_DEFAULTS, alone=("runs",))
     for loaded in load_plugins().loaded:
         plugin = loaded.plugin
         add_declared(command, plugin.commands, plugin.groups, plugin.panel, plugin.group_defaults)

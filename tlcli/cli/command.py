@@ -337,6 +337,8 @@ def run_command(command: Command, ctx: typer.Context, values: dict[str, Any]) ->
         run = Run.resume(resume, command.run_name or command.name, command.plugin)
         try:
             cfg = _resumed_config(command, run, {n: _plain(values[n]) for n in given})
+            if getattr(cfg, "report_to", None) and not options["print_config"]:
+                run.report_to(cfg.report_to, cfg.model_dump(mode="json"))  # Run.create sets a new run's
         except BaseException:
             run.close()
             raise

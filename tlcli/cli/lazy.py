@@ -64,12 +64,15 @@ def as_click(found: Any, name: str, group: str = "", panel: str | None = None) -
 class LazyGroup(TyperGroup):
     """A group whose commands may be placeholders; each is loaded when it runs. ``default``: the command
     run when the first word names none of the group's commands (``prompt-tune DATA`` is ``prompt-tune
-    train DATA``); help and no words still show the group's help."""
+    train DATA``); help shows the group's help, and so do no words unless ``default_alone`` (``tlcli runs``
+    is ``tlcli runs list``)."""
 
     default: str | None = None
+    default_alone: bool = False
 
     def parse_args(self, ctx, args):
-        if self.default and args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+        if self.default and (args and args[0] not in self.commands and args[0] not in ctx.help_option_names
+                             or not args and self.default_alone):
             args = [self.default, *args]
         return super().parse_args(ctx, args)
 
@@ -89,10 +92,11 @@ class LazyGroup(TyperGroup):
 
 
 def add_declared(root: click.Group, declared: dict[str, tuple[str, str]], groups: dict[str, str],
-                 panel: str | None, defaults: dict[str, str] | None = None) -> None:
+                 panel: str | None, defaults: dict[str, str] | None = None, alone: tuple[str, ...] = ()) -> None:
     """Put a plugin's declared commands into ``root``: ``declared`` maps ``"name"`` or ``"group name"`` to
     ``(target, summary)``; ``groups`` maps a group's word to its one-line help; ``defaults`` a group's word
-    to the sub-command it runs when none is named."""
+    to the sub-command it runs when none is named; ``alone``: groups whose default also runs when no word
+    follows the group's (instead of the group's help)."""
     for path, (target, summary) in declared.items():
         words = path.split()
         if len(words) == 1:
@@ -106,6 +110,7 @@ def add_declared(root: click.Group, declared: dict[str, tuple[str, str]], groups
                               context_settings={"help_option_names": ["-h", "--help"]})
             group.short_help = groups.get(group_word, "")
             group.default = (defaults or {}).get(group_word)
+            group.default_alone = group.default is not None and group_word in alone
             root.commands[group_word] = group
         group.commands[name] = LazyCommand(name, target, summary, None, group_word)
 

@@ -29,7 +29,8 @@ Prints accuracy, top-5 accuracy, mean recall and per-class precision/recall, and
 matrix as a picture (SVG or PNG). DATA is class folders, a CSV manifest or a table for an image run, a
 CSV/JSONL of text,label or a table for a text run (a dataset dictionary: its test split unless DATA names one;
 see docs/data.md). With --json, one line: the summary, whose "metrics" hold accuracy,
-top5_accuracy, mean_recall and per_class."""
+top5_accuracy, mean_recall and per_class; with --top-losses N, first one line per input the model gets
+most wrong ({"path" or "text", "true_label", "label", "score", "true_score", "loss"}), worst first."""
 
 
 class _RunInput(Device):
@@ -52,6 +53,9 @@ class EvaluateConfig(ImageColumns, TextColumns, _RunInput):
                        argument=True, metavar="DATA", missing="pass labelled data")
     confusion: str | None = option(None, "Picture of the confusion matrix (.svg or .png); default "
                                    "RUN_DIR/confusion.svg for an image run.")
+    top_losses: int | None = option(None, "Also list the N inputs the model gets most wrong (highest loss): path "
+                                    "or text, true label, predicted label, probability of the true class.", ge=1,
+                                    metavar="N")
 
 
 PREDICT = Command("predict", PredictConfig, "tlcli.cli.predict:run_predict", PREDICT_HELP, kind="tool",
@@ -182,7 +186,8 @@ def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
     _check_confusion_path(confusion)
     predictor = load_run_predictor(run_dir, cfg.device)
     if is_text(predictor):
-        scored = _text_module().evaluate_texts(predictor, data, report, confusion=confusion, columns=columns_of(cfg))
+        scored = _text_module().evaluate_texts(predictor, data, report, confusion=confusion,
+                                               columns=columns_of(cfg), top_losses=cfg.top_losses or 0)
         return {"status": "finished", "run_dir": str(run_dir), **metrics_summary(scored)}
     bad = BadFiles()
     samples = load_labelled(cfg.data, bad_files=bad, columns=columns_of(cfg), default_split="test")
@@ -193,11 +198,12 @@ def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
     if unknown:
         raise UsageError(f"{data}: labels the model does not know: {', '.join(unknown[:5])}; the model knows "
                          f"{', '.join(labels[:10])}")
-    all_probs, targets = [], []
+    all_probs, targets, scored_paths = [], [], []
     for indices, probs in _image_probabilities(predictor, [s.path for s in samples], cfg.batch_size, cfg.workers,
                                                bad):
         all_probs.append(probs)
         targets.extend(index_of[samples[i].label] for i in indices)
+        scored_paths.extend(samples[i].path for i in indices)
     bad.check(len(samples) + skipped, cfg.max_bad)
     if not targets:
         raise UsageError(f"{data}: no readable images to evaluate")
@@ -210,5 +216,11 @@ def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
                          "--confusion PATH in a writable folder") from None
     scored["confusion_picture"] = str(picture)
     show_metrics(report, f"{run_dir}: {scored['n']} images", scored)
+    if cfg.top_losses:
+        from tlcli.classify.evaluation import show_top_losses
+        from tlcli.console.output import display_path
+
+        show_top_losses(report, [display_path(p) for p in scored_paths], "path", np.concatenate(all_probs),
+                        np.asarray(targets), labels, cfg.top_losses)
     report.info(f"confusion matrix written to {picture}")
     return {"status": "finished", "run_dir": str(run_dir), **metrics_summary(scored), "bad_files": bad.summary()}

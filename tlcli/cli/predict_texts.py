@@ -52,10 +52,11 @@ def predict_texts(predictor, inputs: Sequence[str], top_k: int, report, input_fi
 
 
 def evaluate_texts(predictor, data_path: Path, report, confusion: Path | None = None,
-                   title: str | None = None, columns=None) -> dict:
+                   title: str | None = None, columns=None, top_losses: int = 0) -> dict:
     """Score a text classifier on labelled data (CSV text,label or JSONL): accuracy, top-5 accuracy, mean
-    recall, per-class precision/recall/support, confusion matrix (and its picture when ``confusion`` is given).
-    Shown to people through ``report``; returned for the summary."""
+    recall, per-class precision/recall/support, confusion matrix (and its picture when ``confusion`` is given),
+    and with ``top_losses`` the texts it gets most wrong (records and a table). Shown to people through
+    ``report``; returned for the summary."""
     import numpy as np
 
     from tlcli.data.texts import read_labelled_texts
@@ -72,11 +73,16 @@ def evaluate_texts(predictor, data_path: Path, report, confusion: Path | None = 
                          f"the model knows {', '.join(labels[:10])}")
     texts = [s.text for s in samples]
     probs = np.concatenate([probabilities(predictor, texts[i:i + CHUNK]) for i in range(0, len(texts), CHUNK)])
-    scored = classification_report(probs, np.asarray([index_of[s.label] for s in samples]), labels)
+    targets = np.asarray([index_of[s.label] for s in samples])
+    scored = classification_report(probs, targets, labels)
     if confusion is not None:
         write_confusion_picture(scored["confusion"], labels, confusion)
         scored["confusion_picture"] = str(confusion)
     show_metrics(report, title or f"{display_path(data_path)}: {scored['n']} texts", scored)
+    if top_losses:
+        from tlcli.classify.evaluation import show_top_losses
+
+        show_top_losses(report, texts, "text", probs, targets, labels, top_losses)
     if confusion is not None:
         report.info(f"confusion matrix written to {confusion}")
     return scored

@@ -1,7 +1,8 @@
 """The Report: the output contract of every command, as one object the core makes and hands to the job.
 
 - ``record(dict)``: one JSON line with ``--json``; nothing otherwise (people get ``table``/``text``).
-- ``table(title, columns, rows)`` / ``text(str)``: data for people on stdout; nothing with ``--json``.
+- ``table(title, columns, rows)`` / ``text(str)`` / ``drawing(str)``: data for people on stdout; nothing with
+  ``--json``.
   Text from models and files is shown with terminal controls escaped on a terminal (an OSC 52 clipboard
   write or a colour code in a model's reply is printed as ``\\x1b]52;...``, never run).
 - ``info`` / ``warn`` / ``progress``: diagnostics on stderr (``--quiet`` silences info and progress).
@@ -93,6 +94,16 @@ class Report:
             return
         shown = escape_text(text) if sys.stdout.isatty() else str(text)
         sys.stdout.write(shown if shown.endswith("\n") else shown + "\n")
+        sys.stdout.flush()
+        self.shown_table = True
+
+    def drawing(self, picture: str) -> None:
+        """A chart drawn for the terminal (``tlcli plot``) on stdout, its colour codes kept; nothing with
+        ``--json``. The caller makes every outside string in it (a run's name, a label) terminal-safe
+        before drawing: unlike :meth:`text`, nothing here is escaped."""
+        if self.json_output or self.silent:
+            return
+        sys.stdout.write(picture if picture.endswith("\n") else picture + "\n")
         sys.stdout.flush()
         self.shown_table = True
 

@@ -63,9 +63,10 @@ class EventWriter:
         self._handle = None
 
     def emit(self, kind: str, data: dict[str, Any], step: int = 0, epoch: float = 0,
-             stage: str | None = None) -> None:
+             stage: str | None = None) -> str | None:
+        """Append one event; returns the line written (without its newline), None when disabled."""
         if not self.enabled:
-            return
+            return None
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")
@@ -73,13 +74,15 @@ class EventWriter:
 
         record = {"time": round(time.time(), 3), "run": self.run, "kind": kind, "step": step,
                   "epoch": epoch, "stage": stage, "data": data}
+        line = to_json(record)
         try:
-            self._handle.write(to_json(record) + "\n")
+            self._handle.write(line + "\n")
             self._handle.flush()
         except OSError as error:  # a full disk: say which file, for the one-line error at the top
             if error.filename is not None:
                 raise
             raise OSError(error.errno, error.strerror, str(self.path)) from None
+        return line
 
     def close(self) -> None:
         if self._handle is not None:

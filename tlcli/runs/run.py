@@ -85,6 +85,7 @@ class Run:
         self._emitted = False
         self._ended = False
         self._events = EventWriter(self.path / EVENTS_FILE, run=self.path.name, enabled=writable)
+        self._sinks: list[tuple[str, Any]] = []  # (name, sink): --report-to, fed every event written
 
     # --- opening -------------------------------------------------------------------------------------
 
@@ -100,6 +101,11 @@ class Run:
         path = Path(out) if out is not None else default_run_dir(command)
         if not is_main_process():
             return cls(path, command, plugin, writable=False)
+        report_to = (config or {}).get("report_to") or []
+        if report_to:  # an unknown sink is refused before the folder is touched
+            from tlcli.runs.sinks import check_sink_names
+
+            check_sink_names(report_to)
         replaced = None
         if path.exists() and not path.is_dir():
             raise UsageError(f"--out {path}: is a file, not a folder; pass a new folder name")
@@ -126,6 +132,12 @@ class Run:
         run._lock()
         atomic_write_text(path / RUN_MARKER_FILE, _MARKER_TEXT)
         run.write_config(config or {})
+        if report_to:
+            try:
+                run.report_to(report_to, config)
+            except BaseException:
+                run.abandon()
+                raise
         return run
 
     @classmethod
@@ -192,6 +204,18 @@ class Run:
 
     # --- writing ---------------------------------------------------------------------------------------
 
+    def report_to(self, names, config: dict | None = None) -> None:
+        """Also hand every event written from now on to the metric sinks ``names`` (``--report-to``; see
+        ``tlcli/runs/sinks.py``), replacing those set before. :meth:`create` sets its config's; the
+        lifecycle sets a resumed run's. An unknown name is a one-line usage error."""
+        from tlcli.runs.sinks import close_quietly, open_sinks
+
+        for _, sink in self._sinks:
+            close_quietly(sink)
+        self._sinks = []
+        if self.writable and names:
+            self._sinks = open_sinks(names, self.path, self.config if config is None else config)
+
     def write_config(self, config: dict) -> None:
         """``config.json``: every option, resolved; secrets masked."""
         if self.writable:
@@ -210,7 +234,31 @@ class Run:
                 self._replaced = None
         if kind == "run_end" and stage is None:
             self._ended = True
-        self._events.emit(kind, redact(data), step, epoch, stage)
+        line = self._events.emit(kind, redact(data), step, epoch, stage)
+        if self._sinks and line is not None:
+            self._to_sinks(line)
+
+    def _to_sinks(self, line: str) -> None:
+        """The event as written, parsed back (what a reader of events.jsonl gets), to every sink. A sink
+        that fails is dropped for the rest of the session, with a warning; the run goes on."""
+        from tlcli.runs.events import parse_event_line
+        from tlcli.runs.sinks import close_quietly
+
+        event = parse_event_line(line)
+        if event is None:
+            return
+        for name, sink in list(self._sinks):
+            try:
+                sink.write(event)
+            except Exception as error:
+                self._sinks.remove((name, sink))
+                close_quietly(sink)
+                message = f"--report-to {name}: stopped writing metrics ({type(error).__name__}: {error})"
+                from tlcli.console.output import warn
+
+                warn(message)
+                self.emit("log", {"level": "warning", "message": message}, event["step"], event["epoch"],
+                          event["stage"])
 
     def start(self, data: dict[str, Any] | None = None, stage: str | None = None) -> None:
         """The ``run_start`` event of a command that does not train (probe, index, agents)."""
@@ -283,6 +331,14 @@ class Run:
         self._sigterm_before = signal.signal(signal.SIGTERM, on_sigterm)
 
     def close(self) -> None:
+        sinks, self._sinks = self._sinks, []
+        for name, sink in sinks:
+            try:
+                sink.close()
+            except Exception as error:  # the run has ended: say so, do not fail it
+                from tlcli.console.output import warn
+
+                warn(f"--report-to {name}: could not finish writing ({type(error).__name__}: {error})")
         if self._sigterm_before is not None:
             import signal
 
