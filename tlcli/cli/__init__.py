@@ -87,6 +87,7 @@ CORE_COMMANDS = {
     "predict": ("tlcli.cli.predict:PREDICT", "Classify images (or texts, for a text run) with a trained run."),
     "evaluate": ("tlcli.cli.predict:EVALUATE",
                  "Measure a trained run on labelled data: accuracy, per-class recall, confusion matrix."),
+    "export": ("tlcli.cli.export:EXPORT", "Write a trained run's model as one ONNX or TorchScript file for deployment."),
 }
 
 
