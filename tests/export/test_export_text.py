@@ -71,17 +71,26 @@ def test_text_probe_exports_encoder_and_head(cli, train_csv, minilm_dir):
     assert [i["shape"] for i in summary["inputs"]] == [["batch", "sequence"]] * 2
     folder = Path("probe/export/model.onnx.tokenizer")
     assert summary["tokenizer_dir"] == str(folder)
-    assert (folder / "tokenizer.json").read_bytes() == (minilm_dir / "tokenizer.json").read_bytes()
     assert (folder / "vocab.txt").is_file()  # Hugging Face's AutoTokenizer can read the folder too
     meta = json.loads(Path("probe/export/model.onnx.json").read_text())
     pre = meta["preprocessing"]
     assert pre["max_length"] == 256 and pre["pad_id"] == 0 and meta["labels"] == summary["labels"]
 
-    # The tokenizer beside the file gives the ids the run's encoder uses (long text truncated alike).
+    # The tokenizer beside the file gives the ids the run's encoder uses (long text truncated alike)...
     ids, mask = _arrays(folder, TEXTS, pre["max_length"], pre["pad_id"])
     reference = FastTokenizer(minilm_dir / "tokenizer.json", 256).ids(TEXTS)
     assert [row[m.astype(bool)].tolist() for row, m in zip(ids, mask)] == reference
     assert max(len(r) for r in reference) == 256
+    # ... and so does the file alone, as a deployment reads it (MiniLM's own file pads to 128, cuts at 128).
+    from tokenizers import Tokenizer
+
+    encoded = Tokenizer.from_file(str(folder / "tokenizer.json")).encode_batch(TEXTS)
+    assert np.array_equal(np.array([e.ids for e in encoded]), ids)
+    assert np.array_equal(np.array([e.attention_mask for e in encoded]), mask)
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(folder))
+    assert hf(TEXTS, truncation=True, max_length=256)["input_ids"] == reference
 
     # Logits of the file against the predict path's (the cached sentence encoder, then the head).
     predictor = load_run_predictor(Path("probe"), "cpu")

@@ -48,9 +48,13 @@ def onnx_logits(path: Path, *arrays):
 
 
 def torchscript_logits(path: Path, *tensors):
+    import warnings
+
     import torch
 
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 marks TorchScript deprecated
+        module = torch.jit.load(str(path), map_location="cpu")
     with torch.no_grad():
         return module(*tensors).numpy()
 

@@ -76,12 +76,24 @@ def text_exportable(module, labels: list[str], tokenizer_files: dict[str, bytes]
     pre = {"max_length": int(max_length), "pad_id": int(pad_id), "tokenizer": TOKENIZER_FILE,
            "add_special_tokens": True, "truncation": "longest_first", "padding": "right, to the longest text"}
     tokenizer = load_tokenizer(tokenizer_files[TOKENIZER_FILE].decode("utf-8"), pre["max_length"])
+    tokenizer_files = {**tokenizer_files, TOKENIZER_FILE: _deployable(tokenizer, pre["pad_id"])}
     ids, mask = pad_batch(tokenizer, [SAMPLE_TEXTS[0]], pre["pad_id"])
     import torch
 
     example = (torch.from_numpy(ids), torch.from_numpy(mask))
     return Exportable(_for_export(module), example, TEXT_INPUTS, list(labels), pre, "text", dict(tokenizer_files),
                       source or {})
+
+
+def _deployable(tokenizer, pad_id: int) -> bytes:
+    """tokenizer.json set up as the graph wants its input, so that ``Tokenizer.from_file`` alone does it:
+    truncation to max_length (a model folder's file may truncate elsewhere: MiniLM's says 128, its
+    encoder reads 256) and padding to the longest text of a batch (its file pads every text to 128)."""
+    import copy
+
+    ready = copy.deepcopy(tokenizer)
+    ready.enable_padding(direction="right", pad_id=pad_id, pad_token=ready.id_to_token(pad_id) or "[PAD]")
+    return ready.to_str().encode("utf-8")
 
 
 def _for_export(module):
