@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tlcli.cli.report import summary_problems
 from support.export import (
     assert_same_predictions, image_batch, onnx_input_shapes, onnx_logits, predictions, torchscript_logits,
 )
@@ -23,6 +24,7 @@ def _export(cli, run, *args) -> dict:
     assert result.exit_code == 0, result.stderr
     summary = result.json_lines()[-1]
     assert summary["command"] == "export" and summary["status"] == "finished"
+    assert summary_problems(summary) == []
     return summary
 
 

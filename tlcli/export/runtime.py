@@ -112,9 +112,9 @@ def _torchscript(path: Path, device: str):
     meta = checked(meta, display_path(path))
     import torch
 
-    from tlcli.engine.device import resolve_device
+    from tlcli.device import resolve_device
 
-    target = resolve_device(device)
+    target = torch.device(resolve_device(device))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 marks TorchScript deprecated
