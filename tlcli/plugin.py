@@ -73,6 +73,12 @@ class ImagePredictor(Protocol):
     Optional, for `tlcli distill --feature-loss` with this model as the teacher:
     predict_with_features: batch -> (probabilities as ``predict``, penultimate features (N, D) float32 on
     the CPU): what the class head reads (a CLIP model's image embedding), from the same forward pass.
+
+    Optional, for `tlcli export`:
+    export_module: () -> :class:`tlcli.export.spec.Exportable`: the network ``predict`` runs as one torch
+    module (pixels -> logits; ``softmax(logits)`` is what ``predict`` returns) in float32 on the CPU, with
+    an example input and the preprocessing ``transform`` applies (build it with
+    ``tlcli.export.spec.image_exportable``). A predictor without it cannot be exported (exit 2).
     """
 
     labels: list[str]
@@ -88,6 +94,10 @@ class TextPredictor(Protocol):
     modality: ``"text"`` (an :class:`ImagePredictor` has none, or ``"image"``).
     labels: class names in output order.
     predict_texts: list of strings -> class probabilities, a float array (N, len(labels)).
+
+    Optional, for `tlcli export`:
+    export_module: () -> :class:`tlcli.export.spec.Exportable`: (input_ids, attention_mask) -> logits, the
+    tokenizer files and maximum length (``tlcli.export.spec.text_exportable``); tokenisation stays outside.
     """
 
     modality: str

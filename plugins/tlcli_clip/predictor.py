@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tlcli.runs.artifacts import read_model
 from tlcli.console.errors import UsageError
@@ -17,10 +18,12 @@ class ClipHeadPredictor:
 
     modality = "image"
 
-    def __init__(self, clip: ClipModel, labels: list[str], weight: torch.Tensor, bias: torch.Tensor):
+    def __init__(self, clip: ClipModel, labels: list[str], weight: torch.Tensor, bias: torch.Tensor,
+                 pretrained: str | None = None):
         self.clip, self.labels = clip, labels
         self.weight, self.bias = weight.float(), bias.float()
         self.transform = clip.preprocess
+        self.pretrained = pretrained  # model.json's, to rebuild the tower in fp32 for an export
 
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         return self.predict_with_features(batch)[0]
@@ -30,6 +33,29 @@ class ClipHeadPredictor:
         embedding = self.clip.encode_images(batch)
         probs = (F.normalize(embedding, dim=-1) @ self.weight.T + self.bias).softmax(dim=-1)
         return probs, embedding
+
+
+    def export_module(self):
+        """For `tlcli export`: the image tower and the head as one graph (pixels -> logits), in fp32."""
+        from tlcli.export.spec import image_exportable
+
+        clip = self.clip.fp32_on_cpu(self.pretrained)
+        return image_exportable(TowerAndHead(clip.model.visual, self.weight, self.bias), self.labels,
+                                clip.eval_preprocessing())
+
+
+class TowerAndHead(nn.Module):
+    """What ``ClipHeadPredictor.predict`` computes before its softmax, as one module: the image embedding
+    (open_clip's ``encode_image`` is its ``visual``), normalised, through the linear head."""
+
+    def __init__(self, visual: nn.Module, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.visual = visual
+        self.register_buffer("weight", weight.float().clone())
+        self.register_buffer("bias", bias.float().clone())
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.visual(pixels).float(), dim=-1) @ self.weight.T + self.bias
 
 
 def _load_clip(meta: dict, device: str) -> ClipModel:
@@ -50,7 +76,8 @@ def load_probe_predictor(model_dir: Path, device: str = "cpu") -> ClipHeadPredic
     head = files.tensors()
     if set(head) != {"weight", "bias"} or tuple(head["weight"].shape)[:1] != (len(files.labels),):
         raise UsageError(f"{files.path}: the head does not match its {len(files.labels)} labels; re-run the probe")
-    return ClipHeadPredictor(_load_clip(files.meta, device), files.labels, head["weight"], head["bias"])
+    return ClipHeadPredictor(_load_clip(files.meta, device), files.labels, head["weight"], head["bias"],
+                             files.meta.get("pretrained"))
 
 
 def load_coop_predictor(model_dir: Path, device: str = "cpu") -> ClipHeadPredictor:
@@ -61,4 +88,4 @@ def load_coop_predictor(model_dir: Path, device: str = "cpu") -> ClipHeadPredict
     head = run.head(clip, run.labels)
     weight = clip.logit_scale() * head
     bias = torch.full((len(run.labels),), clip.logit_bias() or 0.0)
-    return ClipHeadPredictor(clip, run.labels, weight, bias)
+    return ClipHeadPredictor(clip, run.labels, weight, bias, run.meta.get("pretrained"))

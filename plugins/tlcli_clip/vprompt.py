@@ -237,10 +237,24 @@ def compare_row(cfg, shots: int, run_dir: Path) -> dict:
 class VPromptPredictor:
     """``tlcli predict``/``evaluate``: CLIP's eval preprocessing, the prompt added, the fixed class head."""
 
-    def __init__(self, clip: ClipModel, model: PromptedClip, labels: list[str]):
+    def __init__(self, clip: ClipModel, model: PromptedClip, labels: list[str], pretrained: str | None = None):
         self.clip, self.labels = clip, labels
         self.model = model.to(clip.device).eval()
         self.transform = clip.preprocess
+        self.pretrained = pretrained  # model.json's, to rebuild the tower in fp32 for an export
+
+    def export_module(self):
+        """For `tlcli export`: prompt, frozen tower and fixed class head as one graph (pixels -> logits), fp32."""
+        from tlcli.export.spec import image_exportable
+
+        clip = self.clip.fp32_on_cpu(self.pretrained)
+        model = self.model
+        if clip is not self.clip:
+            prompter = self.model.prompter
+            tensors = {name: getattr(prompter, name).detach().float().cpu() for name in PROMPT_KEYS}
+            model = PromptedClip(clip.model.visual, PadPrompter(prompter.image_size, prompter.pad, tensors),
+                                 self.model.head.cpu(), float(self.model.scale), float(self.model.bias))
+        return image_exportable(model, self.labels, clip.eval_preprocessing())
 
     @torch.inference_mode()
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
@@ -274,7 +288,7 @@ def load_vprompt(model_dir: Path, device: str = "cpu", labels: list[str] | None 
         head = torch.from_numpy(label_embeddings(clip, labels, resolve_templates(meta.get("templates", "ensemble"))))
     model = build_prompted(clip, head, int(meta["pad"]), tensors)
     model.requires_grad_(False)
-    return VPromptPredictor(clip, model, list(labels or files.labels))
+    return VPromptPredictor(clip, model, list(labels or files.labels), meta.get("pretrained"))
 
 
 def load_vprompt_predictor(model_dir: Path, device: str = "cpu") -> VPromptPredictor:

@@ -17,6 +17,7 @@ class ImageClassifierPredictor:
 
     def __init__(self, model, labels: list[str], preprocessing: dict, device: torch.device, head: str | None = None):
         self.model, self.labels, self.device = model.to(device).eval(), labels, device
+        self.preprocessing = preprocessing
         self.transform = eval_transform(preprocessing)
         self.head = head  # the classifier's module name: its input is the penultimate features
 
@@ -24,6 +25,12 @@ class ImageClassifierPredictor:
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         logits = self.model(batch.to(self.device))
         return torch.softmax(logits.float(), dim=1).cpu()
+
+    def export_module(self):
+        """For `tlcli export`: the network predict runs (pixels -> logits) and its preprocessing."""
+        from tlcli.export.spec import image_exportable
+
+        return image_exportable(self.model, self.labels, self.preprocessing)
 
     @torch.inference_mode()
     def predict_with_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

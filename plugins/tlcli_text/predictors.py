@@ -43,6 +43,34 @@ class ProbePredictor:
     def predict_texts(self, texts: list[str]) -> np.ndarray:
         return probe.probabilities(self.embedder.encode(texts), self.weight, self.bias)
 
+    def export_module(self):
+        """For `tlcli export`: the encoder, its pooling and normalisation, and the head as one graph
+        ((input_ids, attention_mask) -> logits), with the encoder's tokenizer files."""
+        from tlcli.export.spec import text_exportable
+        from tlcli.models.embedder import FastTokenizer, native_layout, sentence_graph, tokenizer_files
+
+        layout = native_layout(self.embedder.model)
+        if layout is None:
+            raise UsageError(f"--model {self.embedder.model}: tlcli exports the BERT-layout sentence-transformers "
+                             "folders it runs itself (model.safetensors, tokenizer.json, mean or CLS pooling); "
+                             "this model is not one, so this probe cannot be exported")
+        module = ProbeGraph(sentence_graph(layout), self.weight, self.bias)
+        pad = FastTokenizer(layout.folder / "tokenizer.json", layout.max_seq_length).pad_token_id
+        return text_exportable(module, self.labels, tokenizer_files(layout.folder), layout.max_seq_length, pad)
+
+
+class ProbeGraph(torch.nn.Module):
+    """The probe as one module: normalised sentence embeddings through the logistic-regression head."""
+
+    def __init__(self, encoder: torch.nn.Module, weight: np.ndarray, bias: np.ndarray):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("weight", torch.from_numpy(np.asarray(weight, dtype=np.float32)).clone())
+        self.register_buffer("bias", torch.from_numpy(np.asarray(bias, dtype=np.float32)).clone())
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids, attention_mask) @ self.weight.T + self.bias
+
 
 class SoftPromptModel:
     """A `tlcli prompt-tune` run, loaded: the frozen base with the trained prompt (and head)."""
@@ -75,6 +103,17 @@ class SoftPromptPredictor:
 
     def __init__(self, loaded: SoftPromptModel, batch_size: int = 32):
         self.loaded, self.labels, self.batch_size = loaded, loaded.labels, batch_size
+
+    def export_module(self):
+        """For `tlcli export`: frozen encoder, soft prompt and head as one graph ((input_ids,
+        attention_mask) -> logits), with the base model's tokenizer files and the same token budget."""
+        from tlcli.export.spec import text_exportable
+        from tlcli.models.text import saved_tokenizer_files
+
+        base = self.loaded.base
+        budget = input_budget(self.loaded.cfg.max_length, base, self.loaded.cfg.virtual_tokens)
+        return text_exportable(self.loaded.module, self.labels, saved_tokenizer_files(base.tokenizer), budget,
+                               pad_id(base.tokenizer))
 
     def predict_texts(self, texts: list[str]) -> np.ndarray:
         base, module = self.loaded.base, self.loaded.module

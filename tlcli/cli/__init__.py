@@ -98,6 +98,7 @@ CORE_COMMANDS = {
                     "its events.jsonl."),
     "plot": ("tlcli.cli.plot:PLOT", "Plot a metric of one or more runs: a PNG or SVG file, or a chart in the "
              "terminal."),
+    "export": ("tlcli.cli.export:EXPORT", "Write a trained run's model as one ONNX or TorchScript file for deployment."),
 }
 CORE_GROUPS = {"runs": "List, show, compare, prune and export the runs under runs/ (`tlcli runs` lists them)."}
 # `tlcli runs` and `tlcli runs DIR` are `tlcli runs list`.

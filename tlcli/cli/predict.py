@@ -11,7 +11,7 @@ A predictor with ``modality == "text"`` (a text probe, a prompt-tuned model) is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from tlcli.cli.command import Command
 from tlcli.fields import TOP_K, Device, ImageColumns, MaxBadShare, TextColumns, option
@@ -21,21 +21,25 @@ PREDICT_HELP = """Classify images (or texts, for a text run) with a trained run.
 PATHS are files, folders (recursive), tables (.parquet, .arrow, a save_to_disk folder[:SPLIT], hf:NAME[:SPLIT];
 a dataset dictionary's test split unless one is named) or - (one path per line on stdin); for a text run,
 texts or - (one text per line on stdin). With --json, one line per input ({"path" or "text", "label", "score", "top"}),
-then the summary."""
+then the summary. RUN_DIR may also be a file `tlcli export` wrote: an .onnx file runs in ONNX Runtime, a
+.pt file in TorchScript, with the preprocessing its metadata describes."""
 
 EVALUATE_HELP = """Measure a trained run on labelled data: accuracy, per-class recall, confusion matrix.
 
 Prints accuracy, top-5 accuracy, mean recall and per-class precision/recall, and writes the confusion
 matrix as a picture (SVG or PNG). DATA is class folders, a CSV manifest or a table for an image run, a
 CSV/JSONL of text,label or a table for a text run (a dataset dictionary: its test split unless DATA names one;
-see docs/data.md). With --json, one line: the summary, whose "metrics" hold accuracy,
-top5_accuracy, mean_recall and per_class; with --top-losses N, first one line per input the model gets
-most wrong ({"path" or "text", "true_label", "label", "score", "true_score", "loss"}), worst first."""
+see docs/data.md). RUN_DIR may also be a file `tlcli export` wrote (.onnx, .pt). With --json, one line: the
+summary, whose "metrics" hold accuracy, top5_accuracy, mean_recall and per_class; with --top-losses N, first
+one line per input the model gets most wrong ({"path" or "text", "true_label", "label", "score", "true_score",
+"loss"}), worst first."""
 
 
 class _RunInput(Device):
-    run_dir: str = option(..., "A trained run folder (or its model/ folder).", argument=True, metavar="RUN_DIR",
-                          missing="pass a trained run folder")
+    run_dir: str = option(..., "A trained run folder (or its model/ folder), or a file `tlcli export` wrote "
+                          "(.onnx, .pt).", argument=True, metavar="RUN_DIR", missing="pass a trained run folder")
+    backend: Literal["auto", "torch", "onnxruntime"] = option(
+        "auto", "auto | torch | onnxruntime (auto: ONNX Runtime for an .onnx file, torch otherwise).")
     batch_size: int = option(64, "Inputs per forward pass.", short="-b", ge=1)
     max_bad: MaxBadShare = option(0.05, "Exit 2 when more input files than this are unreadable: a share (5%, "
                                   "0.05) or a count.")
@@ -52,7 +56,8 @@ class EvaluateConfig(ImageColumns, TextColumns, _RunInput):
     data: str = option(..., "Class folders, a CSV manifest (path,label) or a table; text,label for a text run.",
                        argument=True, metavar="DATA", missing="pass labelled data")
     confusion: str | None = option(None, "Picture of the confusion matrix (.svg or .png); default "
-                                   "RUN_DIR/confusion.svg for an image run.")
+                                   "RUN_DIR/confusion.svg for an image run (FILE-confusion.svg beside an "
+                                   "exported file).")
     top_losses: int | None = option(None, "Also list the N inputs the model gets most wrong (highest loss): path "
                                     "or text, true label, predicted label, probability of the true class.", ge=1,
                                     metavar="N")
@@ -63,6 +68,18 @@ PREDICT = Command("predict", PredictConfig, "tlcli.cli.predict:run_predict", PRE
                             "find shots -name '*.jpg' | tlcli predict runs/my-run - --json > predictions.jsonl"))
 EVALUATE = Command("evaluate", EvaluateConfig, "tlcli.cli.predict:run_evaluate", EVALUATE_HELP, kind="tool",
                    examples=("tlcli evaluate runs/finetune-20261123-101500 test/ --confusion confusion.svg",))
+
+
+def load_predictor(path: Path, device: str, backend: str = "auto"):
+    """The predictor of a run folder (the plugin that made it loads it, in torch) or of an exported file
+    (ONNX Runtime for .onnx, torch for TorchScript; preprocessing from the file's metadata)."""
+    from tlcli.export.runtime import choose_backend, exported_format, load_exported
+
+    fmt = exported_format(path)
+    choose_backend(fmt, backend, path)
+    if fmt is not None:
+        return load_exported(path, fmt, device)
+    return load_run_predictor(path, device)
 
 
 def load_run_predictor(run_dir: Path, device: str):
@@ -137,7 +154,7 @@ def run_predict(cfg: PredictConfig, run, report) -> dict:
     from tlcli.console.output import display_path
 
     run_dir = Path(cfg.run_dir)
-    predictor = load_run_predictor(run_dir, cfg.device)
+    predictor = load_predictor(run_dir, cfg.device, cfg.backend)
     if is_text(predictor):
         n = _text_module().predict_texts(predictor, cfg.paths, cfg.top_k, report)
         return {"status": "finished", "run_dir": str(run_dir), "predicted": n}
@@ -184,7 +201,7 @@ def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
     run_dir, data = Path(cfg.run_dir), Path(cfg.data)
     confusion = Path(cfg.confusion) if cfg.confusion else None
     _check_confusion_path(confusion)
-    predictor = load_run_predictor(run_dir, cfg.device)
+    predictor = load_predictor(run_dir, cfg.device, cfg.backend)
     if is_text(predictor):
         scored = _text_module().evaluate_texts(predictor, data, report, confusion=confusion,
                                                columns=columns_of(cfg), top_losses=cfg.top_losses or 0)
@@ -208,7 +225,9 @@ def run_evaluate(cfg: EvaluateConfig, run, report) -> dict:
     if not targets:
         raise UsageError(f"{data}: no readable images to evaluate")
     scored = classification_report(np.concatenate(all_probs), np.asarray(targets), labels)
-    picture = confusion or (run_dir / "confusion.svg")
+    # An exported file: its picture beside it, named after it (model-confusion.svg), never inside it.
+    picture = confusion or (run_dir.with_name(f"{run_dir.stem}-confusion.svg") if run_dir.is_file()
+                            else run_dir / "confusion.svg")
     try:
         write_confusion_picture(scored["confusion"], scored["labels"], picture)
     except OSError as error:

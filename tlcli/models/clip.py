@@ -94,6 +94,33 @@ class ClipModel:
             self._split = SplitPreprocess.of(self.preprocess)
         return self._split
 
+    def eval_preprocessing(self) -> dict:
+        """``preprocess`` in the terms of a model/ folder (``resize`` of the short side, ``crop``, ``mean``,
+        ``std``, ``interpolation``), which tlcli.data.decoded.eval_transform turns back into the same steps:
+        what an exported CLIP model carries. UsageError for a transform these terms cannot say (open_clip's
+        ``longest`` and ``squash`` resize modes, a non-square input)."""
+        from open_clip import get_model_preprocess_cfg
+
+        cfg = get_model_preprocess_cfg(self.model)
+        size = cfg.get("size", 224)
+        if isinstance(size, (list, tuple)):
+            size = size[0] if len(size) == 2 and size[0] == size[1] else None
+        mode = cfg.get("resize_mode", "shortest")
+        interpolation = cfg.get("interpolation", "bicubic")
+        if size is None or mode != "shortest" or interpolation not in ("bicubic", "bilinear", "nearest"):
+            raise UsageError(f"--model {self.spec['model']}: its image preprocessing (size {cfg.get('size')}, resize "
+                             f"mode {mode}, {interpolation}) cannot be described for an export; only a square input "
+                             "resized by its short side is")
+        return {"resize": int(size), "crop": int(size), "mean": [float(v) for v in cfg["mean"]],
+                "std": [float(v) for v in cfg["std"]], "interpolation": interpolation}
+
+    def fp32_on_cpu(self, pretrained: str | None) -> "ClipModel":
+        """This model in float32 on the CPU with open_clip's own modules (self when it already is): what
+        an export traces. ``pretrained``: as given when it was loaded (model.json's ``pretrained``)."""
+        if self.spec["precision"] == "fp32" and self.spec.get("kernels") == "default" and self.device_name == "cpu":
+            return self
+        return load_clip(self.spec["model"], pretrained, "cpu", "fp32")
+
     @property
     def preprocess_cfg(self) -> dict:
         return dict(self.spec["preprocessing"])

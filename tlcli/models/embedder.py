@@ -210,6 +210,44 @@ def load_bert_encoder(layout: FolderLayout):
     return encoder.eval().requires_grad_(False)
 
 
+def pooled_rows(hidden, valid, pooling: str):
+    """Last hidden states (N, L, D) float32 -> one L2-normalised row per text: the [CLS] state or the mean
+    over real tokens. Rows are promised normalised (what the index's inner products need), Normalize
+    module or not."""
+    import torch
+
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        weights = valid.unsqueeze(-1).float()
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
+def sentence_graph(layout: FolderLayout):
+    """The encoder as one module for an export: ``(input_ids, attention_mask)`` int64 (N, L) -> the rows
+    ``TextEmbedder.encode`` gives, float32, with open (unpacked) fp32 weights."""
+    import torch
+
+    class SentenceGraph(torch.nn.Module):
+        def __init__(self, encoder, pooling: str):
+            super().__init__()
+            self.encoder, self.pooling = encoder, pooling
+
+        def forward(self, input_ids, attention_mask):
+            valid = attention_mask.bool()
+            return pooled_rows(self.encoder(input_ids, valid).float(), valid, self.pooling)
+
+    return SentenceGraph(load_bert_encoder(layout), layout.pooling).eval()
+
+
+def tokenizer_files(folder: Path) -> dict[str, bytes]:
+    """The tokenizer files of a model folder: tokenizer.json (what the ``tokenizers`` library reads) and,
+    where present, what Hugging Face's AutoTokenizer reads beside it."""
+    names = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+    return {name: (Path(folder) / name).read_bytes() for name in names if (Path(folder) / name).is_file()}
+
+
 # A few texts of the kinds people index (prose, code, a question, a command line, non-Latin script): int8
 # calibration sees through them which input features of each linear layer carry outliers.
 CALIBRATION_TEXTS = (
@@ -410,13 +448,7 @@ class TextEmbedder:
             input_ids = torch.from_numpy(rows).to(self.device)
             valid = torch.arange(width, device=self.device)[None, :] < torch.from_numpy(lengths).to(self.device)[:, None]
             hidden = network(input_ids, valid).float()
-            if self.layout.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                weights = valid.unsqueeze(-1).float()
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-            # Rows are promised normalised (what the index's inner products need), Normalize module or not.
-            return torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy()
+            return pooled_rows(hidden, valid, self.layout.pooling).cpu().numpy()
 
     def _batches(self, order: list[int], ids: list[list[int]]):
         """Consecutive runs of ``order`` (longest first), each as long as batch_size or, for short texts,

@@ -96,3 +96,13 @@ def load_transformer_parts(name: str, device: str = "cpu"):
     if encoder is None or tokenizer is None:
         raise UsageError(f"--model {name}: its first module is not a transformer; soft prompts need one")
     return encoder, tokenizer, int(getattr(first, "max_seq_length", 256) or 256)
+
+
+def saved_tokenizer_files(tokenizer) -> dict[str, bytes]:
+    """A Hugging Face tokenizer's files (``save_pretrained``: tokenizer.json for a fast tokenizer, its config
+    and special tokens) as name -> bytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer.save_pretrained(folder)
+        return {path.name: path.read_bytes() for path in sorted(Path(folder).iterdir()) if path.is_file()}
