@@ -87,6 +87,8 @@ CORE_COMMANDS = {
     "predict": ("tlcli.cli.predict:PREDICT", "Classify images (or texts, for a text run) with a trained run."),
     "evaluate": ("tlcli.cli.predict:EVALUATE",
                  "Measure a trained run on labelled data: accuracy, per-class recall, confusion matrix."),
+    "merge": ("tlcli.cli.merge:MERGE", "Fold a LoRA run's adapters into its base weights: a new run folder with "
+              "a plain model."),
 }
 
 
