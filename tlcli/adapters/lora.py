@@ -230,11 +230,17 @@ def has_lora(model: nn.Module) -> bool:
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The adapters' weights with PEFT's key names (what ``adapter_model.safetensors`` holds)."""
-    from peft import get_peft_model_state_dict
-
-    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(
-        model, adapter_name=ADAPTER_NAME).items()}
+    """The adapters' weights with PEFT's key names (what ``adapter_model.safetensors`` holds: the parameter
+    names without the adapter's name, as ``get_peft_model_state_dict`` writes them for LoRA). Works on any
+    submodule of the model the adapters were injected into."""
+    state = {}
+    for name, param in model.named_parameters():
+        if ".lora_" not in f".{name}":
+            continue
+        key = name.replace(f".{ADAPTER_NAME}.", ".")
+        key = key.removesuffix(f".{ADAPTER_NAME}")
+        state[key] = param.detach().cpu().contiguous()
+    return state
 
 
 def save_adapter(model: nn.Module, folder: Path, rank: int, alpha: float | None, dropout: float,
