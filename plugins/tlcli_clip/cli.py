@@ -15,7 +15,7 @@ DATA is a folder with one subfolder per class, or a CSV manifest (path,label). F
 run over the same images runs no image model at all. The head is saved to RUN_DIR/model/ for
 `tlcli predict` and `tlcli evaluate`."""
 
-COOP_HELP = """Learn soft prompts (CoOp): context vectors before the class names, the whole CLIP model frozen; or with --lora, LoRA adapters in both towers (CLIP-LoRA).
+COOP_HELP = """Learn soft prompts (CoOp), CLIP frozen; or with --lora, LoRA adapters in both towers (CLIP-LoRA).
 
 Trained by the shared engine (events, `tlcli monitor`, checkpoints, --resume) on cached image features. Saves
 only the prompt vectors (KBs) and the labels: use them with `tlcli zeroshot --prompt RUN_DIR`,
@@ -26,7 +26,7 @@ attention block of both towers, CLIP's zero-shot classifier ("a photo of a {}." 
 tower) kept as the classifier, cross-entropy on the shots; the images go through the image tower every step.
 It saves model/adapter/ in PEFT's format; `tlcli merge RUN_DIR` folds it into the CLIP weights."""
 
-COMPARE_HELP = """Zero-shot vs linear probe vs CoOp (and CLIP-LoRA, visual prompts) on the same seeded split: accuracy, trainable parameters, time.
+COMPARE_HELP = """Zero-shot vs linear probe vs CoOp (and CLIP-LoRA) on one seeded split: accuracy, parameters, time.
 
 Every method is scored on the same held-out images. With --json, one line per method and shot count, then
 the summary."""

@@ -1,5 +1,5 @@
-"""`tlcli compare`: zero-shot, linear probe (from zero and from zero-shot), CoOp, and with ``--lora`` CLIP-LoRA
-(and with ``--vprompt`` a visual prompt) on one seeded split.
+"""`tlcli compare`: zero-shot, linear probe (from zero and from zero-shot), CoOp, and with ``--lora``
+CLIP-LoRA (and with ``--vprompt`` a visual prompt) on one seeded split.
 
 Every method is scored on the same held-out images, which none of them sees while fitting: the probe
 picks its weight decay on a split of its own k-shot training images, and CoOp is scored at its last epoch

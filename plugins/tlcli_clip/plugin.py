@@ -10,10 +10,10 @@ plugin = Plugin(
     commands={
         "zeroshot": ("tlcli_clip.cli:ZEROSHOT", "Classify images by comparing them with label prompts (no training)."),
         "probe": ("tlcli_clip.cli:PROBE", "Train a linear probe (logistic regression) on frozen CLIP image features."),
-        "coop": ("tlcli_clip.cli:COOP", "Learn soft prompts (CoOp): context vectors before the class names, the "
-                 "whole CLIP model frozen; or with --lora, LoRA adapters in both towers (CLIP-LoRA)."),
-        "compare": ("tlcli_clip.cli:COMPARE", "Zero-shot vs linear probe vs CoOp (and CLIP-LoRA, visual prompts) on "
-                    "the same seeded split: accuracy, trainable parameters, time."),
+        "coop": ("tlcli_clip.cli:COOP", "Learn soft prompts (CoOp), CLIP frozen; or with --lora, LoRA adapters in "
+                 "both towers (CLIP-LoRA)."),
+        "compare": ("tlcli_clip.cli:COMPARE", "Zero-shot vs linear probe vs CoOp (and CLIP-LoRA) on one seeded split: "
+                    "accuracy, parameters, time."),
         "vprompt": ("tlcli_clip.cli:VPROMPT", "Learn a visual prompt: a padding of --pad learned pixels around every "
                     "image, CLIP frozen."),
     },
