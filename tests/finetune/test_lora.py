@@ -245,3 +245,18 @@ def test_lora_ddp_on_gloo_matches_single_process(colour_data, tmp_path):
         one, two = (load_file(str(r / "model" / name)) for r in (single, ddp))
         for key in one:
             torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+
+
+def test_lora_with_domain_adaptation_and_tui(cli, colour_data, tmp_path):
+    """DANN: the domain classifier trains in full beside the adapters and is dropped from the export; --tui
+    without a terminal falls back to plain progress."""
+    run = tmp_path / "run"
+    result = cli("finetune", colour_data, *VIT, "--max-steps", "2", "--lora", "2", "--domain-adapt", colour_data,
+                 "--tui", "--json", "--out", run)
+    assert result.exit_code == 0, result.stderr
+    assert "--tui ignored" in result.stderr
+    summary = result.json_lines()[-1]
+    domain = 64 * 256 + 256 + 256 * 256 + 256 + 256 + 1
+    assert summary["trainable_params"] == 64 * 3 + 3 + domain + 6 * 2 * (256 + 128 + 256 + 256)
+    assert set(load_file(str(run / "model" / "model.safetensors"))) == {"head.weight", "head.bias"}
+    assert cli("evaluate", run, colour_data).exit_code == 0

@@ -5,7 +5,10 @@ One job: choose the modules to adapt, inject PEFT's LoRA layers into a plain ``n
 adapters back out in PEFT's own format or merged into the base weights.
 
 Names are module names as ``tlcli layers MODEL`` prints them (``blocks.0.attn.qkv``). A pattern matches a
-module when it equals its full name, its last part (``qkv``), or matches it as a glob (``blocks.*.attn.*``).
+module when it equals its full name, its last part (``qkv``), or matches it as a glob (``blocks.*.attn.*``);
+``default`` stands for the default targets. Linear, convolution and embedding layers are adapted as PEFT
+adapts them; an ``nn.MultiheadAttention`` (open_clip, torchvision ViT) through its fused q,k,v weight
+(PEFT's ``target_parameters``, see :func:`is_attention`).
 """
 
 from __future__ import annotations
