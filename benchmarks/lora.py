@@ -6,7 +6,8 @@ into a new 5-class head) on random token ids at batch 32, sequence 128. LoRA is 
 (``tlcli.adapters.lora.apply_lora``, rank 8, alpha 16, the default targets, the head trained in full); full
 fine-tuning trains every parameter. Both use torch.optim.AdamW (betas 0.9/0.999, weight decay 0.01).
 
-- step time: one process per model holds both versions (full and LoRA, the same initial weights) and
+- step time, wall clock and CPU time of the process (all its threads; less sensitive than wall time to
+  other jobs on a shared machine): one process per model holds both versions (full and LoRA, the same initial weights) and
   alternates their steps, full then LoRA, ``--warmup`` untimed rounds then ``--steps`` timed ones; the
   median of each. Alternating exposes both to the same load on a shared machine, so the ratio holds even
   when the absolute times drift.
@@ -17,8 +18,13 @@ Memory is measured in a fresh process per (model, method), one after the other, 
   pass and of every tensor in ``optimizer.state`` after a step (AdamW: exp_avg, exp_avg_sq, step);
 - peak RSS: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end (the process's peak resident memory),
   less the RSS measured (psutil) once the model, the optimizer and the batch exist and before the first
-  step: what training adds on top of holding the model. RSS, not a tensor count: it includes the
-  activations kept for backward, allocator caches and fragmentation.
+  step: what training adds on top of holding the model. Twice: with glibc's default allocator, and with
+  ``MALLOC_MMAP_THRESHOLD_=65536`` (every block of 64 KiB or more mapped on its own and returned when
+  freed), where RSS follows the live tensors. By default glibc raises its mmap threshold as large blocks
+  are freed and then serves them from a heap it cannot trim past a live block; LoRA's extra temporaries
+  (the frozen layer's output, the adapter's, their sum) fragment that heap, so the default RSS of LoRA
+  can exceed full fine-tuning's although it keeps the same activations for backward (measured with
+  ``torch.autograd.graph.saved_tensors_hooks``) and far less gradient and optimizer state.
 
 The saving LoRA must show is the frozen weights' gradients and AdamW state: 4 bytes of fp32 gradient plus 8
 of exp_avg and exp_avg_sq, 12 bytes per frozen parameter, less the same 12 bytes for each adapter parameter
@@ -113,12 +119,13 @@ def _adamw(params):
     return torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01)
 
 
-def _step(model, optimizer, loss_of) -> float:
-    started = time.perf_counter()
+def _step(model, optimizer, loss_of) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process's threads) of one step."""
+    started, cpu = time.perf_counter(), time.process_time()
     loss_of(model).backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def timing(args) -> dict:
@@ -136,14 +143,18 @@ def timing(args) -> dict:
     optimizers = {"full": _adamw(list(full.parameters())),
                   "lora": _adamw([p for p in lora.parameters() if p.requires_grad])}
     times: dict[str, list[float]] = {"full": [], "lora": []}
+    cpu: dict[str, list[float]] = {"full": [], "lora": []}
     for round_ in range(args.warmup + args.steps):
         for name, model in (("full", full), ("lora", lora)):
-            seconds = _step(model, optimizers[name], loss_of)
+            wall, used = _step(model, optimizers[name], loss_of)
             if round_ >= args.warmup:
-                times[name].append(seconds)
+                times[name].append(wall)
+                cpu[name].append(used)
     return {"model": args.worker, "threads": torch.get_num_threads(),
             **{f"{name}_step_s": statistics.median(values) for name, values in times.items()},
-            **{f"{name}_step_times_s": values for name, values in times.items()}}
+            **{f"{name}_step_cpu_s": statistics.median(values) for name, values in cpu.items()},
+            **{f"{name}_step_times_s": values for name, values in times.items()},
+            **{f"{name}_step_cpu_times_s": values for name, values in cpu.items()}}
 
 
 def memory(args) -> dict:
@@ -192,9 +203,12 @@ def memory(args) -> dict:
 
 # --- the comparison ---------------------------------------------------------------------------------------------
 
-def run_one(model: str, part: str, args, method: str = "full") -> dict:
+def run_one(model: str, part: str, args, method: str = "full", allocator: str = "default") -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"),
                                                           os.environ.get("PYTHONPATH", "")])}
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    if allocator == "mmap":  # glibc: every block of 64 KiB or more mmapped, and unmapped when freed
+        env["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
     command = [sys.executable, __file__, "--worker", model, "--part", part, "--method", method,
                "--steps", str(args.steps), "--warmup", str(args.warmup), "--rank", str(args.rank),
                "--vit-batch", str(args.vit_batch), "--vit-size", str(args.vit_size),
@@ -232,7 +246,10 @@ def main() -> None:
     for model in ([args.only] if args.only else ["vit", "minilm"]):
         times = run_one(model, "time", args)
         full, lora = run_one(model, "memory", args, "full"), run_one(model, "memory", args, "lora")
-        full["step_s"], lora["step_s"] = times["full_step_s"], times["lora_step_s"]
+        for method, row in (("full", full), ("lora", lora)):
+            row["step_s"], row["step_cpu_s"] = times[f"{method}_step_s"], times[f"{method}_step_cpu_s"]
+            mapped = run_one(model, "memory", args, method, allocator="mmap")
+            row["mmap_peak_rss_increase_bytes"] = mapped["peak_rss_increase_bytes"]
         saved = (full["grad_bytes"] + full["adamw_moment_bytes"]) - (lora["grad_bytes"] + lora["adamw_moment_bytes"])
         expected = 12 * lora["frozen_params"] - 12 * lora["adapter_params"]
         results.append({"model": model, "full": full, "lora": lora, "times": times, "check": {
@@ -241,7 +258,10 @@ def main() -> None:
             "grads_and_moments_saved_bytes": saved, "twelve_bytes_per_frozen_less_adapters": expected,
             "ok": lora["frozen_grad_bytes"] + lora["frozen_optimizer_state_bytes"] == 0 and saved == expected,
             "step_time_ratio": lora["step_s"] / full["step_s"],
-            "peak_rss_increase_ratio": lora["peak_rss_increase_bytes"] / full["peak_rss_increase_bytes"]}})
+            "step_cpu_time_ratio": lora["step_cpu_s"] / full["step_cpu_s"],
+            "peak_rss_increase_ratio": lora["peak_rss_increase_bytes"] / full["peak_rss_increase_bytes"],
+            "mmap_peak_rss_increase_ratio": lora["mmap_peak_rss_increase_bytes"]
+            / full["mmap_peak_rss_increase_bytes"]}})
     import torch
 
     machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": results[0]["times"]["threads"],
@@ -253,24 +273,26 @@ def main() -> None:
     shape = {"vit": f"ViT-B/16, batch {args.vit_batch} at {args.vit_size}px",
              "minilm": f"MiniLM-L6, batch {args.text_batch} x {args.seq} tokens"}
     print(f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
-          f"({machine['threads']} threads); step time: median of {args.steps} alternated steps after "
+          f"({machine['threads']} threads); step: median of {args.steps} alternated steps after "
           f"{args.warmup} warm-up rounds\n")
-    print("| model | method | trainable / total params | step (s) | grads (MiB) | AdamW state (MiB) "
-          "| peak RSS (MiB) | RSS added by training (MiB) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | method | trainable / total params | step wall (s) | step CPU (s) | grads (MiB) "
+          "| AdamW state (MiB) | RSS added, fixed mmap threshold (MiB) | RSS added, glibc default (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for result in results:
         for r in (result["full"], result["lora"]):
             print(f"| {shape[r['model']]} | {'LoRA r=' + str(args.rank) if r['method'] == 'lora' else 'full'} "
-                  f"| {r['trainable_params']:,} / {r['params']:,} | {r['step_s']:.2f} | {mib(r['grad_bytes'])} "
-                  f"| {mib(r['optimizer_state_bytes'])} | {mib(r['peak_rss_bytes'])} "
-                  f"| {mib(r['peak_rss_increase_bytes'])} |")
+                  f"| {r['trainable_params']:,} / {r['params']:,} | {r['step_s']:.2f} | {r['step_cpu_s']:.2f} "
+                  f"| {mib(r['grad_bytes'])} | {mib(r['optimizer_state_bytes'])} "
+                  f"| {mib(r['mmap_peak_rss_increase_bytes'])} | {mib(r['peak_rss_increase_bytes'])} |")
     print()
     for result in results:
         c = result["check"]
-        print(f"{shape[result['model']]}: LoRA step time x{c['step_time_ratio']:.2f} of full, RSS added by training "
-              f"x{c['peak_rss_increase_ratio']:.2f}; LoRA holds {c['lora_bytes_for_frozen_params']} bytes of gradients"
-              f" or AdamW state for its {c['frozen_params']:,} frozen parameters; gradients + AdamW moments saved: "
-              f"{mib(c['grads_and_moments_saved_bytes'])} MiB = 12 B x (frozen - adapter params): "
+        print(f"- {shape[result['model']]}: LoRA / full: step wall x{c['step_time_ratio']:.2f}, CPU "
+              f"x{c['step_cpu_time_ratio']:.2f}; RSS added x{c['mmap_peak_rss_increase_ratio']:.2f} (fixed mmap "
+              f"threshold), x{c['peak_rss_increase_ratio']:.2f} (glibc default). LoRA holds "
+              f"{c['lora_bytes_for_frozen_params']} bytes of gradients or AdamW state for its "
+              f"{c['frozen_params']:,} frozen parameters; gradients + AdamW moments saved: "
+              f"{mib(c['grads_and_moments_saved_bytes'])} MiB = 12 B x (frozen - adapter parameters): "
               f"{'yes' if c['ok'] else 'NO'}")
 
 
