@@ -217,7 +217,8 @@ class LoRAOptions(Options):
                                       "(default: 2 x rank).", gt=0, panel=PANEL_ADAPTERS)
     lora_dropout: float = option(0.0, "Dropout on the adapters' input.", ge=0.0, lt=1.0, panel=PANEL_ADAPTERS)
     lora_targets: CommaList | None = option(None, "Modules to adapt: names or globs as `tlcli layers MODEL` "
-                                            "prints them (default: attention projections and MLP linears).",
+                                            "prints them, `default` for the default (attention and MLP linears; "
+                                            "a CNN's spatial convolutions).",
                                             metavar="PATTERNS", panel=PANEL_ADAPTERS)
 
 

@@ -34,6 +34,12 @@ class Plugin:
     predictors: model kinds this plugin can load for ``tlcli predict`` / ``tlcli evaluate``, mapped to
         ``"module:function"``. The function takes ``(model_dir: Path, device: str)`` and returns an
         :class:`ImagePredictor` or a :class:`TextPredictor`. The string is imported only when such a model is used.
+        The same module may define the ``tlcli merge`` hook of its kinds, ``merge_adapters(model_dir: Path,
+        out_dir: Path) -> dict``: read a ``model/`` folder that holds LoRA adapters (see
+        :mod:`tlcli.adapters.run_folder`), fold them into the base weights, and write the plain ``model/``
+        layout of that kind (the export of the same run without adapters) into ``out_dir``, an empty
+        temporary folder renamed into place afterwards. It returns a few summary fields (``kind``,
+        ``merged_modules``). The merged model's predictions must equal the adapter model's.
     llm_backends: LLM spec schemes this plugin serves, mapped to ``"module:factory"``; ``--llm
         SCHEME:TARGET?k=v`` calls ``factory(TARGET, {"k": "v"})``, which returns a
         :class:`tlcli.llm.base.LLM`. Built-in schemes (hf, openai, scripted) cannot be replaced.

@@ -15,13 +15,18 @@ DATA is a folder with one subfolder per class, or a CSV manifest (path,label). F
 run over the same images runs no image model at all. The head is saved to RUN_DIR/model/ for
 `tlcli predict` and `tlcli evaluate`."""
 
-COOP_HELP = """Learn soft prompts (CoOp): context vectors before the class names, the whole CLIP model frozen.
+COOP_HELP = """Learn soft prompts (CoOp), CLIP frozen; or with --lora, LoRA adapters in both towers (CLIP-LoRA).
 
 Trained by the shared engine (events, `tlcli monitor`, checkpoints, --resume) on cached image features. Saves
 only the prompt vectors (KBs) and the labels: use them with `tlcli zeroshot --prompt RUN_DIR`,
-`tlcli predict RUN_DIR` or `tlcli evaluate RUN_DIR DATA`."""
+`tlcli predict RUN_DIR` or `tlcli evaluate RUN_DIR DATA`.
 
-COMPARE_HELP = """Zero-shot vs linear probe vs CoOp on the same seeded split: accuracy, trainable parameters, time.
+--lora RANK trains CLIP-LoRA instead (Zanella & Ben Ayed 2024): rank-RANK adapters on q, k, v of every
+attention block of both towers, CLIP's zero-shot classifier ("a photo of a {}." through the adapted text
+tower) kept as the classifier, cross-entropy on the shots; the images go through the image tower every step.
+It saves model/adapter/ in PEFT's format; `tlcli merge RUN_DIR` folds it into the CLIP weights."""
+
+COMPARE_HELP = """Zero-shot vs linear probe vs CoOp (and CLIP-LoRA) on one seeded split: accuracy, parameters, time.
 
 Every method is scored on the same held-out images. With --json, one line per method and shot count, then
 the summary."""
@@ -47,11 +52,13 @@ PROBE = Command(
 COOP = Command(
     "coop", CoopConfig, "tlcli_clip.coop:run_coop", COOP_HELP, plugin="clip",
     examples=("tlcli coop photos/ --shots 16 --epochs 50", 'tlcli coop photos/ --init "a photo of a" --class-specific',
+              "tlcli coop photos/ --shots 16 --lora 2 --epochs 20      # CLIP-LoRA",
               "tlcli coop --resume runs/coop-20261123-101500"))
 
 COMPARE = Command(
     "compare", CompareConfig, "tlcli_clip.compare:run_compare", COMPARE_HELP, plugin="clip", resumable=False,
-    examples=("tlcli compare photos/ --shots 1,4,16", "tlcli compare photos/ --shots 4 --coop-epochs 20 --json"))
+    examples=("tlcli compare photos/ --shots 1,4,16", "tlcli compare photos/ --shots 4 --coop-epochs 20 --json",
+              "tlcli compare photos/ --shots 4,16 --lora 2      # adds a CLIP-LoRA row"))
 
 VPROMPT = Command(
     "vprompt", VPromptConfig, "tlcli_clip.vprompt:run_vprompt", VPROMPT_HELP, plugin="clip",

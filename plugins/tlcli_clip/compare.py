@@ -1,8 +1,9 @@
-"""`tlcli compare`: zero-shot, linear probe (from zero and from zero-shot) and CoOp on one seeded split.
+"""`tlcli compare`: zero-shot, linear probe (from zero and from zero-shot), CoOp, and with ``--lora``
+CLIP-LoRA (and with ``--vprompt`` a visual prompt) on one seeded split.
 
 Every method is scored on the same held-out images, which none of them sees while fitting: the probe
 picks its weight decay on a split of its own k-shot training images, and CoOp is scored at its last epoch
-(not its best one on the held-out set). All methods share the feature cache, so images are encoded once.
+(not its best one on the held-out set), as is CLIP-LoRA. All methods share the feature cache, so images are encoded once.
 """
 
 from __future__ import annotations
@@ -79,6 +80,15 @@ def run_compare(cfg: CompareConfig, run, report) -> dict:
             summary = sub_run("coop", coop_cfg, run_coop, run.path / f"coop-{shots}shot")
             stats["cached"] += summary["cached"]
             record("coop", shots, summary["metrics"].get("val_accuracy", float("nan")),
+                   summary["trainable_params"], time.time() - t, run_dir=summary["run_dir"])
+        if cfg.lora is not None:
+            t = time.time()
+            lora_cfg = CoopConfig(data=cfg.data, val=cfg.val, model=cfg.model, pretrained=cfg.pretrained, shots=shots,
+                                  val_split=cfg.val_split, epochs=cfg.lora_epochs, seed=cfg.seed, device=cfg.device,
+                                  precision=cfg.precision, workers=cfg.workers, cache=cfg.cache, max_bad=cfg.max_bad,
+                                  batch_size=cfg.batch_size or 32, lora=cfg.lora)
+            summary = sub_run("coop", lora_cfg, run_coop, run.path / f"clip-lora-{shots}shot")
+            record("clip-lora", shots, summary["metrics"].get("val_accuracy", float("nan")),
                    summary["trainable_params"], time.time() - t, run_dir=summary["run_dir"])
         if cfg.vprompt:
             from tlcli_clip.vprompt import compare_row

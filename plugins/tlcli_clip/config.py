@@ -10,11 +10,12 @@ from typing import Literal
 from pydantic import field_validator, model_validator
 
 from tlcli.console.errors import UsageError
-from tlcli.fields import (PANEL_DATA, PANEL_TRAIN, TOP_K, ClassNames, ImageColumns, ImageData, MaxBadShare, Options, Placement,
-                          Seeded, TrainOptions, class_names, option)
+from tlcli.fields import (PANEL_DATA, PANEL_TRAIN, TOP_K, ClassNames, ImageColumns, ImageData, LoRAOptions,
+                          MaxBadShare, Options, Placement, Seeded, TrainOptions, class_names, option)
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_N_CTX = 16  # CoOp's own default; coop and compare use the same
+LORA_LR = 2e-4  # CLIP-LoRA's (Zanella & Ben Ayed 2024)
 PANEL_CLIP = "CLIP model"
 FEATURE_BATCH_HELP = ("Images per forward pass (default: 32 on the CPU, 256 on a GPU, where small batches leave "
                       "it idle).")
@@ -98,17 +99,37 @@ class ProbeConfig(LabelledClipData, ClipModelOptions, Placement, Seeded):
         return self
 
 
-class CoopConfig(LabelledClipData, ClipModelOptions, TrainOptions):
+class CoopConfig(LabelledClipData, ClipModelOptions, TrainOptions, LoRAOptions):
     """``--workers`` are decoding threads here: training batches come from features in memory, where
     DataLoader processes would only cost. ``--batch-size`` is both the training batch and the
-    feature-extraction batch."""
+    feature-extraction batch.
+
+    ``--lora RANK`` trains CLIP-LoRA instead of soft prompts: adapters in both towers' attention, the
+    hand-written prompt "a photo of a {}." (no context vectors), the images through the image tower every
+    step; ``--lr`` defaults to the paper's 2e-4 then."""
 
     n_ctx: int = option(DEFAULT_N_CTX, "Number of learned context vectors.", ge=1, le=64)
     init: str | None = option(None, 'Initialise the context from a phrase, e.g. "a photo of a".')
     class_specific: bool = option(False, "One context per class (CSC).")
     epochs: int = option(50, "Passes over the training data.", ge=1, panel=PANEL_TRAIN)
-    lr: float = option(2e-3, "Learning rate of the context vectors.", gt=0, panel=PANEL_TRAIN)
+    lr: float = option(2e-3, "Learning rate of the context vectors (with --lora, of the adapters: default "
+                       "2e-4).", gt=0, panel=PANEL_TRAIN)
     weight_decay: float = option(0.0, "Weight decay of the context vectors.", ge=0, panel=PANEL_TRAIN)
+
+    @model_validator(mode="after")
+    def _lora_has_no_context(self):
+        """With ``--lora`` no context vectors are learned: their options would be silently ignored."""
+        if self.lora is None:
+            return self
+        given = [flag for field, flag in (("n_ctx", "--n-ctx"), ("init", "--init"),
+                                          ("class_specific", "--class-specific"))
+                 if field in self.model_fields_set and getattr(self, field) not in (None, False)]
+        if given:
+            raise ValueError(f"--lora trains CLIP-LoRA adapters with the prompt \"a photo of a {{}}.\", no learned "
+                             f"context; drop {', '.join(given)}")
+        if "lr" not in self.model_fields_set:
+            self.lr = LORA_LR
+        return self
 
 
 class VPromptConfig(LabelledClipData, ClipModelOptions, TrainOptions):
@@ -131,6 +152,9 @@ class CompareConfig(LabelledClipData, ClipModelOptions, Placement, Seeded):
     vprompt: bool = option(False, "Also learn a visual prompt (runs the image tower every step).")
     vprompt_epochs: int = option(10, "The visual prompt's passes over the training images.", ge=1)
     vprompt_pad: int = option(30, "Width of the visual prompt, in pixels.", ge=1)
+    lora: int | None = option(None, "Also train CLIP-LoRA adapters of this rank in both towers (runs both towers "
+                              "every step).", ge=1, metavar="RANK")
+    lora_epochs: int = option(10, "CLIP-LoRA's passes over the training images.", ge=1)
     batch_size: int | None = option(None, FEATURE_BATCH_HELP + " CoOp trains with 32 when not given.", short="-b",
                                     ge=1)
 

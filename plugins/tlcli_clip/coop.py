@@ -209,6 +209,10 @@ def load_prompt_run(path: Path) -> PromptRun:
 
 def run_coop(cfg: CoopConfig, run, report) -> dict:
     """The job of `tlcli coop`: features, the zero-shot baseline, training by the engine, the summary."""
+    if cfg.lora is not None:  # CLIP-LoRA: adapters in both towers, no learned context
+        from tlcli_clip.lora import run_clip_lora
+
+        return run_clip_lora(cfg, run, report)
     started = time.time()
     bad = BadFiles()
     split = split_of(cfg, bad)

@@ -58,15 +58,26 @@ class TowerAndHead(nn.Module):
         return F.normalize(self.visual(pixels).float(), dim=-1) @ self.weight.T + self.bias
 
 
-def _load_clip(meta: dict, device: str) -> ClipModel:
+def _pretrained(meta: dict, folder: Path | None) -> str | None:
+    """model.json's ``pretrained``. A weights file inside the model folder (`tlcli merge` of a CLIP-LoRA run
+    writes clip.safetensors) is named relative to it, so the folder can move."""
+    pretrained = meta.get("pretrained")
+    if (folder is not None and isinstance(pretrained, str) and "/" not in pretrained and "\\" not in pretrained
+            and (folder / pretrained).is_file()):
+        pretrained = str(folder / pretrained)
+    return pretrained
+
+
+def _load_clip(meta: dict, device: str, folder: Path | None = None) -> ClipModel:
     if not isinstance(meta.get("model"), str):
         raise UsageError("model.json names no CLIP model; re-run the probe or coop")
+    pretrained = _pretrained(meta, folder)
     try:
-        return load_clip(meta["model"], meta.get("pretrained"), device, meta.get("precision", "auto"))
+        return load_clip(meta["model"], pretrained, device, meta.get("precision", "auto"))
     except UsageError as error:
         if "--precision" not in str(error):
             raise
-        return load_clip(meta["model"], meta.get("pretrained"), device, "auto")  # e.g. an fp16 run on a CPU
+        return load_clip(meta["model"], pretrained, device, "auto")  # e.g. an fp16 run on a CPU
 
 
 def load_probe_predictor(model_dir: Path, device: str = "cpu") -> ClipHeadPredictor:
@@ -76,8 +87,8 @@ def load_probe_predictor(model_dir: Path, device: str = "cpu") -> ClipHeadPredic
     head = files.tensors()
     if set(head) != {"weight", "bias"} or tuple(head["weight"].shape)[:1] != (len(files.labels),):
         raise UsageError(f"{files.path}: the head does not match its {len(files.labels)} labels; re-run the probe")
-    return ClipHeadPredictor(_load_clip(files.meta, device), files.labels, head["weight"], head["bias"],
-                             files.meta.get("pretrained"))
+    return ClipHeadPredictor(_load_clip(files.meta, device, files.path), files.labels, head["weight"], head["bias"],
+                             _pretrained(files.meta, files.path))
 
 
 def load_coop_predictor(model_dir: Path, device: str = "cpu") -> ClipHeadPredictor:

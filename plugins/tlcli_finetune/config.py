@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from tlcli.fields import ImageData, TrainOptions, option
+from tlcli.fields import ImageData, LoRAOptions, TrainOptions, option
 
 # Bytes per pixel of one training image on its way to the model: the resized uint8 image kept in memory (3),
 # its float32 tensor (12), and at least as much again for the first layer's activations (a lower bound).
@@ -16,7 +16,7 @@ DEFAULT_MODEL = "resnet50"
 ADAPT = "Domain adaptation and seeds"
 
 
-class FinetuneConfig(ImageData, TrainOptions):
+class FinetuneConfig(ImageData, TrainOptions, LoRAOptions):
     model: str | None = option(None, "torchvision name, timm:NAME or clip:NAME (default: the model of --weights "
                                f"RUN_DIR, else {DEFAULT_MODEL}).", short="-m", panel=MODEL)
     pretrained: str = option("default", "default | none | a weight tag.", panel=MODEL)
@@ -52,6 +52,19 @@ class FinetuneConfig(ImageData, TrainOptions):
         if any(s < 0 or s >= 2**32 for s in seeds):
             raise ValueError("each seed must be between 0 and 4294967295")
         return seeds
+
+    @model_validator(mode="after")
+    def _lora_replaces_freezing(self):
+        """``--lora`` trains adapters in every targeted layer and the head, the base frozen: freezing blocks
+        up to one, or unfreezing them over time, has nothing left to act on. (``--lr-decay`` still scales
+        each block's adapters' learning rate.)"""
+        if self.lora is not None:
+            clash = [flag for flag, value in (("--freeze-until", self.freeze_until),
+                                              ("--unfreeze-every", self.unfreeze_every)) if value is not None]
+            if clash:
+                raise ValueError(f"--lora freezes the whole base and trains adapters; drop {' and '.join(clash)} "
+                                 "(choose the adapted layers with --lora-targets)")
+        return self
 
     @model_validator(mode="after")
     def _model_from_weights(self):

@@ -120,6 +120,15 @@ class DannTask(FinetuneTask):
         self._total_steps()
         return DannModel(classifier, head_name(classifier))
 
+    def heads(self, model) -> list[str]:
+        """The classifier's new head and the whole domain classifier train in full beside the adapters."""
+        return [f"classifier.{name}" for name in self._head_names] + ["domain"]
+
+    def blocks(self, model):
+        from tlcli.engine.params import list_blocks
+
+        return list_blocks(model.classifier) if self.cfg.lora else self._blocks
+
     def _total_steps(self) -> None:
         from tlcli.engine.loop import EpochBatches
 

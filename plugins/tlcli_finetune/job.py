@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tlcli.adapters.run_folder import lora_settings
 from tlcli.data.bad_files import BadFiles
 from tlcli.data.labelled import train_and_val, training_classes
 from tlcli.data.tables import columns_of
@@ -69,4 +70,5 @@ def train_one(cfg: FinetuneConfig, run, report, outer_runs: tuple = ()) -> dict:
         "total_params": result.total_params, "classes": classes, "train_images": len(train),
         "val_images": len(val) if val else 0, "domain_adapt": cfg.domain_adapt,
         "dann_weight": cfg.dann_weight if cfg.domain_adapt else None, "bad_files": bad.summary(),
+        "lora": lora_settings(cfg) if cfg.lora else None,
     }

@@ -102,6 +102,9 @@ def run_pseudolabel(cfg: PseudolabelConfig, run, report) -> dict:
     source = read_model(Path(cfg.start))
     if source.kind not in ("backbone", "image-classifier"):
         raise UsageError(f"--from {cfg.start}: a {source.kind!r} model; pass a finetune or pretrain run")
+    from tlcli.adapters.run_folder import refuse_adapter_run
+
+    refuse_adapter_run(source.path, "--from")
     data = _load_data(cfg, source, report)
     cap = cfg.per_class_cap or math.ceil(len(data.pool) / len(data.classes))
     device = resolve_device(cfg.device)

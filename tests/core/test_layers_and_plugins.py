@@ -69,3 +69,32 @@ def test_a_plugin_that_fails_to_register_is_reported_not_fatal(cli, monkeypatch)
     assert rows["broken"]["status"] == "failed" and "boom" in rows["broken"]["error"]
     assert rows["finetune"]["status"] == "ok"
     assert cli("layers", "resnet18", "--json").exit_code == 0
+
+
+def test_layers_lora_targets_match_what_finetune_adapts(cli, tmp_path):
+    """`layers --lora-targets` lists the modules `finetune --lora` adapts (the new head never), and the
+    adapter parameters PEFT adds at the rank."""
+    rows = cli("layers", "timm:test_vit", "--lora-targets", "default", "--json").json_lines()
+    modules, summary = rows[:-1], rows[-1]
+    assert [r["name"] for r in modules[:4]] == ["blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc1",
+                                                "blocks.0.mlp.fc2"]
+    assert len(modules) == 24 and summary["rank"] == 8 and summary["heads"] == ["head"]
+    assert modules[0]["adapts"] == "linear 64->192" and modules[0]["adapter_params"] == 8 * (64 + 192)
+    globbed = cli("layers", "timm:test_vit", "--lora-targets", "blocks.5.*,patch_embed.proj", "--lora", "2",
+                  "--json").json_lines()[:-1]
+    assert [r["name"] for r in globbed] == ["patch_embed.proj", "blocks.5.attn.qkv", "blocks.5.attn.proj",
+                                            "blocks.5.mlp.fc1", "blocks.5.mlp.fc2"]
+    assert globbed[0]["adapts"].startswith("conv 3->64")
+    # torch's MultiheadAttention: q,k,v through in_proj_weight; its out_proj is never a target
+    vit = cli("layers", "vit_b_16", "--lora-targets", "default", "--json").json_lines()[:-1]
+    assert vit[0] == {"name": "encoder.layers.encoder_layer_0.self_attention",
+                      "adapts": "q,k,v (in_proj_weight 2304x768)", "params": 2362368, "adapter_params": 8 * 3072}
+    assert [r["name"] for r in vit[1:3]] == ["encoder.layers.encoder_layer_0.mlp.0",
+                                             "encoder.layers.encoder_layer_0.mlp.3"]
+    assert not any("out_proj" in r["name"] or r["name"].startswith("heads") for r in vit)
+    cnn = cli("layers", "resnet18", "--lora-targets", "default", "--json").json_lines()[:-1]
+    assert cnn[0]["name"] == "conv1" and all("3x3" in r["adapts"] or "7x7" in r["adapts"] for r in cnn)
+    none = cli("layers", "resnet18", "--lora-targets", "nothing_here")
+    assert none.exit_code == 2 and "matches" in none.stderr and len(none.stderr.strip().splitlines()) == 1
+    rank_alone = cli("layers", "resnet18", "--lora", "4")
+    assert rank_alone.exit_code == 2 and "--lora-targets" in rank_alone.stderr

@@ -99,6 +99,8 @@ CORE_COMMANDS = {
     "plot": ("tlcli.cli.plot:PLOT", "Plot a metric of one or more runs: a PNG or SVG file, or a chart in the "
              "terminal."),
     "export": ("tlcli.cli.export:EXPORT", "Write a trained run's model as one ONNX or TorchScript file for deployment."),
+    "merge": ("tlcli.cli.merge:MERGE", "Fold a LoRA run's adapters into its base weights: a new run folder with "
+              "a plain model."),
 }
 CORE_GROUPS = {"runs": "List, show, compare, prune and export the runs under runs/ (`tlcli runs` lists them)."}
 # `tlcli runs` and `tlcli runs DIR` are `tlcli runs list`.

@@ -284,7 +284,9 @@ class _Training:
         task, cfg, device = self.task, self.cfg, self.device
         model = self.model = task.build_model()
         self.adapted = _apply_adapters(task, cfg, model)
-        self.frozen = FrozenParts(model, task.frozen_modules(model))
+        # With adapters, the frozen base is out of the checkpoints too: build_model rebuilds it on resume.
+        base = [name for name, p in model.named_parameters() if not p.requires_grad] if self.adapted else []
+        self.frozen = FrozenParts(model, task.frozen_modules(model), params=base)
         self.blocks = task.blocks(model)
         self.first_trainable = next((i for i, b in enumerate(self.blocks) if b.trainable), len(self.blocks))
         self.channels_last = device.type in ("cuda", "cpu") and any(isinstance(m, torch.nn.Conv2d)
@@ -336,6 +338,10 @@ class _Training:
             raise UsageError(f"--resume: no complete checkpoint in {self.ckpt_root}; start a new run instead")
         state = load_checkpoint(folder)
         p = state["progress"]
+        if p.get("frozen_digest") != self.frozen.digest:
+            raise UsageError(f"--resume {self.run_dir}: the frozen base weights rebuilt now differ from those the "
+                             "run trained its adapters on (were the --weights file or the cached pretrained "
+                             "weights replaced?); put them back, or start a new run")
         self.step, self.start_epoch, self.skip_batches = p["step"], p["epoch"], p["batch_in_epoch"]
         self.best, self.bad_evals, self.history, self.wall_before = p["best"], p["bad_evals"], p["history"], p["wall_s"]
         _apply_unfreeze_stage(self.blocks, self.first_trainable, self.cfg.unfreeze_every, self.start_epoch)
@@ -366,7 +372,8 @@ class _Training:
     def progress(self, epoch: int, batch_in_epoch: int) -> dict:
         return {"step": self.step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": self.best,
                 "bad_evals": self.bad_evals, "history": self.history,
-                "wall_s": self.wall_before + time.time() - self.started}
+                "wall_s": self.wall_before + time.time() - self.started,
+                **({"frozen_digest": self.frozen.digest} if self.frozen.digest else {})}
 
     def checkpoint(self, kind: str, epoch: int, batch_in_epoch: int) -> None:
         self.last_saved = time.time()

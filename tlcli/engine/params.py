@@ -185,7 +185,8 @@ def discriminative_groups(
 
     Blocks before ``first_trainable`` are left out, unless ``include_frozen`` (gradual unfreezing: they
     get their groups now and receive gradients once unfrozen; an optimizer skips parameters without
-    gradients, so frozen ones stay bit-for-bit unchanged).
+    gradients, so frozen ones stay bit-for-bit unchanged). Otherwise a frozen parameter inside a trainable
+    block (a LoRA layer's base weight) is left out: it never trains and must hold no optimizer state.
     """
     no_decay = _no_decay_names(model)
     groups = []
@@ -194,8 +195,9 @@ def discriminative_groups(
     for i in range(start, len(blocks)):
         block = blocks[i]
         block_lr = lr * (lr_decay ** (last - i))
-        decay = [p for n, p in block.params.items() if n not in no_decay]
-        plain = [p for n, p in block.params.items() if n in no_decay]
+        params = {n: p for n, p in block.params.items() if include_frozen or p.requires_grad}
+        decay = [p for n, p in params.items() if n not in no_decay]
+        plain = [p for n, p in params.items() if n in no_decay]
         if decay:
             groups.append(ParamGroup(block.name, decay, block_lr, weight_decay))
         if plain:

@@ -40,11 +40,10 @@ class Task:
     def adapters(self, model) -> list[str]:
         """With ``--lora``: the module names that get LoRA adapters (``cfg.lora_targets`` matched against
         the model, else the attention projections and MLP linears), outside ``heads``."""
-        from tlcli.adapters.lora import default_targets, matching_modules
+        from tlcli.adapters.lora import resolve_targets
 
         patterns = getattr(getattr(self, "cfg", None), "lora_targets", None)
-        heads = self.heads(model)
-        return matching_modules(model, patterns, heads) if patterns else default_targets(model, heads)
+        return resolve_targets(model, patterns, self.heads(model))
 
     def heads(self, model) -> list[str]:
         """Module names that train in full beside LoRA adapters (a new classifier head)."""

@@ -336,7 +336,11 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from safetensors, a tlcli model folder, or a torch file read with weights_only=True."""
     path = Path(path)
     if path.is_dir():  # a run folder (its model/) or a model folder
-        path = (path / "model" if (path / "model").is_dir() else path) / "model.safetensors"
+        from tlcli.adapters.run_folder import refuse_adapter_run
+
+        folder = path / "model" if (path / "model").is_dir() else path
+        refuse_adapter_run(folder, "--weights")  # its weights file holds the head alone
+        path = folder / "model.safetensors"
     if not path.is_file():
         raise UsageError(f"--weights {path}: no such file; pass a .safetensors/.pt file, a tlcli run folder or "
                          "its model/ folder")
