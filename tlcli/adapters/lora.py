@@ -106,25 +106,30 @@ def has_lora(model: nn.Module) -> bool:
     return any(".lora_A." in name for name, _ in model.named_parameters())
 
 
-def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The adapters' weights with PEFT's key names (what ``adapter_model.safetensors`` holds)."""
+def adapter_state(model: nn.Module, part: str = "") -> dict[str, torch.Tensor]:
+    """The adapters' weights with PEFT's key names (what ``adapter_model.safetensors`` holds); with ``part``
+    (a submodule's name) only that submodule's, named relative to it."""
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(
-        model, adapter_name=ADAPTER_NAME).items()}
+    state = get_peft_model_state_dict(model, adapter_name=ADAPTER_NAME)
+    if part:
+        state = {k[len(part) + 1:]: v for k, v in state.items() if k.startswith(part + ".")}
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
 def save_adapter(model: nn.Module, folder: Path, rank: int, alpha: float | None, dropout: float,
-                 targets: list[str], base_model: str | None = None, key_prefix: str = "") -> None:
+                 targets: list[str], base_model: str | None = None, key_prefix: str = "", part: str = "") -> None:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` in PEFT's format, so that
     ``PeftModel.from_pretrained(base, folder)`` rebuilds the adapted model. ``key_prefix`` is where the
-    adapted model sits inside the model PEFT will wrap (PEFT prefixes ``base_model.model.`` itself)."""
+    adapted model sits inside the model PEFT will wrap (PEFT prefixes ``base_model.model.`` itself);
+    ``part`` is the submodule of ``model`` that PEFT will wrap (a classifier's encoder: ``targets`` are then
+    relative to it)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     prefix = f"{key_prefix}." if key_prefix else ""
     config = peft_config(rank, alpha, dropout, [f"{prefix}{t}" for t in targets], base_model=base_model)
-    state = {f"base_model.model.{prefix}{k}": v for k, v in adapter_state(model).items()}
+    state = {f"base_model.model.{prefix}{k}": v for k, v in adapter_state(model, part).items()}
     save_file(state, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     config_dict = config.to_dict()
     config_dict["target_modules"] = sorted(config_dict["target_modules"])
