@@ -99,22 +99,7 @@ PROMPT_TUNE = Command(
               "tlcli prompt-tune --resume runs/prompt-tune-20261123-101500",
               "tlcli evaluate runs/prompt-tune-20261123-101500 test.csv"))
 
-PROMPT_TUNE_FINETUNE = Command(
-    "finetune", TextFinetuneConfig, "tlcli_text.finetune:finetune", FINETUNE_HELP, plugin="text", group="text",
-    run_name="text-finetune",
-    examples=("tlcli text finetune data.csv --epochs 10 --out runs/text-ft",
-              "tlcli text finetune data.csv --lora 8 --out runs/text-lora",
-              'tlcli predict runs/text-lora "The striker scored twice" --json',
-              "tlcli text finetune data.csv --lora 8 --seeds 1,2,3",
-              "tlcli text finetune --resume runs/text-lora"))
-
-COMPARE = Command(
-    "compare", TextCompareConfig, "tlcli_text.compare:run_compare", COMPARE_HELP, plugin="text", group="text",
-    run_name="text-compare", resumable=False,
-    examples=("tlcli text compare data.csv --shots 10,32 --seeds 0,1,2",
-              "tlcli text compare train.csv --val test.csv --ranks 8 --methods probe,lora,full --json"))
-
-PREDICT = Command(
+PROMPT_TUNE_PREDICT = Command(
     "predict", PromptTunePredictConfig, "tlcli_text.prompt_tune_job:predict", PROMPT_TUNE_PREDICT_HELP,
     kind="tool", plugin="text", group="prompt-tune",
     examples=('tlcli prompt-tune predict runs/prompt-tune-20261123-101500 "Whisk the eggs" --json',))

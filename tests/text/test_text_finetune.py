@@ -338,3 +338,13 @@ def test_usage_errors(cli, tiny_bert_dir, small_csv, tmp_path):
     assert bad.exit_code == 2 and "--seeds" in bad.stderr
     bad = cli("text", "finetune", small_csv, "--encoder-lr-factor", "2")
     assert bad.exit_code == 2 and "--encoder-lr-factor" in bad.stderr
+
+
+def test_help_lists_the_training_and_adapter_flags(cli):
+    from support.runs import TRAINING_FLAGS
+
+    result = cli("text", "finetune", "--help")
+    assert result.exit_code == 0, result.stderr
+    for flag in TRAINING_FLAGS + ("--seeds", "--lora", "--lora-alpha", "--lora-dropout", "--lora-targets",
+                                  "--encoder-lr-factor", "--val", "--val-split", "--max-length"):
+        assert flag in result.stdout, flag
