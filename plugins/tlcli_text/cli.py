@@ -23,8 +23,8 @@ FINETUNE_HELP = """Fine-tune the sentence encoder + a linear head on DATA (CSV t
 
 The encoder (all-MiniLM-L6-v2 by default, offline) is pooled and L2-normalised as its sentence-transformers
 folder says, then a linear head classifies. Full fine-tuning trains every encoder weight at --lr x
---encoder-lr-factor (0.02: the head at 1e-3, the encoder at 2e-5); --lora RANK freezes the encoder and trains
-LoRA adapters in its attention and feed-forward linears (at --lr x 0.5) and the head (at --lr).
+--encoder-lr-factor (0.05: the head at 1e-3, the encoder at 5e-5); --lora RANK freezes the encoder and trains
+LoRA adapters in its attention and feed-forward linears and the head, both at --lr (factor 1).
 The run's model/ holds the head and labels beside encoder/ (a plain Hugging Face folder) or adapter/
 (PEFT's format: PeftModel.from_pretrained(AutoModel.from_pretrained(BASE), RUN/model/adapter)). It works
 with `tlcli predict` and `tlcli evaluate`; --seeds 1,2,3 trains once per seed into RUN_DIR/seed-N."""

@@ -119,6 +119,9 @@ class Ladder:
         self.index = {c: i for i, c in enumerate(classes)}
         self.test_y = np.array([self.index[s.label] for s in test])
         self.device = resolve_device(cfg.device)
+        from tlcli.device import resolve
+
+        self.precision = resolve("train", self.device, cfg.precision).precision  # what the trained rows use
         self.embedder = embedder_for(cfg.model, cfg.device)
         self.test_x = self.embedder.encode([s.text for s in test])
         # Loaded before any row is measured: each row trains a copy.
@@ -304,5 +307,6 @@ def run_compare(cfg: TextCompareConfig, run, report) -> dict:
     return {"status": status, "best": {"metric": "accuracy", "value": best["accuracy"], "step": None},
             "best_row": best["row"], "best_shots": best["shots"], "metrics": {"accuracy": best["accuracy"]},
             "results": results, "classes": classes, "test_texts": len(test), "pool_texts": len(pool),
-            "seeds": cfg.seeds, "model": cfg.model, "setup_s": round(setup_s, 3),
+            "seeds": cfg.seeds, "model": cfg.model, "device": ladder.device, "precision": ladder.precision,
+            "setup_s": round(setup_s, 3),
             "wall_s": round(time.time() - started, 3), "quick": cfg.quick}

@@ -348,3 +348,48 @@ def test_help_lists_the_training_and_adapter_flags(cli):
     for flag in TRAINING_FLAGS + ("--seeds", "--lora", "--lora-alpha", "--lora-dropout", "--lora-targets",
                                   "--encoder-lr-factor", "--val", "--val-split", "--max-length"):
         assert flag in result.stdout, flag
+
+
+def test_minilm_adapter_loads_in_peft_and_reproduces_tlcli(cli, minilm_dir, small_csv):
+    """The real all-MiniLM-L6-v2, two steps: PeftModel.from_pretrained(AutoModel.from_pretrained(MiniLM),
+    RUN/model/adapter) gives tlcli's encoder outputs, and tlcli's predictions, to 1e-5."""
+    from tlcli_text.predictors import load_text_classifier
+
+    result = cli("text", "finetune", small_csv, "--lora", "4", "--max-steps", "2", "--lr", "0.05",
+                 "--max-length", "32", "--batch-size", "8", "--quiet", "--device", "cpu", "--precision", "fp32",
+                 "--out", "minilm", "--json")
+    assert result.exit_code == 0, result.stderr
+    config = json.loads(Path("minilm/model/adapter/adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    peft = _peft_features(minilm_dir, "minilm/model/adapter", TEXTS)
+    predictor = load_text_classifier(Path("minilm"), "cpu")
+    torch.testing.assert_close(torch.from_numpy(predictor.features(TEXTS)), peft, rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(predictor.predict_texts(TEXTS)), _probabilities(peft, "minilm/model"),
+                               rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ddp_on_gloo_matches_single_process(tiny_bert_dir, small_csv, tmp_path):
+    """torchrun with two CPU processes, half the batch each: the same adapters and head as one process."""
+    import os
+    import subprocess
+    import sys
+
+    common = ["text", "finetune", str(small_csv), "--model", str(tiny_bert_dir), *SMALL, "--lora", "2", "--lr", "0.05",
+              "--workers", "0"]
+    env = {**os.environ, "TLCLI_PLUGINS": "text", "OMP_NUM_THREADS": "1", "TLCLI_HOME": str(tmp_path / "home")}
+
+    def run(*args):
+        done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    run("-m", "tlcli", *common, "--batch-size", "8", "--out", str(tmp_path / "single"))
+    run("-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29531", "-m", "tlcli", *common,
+        "--batch-size", "4", "--out", str(tmp_path / "ddp"))
+    for name in ("model.safetensors", "adapter/adapter_model.safetensors"):
+        one, two = (load_file(str(tmp_path / run_dir / "model" / name)) for run_dir in ("single", "ddp"))
+        assert set(one) == set(two)
+        for key in one:
+            torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+    events = [json.loads(line) for line in (tmp_path / "ddp" / "events.jsonl").read_text().splitlines()]
+    assert events[0]["data"]["world_size"] == 2
