@@ -166,7 +166,7 @@ def split_samples(cfg) -> tuple[list[TextSample], list[TextSample], list[str]]:
 def finetune(cfg: TextFinetuneConfig, run, report) -> dict:
     """`tlcli text finetune`: one training in ``run``, or with ``--seeds`` one per seed in ``run/seed-N``."""
     if cfg.seeds:
-        from tlcli.runs.seeds import run_seeds
+        from tlcli.cli.seeds import run_seeds
 
         summary = run_seeds(cfg, run, report, command=COMMAND, plugin="text", train_one=train_one)
         return {**summary, "model": cfg.model, "lora": cfg.lora}
