@@ -197,7 +197,8 @@ def read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise UsageError(f"{display_path(config_path)}: missing or not JSON; re-run the training") from None
-    if not isinstance(config, dict) or config.get("peft_type", "LORA") != "LORA" or not isinstance(config.get("r"), int):
+    lora = isinstance(config, dict) and config.get("peft_type", "LORA") == "LORA"
+    if not lora or not isinstance(config.get("r"), int):
         raise UsageError(f"{display_path(config_path)}: not a LoRA adapter config (peft_type LORA, r); re-run")
     return config, load_tensors(adapter_dir / "adapter_model.safetensors")
 

@@ -11,11 +11,14 @@ Per row and shot count: accuracy mean ± std over seeds, trainable parameters, w
 scoring; a trained row includes the engine's final checkpoint), and peak memory: on CUDA the most memory
 allocated during the row; on a CPU the process's resident memory above where it stood when the row began,
 sampled every 5 ms (freed memory is handed back to the system before each row, so rows do not hide in
-memory an earlier one left behind).
+memory an earlier one left behind). Every trained row trains its own copy of the encoder, so its memory
+counts the weights it trains on, its gradients, optimizer state and activations; the base models loaded
+once for all rows are not counted.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 import statistics
 import tempfile
@@ -174,11 +177,13 @@ class Ladder:
 
     def prompt(self, chosen: list[TextSample], seed: int) -> tuple[float, int]:
         from tlcli_text.prompt_tune_job import build_examples
-        from tlcli_text.task import PromptTuneTask, pad_id
+        from tlcli_text.task import Base, PromptTuneTask, pad_id
 
         cfg = PromptTuneConfig(data="-", mode="classify", model=self.cfg.model, virtual_tokens=PROMPT_TOKENS,
                                **self.train_options(seed))
-        base = self.prompt_base
+        # A copy of the frozen encoder, as the LoRA and full rows train a copy of theirs: every trained row's
+        # memory counts the model it trains on.
+        base = Base(copy.deepcopy(self.prompt_base.model), self.prompt_base.tokenizer, self.prompt_base.max_positions)
         train, test, classes = build_examples(cfg, base, chosen, self.test)
         if classes != self.classes:  # a k-shot draw always holds every class; this would be a bug
             raise UsageError(f"soft prompt: classes {classes} differ from the data's {self.classes}")

@@ -87,7 +87,8 @@ class TextFinetuneTask(Task):
         out = []
         for (part, plain), params in sorted(groups.items(), key=lambda item: (item[0][0] != "encoder", item[0][1])):
             lr = cfg.lr if part == HEAD else cfg.encoder_lr()
-            out.append(ParamGroup(f"{part}/no_decay" if plain else part, params, lr, 0.0 if plain else cfg.weight_decay))
+            decay = 0.0 if plain else cfg.weight_decay
+            out.append(ParamGroup(f"{part}/no_decay" if plain else part, params, lr, decay))
         return out
 
     def train_dataset(self):

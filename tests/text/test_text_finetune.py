@@ -276,7 +276,8 @@ def test_full_run_exports_a_plain_hugging_face_encoder(cli, tiny_bert_dir, small
     assert json.loads((encoder / "sentence_bert_config.json").read_text())["max_seq_length"] == 32
     hf = _hf_features(encoder, TEXTS)
     assert not torch.allclose(hf, _hf_features(tiny_bert_dir, TEXTS), atol=1e-4)  # the encoder trained
-    st = SentenceTransformer(str(encoder), device="cpu").encode(TEXTS, convert_to_tensor=True, normalize_embeddings=True)
+    st = SentenceTransformer(str(encoder), device="cpu").encode(TEXTS, convert_to_tensor=True,
+                                                                normalize_embeddings=True)
     torch.testing.assert_close(st, hf, rtol=0, atol=1e-5)
     predictor = load_text_classifier(Path("full"), "cpu")
     torch.testing.assert_close(torch.from_numpy(predictor.predict_texts(TEXTS)), _probabilities(hf, "full/model"),
