@@ -23,6 +23,17 @@ TEXTS = ["The striker scored twice before half time", "Whisk the eggs with a pin
          "Rain is expected on Tuesday; bring an umbrella to the station, and a coat as well."]
 
 
+def _contract():
+    """tests/run/test_output_contract.py: the one schema of classifier lines and metrics."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "run" / "test_output_contract.py"
+    spec = importlib.util.spec_from_file_location("tlcli_test_output_contract", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _batch(base, texts):
     from tlcli_text.task import collate
 
@@ -249,14 +260,18 @@ def test_lora_run_writes_a_peft_adapter_that_peft_loads(cli, tiny_bert_dir, smal
                                rtol=0, atol=1e-5)
     assert json.loads((merged_dir / "model.json").read_text())["merged_from"]["lora"]["rank"] == 2
 
-    # `tlcli predict` and `tlcli evaluate` read it like any run.
+    # `tlcli predict` and `tlcli evaluate` read it like any run, and write the output contract.
+    contract = _contract()
     predicted = cli("predict", "lora", *TEXTS[:2], "--json")
     assert predicted.exit_code == 0, predicted.stderr
     lines = predicted.json_lines()[:-1]
     assert [line["text"] for line in lines] == TEXTS[:2]
     assert lines[0]["score"] == pytest.approx(float(probabilities[0].max()), abs=1e-5)
+    for line in lines:
+        contract.check_classifier_line({"path": "", **{k: v for k, v in line.items() if k != "text"}})
     evaluated = cli("evaluate", "lora", small_csv, "--json")
     assert evaluated.exit_code == 0, evaluated.stderr
+    assert contract.check_output(evaluated.stdout)[1] >= 1
     assert set(evaluated.json_lines()[-1]["metrics"]) >= {"accuracy", "per_class"}
 
 
