@@ -60,3 +60,14 @@ def test_usage_errors(cli, topics_csv):
     assert bad.exit_code == 2 and "--val-split" in bad.stderr
     bad = cli("text", "compare", topics_csv, "--shots", "0")
     assert bad.exit_code == 2 and "--shots" in bad.stderr
+
+
+def test_k_shot_draws_per_class_and_per_seed():
+    from tlcli.data.texts import TextSample
+    from tlcli_text.compare import k_shot
+
+    samples = [TextSample(f"{label} {i}", label) for label in ("a", "b") for i in range(10)] + [TextSample("c 0", "c")]
+    drawn = k_shot(samples, 3, seed=0)
+    assert sorted(s.label for s in drawn) == ["a"] * 3 + ["b"] * 3 + ["c"]  # a class with fewer gives all it has
+    assert drawn == k_shot(samples, 3, seed=0) and drawn != k_shot(samples, 3, seed=1)
+    assert set(k_shot(samples, 3, seed=0)) <= set(k_shot(samples, 20, seed=0)) == set(samples)
