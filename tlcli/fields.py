@@ -85,10 +85,23 @@ def class_names(names: list[str] | None) -> list[str] | None:
     return names
 
 
+def seed_list(seeds: list[int] | None) -> list[int] | None:
+    """``--seeds 1,2,3``: distinct seeds in the generators' range (ValueError names the fix)."""
+    if seeds is None:
+        return None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError("expected distinct integers separated by commas, e.g. 1,2,3")
+    if any(s < 0 or s > MAX_SEED for s in seeds):
+        raise ValueError(f"each seed must be between 0 and {MAX_SEED}")
+    return seeds
+
+
 # Class names (``--labels cat,dog`` or a list in a config file), checked by :func:`class_names`.
 ClassNames = Annotated[list[str] | None, AfterValidator(class_names)]
 # A list given on the command line as one comma-separated value (``--labels cat,dog``).
 CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
+# ``--seeds 1,2,3`` (or a list in a config file), checked by :func:`seed_list`.
+SeedList = Annotated[list[int] | None, BeforeValidator(_comma_list), AfterValidator(seed_list)]
 # ``--max-bad`` as a config field: "5%", "0.05" or 0.05 (a config file may say max_bad = "5%").
 MaxBadShare = Annotated[float, BeforeValidator(_max_bad_share)]
 

@@ -3,7 +3,8 @@ tlcli_text.job (text) and tlcli_text.prompt_tune_job (soft prompts)."""
 
 from tlcli.cli.command import Command
 from tlcli_text.config import (
-    ProbeConfig, PromptTuneConfig, PromptTunePredictConfig, TextEvaluateConfig, TextPredictConfig, ZeroshotConfig,
+    ProbeConfig, PromptTuneConfig, PromptTunePredictConfig, TextCompareConfig, TextEvaluateConfig, TextFinetuneConfig,
+    TextPredictConfig, ZeroshotConfig,
 )
 
 ZEROSHOT_HELP = """Classify texts by similarity to label descriptions.
@@ -17,6 +18,25 @@ PROBE_HELP = """Logistic regression on frozen sentence embeddings of DATA (CSV t
 The weight decay is chosen on validation data (--val, or --val-split of DATA) from --weight-decay's
 candidates; the exported head is then fitted on every labelled row. The run folder works with `tlcli
 predict` and `tlcli evaluate`."""
+
+FINETUNE_HELP = """Fine-tune the sentence encoder + a linear head on DATA (CSV text,label), in full or with --lora.
+
+The encoder (all-MiniLM-L6-v2 by default, offline) is pooled and L2-normalised as its sentence-transformers
+folder says, then a linear head classifies. Full fine-tuning trains every encoder weight at --lr x
+--encoder-lr-factor (0.05: the head at 1e-3, the encoder at 5e-5); --lora RANK freezes the encoder and trains
+LoRA adapters in its attention and feed-forward linears and the head, both at --lr (factor 1).
+The run's model/ holds the head and labels beside encoder/ (a plain Hugging Face folder) or adapter/
+(PEFT's format: PeftModel.from_pretrained(AutoModel.from_pretrained(BASE), RUN/model/adapter)). It works
+with `tlcli predict` and `tlcli evaluate`; --seeds 1,2,3 trains once per seed into RUN_DIR/seed-N."""
+
+COMPARE_HELP = """The adaptation ladder on DATA: zero-shot, probe, soft prompt, LoRA, full fine-tuning.
+
+Every row is scored on the same held-out texts (--val, or --val-split of DATA seeded by --seed); each seed
+of --seeds draws its own --shots texts per class from the rest and initialises its own head, prompt and
+adapters. Rows: zero-shot (class names as sentences), logistic probe on frozen embeddings, soft prompt
+(20 virtual tokens + head), LoRA at each of --ranks, full fine-tuning. Reported per row and shot count:
+accuracy mean ± std over seeds, trainable parameters, wall time and peak memory (the process's resident
+memory above what it held before the row, on a CPU; allocated GPU memory on CUDA)."""
 
 PREDICT_HELP = "Classify texts with a text run (the same as `tlcli predict RUN TEXTS`)."
 EVALUATE_HELP = """Score a text run on labelled data (the same as `tlcli evaluate RUN DATA`).
@@ -47,6 +67,21 @@ PROBE = Command(
     resumable=False,
     examples=("tlcli text probe data.csv --out runs/probe",
               'tlcli predict runs/probe "Preheat the oven to 200 degrees" --json'))
+
+FINETUNE = Command(
+    "finetune", TextFinetuneConfig, "tlcli_text.finetune:finetune", FINETUNE_HELP, plugin="text", group="text",
+    run_name="text-finetune",
+    examples=("tlcli text finetune data.csv --epochs 10 --out runs/text-ft",
+              "tlcli text finetune data.csv --lora 8 --out runs/text-lora",
+              'tlcli predict runs/text-lora "The striker scored twice" --json',
+              "tlcli text finetune data.csv --lora 8 --seeds 1,2,3",
+              "tlcli text finetune --resume runs/text-lora"))
+
+COMPARE = Command(
+    "compare", TextCompareConfig, "tlcli_text.compare:run_compare", COMPARE_HELP, plugin="text", group="text",
+    run_name="text-compare", resumable=False,
+    examples=("tlcli text compare data.csv --shots 10,32 --seeds 0,1,2",
+              "tlcli text compare train.csv --val test.csv --ranks 8 --methods probe,lora,full --json"))
 
 PREDICT = Command(
     "predict", TextPredictConfig, "tlcli_text.job:predict", PREDICT_HELP, kind="tool", plugin="text",

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tlcli.fields import (
-    PANEL_DATA, PANEL_PLACEMENT, PANEL_TRAIN, TOP_K, VAL_SPLIT, CommaList, Device, Options, Seeded, TextColumn,
-    TextColumns, TrainOptions, option,
+    PANEL_DATA, PANEL_PLACEMENT, PANEL_TRAIN, TOP_K, VAL_SPLIT, CommaList, Device, LoRAOptions, Options, Placement,
+    Seeded, SeedList, TextColumn, TextColumns, TrainOptions, option,
 )
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -18,6 +18,16 @@ INPUT_HELP = ("A CSV/TSV (text column), JSONL, plain-text file (one text per lin
               "a save_to_disk folder[:SPLIT], hf:NAME[:SPLIT]).")
 RUN_HELP = "A text run folder (text probe or prompt-tune), or its model/ folder."
 PROMPT = "Soft prompt"
+ENCODER = "Encoder"
+LADDER = "Ladder"
+# --encoder-lr-factor's defaults (the head at --lr 1e-3): full fine-tuning moves the pretrained weights
+# gently, at 5e-5 (BERT's usual fine-tuning range is 2e-5..5e-5); LoRA's adapters are new weights that start
+# at zero and learn at the head's rate, 1e-3 (LoRA papers and PEFT's examples use 1e-4..1e-3). Chosen on
+# examples/text_hard and examples/text_transfer (docs/text-finetune.md): these beat 2e-5 (full) and a
+# 10x larger head rate on both, by about a point, on one seed.
+FULL_ENCODER_LR_FACTOR = 0.05
+LORA_ENCODER_LR_FACTOR = 1.0
+LADDER_METHODS = ("zeroshot", "probe", "prompt", "lora", "full")
 
 
 class TextDevice(Device):
@@ -154,3 +164,96 @@ class PromptTunePredictConfig(Texts, TopK, TextDevice, SoftPromptRun):
     """`prompt-tune predict RUN_DIR TEXTS...`."""
 
     max_new_tokens: int = option(32, "generate: tokens to generate (greedy).", ge=1)
+
+
+class LabelledTexts(Options):
+    data: str = option(..., "CSV text,label (header optional) or JSONL {text,label}.", argument=True,
+                       metavar="DATA", missing="pass a CSV of text,label rows (or --resume RUN_DIR)")
+    val: str | None = option(None, "Validation data (same format); default: --val-split of DATA.", panel=PANEL_DATA)
+    val_split: float = option(VAL_SPLIT, "Share of the labelled data held out for validation (stratified, "
+                              "seeded).", ge=0.0, lt=1.0, panel=PANEL_DATA)
+
+
+class TextFinetuneConfig(LabelledTexts, TrainOptions, LoRAOptions):
+    """`text finetune`: the sentence encoder + a linear head, trained in full or with LoRA adapters."""
+
+    model: str = option(DEFAULT_MODEL, "sentence-transformers folder or name (a BERT encoder, mean or CLS "
+                        "pooling).", short="-m", panel=ENCODER)
+    max_length: int = option(128, "Truncate texts to this many tokens.", ge=4, le=4096, panel=ENCODER)
+    encoder_lr_factor: float | None = option(
+        None, f"The encoder's learning rate (its weights, or its LoRA adapters) is --lr times this (default: "
+        f"{FULL_ENCODER_LR_FACTOR} in full, {LORA_ENCODER_LR_FACTOR:g} with --lora).", gt=0, le=1.0, panel=ENCODER)
+    seeds: SeedList = option(None, "Train once per seed (1,2,3) into RUN_DIR/seed-N and report the mean and std "
+                             "of their best --val accuracy.", panel=PANEL_TRAIN)
+    # The shared options, with fine-tuning's defaults (same meaning).
+    epochs: int = option(10, "Passes over the training data.", ge=1, panel=PANEL_TRAIN)
+    lr: float = option(1e-3, "Learning rate of the head (the encoder's: --lr x --encoder-lr-factor).", gt=0,
+                       panel=PANEL_TRAIN)
+    weight_decay: float = option(0.01, "Weight decay (never on biases, norms or LoRA's adapters' biases).", ge=0,
+                                 panel=PANEL_TRAIN)
+    batch_size: int = option(16, "Texts per micro-batch.", short="-b", ge=1, panel=PANEL_TRAIN)
+    warmup: float = option(0.1, "Warm-up steps (or a fraction of all steps when below 1).", ge=0, panel=PANEL_TRAIN)
+    clip_grad: float | None = option(1.0, "Clip the gradient norm to this.", gt=0, panel=PANEL_TRAIN)
+    workers: int | None = option(0, "Data-loading processes (texts are tokenized up front: 0 is fastest).",
+                                 ge=0, panel=PANEL_PLACEMENT, resume=True)
+
+    def encoder_lr(self) -> float:
+        factor = self.encoder_lr_factor
+        if factor is None:
+            factor = LORA_ENCODER_LR_FACTOR if self.lora else FULL_ENCODER_LR_FACTOR
+        return self.lr * factor
+
+
+class TextCompareConfig(LabelledTexts, Placement):
+    """`text compare`: the adaptation ladder on one held-out split."""
+
+    model: str = option(DEFAULT_MODEL, "sentence-transformers folder or name.", short="-m", panel=ENCODER)
+    shots: list[int] = option([10, 32], "Comma-separated labelled texts per class for the trained rows.",
+                              panel=LADDER)
+    seeds: SeedList = option([0, 1, 2], "Seeds, comma-separated: each draws its own k-shot texts and initialises "
+                             "its own head, prompt and adapters; the held-out texts stay the same (--seed).",
+                             panel=LADDER)
+    ranks: list[int] = option([4, 8, 16], "LoRA ranks, comma-separated: one row each.", panel=LADDER)
+    methods: CommaList = option(list(LADDER_METHODS),
+                                "Rows to run, comma-separated: zeroshot, probe, prompt (soft prompt), lora, full.",
+                                panel=LADDER)
+    label_template: str = option("This text is about {}.", "Zero-shot: how a label becomes a sentence ({} is the "
+                                 "label).", panel=LADDER)
+    epochs: int = option(20, "Passes over the k-shot texts for the trained rows (soft prompt, LoRA, full).", ge=1,
+                         panel=LADDER)
+    max_length: int = option(128, "Truncate texts to this many tokens.", ge=4, le=4096, panel=ENCODER)
+    batch_size: int = option(16, "Texts per training batch.", short="-b", ge=1, panel=LADDER)
+    quick: bool = option(False, "Tiny budgets (2 steps a trained row), to check the set-up, not to compare.",
+                         panel=LADDER)
+    seed: int = option(0, "Seed of the held-out split (when DATA is split, not --val).", ge=0, panel=PANEL_DATA)
+    val_split: float = option(0.3, "Share of DATA held out as the test set every row is scored on "
+                              "(stratified, seeded by --seed).", ge=0.0, lt=1.0, panel=PANEL_DATA)
+    val: str | None = option(None, "Test data (same format): every row is scored on it; default: --val-split of "
+                             "DATA.", panel=PANEL_DATA)
+
+    @field_validator("shots", "ranks")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if not values or any(v < 1 for v in values):
+            raise ValueError("expected positive numbers separated by commas, e.g. 10,32")
+        return sorted(set(values))
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in LADDER_METHODS]
+        if unknown or not names:
+            raise ValueError(f"unknown method {unknown[0] if unknown else ''!r}; choose from "
+                             f"{', '.join(LADDER_METHODS)}")
+        return [m for m in LADDER_METHODS if m in names]
+
+    @field_validator("label_template")
+    @classmethod
+    def _one_slot(cls, template: str) -> str:
+        return ZeroshotConfig._one_slot(template)
+
+    @model_validator(mode="after")
+    def _held_out(self):
+        if self.val is None and self.val_split <= 0:
+            raise ValueError("compare scores every row on held-out texts: pass --val-split above 0 or --val FILE")
+        return self

@@ -19,6 +19,7 @@ from tlcli.engine.frozen import FrozenParts
 from tlcli.console.errors import UsageError
 from tlcli.console.output import display_path
 from tlcli_text.config import PromptTuneConfig
+from tlcli_text.classifier import MODEL_KIND as CLASSIFIER_KIND
 from tlcli_text.job import PROBE_KIND, embedder_for
 from tlcli_text.task import (
     FROZEN, MODEL_KIND, Examples, PromptTuneTask, collate, encode_for_classify, input_budget, load_base, pad_id,
@@ -128,6 +129,81 @@ class SoftPromptPredictor:
                 logits = module(batch["input_ids"].to(device), batch["attention_mask"].to(device))
                 chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         return np.concatenate(chunks)
+
+
+class TextClassifierPredictor:
+    """A `tlcli text finetune` run: its encoder (the exported one, or the base with the LoRA adapters folded
+    in) on tlcli's own packed forward, then the head's softmax."""
+
+    modality = "text"
+
+    def __init__(self, model_dir: Path, device: str = "auto"):
+        from tlcli.models.embedder import TextEmbedder
+        from tlcli_text.classifier import ENCODER_DIR, HEAD_KEYS
+
+        model = _read(model_dir, CLASSIFIER_KIND, "tlcli text finetune")
+        self.labels = model.labels
+        head = model.tensors()
+        if any(key not in head for key in HEAD_KEYS):
+            raise UsageError(f"{display_path(model.path)}: the head has no head.weight/head.bias; re-run tlcli text "
+                             "finetune")
+        self.weight, self.bias = head["head.weight"].float(), head["head.bias"].float()
+        _check_head(model_dir, tuple(self.weight.shape), len(self.labels))
+        max_length = model.meta.get("max_length")
+        if model.meta.get("encoder") == ENCODER_DIR:
+            folder, tensors = model.path / ENCODER_DIR, None
+            if not (folder / "model.safetensors").is_file():
+                raise UsageError(f"{display_path(folder)}: no model.safetensors; the export is incomplete, re-run")
+        else:
+            folder, tensors = adapted_encoder(model)
+        # fp32: a run's predictions do not depend on the machine that makes them (as the probe's).
+        self.embedder = TextEmbedder(str(folder), device=device, precision="fp32",
+                                     tensors=tensors, max_length=max_length)
+        if self.embedder.layout is None:
+            raise UsageError(f"{display_path(folder)}: not a BERT sentence-transformers folder; re-run tlcli text "
+                             "finetune")
+
+    def features(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.encode(texts)
+
+    def predict_texts(self, texts: list[str]) -> np.ndarray:
+        features = torch.from_numpy(self.features(texts))
+        logits = features @ self.weight.T + self.bias
+        return torch.softmax(logits, dim=1).numpy()
+
+
+def adapted_encoder(model) -> tuple[Path, dict]:
+    """(the base sentence-transformers folder, its weights with the run's LoRA adapters folded in)."""
+    from tlcli.runs.artifacts import load_tensors
+    from tlcli_text.classifier import ADAPTER_DIR, base_layout, merged_encoder_tensors, read_adapter
+
+    if "model" not in model.meta:
+        raise UsageError(f"{display_path(model.path)}/model.json: no \"model\" field; re-run tlcli text finetune")
+    layout = base_layout(model.meta["model"])
+    config, adapter = read_adapter(model.path / ADAPTER_DIR)
+    return layout.folder, merged_encoder_tensors(load_tensors(layout.folder / "model.safetensors"), config, adapter)
+
+
+def merge_adapters(model_dir: Path, out_model_dir: Path) -> None:
+    """`tlcli merge` for a text classifier: ``out_model_dir`` gets the full-run layout (``encoder/``, a plain
+    Hugging Face and sentence-transformers folder with the adapters folded into its weights, + the head,
+    labels and model.json), which `tlcli predict` reads like any full fine-tuning run."""
+    from tlcli_text.classifier import ENCODER_DIR, base_layout, write_classifier
+
+    model = _read(Path(model_dir), CLASSIFIER_KIND, "tlcli text finetune")
+    if model.meta.get("encoder") == ENCODER_DIR or not model.meta.get("lora"):
+        raise UsageError(f"{display_path(model_dir)}: a full fine-tuning run has no adapters to merge; its "
+                         "encoder/ is already a plain model folder")
+    folder, tensors = adapted_encoder(model)
+    meta = {k: v for k, v in model.meta.items() if k not in ("kind", "plugin", "format", "weights", "num_classes")}
+    meta.update(encoder=ENCODER_DIR, lora=None, merged_from={"lora": model.meta.get("lora")})
+    write_classifier(Path(out_model_dir), meta=meta, labels=model.labels, head=model.tensors(), encoder=tensors,
+                     layout=base_layout(model.meta["model"]))
+    read_model(Path(out_model_dir))  # what was written reads back
+
+
+def load_text_classifier(model_dir: Path, device: str = "auto") -> TextClassifierPredictor:
+    return TextClassifierPredictor(model_dir, device)
 
 
 def load_probe(model_dir: Path, device: str = "auto") -> ProbePredictor:

@@ -74,3 +74,28 @@ def tiny_gpt2_dir(tmp_path_factory, minilm_dir) -> Path:
     GPT2LMHeadModel(config).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_dir) -> Path:
+    """A sentence-transformers folder of a 2-layer BERT (hidden 32, random weights, no dropout) with the MiniLM
+    package's tokenizer and pooling (mean, normalised): the shape of all-MiniLM-L6-v2, a thousandth of its
+    compute."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(folder))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "modules.json"):
+        shutil.copyfile(minilm_dir / name, folder / name)
+    shutil.copytree(minilm_dir / "1_Pooling", folder / "1_Pooling")
+    (folder / "1_Pooling" / "config.json").write_text(
+        (minilm_dir / "1_Pooling" / "config.json").read_text().replace("384", "32"))
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 64, "do_lower_case": false}')
+    return folder

@@ -247,19 +247,22 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_adapter(model: nn.Module, folder: Path, rank: int, alpha: float | None, dropout: float,
-                 targets: list[str], base_model: str | None = None, key_prefix: str = "") -> None:
+                 targets: list[str], base_model: str | None = None, key_prefix: str = "", part: str = "") -> None:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` in PEFT's format, so that
     ``PeftModel.from_pretrained(base, folder)`` rebuilds the adapted model. ``key_prefix`` is where the
-    adapted model sits inside the model PEFT will wrap (PEFT prefixes ``base_model.model.`` itself)."""
+    adapted model sits inside the model PEFT will wrap (PEFT prefixes ``base_model.model.`` itself);
+    ``part`` is the submodule of ``model`` that PEFT will wrap (a classifier's encoder: ``targets`` are then
+    relative to it)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     prefix = f"{key_prefix}." if key_prefix else ""
-    modules, parameters = split_targets(model, targets)
+    sub = model.get_submodule(part) if part else model
+    modules, parameters = split_targets(sub, targets)
     config = peft_config(rank, alpha, dropout, [], base_model=base_model,
                          parameters=[f"{prefix}{t}" for t in parameters])
-    config.target_modules = _module_spec(model, modules, prefix)
-    state = {f"base_model.model.{prefix}{k}": v for k, v in adapter_state(model).items()}
+    config.target_modules = _module_spec(sub, modules, prefix)
+    state = {f"base_model.model.{prefix}{k}": v for k, v in adapter_state(sub).items()}
     save_file(state, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     config_dict = config.to_dict()
     for key in ("target_modules", "target_parameters"):

@@ -194,7 +194,8 @@ def _torch_modules():
     return BertEncoder
 
 
-def load_bert_encoder(layout: FolderLayout):
+def load_bert_encoder(layout: FolderLayout, tensors: dict | None = None):
+    """tlcli's encoder with the folder's weights, or with ``tensors`` (Hugging Face BERT key names) instead."""
     import torch
     from safetensors.torch import load_file
 
@@ -202,7 +203,8 @@ def load_bert_encoder(layout: FolderLayout):
     # more than the random initialisation it would save. assign=True takes the loaded tensors without a copy.
     encoder = _torch_modules()(layout.config)
     try:
-        state = encoder.state_from_bert(load_file(str(layout.folder / "model.safetensors")))
+        state = encoder.state_from_bert(tensors if tensors is not None
+                                        else load_file(str(layout.folder / "model.safetensors")))
         encoder.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
     except KeyError as missing:
         raise UsageError(f"--model {layout.folder}: model.safetensors has no {missing.args[0]}; is it a BERT "
@@ -321,10 +323,14 @@ class TextEmbedder:
     1.3-1.8 s in bf16, fresh processes on a loaded 2-core EPYC)."""
 
     def __init__(self, model: str = DEFAULT_TEXT_MODEL, *, device: str = "cpu", precision: str = "auto",
-                 batch_size: int | None = None, token_budget: int | None = None, queries: bool = False):
+                 batch_size: int | None = None, token_budget: int | None = None, queries: bool = False,
+                 tensors: dict | None = None, max_length: int | None = None):
+        """``tensors``: BERT weights to run instead of the folder's (a fine-tuned run's encoder with its LoRA
+        adapters folded in); ``max_length``: truncate to fewer tokens than the folder's max_seq_length."""
         from tlcli.device import resolve, resolve_device
 
         self.model = model
+        self._tensors, self._max_length = tensors, max_length
         if queries and precision == "auto" and resolve_device(device) == "cpu":
             precision = "fp32"
         self.placement = resolve("encode_texts", device, precision)
@@ -340,7 +346,12 @@ class TextEmbedder:
     @cached_property
     def layout(self) -> FolderLayout | None:
         """The folder layout when this module runs the model itself (None: the library runs it)."""
-        return native_layout(self.model)
+        layout = native_layout(self.model)
+        if layout is not None and self._max_length:
+            from dataclasses import replace
+
+            layout = replace(layout, max_seq_length=min(layout.max_seq_length, int(self._max_length)))
+        return layout
 
     @cached_property
     def sentence_transformer(self):
@@ -394,7 +405,7 @@ class TextEmbedder:
             return None
         import torch
 
-        encoder = load_bert_encoder(self.layout)
+        encoder = load_bert_encoder(self.layout, self._tensors)
         if self.precision == "int8":
             return quantize_int8(encoder, lambda: self._forward(encoder, self.fast_tokenizer.ids(list(CALIBRATION_TEXTS))))
         dtype = self.placement.dtype
