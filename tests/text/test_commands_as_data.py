@@ -35,7 +35,8 @@ def generate(tiny_gpt2_dir):
 def test_declared_summaries_are_the_first_help_lines():
     from tlcli_text.plugin import plugin
 
-    assert set(plugin.commands) == {"text zeroshot", "text probe", "text predict", "text evaluate",
+    assert set(plugin.commands) == {"text zeroshot", "text probe", "text predict", "text evaluate", "text finetune",
+                                    "text compare",
                                     "prompt-tune train", "prompt-tune predict"}
     for path, (target, summary) in plugin.commands.items():
         command = resolve_target(target)
