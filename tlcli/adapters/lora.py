@@ -10,6 +10,7 @@ module when it equals its full name, its last part (``qkv``), or matches it as a
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 from pathlib import Path
@@ -106,6 +107,34 @@ def has_lora(model: nn.Module) -> bool:
     return any(".lora_A." in name for name, _ in model.named_parameters())
 
 
+def adapted_modules(model: nn.Module) -> list[str]:
+    """Names of the modules that hold LoRA adapters (what ``apply_lora`` returned), from the model itself."""
+    from peft.tuners.lora import LoraLayer
+
+    return [name for name, module in model.named_modules() if isinstance(module, LoraLayer)]
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module):
+    """Inside, the model computes as its base: every LoRA layer skips its adapters (PEFT's
+    ``enable_adapters(False)`` on each layer; nothing is copied). Adapter weights and their ``requires_grad``
+    are as before on exit. A DPO reference under LoRA is the base this way, with no second model in memory."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [module for module in model.modules() if isinstance(module, BaseTunerLayer)]
+    was_disabled = [layer.disable_adapters for layer in layers]
+    trainable = {name: param.requires_grad for name, param in model.named_parameters()}
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield model
+    finally:
+        for layer, disabled in zip(layers, was_disabled):
+            layer.enable_adapters(not disabled)
+        for name, param in model.named_parameters():
+            param.requires_grad_(trainable[name])
+
+
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapters' weights with PEFT's key names (what ``adapter_model.safetensors`` holds)."""
     from peft import get_peft_model_state_dict
@@ -115,19 +144,32 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_adapter(model: nn.Module, folder: Path, rank: int, alpha: float | None, dropout: float,
-                 targets: list[str], base_model: str | None = None, key_prefix: str = "") -> None:
+                 targets: list[str], base_model: str | None = None, key_prefix: str = "",
+                 task_type: str | None = None) -> None:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` in PEFT's format, so that
     ``PeftModel.from_pretrained(base, folder)`` rebuilds the adapted model. ``key_prefix`` is where the
-    adapted model sits inside the model PEFT will wrap (PEFT prefixes ``base_model.model.`` itself)."""
+    adapted model sits inside the model PEFT will wrap (PEFT prefixes ``base_model.model.`` itself);
+    ``task_type`` is PEFT's (``CAUSAL_LM``: ``AutoPeftModelForCausalLM`` loads the folder). Non-finite
+    adapter weights are refused (JobFailed), as every tlcli export refuses them."""
     from safetensors.torch import save_file
+
+    from tlcli.runs.artifacts import first_nonfinite
 
     folder.mkdir(parents=True, exist_ok=True)
     prefix = f"{key_prefix}." if key_prefix else ""
     config = peft_config(rank, alpha, dropout, [f"{prefix}{t}" for t in targets], base_model=base_model)
     state = {f"base_model.model.{prefix}{k}": v for k, v in adapter_state(model).items()}
+    bad = first_nonfinite(state)
+    if bad is not None:
+        from tlcli.console.errors import JobFailed
+
+        raise JobFailed(f"the trained adapters are not finite (NaN or inf in {bad}); no adapter exported. Lower "
+                        "--lr or pass --clip-grad, and start again")
     save_file(state, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     config_dict = config.to_dict()
     config_dict["target_modules"] = sorted(config_dict["target_modules"])
+    if task_type:
+        config_dict["task_type"] = task_type
     (folder / ADAPTER_CONFIG).write_text(json.dumps(config_dict, indent=2, default=list) + "\n")
 
 

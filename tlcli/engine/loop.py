@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 from tlcli.engine import distributed
 from tlcli.engine.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from tlcli.engine.device import autocast, resolve_device, resolve_precision
-from tlcli.engine.frozen import FrozenParts
+from tlcli.engine.frozen import FrozenParts, frozen_param_keys
 from tlcli.engine.params import apply_train_mode, block_states, count_params, set_trainable
 from tlcli.engine.schedule import lr_factor
 from tlcli.engine.task import Task, TrainConfig
@@ -284,7 +284,9 @@ class _Training:
         task, cfg, device = self.task, self.cfg, self.device
         model = self.model = task.build_model()
         self.adapted = _apply_adapters(task, cfg, model)
-        self.frozen = FrozenParts(model, task.frozen_modules(model))
+        # Under LoRA the base weights never change: checkpoints hold the adapters (and heads) only.
+        self.frozen = FrozenParts(model, task.frozen_modules(model),
+                                  frozen_param_keys(model) if self.adapted else set())
         self.blocks = task.blocks(model)
         self.first_trainable = next((i for i, b in enumerate(self.blocks) if b.trainable), len(self.blocks))
         self.channels_last = device.type in ("cuda", "cpu") and any(isinstance(m, torch.nn.Conv2d)
@@ -555,6 +557,7 @@ class _Training:
             "data_wait": min(1.0, meter.wait / elapsed),
             "epoch_progress": epoch + epoch_fraction,
             "memory": _memory(),
+            **self.task.log_metrics(),
         }, total_steps=self.total_steps)
 
     def _end_epoch(self, epoch: int, micro_index: int) -> bool:
@@ -581,6 +584,7 @@ class _Training:
             return
         metrics = whole_set if whole_set is not None else evaluate(
             self.task, self.model, self.val_loader, self.device, self.precision, dist)
+        metrics = {**metrics, **self.task.derived_metrics(metrics)}
         self.final_metrics = metrics
         improved = self.best is None or _better(metrics.get(cfg.monitor), self.best, cfg.monitor_mode)
         if improved and metrics.get(cfg.monitor) is not None:
