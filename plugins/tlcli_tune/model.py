@@ -157,12 +157,12 @@ def export(run, model: nn.Module, tokenizer, *, adapter: bool, base_source: str,
     from tlcli.adapters.lora import adapted_modules, has_lora, merge_lora, save_adapter
     from tlcli.runs.artifacts import write_model
 
-    lm = model.lm if isinstance(model, TunedLM) else model
+    lm = model.lm
     with run.model_writer() as tmp:
         tmp = Path(tmp)
-        if adapter and has_lora(lm):
-            save_adapter(lm, tmp, lora["rank"], lora["alpha"], lora["dropout"], adapted_modules(lm),
-                         base_model=base_source, task_type="CAUSAL_LM")
+        if adapter and has_lora(lm):  # the engine injected the adapters into the wrapper: save its lm part
+            save_adapter(model, tmp, lora["rank"], lora["alpha"], lora["dropout"], adapted_modules(lm),
+                         base_model=base_source, task_type="CAUSAL_LM", part="lm")
             layout = "adapter"
         else:
             if has_lora(lm):

@@ -71,14 +71,24 @@ def default_targets(model: nn.Module, exclude: Iterable[str] = ()) -> list[str]:
 
 
 def peft_config(rank: int, alpha: float | None, dropout: float, targets: list[str],
-                keep_training: list[str] = (), base_model: str | None = None):
+                keep_training: list[str] = (), base_model: str | None = None, fan_in_fan_out: bool = False):
     from peft import LoraConfig
 
     # Full names as exact-match targets: PEFT matches a string target by suffix, a list element exactly or
     # by ".name" suffix, so a list of full names adapts exactly these modules.
     return LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else 2 * rank, lora_dropout=dropout,
                       target_modules=list(targets), modules_to_save=list(keep_training) or None,
-                      base_model_name_or_path=base_model, bias="none")
+                      base_model_name_or_path=base_model, bias="none", fan_in_fan_out=fan_in_fan_out)
+
+
+def _transposed(model: nn.Module, targets: list[str]) -> bool:
+    """Whether every target stores its weight transposed (GPT-2's Conv1D): PEFT's ``fan_in_fan_out``, said in
+    the config so that PEFT does not correct it (with a warning) layer by layer, now and when loading."""
+    def base(name: str) -> nn.Module:
+        module = model.get_submodule(name)
+        return getattr(module, "base_layer", module)  # once injected, the LoRA layer wraps the original
+
+    return bool(targets) and all(type(base(t)).__name__ == "Conv1D" for t in targets)
 
 
 def apply_lora(model: nn.Module, rank: int, alpha: float | None = None, dropout: float = 0.0,
@@ -97,7 +107,8 @@ def apply_lora(model: nn.Module, rank: int, alpha: float | None = None, dropout:
         raise ValueError("no module to adapt: --lora-targets matched nothing (see `tlcli layers MODEL "
                          "--lora-targets PATTERNS`)")
     keep_params = {id(p) for name in keep for p in model.get_submodule(name).parameters()}
-    inject_adapter_in_model(peft_config(rank, alpha, dropout, targets), model, adapter_name=ADAPTER_NAME)
+    inject_adapter_in_model(peft_config(rank, alpha, dropout, targets, fan_in_fan_out=_transposed(model, targets)),
+                            model, adapter_name=ADAPTER_NAME)
     for name, param in model.named_parameters():
         param.requires_grad_(".lora_" in name or id(param) in keep_params)
     return targets
@@ -145,20 +156,26 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_adapter(model: nn.Module, folder: Path, rank: int, alpha: float | None, dropout: float,
                  targets: list[str], base_model: str | None = None, key_prefix: str = "",
-                 task_type: str | None = None) -> None:
+                 task_type: str | None = None, part: str = "") -> None:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` in PEFT's format, so that
     ``PeftModel.from_pretrained(base, folder)`` rebuilds the adapted model. ``key_prefix`` is where the
     adapted model sits inside the model PEFT will wrap (PEFT prefixes ``base_model.model.`` itself);
-    ``task_type`` is PEFT's (``CAUSAL_LM``: ``AutoPeftModelForCausalLM`` loads the folder). Non-finite
-    adapter weights are refused (JobFailed), as every tlcli export refuses them."""
+    ``task_type`` is PEFT's (``CAUSAL_LM``: ``AutoPeftModelForCausalLM`` loads the folder); ``part`` is the
+    submodule of ``model`` that is the model PEFT will wrap (``lm`` of a wrapper the engine trained: the
+    adapters were injected into the whole, ``targets`` are named within the part). Non-finite adapter
+    weights are refused (JobFailed), as every tlcli export refuses them."""
     from safetensors.torch import save_file
 
     from tlcli.runs.artifacts import first_nonfinite
 
     folder.mkdir(parents=True, exist_ok=True)
     prefix = f"{key_prefix}." if key_prefix else ""
-    config = peft_config(rank, alpha, dropout, [f"{prefix}{t}" for t in targets], base_model=base_model)
-    state = {f"base_model.model.{prefix}{k}": v for k, v in adapter_state(model).items()}
+    inner = model.get_submodule(part) if part else model
+    config = peft_config(rank, alpha, dropout, [f"{prefix}{t}" for t in targets], base_model=base_model,
+                         fan_in_fan_out=_transposed(inner, targets))
+    within = f"{part}." if part else ""
+    state = {f"base_model.model.{prefix}{k[len(within):]}": v for k, v in adapter_state(model).items()
+             if k.startswith(within)}
     bad = first_nonfinite(state)
     if bad is not None:
         from tlcli.console.errors import JobFailed

@@ -359,10 +359,10 @@ def load_causal_lm(model_ref: str, dtype, trust_remote_code: bool = False, name:
         warnings.simplefilter("ignore")  # torch's pickle-protocol notes would precede our one line
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
-    for adapter in reversed(chain):  # innermost first: each adapter was trained on the merged model below it
-        from peft import PeftModel
+        for adapter in reversed(chain):  # innermost first: each was trained on the merged model below it
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     return tokenizer, model
 
 
