@@ -98,16 +98,14 @@ def run_sft(cfg: SFTConfig, run, report) -> dict:
     task = SFTTask(cfg, loaded, run, train, val, max_seq_len, template)
     result = _fit(task, cfg, run, report, "sft")
     tokens = task.train_tokens()
-    metrics = result.final_metrics or {}
     summary = {
         **result.summary(),
-        "train_tokens_per_s": round(result.samples_per_s * tokens / max(1, len(task.train_rows)), 1),
+        "train_tokens_per_s": round(result.samples_per_s * task.tokens_per_row(), 1),
         "examples": {"train": len(train), "val": len(val), "train_rows": len(task.train_rows),
                      "truncated": train_cut["truncated"] + val_cut["truncated"],
                      "dropped": train_cut["dropped"] + val_cut["dropped"]},
         "train_tokens": tokens, "max_seq_len": max_seq_len, "packing": cfg.packing, "chat_template": template,
         "model": cfg.model, "lora": cfg.lora, "export": getattr(task, "layout", None),
-        "val_loss": metrics.get("val_loss"), "val_perplexity": metrics.get("val_perplexity"),
         "wall_s": round(time.time() - started, 2),
     }
     _usage_hint(run, report)
@@ -188,7 +186,6 @@ def run_dpo(cfg: DPOConfig, run, report) -> dict:
     stats: dict = {}
     task = DPOTask(cfg, loaded, run, train, val, max_seq_len, template, _reference(cfg, loaded, template, report, stats))
     result = _fit(task, cfg, run, report, "dpo")
-    metrics = result.final_metrics or {}
     summary = {
         **result.summary(),
         "loss": cfg.loss, "beta": cfg.beta, "simpo_gamma": cfg.simpo_gamma if cfg.loss == "simpo" else None,
@@ -196,7 +193,6 @@ def run_dpo(cfg: DPOConfig, run, report) -> dict:
         "reference": None if cfg.loss == "simpo" else {
             "model": cfg.ref or cfg.model, "adapters_off": bool(cfg.lora) and not cfg.ref,
             "cached": stats.get("cached", 0), "computed": stats.get("computed", 0), "seconds": stats.get("seconds")},
-        "val_reward_accuracy": metrics.get("val_reward_accuracy"), "val_reward_margin": metrics.get("val_reward_margin"),
         "max_seq_len": max_seq_len, "chat_template": template, "model": cfg.model, "lora": cfg.lora,
         "export": getattr(task, "layout", None), "wall_s": round(time.time() - started, 2),
     }

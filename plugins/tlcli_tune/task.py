@@ -105,6 +105,7 @@ class SFTTask(_TuneTask):
         self.pad_id = loaded.tokenizer.pad_token_id
         self.train_rows = pack(train_rows, max_seq_len) if cfg.packing else train_rows
         self.val_rows = val_rows  # validation is never packed: a loss per example, as it is used
+        self.tokens_seen = self.rows_seen = 0  # what this process trained on (tokens per second)
 
     def describe(self) -> dict:
         return {**super().describe(), "packing": self.cfg.packing, "train_rows": len(self.train_rows)}
@@ -117,6 +118,7 @@ class SFTTask(_TuneTask):
 
     def collate(self, items):
         batch = pad_batch([(item[0], item[1]) for item in items], self.pad_id)
+        batch["tokens"] = torch.tensor(sum(len(item[0]) for item in items))  # real (not padding) tokens
         if len(items[0]) == 3:  # packed: positions restart per example, and no padding mask (see pack)
             positions = torch.zeros_like(batch["input_ids"])
             for i, item in enumerate(items):
@@ -127,11 +129,19 @@ class SFTTask(_TuneTask):
             del batch["attention_mask"]
         return batch
 
+    @staticmethod
+    def _logps(model, batch):
+        return model(input_ids=batch["input_ids"], labels=batch["labels"],
+                     attention_mask=batch.get("attention_mask"), position_ids=batch.get("position_ids"))
+
     def training_step(self, model, batch):
-        return -model(**batch).mean()
+        if torch.is_grad_enabled():  # not the engine's no-grad re-check of a step (--skip-nonfinite)
+            self.tokens_seen += int(batch["tokens"])
+            self.rows_seen += int(batch["input_ids"].shape[0])
+        return -self._logps(model, batch).mean()
 
     def validation_step(self, model, batch):
-        logps = model(**batch)
+        logps = self._logps(model, batch)
         return {"val_loss": float(-logps.sum())}, {"val_loss": int(logps.numel())}
 
     def derived_metrics(self, metrics: dict) -> dict:
@@ -140,6 +150,12 @@ class SFTTask(_TuneTask):
 
     def train_tokens(self) -> int:
         return sum(len(row[0]) for row in self.train_rows)
+
+    def tokens_per_row(self) -> float:
+        """Real tokens per training row seen, padding excluded (times rows per second: tokens per second)."""
+        if self.rows_seen:
+            return self.tokens_seen / self.rows_seen
+        return self.train_tokens() / max(1, len(self.train_rows))
 
 
 # --- DPO ---------------------------------------------------------------------------------------------
