@@ -136,7 +136,8 @@ def one_seed(seed: int, work: Path) -> dict:
     before_model = with_plain_template(tiny, work / f"tiny-{seed}-template")
     before = sum(r == t for r, t in zip(replies(before_model, held), held)) / len(held)
     started = time.time()
-    sft = tlcli("sft", data, "--model", tiny, "--epochs", "2", "--batch-size", "16", "--lr", "3e-3", "--seed", seed,
+    sft = tlcli("sft", data, "--model", tiny, "--epochs", "3", "--batch-size", "16", "--lr", "3e-3", "--seed", seed,
+                "--scheduler", "constant",
                 "--precision", "fp32", "--device", "cpu", "--val-split", "0.05", "--out", work / f"sft-run-{seed}")
     sft_s = time.time() - started
     sft_run = work / f"sft-run-{seed}"

@@ -138,12 +138,13 @@ def _reference(cfg: DPOConfig, loaded, template: str, report, stats: dict):
     def compute(policy, train_pairs, val_pairs):
         import torch
 
-        from tlcli.engine.device import resolve_device
+        from tlcli.engine.device import resolve_device, resolve_precision
         from tlcli_tune.model import TunedLM, files_key, load_model
         from tlcli_tune.reference import ReferenceCache, reference_logps
         from tlcli_tune.task import collate_pairs
 
         device = resolve_device(cfg.device)
+        precision = resolve_precision(cfg.precision, device)  # the policy's: log-ratios start at 0
         collate = functools.partial(collate_pairs, pad_id=loaded.tokenizer.pad_token_id)
         started = time.time()
         if cfg.ref:
@@ -154,9 +155,11 @@ def _reference(cfg: DPOConfig, loaded, template: str, report, stats: dict):
             model, base, source = TunedLM(ref.model).to(device), False, ref.source
         else:  # the policy as it starts; under LoRA, its base (adapters off), with no second copy
             model, base, source = policy, bool(cfg.lora), loaded.source
-        cache = ReferenceCache(files_key(source), {"reference": source, "chat_template": template}, cfg.cache)
-        train = reference_logps(model, train_pairs, cache, collate, device, cfg.eval_batch_size, base, stats)
-        val = reference_logps(model, val_pairs, cache, collate, device, cfg.eval_batch_size, base, stats)
+        cache = ReferenceCache(files_key(source), precision, {"reference": source, "chat_template": template,
+                                                              "precision": precision}, cfg.cache)
+        args = (cache, collate, device, cfg.eval_batch_size, base, stats, precision)
+        train = reference_logps(model, train_pairs, *args)
+        val = reference_logps(model, val_pairs, *args)
         del model
         if cfg.ref and device.type == "cuda":
             torch.cuda.empty_cache()

@@ -42,8 +42,8 @@ def pair_digest(prompt: list[int], chosen: list[int], rejected: list[int]) -> st
 
 
 class ReferenceCache(FeatureCache):
-    def __init__(self, model_key: str, spec: dict, enabled: bool = True):
-        super().__init__(_ReferenceAsEncoder(f"dpo-reference-{model_key}-fp32", spec), enabled)
+    def __init__(self, model_key: str, precision: str, spec: dict, enabled: bool = True):
+        super().__init__(_ReferenceAsEncoder(f"dpo-reference-{model_key}-{precision}", spec), enabled)
         self.writes = is_main_process()
 
     def put(self, digest, row) -> None:
@@ -53,16 +53,18 @@ class ReferenceCache(FeatureCache):
 
 @torch.inference_mode()
 def pair_logps(model, pairs: list[tuple], indices: list[int], collate, device, batch_size: int,
-               base: bool) -> torch.Tensor:
+               base: bool, precision: str = "fp32") -> torch.Tensor:
     """(len(indices), 2) float32 summed completion log-probs of ``pairs[indices]`` under ``model`` (a
-    TunedLM) in eval mode; ``base``: with its LoRA adapters switched off."""
+    TunedLM) in eval mode, under the engine's autocast for ``precision``; ``base``: with its LoRA adapters
+    switched off."""
     from tlcli.adapters.lora import adapters_disabled
+    from tlcli.engine.device import autocast
     from tlcli_tune.model import row_sums
 
     out = torch.zeros((len(indices), WIDTH), dtype=torch.float32)
     was_training = model.training
     model.eval()
-    with adapters_disabled(model) if base else nullcontext():
+    with adapters_disabled(model) if base else nullcontext(), autocast(device, precision):
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             batch = collate([(*pairs[i], torch.zeros(WIDTH)) for i in chunk])
@@ -77,7 +79,7 @@ def pair_logps(model, pairs: list[tuple], indices: list[int], collate, device, b
 
 
 def reference_logps(model, pairs: list[tuple], cache: ReferenceCache, collate, device, batch_size: int,
-                    base: bool, stats: dict) -> torch.Tensor:
+                    base: bool, stats: dict, precision: str = "fp32") -> torch.Tensor:
     """(N, 2) reference log-probs of ``pairs`` ((prompt, chosen, rejected) ids), from the cache where
     present; the rest computed (shared out across torchrun ranks) and cached."""
     from tlcli.engine import distributed
@@ -96,7 +98,7 @@ def reference_logps(model, pairs: list[tuple], cache: ReferenceCache, collate, d
     if missing:
         mine = missing[info.rank :: info.world]
         table = torch.zeros((len(missing), WIDTH))
-        table[info.rank :: info.world] = pair_logps(model, pairs, mine, collate, device, batch_size, base)
+        table[info.rank :: info.world] = pair_logps(model, pairs, mine, collate, device, batch_size, base, precision)
         table = distributed.sum_across_ranks(table, info, device)
         for place, i in enumerate(missing):
             rows[i] = table[place].numpy().astype(np.float32)

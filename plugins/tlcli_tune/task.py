@@ -192,6 +192,16 @@ class DPOTask(_TuneTask):
     def describe(self) -> dict:
         return {**super().describe(), "loss": self.cfg.loss, "beta": self.cfg.beta, "ref": self.cfg.ref}
 
+    def build_model(self):
+        """The policy without dropout (TRL's ``disable_dropout``, on by default): the implicit reward compares
+        it with a reference computed without dropout, and dropout would add noise to every log-ratio. LoRA's own
+        --lora-dropout stays as asked."""
+        model = super().build_model()
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        return model
+
     def _references(self):
         """Both sets' reference log-probs, computed (or read from the cache) once, from the weights the run
         starts with: the engine asks for the datasets before a resume loads the trained ones."""

@@ -103,6 +103,8 @@ def test_lora_sft_then_lora_dpo_with_a_cached_reference(cli, tiny_lm_dir, tmp_pa
     assert 0.0 <= first["metrics"]["val_reward_accuracy"] <= 1.0
     steps = [e["data"] for e in _events(Path("runs/d")) if e["kind"] == "metric"]
     assert steps and all({"reward_accuracy", "reward_margin", "logps_chosen", "logps_rejected"} <= set(s) for s in steps)
+    # the first step's policy is its reference (adapters start at zero, no dropout): rewards start at 0
+    assert abs(steps[0]["reward_margin"]) < 1e-4 and abs(steps[0]["reward_chosen"]) < 1e-4
     again = _summary(cli("dpo", pairs, "--model", "runs/s", "--lora", "4", "--val-split", "0.2", "--out", "runs/d2",
                          *FAST))
     assert again["reference"]["cached"] == 10 and again["reference"]["computed"] == 0
