@@ -8,8 +8,9 @@ batch --batch-size, --steps optimizer steps, AdamW, no evaluation, no gradient c
 
 Each measurement runs in a fresh Python process (so its peak RSS is its own): ``python -m tlcli sft`` as a
 user runs it, and TRL's ``SFTTrainer(...).train()``. Tokens per second are each trainer's own count over its
-own training loop: TRL's ``num_tokens / train_runtime``; tlcli's ``train_tokens_per_s`` (real tokens of the
-batches trained on, over the loop's time, data loading included). The whole process's wall time is given
+own training loop: TRL's ``num_tokens`` (real tokens of its batches) over the time from ``on_train_begin`` to
+``on_train_end``; tlcli's ``train_tokens_per_s`` (real tokens of the batches trained on, over the engine's loop
+time). Both include fetching and collating batches. The whole process's wall time is given
 too (model loading, tokenising, the export). Runs alternate tlcli, TRL, tlcli, TRL... (--repeats each); the
 medians and their ratio are reported, with the CPU. On a machine shared with other work, ratios from one run
 of this script are what to compare, not absolute figures.
@@ -114,12 +115,23 @@ def child_trl(model_dir: str, data: str, out: str, steps: int, batch: int, preci
                      bf16=precision == "bf16", fp16=False, use_cpu=True, gradient_checkpointing=False,
                      logging_steps=10_000, save_strategy="no", report_to=[], disable_tqdm=True,
                      dataloader_num_workers=0, seed=0)
+    from transformers import TrainerCallback
+
+    class LoopTime(TrainerCallback):  # the training loop alone, as tlcli's figure (not the set-up before it)
+        def on_train_begin(self, *args, **kwargs):
+            self.begin = time.perf_counter()
+
+        def on_train_end(self, *args, **kwargs):
+            self.end = time.perf_counter()
+
+    loop = LoopTime()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         peft_config=peft_config)
+                         peft_config=peft_config, callbacks=[loop])
     output = trainer.train()
     trainer.save_model(out)  # tlcli exports its model too
-    runtime = output.metrics["train_runtime"]
+    runtime = loop.end - loop.begin
     return {"tokens_per_s": trainer._total_train_tokens / runtime, "steps": output.global_step,
+            "train_runtime_s": output.metrics["train_runtime"],
             "wall_s": time.perf_counter() - started,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

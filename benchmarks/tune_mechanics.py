@@ -7,10 +7,11 @@ tokenizer): the mechanics work: they are not a language model's skill.
    tlcli's hf backend, as every command loads a tuned model), before (the random model, prompted with the
    same template) and after.
 2. DPO on the SFT model, with LoRA (the reference is the SFT model: its adapters switched off), on pairs that
-   prefer one answer style: chosen "ok, w1 w2 w3", rejected "w1 w2 w3" (the SFT style). Measured on held-out
-   triples, before and after: the share of pairs the policy prefers (log p(chosen) > log p(rejected)), DPO's
-   reward accuracy (after; before it is 0 by definition, the policy being its reference), and the share of
-   greedy replies in the preferred style (starting with "ok").
+   prefer one answer style: chosen "w1 w2 w3." (a full stop before the end), rejected "w1 w2 w3" (the SFT
+   style). Measured on held-out triples, before and after: the share of pairs the policy prefers
+   (log p(chosen) > log p(rejected)), DPO's reward accuracy (after; before it is 0 by definition, the policy
+   being its reference), the share of greedy replies in the preferred style (ending with "."), and the share
+   still repeating the right words.
 
 Every step runs the real command line (``python -m tlcli``) in a fresh process; --seeds repeats it all with
 another tiny model and another data order. Prints a table (or --json) and the CPU.
@@ -65,6 +66,19 @@ def question(triple: str) -> str:
     return f"repeat: {triple}"
 
 
+def preferred(triple: str) -> str:
+    """The answer style DPO is taught to prefer (SFT taught the bare triple)."""
+    return f"{triple}."
+
+
+def in_style(reply: str) -> bool:
+    return reply.endswith(".")
+
+
+def correct(reply: str, triple: str) -> bool:
+    return reply.rstrip(".").strip() == triple
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -99,7 +113,7 @@ def preferences(model: Path, triples_: list[str]) -> float:
     loaded = load_model(str(model))
     prepare_tokenizer(loaded.tokenizer, loaded.model.config)
     fmt = ChatFormat(loaded.tokenizer)
-    rows = [fmt.pair(Pair([{"role": "user", "content": question(t)}], [{"role": "assistant", "content": f"ok, {t}"}],
+    rows = [fmt.pair(Pair([{"role": "user", "content": question(t)}], [{"role": "assistant", "content": preferred(t)}],
                           [{"role": "assistant", "content": t}])) for t in triples_]
     batch = collate_pairs([(*r, torch.zeros(2)) for r in rows], loaded.tokenizer.pad_token_id)
     with torch.inference_mode():
@@ -145,15 +159,15 @@ def one_seed(seed: int, work: Path) -> dict:
     after = sum(r == t for r, t in zip(after_replies, held)) / len(held)
 
     rng = random.Random(seed + 100)
-    pair_rows = [{"prompt": question(t), "chosen": f"ok, {t}", "rejected": t} for t in rng.sample(train, PAIRS)]
+    pair_rows = [{"prompt": question(t), "chosen": preferred(t), "rejected": t} for t in rng.sample(train, PAIRS)]
     pairs = write_jsonl(work / f"pairs-{seed}.jsonl", pair_rows)
     val = write_jsonl(work / f"pairs-held-{seed}.jsonl",
-                      [{"prompt": question(t), "chosen": f"ok, {t}", "rejected": t} for t in held])
+                      [{"prompt": question(t), "chosen": preferred(t), "rejected": t} for t in held])
     prefer_before = preferences(sft_run, held)
-    style_before = sum(r.startswith("ok") for r in after_replies) / len(held)
+    style_before = sum(in_style(r) for r in after_replies) / len(held)
     started = time.time()
-    dpo = tlcli("dpo", pairs, "--model", sft_run, "--val", val, "--lora", "8", "--lr", "5e-3", "--beta", "0.1",
-                "--epochs", "2", "--batch-size", "8", "--seed", seed, "--precision", "fp32", "--device", "cpu",
+    dpo = tlcli("dpo", pairs, "--model", sft_run, "--val", val, "--lora", "8", "--lr", "1e-3", "--beta", "0.1",
+                "--epochs", "1", "--batch-size", "8", "--seed", seed, "--precision", "fp32", "--device", "cpu",
                 "--out", work / f"dpo-run-{seed}")
     dpo_s = time.time() - started
     dpo_run = work / f"dpo-run-{seed}"
@@ -167,8 +181,9 @@ def one_seed(seed: int, work: Path) -> dict:
                 "reward_accuracy_before": 0.0, "reward_accuracy_after": dpo["metrics"]["val_reward_accuracy"],
                 "reward_margin_after": dpo["metrics"]["val_reward_margin"],
                 "preferred_style_before": style_before,
-                "preferred_style_after": sum(r.startswith("ok") for r in dpo_replies) / len(held),
-                "still_correct_after": sum(r.removeprefix("ok,").strip() == t for r, t in zip(dpo_replies, held)) / len(held),
+                "preferred_style_after": sum(in_style(r) for r in dpo_replies) / len(held),
+                "still_correct_before": sum(correct(r, t) for r, t in zip(after_replies, held)) / len(held),
+                "still_correct_after": sum(correct(r, t) for r, t in zip(dpo_replies, held)) / len(held),
                 "steps": dpo["steps"], "seconds": round(dpo_s, 1), "reference": dpo["reference"],
                 "example": {"question": question(held[0]), "reply": dpo_replies[0]}},
     }
@@ -190,7 +205,7 @@ def main() -> None:
                 print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     keys = [("sft", "exact_match_before"), ("sft", "exact_match_after"), ("dpo", "prefers_chosen_before"),
             ("dpo", "prefers_chosen_after"), ("dpo", "reward_accuracy_after"), ("dpo", "preferred_style_before"),
-            ("dpo", "preferred_style_after"), ("dpo", "still_correct_after")]
+            ("dpo", "preferred_style_after"), ("dpo", "still_correct_before"), ("dpo", "still_correct_after")]
     means = {f"{a}.{b}": round(statistics.mean(r[a][b] for r in results), 3) for a, b in keys}
     summary = {"cpu": cpu_name(), "seeds": results, "mean": means}
     if options.json:

@@ -89,7 +89,8 @@ class DPOConfig(TuneOptions):
 
 
 class GenerateConfig(Seeded, LLMOptions):
-    model: str = option(..., "A run folder of `tlcli sft`/`tlcli dpo`, a model folder, or hf:MODEL_ID.",
+    model: str = option(..., "A run folder of `tlcli sft`/`tlcli dpo`, a model folder, hf:MODEL_ID (or any --llm "
+                        "spec).",
                         argument=True, metavar="MODEL", missing="pass a run folder or hf:MODEL")
     prompt: str = option(..., "The user's message; '-' reads it from stdin.", argument=True, metavar="PROMPT",
                          missing="pass a prompt, or '-' to read it from stdin")

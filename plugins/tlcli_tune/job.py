@@ -21,7 +21,7 @@ def _max_seq_len(cfg: TuneOptions, context: int | None) -> int:
     return cfg.max_seq_len
 
 
-def _split(cfg: TuneOptions, items: list, read, what: str) -> tuple[list, list]:
+def _split(cfg: TuneOptions, items: list, read) -> tuple[list, list]:
     from tlcli_tune.data import split
 
     if cfg.val:
@@ -38,8 +38,7 @@ def _prepared(cfg: TuneOptions, report):
     loaded = load_model(cfg.model)
     template = prepare_tokenizer(loaded.tokenizer, loaded.model.config, cfg.chat_template)
     if template == "plain":
-        report.info("chat template: tlcli's plain one (`role: content` lines; the model has none), written into "
-                    "the exported tokenizer")
+        report.info("chat template: tlcli's plain one (`role: content` lines), written into the exported tokenizer")
     return loaded, ChatFormat(loaded.tokenizer), template, _max_seq_len(cfg, loaded.context)
 
 
@@ -55,7 +54,7 @@ def _usage_hint(run, report) -> None:
     from tlcli.console.output import display_path
 
     if (run.path / "model").is_dir():
-        report.hint(f"try it: tlcli generate {display_path(run.path)} \"...\"  (or --llm hf:{display_path(run.path)} "
+        report.info(f"try it: tlcli generate {display_path(run.path)} \"...\"  (or --llm hf:{display_path(run.path)} "
                     "in prompt run, rag ask, agents solve)")
 
 
@@ -85,7 +84,7 @@ def run_sft(cfg: SFTConfig, run, report) -> dict:
     from tlcli_tune.task import SFTTask
 
     started = time.time()
-    train_chats, val_chats = _split(cfg, read_sft(cfg.data), read_sft, "DATA")
+    train_chats, val_chats = _split(cfg, read_sft(cfg.data), read_sft)
     loaded, fmt, template, max_seq_len = _prepared(cfg, report)
     train, train_cut = sft_rows(fmt, train_chats, max_seq_len)
     val, val_cut = sft_rows(fmt, val_chats, max_seq_len)
@@ -177,7 +176,7 @@ def run_dpo(cfg: DPOConfig, run, report) -> dict:
     from tlcli_tune.task import DPOTask
 
     started = time.time()
-    train_pairs, val_pairs = _split(cfg, read_pairs(cfg.pairs), read_pairs, "PAIRS")
+    train_pairs, val_pairs = _split(cfg, read_pairs(cfg.pairs), read_pairs)
     loaded, fmt, template, max_seq_len = _prepared(cfg, report)
     train, train_dropped = pair_rows(fmt, train_pairs, max_seq_len)
     val, val_dropped = pair_rows(fmt, val_pairs, max_seq_len)
@@ -206,15 +205,21 @@ def run_dpo(cfg: DPOConfig, run, report) -> dict:
 # --- generate ----------------------------------------------------------------------------------------
 
 def model_spec(model: str, raw: bool) -> str:
-    """``hf:MODEL`` for a run folder, a model folder or ``hf:...``; ``raw`` turns the chat template off."""
-    spec = model if model.startswith("hf:") else f"hf:{model}"
+    """``hf:MODEL`` for a run folder or a model folder; a spec with a scheme (``hf:``, ``openai:``, ...) as it
+    is. ``raw`` turns an hf: model's chat template off."""
+    from tlcli.llm.spec import BUILTIN_SCHEMES
+
+    scheme = model.split(":", 1)[0]
+    spec = model if ":" in model and scheme in BUILTIN_SCHEMES else f"hf:{model}"
     if raw:
+        if not spec.startswith("hf:"):
+            raise UsageError("--raw turns off an hf: model's chat template; other backends format chats themselves")
         spec += ("&" if "?" in spec else "?") + "chat_template=off"
     return spec
 
 
 def generate(cfg: GenerateConfig, run, report) -> dict:
-    """`tlcli generate`: one reply of a tuned (or any hf:) model, streamed on a terminal."""
+    """`tlcli generate`: one reply of a tuned model (or any --llm spec), streamed on a terminal."""
     from tlcli.llm import resolve_llm
 
     prompt = sys.stdin.read() if cfg.prompt == "-" else cfg.prompt
@@ -222,6 +227,9 @@ def generate(cfg: GenerateConfig, run, report) -> dict:
         raise UsageError("the prompt is empty; pass the text to answer (or '-' with it on stdin)")
     spec = model_spec(cfg.model, cfg.raw)
     llm = resolve_llm(spec)
+    scripted = bool(getattr(llm, "scripted", False))
+    if scripted:
+        report.info("the reply comes from a scripted LLM (canned replies), not a model")
     temperature = 0.0 if cfg.temperature is None else cfg.temperature
     max_tokens = cfg.max_tokens or 256
     seed = cfg.seed if temperature > 0 else None
@@ -241,6 +249,6 @@ def generate(cfg: GenerateConfig, run, report) -> dict:
         result = llm.chat(messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=seed)
         text, usage = result.text, {"prompt_tokens": result.usage.prompt_tokens,
                                     "completion_tokens": result.usage.completion_tokens}
-    report.record({"model": spec, "prompt": prompt, "text": text, "usage": usage})
-    return {"model": spec, "chat_template": not cfg.raw and getattr(llm, "formats_chats", False),
+    report.record({"model": spec, "prompt": prompt, "text": text, "usage": usage, "scripted": scripted})
+    return {"model": spec, "scripted": scripted, "chat_template": not cfg.raw and getattr(llm, "formats_chats", False),
             "temperature": temperature, "max_tokens": max_tokens}

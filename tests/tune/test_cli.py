@@ -144,3 +144,13 @@ def test_dpo_refuses_a_reference_with_simpo(cli, tiny_lm_dir, tmp_path):
     result = cli("dpo", pairs, "--model", str(tiny_lm_dir), "--loss", "simpo", "--ref", str(tiny_lm_dir),
                  "--out", "runs/x")
     assert result.exit_code == 2 and "drop --ref" in result.stderr
+
+
+def test_generate_takes_any_llm_spec_and_reads_stdin(cli, tmp_path):
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(["a scripted reply"]))
+    result = cli("generate", f"scripted:{replies}", "-", "--json", input="hello\n")
+    record = result.json_lines()[0]
+    assert result.exit_code == 0 and record["text"] == "a scripted reply" and record["prompt"] == "hello\n"
+    refused = cli("generate", f"scripted:{replies}", "hi", "--raw")
+    assert refused.exit_code == 2 and "--raw" in refused.stderr

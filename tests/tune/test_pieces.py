@@ -165,3 +165,8 @@ def test_hf_loads_a_run_folder_and_a_peft_adapter_folder(tokenizer, tiny_lm_dir,
     torch.testing.assert_close(loaded(input_ids=ids).logits, model.eval()(input_ids=ids).logits, atol=1e-5, rtol=0)
     with pytest.raises(UsageError, match="no config.json"):
         model_folder(str(tmp_path))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "events.jsonl").write_text("")
+    (tmp_path / "busy" / "config.json").write_text("{}")
+    with pytest.raises(UsageError, match="without an exported language model"):
+        model_folder(str(tmp_path / "busy"))

@@ -305,6 +305,9 @@ def model_folder(model_ref: str) -> Path | None:
         raise UsageError(f"hf model folder {model_ref!r} does not exist; pass a folder with config.json "
                          "and weights (hf:./my-model), a run folder of `tlcli sft`/`tlcli dpo`, or a Hugging "
                          "Face model id")
+    if (folder / "events.jsonl").is_file() and not _is_model(folder / "model"):
+        raise UsageError(f"{model_ref} is a tlcli run without an exported language model (no model/ with config.json "
+                         "or adapter_config.json): is it still training, or not an sft/dpo run?")
     if _is_model(folder / "model") and ((folder / "events.jsonl").is_file() or not _is_model(folder)):
         folder = folder / "model"  # a run folder (its config.json is tlcli's, not a model's): its export
     if not _is_model(folder):
