@@ -2,13 +2,13 @@
 tokenizer): the mechanics work: they are not a language model's skill.
 
 1. SFT teaches a task the random model cannot do: "repeat: w1 w2 w3" answered "w1 w2 w3", three words drawn
-   from a 300-word list. Held-out questions are word triples that never occur in training, so a model that
-   only memorised its training answers scores nothing; exact match of the greedy reply (``--llm hf:RUN``,
-   tlcli's hf backend, as every command loads a tuned model), before (the random model, prompted with the
-   same template) and after.
+   from a 300-word list, in either of two styles (half the training answers end with a full stop, "w1 w2 w3.",
+   half do not). Held-out questions are word triples that never occur in training, so a model that only
+   memorised its training answers scores nothing; exact match of the greedy reply (either style) through
+   ``--llm hf:RUN`` (tlcli's hf backend, as every command loads a tuned model), before (the random model,
+   prompted with the same template) and after.
 2. DPO on the SFT model, with LoRA (the reference is the SFT model: its adapters switched off), on pairs that
-   prefer one answer style: chosen "w1 w2 w3." (a full stop before the end), rejected "w1 w2 w3" (the SFT
-   style). Measured on held-out triples, before and after: the share of pairs the policy prefers
+   prefer one of the two styles the SFT model has: chosen "w1 w2 w3." (the full stop), rejected "w1 w2 w3". Measured on held-out triples, before and after: the share of pairs the policy prefers
    (log p(chosen) > log p(rejected)), DPO's reward accuracy (after; before it is 0 by definition, the policy
    being its reference), the share of greedy replies in the preferred style (ending with "."), and the share
    still repeating the right words.
@@ -76,7 +76,8 @@ def in_style(reply: str) -> bool:
 
 
 def correct(reply: str, triple: str) -> bool:
-    return reply.rstrip(".").strip() == triple
+    """Exact match in either style."""
+    return reply in (triple, preferred(triple))
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -146,9 +147,11 @@ def one_seed(seed: int, work: Path) -> dict:
     tiny = build_tiny_causal_lm(work / f"tiny-{seed}", seed=seed)
     words = vocabulary(AutoTokenizer.from_pretrained(tiny))
     train, held = triples(words, seed)
-    data = write_jsonl(work / f"sft-{seed}.jsonl", [{"prompt": question(t), "completion": t} for t in train])
+    styles = random.Random(seed + 50)
+    data = write_jsonl(work / f"sft-{seed}.jsonl", [{"prompt": question(t), "completion": preferred(t)
+                                                     if styles.random() < 0.5 else t} for t in train])
     before_model = with_plain_template(tiny, work / f"tiny-{seed}-template")
-    before = sum(r == t for r, t in zip(replies(before_model, held), held)) / len(held)
+    before = sum(correct(r, t) for r, t in zip(replies(before_model, held), held)) / len(held)
     started = time.time()
     sft = tlcli("sft", data, "--model", tiny, "--epochs", "3", "--batch-size", "16", "--lr", "3e-3", "--seed", seed,
                 "--scheduler", "constant",
@@ -156,7 +159,7 @@ def one_seed(seed: int, work: Path) -> dict:
     sft_s = time.time() - started
     sft_run = work / f"sft-run-{seed}"
     after_replies = replies(sft_run, held)
-    after = sum(r == t for r, t in zip(after_replies, held)) / len(held)
+    after = sum(correct(r, t) for r, t in zip(after_replies, held)) / len(held)
 
     rng = random.Random(seed + 100)
     pair_rows = [{"prompt": question(t), "chosen": preferred(t), "rejected": t} for t in rng.sample(train, PAIRS)]

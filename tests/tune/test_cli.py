@@ -72,9 +72,11 @@ def test_sft_exports_a_full_model_that_generate_and_prompt_run_load(cli, tiny_lm
 
 def test_lora_sft_then_lora_dpo_with_a_cached_reference(cli, tiny_lm_dir, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", _examples())
-    sft = _summary(cli("sft", data, "--model", str(tiny_lm_dir), "--lora", "4", "--out", "runs/s", *FAST))
+    sft = _summary(cli("sft", data, "--model", str(tiny_lm_dir), "--lora", "4", "--packing", "--max-seq-len", "40",
+                       "--out", "runs/s", *FAST))
     model = Path("runs/s/model")
     assert sft["export"] == "adapter" and sft["lora"] == 4
+    assert sft["packing"] and sft["examples"]["train_rows"] < sft["examples"]["train"]  # rows of up to 40 tokens
     adapter = json.loads((model / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str(Path(tiny_lm_dir).resolve()) and adapter["r"] == 4
     assert not (model / "model.safetensors").exists()
