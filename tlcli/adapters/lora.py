@@ -13,6 +13,7 @@ adapts them; an ``nn.MultiheadAttention`` (open_clip, torchvision ViT) through i
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 from pathlib import Path
@@ -168,16 +169,28 @@ def _module_spec(model: nn.Module, modules: list[str], prefix: str = ""):
 
 def peft_config(rank: int, alpha: float | None, dropout: float, targets: list[str],
                 keep_training: list[str] = (), base_model: str | None = None, parameters: list[str] = (),
-                model: nn.Module | None = None):
+                model: nn.Module | None = None, fan_in_fan_out: bool = False):
     """PEFT's ``LoraConfig`` adapting exactly ``targets`` (module names) and ``parameters`` (parameter
     names: an attention's ``in_proj_weight``). With ``model``, module names that PEFT's suffix matching
-    would confuse with others are written as an anchored regular expression (see ``_module_spec``)."""
+    would confuse with others are written as an anchored regular expression (see ``_module_spec``).
+    ``fan_in_fan_out``: the targets store their weights transposed (GPT-2's Conv1D)."""
     from peft import LoraConfig
 
     modules = _module_spec(model, list(targets)) if model is not None else list(targets)
     return LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else 2 * rank, lora_dropout=dropout,
                       target_modules=modules, target_parameters=list(parameters) or None,
-                      modules_to_save=list(keep_training) or None, base_model_name_or_path=base_model, bias="none")
+                      modules_to_save=list(keep_training) or None, base_model_name_or_path=base_model, bias="none",
+                      fan_in_fan_out=fan_in_fan_out)
+
+
+def _transposed(model: nn.Module, targets: list[str]) -> bool:
+    """Whether every target stores its weight transposed (GPT-2's Conv1D): PEFT's ``fan_in_fan_out``, said in
+    the config so that PEFT does not correct it (with a warning) layer by layer, now and when loading."""
+    def base(name: str) -> nn.Module:
+        module = model.get_submodule(name)
+        return getattr(module, "base_layer", module)  # once injected, the LoRA layer wraps the original
+
+    return bool(targets) and all(type(base(t)).__name__ == "Conv1D" for t in targets)
 
 
 def apply_lora(model: nn.Module, rank: int, alpha: float | None = None, dropout: float = 0.0,
@@ -201,7 +214,8 @@ def apply_lora(model: nn.Module, rank: int, alpha: float | None = None, dropout:
         raise ValueError(f"--lora-dropout {dropout}: PEFT adapts an attention's fused q,k,v weight ({IN_PROJ}) "
                          "without dropout; pass --lora-dropout 0, or --lora-targets without attention modules")
     keep_params = {id(p) for name in keep for p in model.get_submodule(name).parameters()}
-    config = peft_config(rank, alpha, dropout, modules, parameters=parameters, model=model)
+    config = peft_config(rank, alpha, dropout, modules, parameters=parameters, model=model,
+                         fan_in_fan_out=_transposed(model, modules))
     try:
         inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
     except (ValueError, TypeError, RuntimeError) as error:
@@ -232,6 +246,34 @@ def has_lora(model: nn.Module) -> bool:
     return any(".lora_A." in name for name, _ in model.named_parameters())
 
 
+def adapted_modules(model: nn.Module) -> list[str]:
+    """Names of the modules that hold LoRA adapters (what ``apply_lora`` returned), from the model itself."""
+    from peft.tuners.lora import LoraLayer
+
+    return [name for name, module in model.named_modules() if isinstance(module, LoraLayer)]
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module):
+    """Inside, the model computes as its base: every LoRA layer skips its adapters (PEFT's
+    ``enable_adapters(False)`` on each layer; nothing is copied). Adapter weights and their ``requires_grad``
+    are as before on exit. A DPO reference under LoRA is the base this way, with no second model in memory."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [module for module in model.modules() if isinstance(module, BaseTunerLayer)]
+    was_disabled = [layer.disable_adapters for layer in layers]
+    trainable = {name: param.requires_grad for name, param in model.named_parameters()}
+    for layer in layers:
+        layer.enable_adapters(False)
+    try:
+        yield model
+    finally:
+        for layer, disabled in zip(layers, was_disabled):
+            layer.enable_adapters(not disabled)
+        for name, param in model.named_parameters():
+            param.requires_grad_(trainable[name])
+
+
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapters' weights with PEFT's key names (what ``adapter_model.safetensors`` holds: the parameter
     names without the adapter's name, as ``get_peft_model_state_dict`` writes them for LoRA). Works on any
@@ -247,27 +289,41 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_adapter(model: nn.Module, folder: Path, rank: int, alpha: float | None, dropout: float,
-                 targets: list[str], base_model: str | None = None, key_prefix: str = "", part: str = "") -> None:
+                 targets: list[str], base_model: str | None = None, key_prefix: str = "",
+                 task_type: str | None = None, part: str = "") -> None:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` in PEFT's format, so that
     ``PeftModel.from_pretrained(base, folder)`` rebuilds the adapted model. ``key_prefix`` is where the
     adapted model sits inside the model PEFT will wrap (PEFT prefixes ``base_model.model.`` itself);
-    ``part`` is the submodule of ``model`` that PEFT will wrap (a classifier's encoder: ``targets`` are then
-    relative to it)."""
+    ``task_type`` is PEFT's (``CAUSAL_LM``: ``AutoPeftModelForCausalLM`` loads the folder); ``part`` is the
+    submodule of ``model`` that is the model PEFT will wrap (``lm`` of a wrapper the engine trained: the
+    adapters were injected into the whole, ``targets`` are named within the part). Non-finite adapter
+    weights are refused (JobFailed), as every tlcli export refuses them."""
     from safetensors.torch import save_file
+
+    from tlcli.runs.artifacts import first_nonfinite
 
     folder.mkdir(parents=True, exist_ok=True)
     prefix = f"{key_prefix}." if key_prefix else ""
     sub = model.get_submodule(part) if part else model
     modules, parameters = split_targets(sub, targets)
     config = peft_config(rank, alpha, dropout, [], base_model=base_model,
-                         parameters=[f"{prefix}{t}" for t in parameters])
+                         parameters=[f"{prefix}{t}" for t in parameters],
+                         fan_in_fan_out=_transposed(sub, modules))
     config.target_modules = _module_spec(sub, modules, prefix)
     state = {f"base_model.model.{prefix}{k}": v for k, v in adapter_state(sub).items()}
+    bad = first_nonfinite(state)
+    if bad is not None:
+        from tlcli.console.errors import JobFailed
+
+        raise JobFailed(f"the trained adapters are not finite (NaN or inf in {bad}); no adapter exported. Lower "
+                        "--lr or pass --clip-grad, and start again")
     save_file(state, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     config_dict = config.to_dict()
     for key in ("target_modules", "target_parameters"):
         if isinstance(config_dict.get(key), (set, list, tuple)):
             config_dict[key] = sorted(config_dict[key])
+    if task_type:
+        config_dict["task_type"] = task_type
     (folder / ADAPTER_CONFIG).write_text(json.dumps(config_dict, indent=2, default=list) + "\n")
 
 

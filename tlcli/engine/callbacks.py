@@ -59,6 +59,9 @@ class EventLog:
         self._close()
 
 
+_STEP_FIELDS = {"loss", "lr", "samples_per_s", "data_wait", "epoch_progress", "memory"}
+
+
 class Progress:
     """Progress on stderr: a rich bar on a terminal, a plain line every few seconds otherwise."""
 
@@ -94,6 +97,9 @@ class Progress:
 
     def on_step_end(self, step, epoch, metrics, total_steps):
         status = f"epoch {epoch} loss {metrics['loss']:.4f} {metrics['samples_per_s']:.0f} samples/s"
+        extra = [(k, v) for k, v in metrics.items() if k not in _STEP_FIELDS and isinstance(v, (int, float))]
+        if extra:  # a task's own figures (Task.log_metrics: DPO's reward accuracy, margin...)
+            status += "".join(f" {k} {v:.4g}" for k, v in extra[:4])
         if self._bar is not None:
             self._bar.update(self._task, completed=step, status=status)
         elif not self.quiet and (time.time() - self._last_plain > self.plain_every_s or step == total_steps):

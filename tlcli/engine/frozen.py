@@ -4,9 +4,11 @@ They stay in eval mode (dropout off, BatchNorm statistics fixed) whatever ``mode
 gradients, and are left out of checkpoints: a CoOp checkpoint holds its few context vectors, not the
 150M-parameter CLIP beside them. Loading a checkpoint checks that exactly the frozen keys are missing.
 
-A LoRA run's frozen base is left out the same way, named parameter by parameter (``params``): its
-checkpoints hold the adapters and the head. ``build_model`` rebuilds that base the same way on resume, and
-``digest`` (a hash of the frozen base weights, kept in the checkpoint) proves it.
+A LoRA run's frozen base is left out the same way, named parameter by parameter (``params``, tied copies
+included: GPT-2's ``lm_head.weight`` is its ``wte.weight``): its checkpoints hold the adapters, the head and
+their optimizer state. The base's modules keep training mode, since the adapters inside them train.
+``build_model`` rebuilds that base the same way on resume, and ``digest`` (a hash of the frozen base
+weights, kept in the checkpoint) proves it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from torch import nn
 
 
 class FrozenParts:
-    def __init__(self, model: nn.Module, names: list[str], params: list[str] = ()):
+    def __init__(self, model: nn.Module, names: list[str], params: list[str] | set[str] = ()):
         self.names = list(names)
         self.modules = [model.get_submodule(name) for name in self.names]
         self.prefixes = tuple(f"{name}." for name in self.names if name)
@@ -49,6 +51,12 @@ class FrozenParts:
         if missing or result.unexpected_keys:
             raise RuntimeError(f"checkpoint does not match the model: missing {missing[:5]}, "
                                f"unexpected {result.unexpected_keys[:5]}")
+
+
+def frozen_param_keys(model: nn.Module) -> set[str]:
+    """The state-dict keys of every parameter that does not require gradients, tied copies included (GPT-2's
+    ``lm_head.weight`` is its ``wte.weight``: one parameter, two keys)."""
+    return {name for name, param in model.named_parameters(remove_duplicate=False) if not param.requires_grad}
 
 
 def base_digest(model: nn.Module, names=None) -> str:

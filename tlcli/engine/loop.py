@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 from tlcli.engine import distributed
 from tlcli.engine.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from tlcli.engine.device import autocast, resolve_device, resolve_precision
-from tlcli.engine.frozen import FrozenParts
+from tlcli.engine.frozen import FrozenParts, frozen_param_keys
 from tlcli.engine.params import apply_train_mode, block_states, count_params, set_trainable
 from tlcli.engine.schedule import lr_factor
 from tlcli.engine.task import Task, TrainConfig
@@ -285,8 +285,8 @@ class _Training:
         model = self.model = task.build_model()
         self.adapted = _apply_adapters(task, cfg, model)
         # With adapters, the frozen base is out of the checkpoints too: build_model rebuilds it on resume.
-        base = [name for name, p in model.named_parameters() if not p.requires_grad] if self.adapted else []
-        self.frozen = FrozenParts(model, task.frozen_modules(model), params=base)
+        self.frozen = FrozenParts(model, task.frozen_modules(model),
+                                  params=frozen_param_keys(model) if self.adapted else ())
         self.blocks = task.blocks(model)
         self.first_trainable = next((i for i, b in enumerate(self.blocks) if b.trainable), len(self.blocks))
         self.channels_last = device.type in ("cuda", "cpu") and any(isinstance(m, torch.nn.Conv2d)
@@ -562,6 +562,7 @@ class _Training:
             "data_wait": min(1.0, meter.wait / elapsed),
             "epoch_progress": epoch + epoch_fraction,
             "memory": _memory(),
+            **self.task.log_metrics(),
         }, total_steps=self.total_steps)
 
     def _end_epoch(self, epoch: int, micro_index: int) -> bool:
@@ -588,6 +589,7 @@ class _Training:
             return
         metrics = whole_set if whole_set is not None else evaluate(
             self.task, self.model, self.val_loader, self.device, self.precision, dist)
+        metrics = {**metrics, **self.task.derived_metrics(metrics)}
         self.final_metrics = metrics
         improved = self.best is None or _better(metrics.get(cfg.monitor), self.best, cfg.monitor_mode)
         if improved and metrics.get(cfg.monitor) is not None:

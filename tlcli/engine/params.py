@@ -192,12 +192,15 @@ def discriminative_groups(
     groups = []
     start = 0 if include_frozen else first_trainable
     last = len(blocks) - 1
+    placed: set[int] = set()  # a tied parameter (GPT-2's lm_head is its wte) joins the first block holding it
     for i in range(start, len(blocks)):
         block = blocks[i]
         block_lr = lr * (lr_decay ** (last - i))
-        params = {n: p for n, p in block.params.items() if include_frozen or p.requires_grad}
-        decay = [p for n, p in params.items() if n not in no_decay]
-        plain = [p for n, p in params.items() if n in no_decay]
+        own = {n: p for n, p in block.params.items()
+               if id(p) not in placed and (include_frozen or p.requires_grad)}
+        placed.update(id(p) for p in own.values())
+        decay = [p for n, p in own.items() if n not in no_decay]
+        plain = [p for n, p in own.items() if n in no_decay]
         if decay:
             groups.append(ParamGroup(block.name, decay, block_lr, weight_decay))
         if plain:

@@ -92,10 +92,21 @@ class Task:
         one int for all, or ``{metric: count}`` where metrics count different things (tokens, samples)."""
         raise NotImplementedError(f"{type(self).__name__} has a validation set but no validation_step")
 
+    def derived_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Metrics computed from the validation averages (a perplexity from the mean token loss), added to
+        them. Default: none."""
+        return {}
+
     def evaluate(self, model, device) -> dict[str, float] | None:
         """Metrics over the whole validation set at once (a kNN accuracy needs every feature); None (the
         default) means: average ``validation_step`` over batches instead."""
         return None
+
+    def log_metrics(self) -> dict[str, float]:
+        """The task's own training metrics since the last call (a preference method's reward accuracy and
+        margins), merged into each ``metric`` event beside the loss; the task averages what its
+        ``training_step`` saw and starts again. Default: none. This process's batches only under torchrun."""
+        return {}
 
     def on_optimizer_step(self, model, step: int) -> None:
         """After every optimizer step (an EMA teacher's update, a schedule of the task's own)."""

@@ -289,31 +289,98 @@ def _completion_length(row: list[int], eos_ids: set[int], pad_id: int | None,
     return count, False
 
 
-def _load(spec: HFSpec):
-    model_ref = spec.model
-    if _looks_like_path(model_ref):
-        folder = Path(os.path.expanduser(model_ref))
-        if not folder.is_dir():
-            raise UsageError(f"hf model folder {model_ref!r} does not exist; pass a folder with config.json "
-                             "and weights (hf:./my-model) or a Hugging Face model id")
-        if not (folder / "config.json").is_file():
-            raise UsageError(f"hf model folder {model_ref!r} has no config.json; point hf: at the folder "
-                             "that save_pretrained() wrote")
-        model_ref = str(folder)
+ADAPTER_CONFIG = "adapter_config.json"
+_MAX_ADAPTER_DEPTH = 8  # an adapter's base may itself be an adapter folder (DPO on an SFT adapter); no cycles
 
+
+def model_folder(model_ref: str) -> Path | None:
+    """The local folder an ``hf:`` reference names, or None for a Hugging Face id.
+
+    A folder with ``config.json`` (what ``save_pretrained`` writes) or ``adapter_config.json`` (a PEFT
+    adapter) is the model; a tlcli run folder stands for its ``model/``. Anything else is a one-line error."""
+    if not _looks_like_path(model_ref):
+        return None
+    folder = Path(os.path.expanduser(model_ref))
+    if not folder.is_dir():
+        raise UsageError(f"hf model folder {model_ref!r} does not exist; pass a folder with config.json "
+                         "and weights (hf:./my-model), a run folder of `tlcli sft`/`tlcli dpo`, or a Hugging "
+                         "Face model id")
+    if (folder / "events.jsonl").is_file() and not _is_model(folder / "model"):
+        raise UsageError(f"{model_ref} is a tlcli run without an exported language model (no model/ with config.json "
+                         "or adapter_config.json): is it still training, or not an sft/dpo run?")
+    if _is_model(folder / "model") and ((folder / "events.jsonl").is_file() or not _is_model(folder)):
+        folder = folder / "model"  # a run folder (its config.json is tlcli's, not a model's): its export
+    if not _is_model(folder):
+        raise UsageError(f"hf model folder {model_ref!r} has no config.json (nor a PEFT adapter_config.json); "
+                         "point hf: at the folder that save_pretrained() wrote")
+    return folder
+
+
+def _is_model(folder: Path) -> bool:
+    return (folder / "config.json").is_file() or (folder / ADAPTER_CONFIG).is_file()
+
+
+def adapter_base(folder: Path) -> str:
+    """The base model a PEFT adapter folder was trained on (its ``base_model_name_or_path``)."""
+    import json
+
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{folder / ADAPTER_CONFIG}: unreadable ({type(error).__name__}); re-export the adapter") from None
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if not isinstance(base, str) or not base:
+        raise UsageError(f"{folder / ADAPTER_CONFIG} names no base model (base_model_name_or_path); load the base "
+                         "with hf:BASE and merge the adapter, or re-export it")
+    return base
+
+
+def load_causal_lm(model_ref: str, dtype, trust_remote_code: bool = False, name: str | None = None):
+    """(tokenizer, model) for an ``hf:`` reference: a Hugging Face id, a ``save_pretrained`` folder, a PEFT
+    adapter folder (its base loaded, the adapter merged in) or a tlcli run folder. The tokenizer is the
+    adapter folder's when it has one (a tuned chat template travels with the adapter), else the base's.
+    Exceptions from transformers propagate (callers turn them into one line)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    chain: list[Path] = []  # adapter folders, outermost first
+    source: str = model_ref
+    while True:
+        folder = model_folder(source)
+        if folder is None or (folder / "config.json").is_file():
+            source = str(folder) if folder is not None else source
+            break
+        if len(chain) >= _MAX_ADAPTER_DEPTH:
+            raise UsageError(f"hf model {name or model_ref!r}: more than {_MAX_ADAPTER_DEPTH} adapters stacked on "
+                             "one another (a loop in base_model_name_or_path?)")
+        chain.append(folder)
+        base = adapter_base(folder)
+        if not os.path.isabs(base) and (folder / base).exists():  # a relative base is relative to the adapter
+            base = str(folder / base)
+        source = base
+    tokenizer_source = next((str(f) for f in chain if (f / "tokenizer_config.json").is_file()), source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's pickle-protocol notes would precede our one line
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=trust_remote_code)
+        for adapter in reversed(chain):  # innermost first: each was trained on the merged model below it
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return tokenizer, model
+
+
+def _load(spec: HFSpec):
     from transformers.utils import logging as hf_logging
 
+    model_folder(spec.model)  # a missing or foreign folder: one line, before importing transformers' models
     # Progress bars and advice from transformers would mix with our stderr lines.
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     device, dtype = _placement(spec)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's pickle-protocol notes would precede our one line
-            tokenizer = AutoTokenizer.from_pretrained(model_ref, trust_remote_code=spec.trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(model_ref, dtype=dtype,
-                                                         trust_remote_code=spec.trust_remote_code)
+        tokenizer, model = load_causal_lm(spec.model, dtype, spec.trust_remote_code)
+    except UsageError:
+        raise
     except Exception as error:  # every way a folder or id can fail to load: one line naming the fix
         raise _load_error(spec, error) from None
     if tokenizer.pad_token is None:
