@@ -226,24 +226,36 @@ QUESTIONS = Path(__file__).resolve().parents[1] / "tests" / "rag" / "pydoc_quest
 
 # --- cold start ------------------------------------------------------------------------------------
 
+def small_index() -> Path:
+    """An index of 20 pydoc topics (built once per run) for the start-up measurements."""
+    global _SMALL_INDEX
+    if _SMALL_INDEX is None:
+        from pydoc_data.topics import topics
+
+        from tlcli_rag.build import IndexConfig, build_index
+
+        work = Path(tempfile.mkdtemp(prefix="tlcli-rag-cold-"))
+        for name, text in list(topics.items())[:20]:
+            (work / "topics").mkdir(exist_ok=True)
+            (work / "topics" / f"{name}.txt").write_text(text, encoding="utf-8")
+        build_index(IndexConfig(paths=[str(work / "topics")], index=str(work / ".idx")))
+        _SMALL_INDEX = work / ".idx"
+    return _SMALL_INDEX
+
+
+_SMALL_INDEX: Path | None = None
+
+
 def bench_cold_start(rounds: int = 5) -> dict:
     """Wall time of a fresh `tlcli rag search "q" --index IDX` process against `python -c "import torch"`,
     alternating, median of ``rounds`` each (the index: 20 pydoc topics)."""
     import subprocess
     import sys
 
-    from pydoc_data.topics import topics
-
-    from tlcli_rag.build import IndexConfig, build_index
-
-    work = Path(tempfile.mkdtemp(prefix="tlcli-rag-cold-"))
-    for name, text in list(topics.items())[:20]:
-        (work / "topics").mkdir(exist_ok=True)
-        (work / "topics" / f"{name}.txt").write_text(text, encoding="utf-8")
-    build_index(IndexConfig(paths=[str(work / "topics")], index=str(work / ".idx")))
+    index = small_index()
     commands = {"import torch": [sys.executable, "-c", "import torch"],
                 "rag search": [sys.executable, "-m", "tlcli", "rag", "search", "how do I catch an exception",
-                               "--index", str(work / ".idx"), "--json"]}
+                               "--index", str(index), "--json"]}
     seconds: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(rounds):
         for name, command in commands.items():
@@ -253,6 +265,40 @@ def bench_cold_start(rounds: int = 5) -> dict:
     medians = {name: round(statistics.median(v), 2) for name, v in seconds.items()}
     return {"rounds": rounds, "median_s": medians, "search_minus_torch_s": round(medians["rag search"] - medians["import torch"], 2),
             "all_s": {name: [round(t, 2) for t in v] for name, v in seconds.items()}}
+
+
+def bench_serve(rounds: int = 3) -> dict:
+    """`tlcli rag serve` in a fresh process per round, driven by the MCP client library over stdio: seconds
+    from the start to *ready* (the answer to ``initialize``: the server reads its stdin only once its
+    warm-up is done), from ready to the first search's answer, and for a second search; median of rounds."""
+    import asyncio
+    import sys
+
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    index = small_index()
+    params = StdioServerParameters(command=sys.executable, args=["-m", "tlcli", "rag", "serve", "--index", str(index)],
+                                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    async def once() -> tuple[float, float, float]:
+        with open(os.devnull, "w") as errlog:
+            start = time.perf_counter()
+            async with stdio_client(params, errlog=errlog) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    ready = time.perf_counter()
+                    first = await session.call_tool("search", {"query": "how do I catch an exception", "k": 5})
+                    answered = time.perf_counter()
+                    await session.call_tool("search", {"query": "what does the with statement do", "k": 5})
+                    second = time.perf_counter()
+        assert "hits" in first.content[0].text
+        return ready - start, answered - ready, second - answered
+
+    times = [asyncio.run(once()) for _ in range(rounds)]
+    names = ("start_to_ready_s", "ready_to_first_search_s", "second_search_s")
+    return {"rounds": rounds, **{name: round(statistics.median(t[i] for t in times), 3) for i, name in enumerate(names)},
+            "all": [[round(x, 3) for x in t] for t in times]}
 
 
 # --- 3. unchanged re-index ------------------------------------------------------------------------
@@ -306,7 +352,7 @@ def main() -> None:
     parser.add_argument("--recall-texts", type=int, default=0, help="pydoc chunks in the int8 recall check (0: all)")
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--skip", action="append", default=[],
-                        help="embedding | int8 | coldstart | queries | reindex")
+                        help="embedding | int8 | coldstart | serve | queries | reindex")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -322,6 +368,9 @@ def main() -> None:
     if "coldstart" not in args.skip:
         report["coldstart"] = bench_cold_start()
         print(json.dumps(report["coldstart"]), flush=True)
+    if "serve" not in args.skip:
+        report["serve"] = bench_serve()
+        print(json.dumps({"serve": report["serve"]}), flush=True)
     if "queries" not in args.skip:
         from tlcli.models.embedder import TextEmbedder
 

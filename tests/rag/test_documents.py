@@ -135,6 +135,33 @@ def test_chunks_respect_token_limit_offsets_lines_and_overlap(tmp_path):
     assert covered == set(text.split()) - {"Title", "====="} | ({"Title", "====="} & covered)
 
 
+class PunctuationTokenizer(WhitespaceTokenizer):
+    """Words, and each punctuation mark on its own, as BERT's tokenizer cuts them: a table rule is one
+    "word" of many tokens."""
+
+    def spans(self, texts):
+        import re
+
+        return [[m.span() for m in re.finditer(r"\w+|[^\w\s]", text)] for text in texts]
+
+
+def test_a_long_word_of_many_tokens_does_not_multiply_the_chunks(tmp_path):
+    # A text table's rule line (or a URL, or base64) is one word of hundreds of tokens: the window after it
+    # starts at most `overlap` tokens back, never a token after the previous start (400 near-copies).
+    text = "Some words before the table.\n\n+" + "-" * 400 + "+\n| a | b |\n\n" + "More words after it. " * 40
+    path = tmp_path / "table.txt"
+    path.write_text(text)
+    tokenizer = PunctuationTokenizer()
+    chunks = chunk_documents([load(path)], tokenizer, max_tokens=50, overlap=10)[0]
+    tokens = len(tokenizer.spans([text])[0])
+    assert len(chunks) <= tokens / (50 // 2 - 10) + 1
+    for a, b in zip(chunks, chunks[1:]):
+        assert b.start >= a.start and len(tokenizer.spans([text[b.start:a.end]])[0]) <= 10
+    assert all(len(tokenizer.spans([c.text])[0]) <= 50 for c in chunks)
+    covered = {i for c in chunks for i in range(c.start, c.end)}
+    assert all(i in covered for i, char in enumerate(text) if not char.isspace())  # nothing dropped
+
+
 def test_chunks_never_cross_sections(tmp_path):
     path = tmp_path / "two.md"
     path.write_text("# A\n\nalpha words here.\n\n# B\n\nbeta words here.\n")

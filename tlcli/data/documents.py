@@ -589,7 +589,7 @@ def _line_starts(text: str) -> list[int]:
 
 def _windows(text: str, spans: list[tuple[int, int]], max_tokens: int, overlap: int) -> list[tuple[int, int]]:
     """Character windows of at most ``max_tokens`` tokens covering ``text``; each window ends at the best
-    break in its last half (blank line > line end > sentence end > any token), the next starts
+    break in its last half (blank line > line end > sentence end > any token), the next starts at most
     ``overlap`` tokens earlier, at a word start."""
     n = len(spans)
     if n <= max_tokens:
@@ -605,9 +605,12 @@ def _windows(text: str, spans: list[tuple[int, int]], max_tokens: int, overlap: 
         windows.append((start, end))
         if last >= n:
             break
+        # The next window repeats at most ``overlap`` tokens, starting at a word: from ``last - overlap`` it
+        # moves forward to a word start (none before ``last``: no overlap). Moving back instead would, inside
+        # a long "word" (a table rule, a URL, base64), repeat nearly the whole window one token further on.
         following = max(last - overlap, first + 1)
-        while following > first + 1 and following < last and not _word_start(text, spans, following):
-            following -= 1
+        while following < last and not _word_start(text, spans, following):
+            following += 1
         first = following
     return windows
 
