@@ -27,23 +27,28 @@ def render() -> str:
     from tlcli.cli import build_command
     from tlcli.cli.lazy import iter_commands
 
-    parts = [HEADER]
-    for path, command in iter_commands(build_command()):
+    root = build_command()
+    parts = [HEADER, "\n## `tlcli`\n\nThe root command's own options (shell completion: bash, zsh, fish, "
+             "PowerShell).\n", _flags(root)]
+    for path, command in iter_commands(root):
         summary = (command.help or "").strip().split("\n\n")[0]
         parts.append(f"\n## `tlcli {path}`\n\n{_cell(summary)}\n")
         arguments = [p for p in command.params if p.param_type_name == "argument"]
         if arguments:
             parts.append("\nArguments: " + ", ".join(f"`{p.metavar or p.name.upper()}`" for p in arguments) + "\n")
-        rows = []
-        for param in command.params:
-            if param.param_type_name != "option" or param.hidden:
-                continue
-            names = ", ".join(f"`{o}`" for o in param.opts + param.secondary_opts)
-            default = "" if param.default is None or param.default is False or param.default == "" else f"`{param.default}`"
-            rows.append(f"| {names} | {default} | {_cell(param.help or '')} |")
-        if rows:
-            parts.append("\n| flag | default | meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n")
+        parts.append(_flags(command))
     return "".join(parts)
+
+
+def _flags(command) -> str:
+    rows = []
+    for param in command.params:
+        if param.param_type_name != "option" or param.hidden:
+            continue
+        names = ", ".join(f"`{o}`" for o in param.opts + param.secondary_opts)
+        default = "" if param.default is None or param.default is False or param.default == "" else f"`{param.default}`"
+        rows.append(f"| {names} | {default} | {_cell(param.help or '')} |")
+    return "\n| flag | default | meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n" if rows else ""
 
 
 def main() -> None:

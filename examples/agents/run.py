@@ -1,7 +1,7 @@
 """The agents demo, offline: a planner, a solver with tools and a reviewer on scripted model answers.
 
-No language model is available offline, so the model's side of the conversation is scripted
-(replies.json); everything else is real: the team file, the allow-listed tools (calculator, the notes
+The only model available offline, tlcli.llm.tiny, has random weights and writes gibberish, so the model's side
+of the conversation is scripted (replies.json); everything else is real: the team file, the allow-listed tools (calculator, the notes
 folder read-only), the budgets, the transcript in the run folder, the replay, and the per-agent usage.
 Run from the repository root:
 
@@ -40,7 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="tlcli-agents-demo-"))
     work.mkdir(parents=True, exist_ok=True)
-    print("scripted model answers: no language model is available offline", flush=True)
+    print("scripted model answers: the offline tiny model (python -m tlcli.llm.tiny) writes gibberish, "
+          "so the model's side of this demo is scripted", flush=True)
     print(f"task: {TASK}\n", flush=True)
 
     common = ["--llm", f"scripted:{HERE / 'replies.json'}", "--team", str(HERE / "team.toml"),

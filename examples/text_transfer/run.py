@@ -3,7 +3,7 @@
 The data (data.csv: 275 short lines, 5 topics) ships with the project. Each method sees the same few-shot
 training split (--shots per class) and is scored on every other line. Run from the repository root:
 
-    .venv/bin/python examples/text_transfer/run.py [--shots 10] [--seed 0] [--keep DIR]
+    .venv/bin/python examples/text_transfer/run.py [--shots 10] [--seeds 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,10 +62,49 @@ def accuracy(predictions: list[dict], gold: list[str]) -> float:
     return sum(p["label"] == g for p, g in zip(predictions, gold)) / len(gold)
 
 
+def run_seed(rows, labels, shots: int, seed: int, epochs: int, work: Path) -> list[tuple[str, int, float, float]]:
+    """The three methods on one seeded split: (method, trainable parameters, test accuracy, wall seconds)."""
+    train, test = split(rows, shots, seed)
+    gold = [label for _, label in test]
+    work.mkdir(parents=True, exist_ok=True)
+    home = work / "tlcli-home"
+    train_csv, test_csv = write_csv(work / "train.csv", train), write_csv(work / "test.csv", test)
+    print(f"seed {seed}: train {len(train)} ({shots} per class), test {len(test)}", file=sys.stderr, flush=True)
+    results = []
+
+    started = time.time()
+    zero = tlcli("text", "zeroshot", "--input", str(test_csv), "--labels", ",".join(labels),
+                 "--label-template", LABEL_TEMPLATE, home=home)[:-1]
+    results.append(("zero-shot (label similarity)", 0, accuracy(zero, gold), time.time() - started))
+    print(f"  zero-shot done ({results[-1][3]:.0f}s)", file=sys.stderr, flush=True)
+
+    started = time.time()
+    probe = tlcli("text", "probe", str(train_csv), "--val-split", "0.5", "--seed", str(seed),
+                  "--out", str(work / "probe"), "--overwrite", home=home)[-1]
+    probe_predictions = tlcli("text", "predict", str(work / "probe"), "--input", str(test_csv),
+                              home=home)[:-1]
+    results.append(("linear probe", probe["dim"] * len(labels) + len(labels),
+                    accuracy(probe_predictions, gold), time.time() - started))
+    print(f"  probe done ({results[-1][3]:.0f}s, weight decay {probe['weight_decay']:g})", file=sys.stderr, flush=True)
+
+    started = time.time()
+    tuned = tlcli("prompt-tune", str(train_csv), "--virtual-tokens", "10", "--init-text", PROMPT_INIT,
+                  "--epochs", str(epochs), "--batch-size", "10", "--val-split", "0", "--seed", str(seed),
+                  "--device", "cpu", "--precision", "fp32", "--quiet", "--out", str(work / "prompt-tune"),
+                  "--overwrite", home=home)[-1]
+    tuned_predictions = tlcli("prompt-tune", "predict", str(work / "prompt-tune"), "--input", str(test_csv),
+                              home=home)[:-1]
+    results.append((f"soft prompt, 10 tokens + head, {epochs} epochs", tuned["trainable_params"],
+                    accuracy(tuned_predictions, gold), time.time() - started))
+    print(f"  prompt tuning done ({results[-1][3]:.0f}s)", file=sys.stderr, flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shots", type=int, default=10, help="training lines per class")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the first seed")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds --seed .. --seed+N-1: mean +- std over them")
     parser.add_argument("--epochs", type=int, default=10, help="prompt-tuning epochs")
     parser.add_argument("--keep", type=Path, help="keep the run folders here")
     args = parser.parse_args()
@@ -72,52 +112,32 @@ def main() -> None:
     with open(HERE / "data.csv", encoding="utf-8") as handle:
         rows = [(r["text"], r["label"]) for r in csv.DictReader(handle)]
     labels = sorted({label for _, label in rows})
-    train, test = split(rows, args.shots, args.seed)
-    gold = [label for _, label in test]
     work = Path(tempfile.mkdtemp(prefix="text-transfer-")) if args.keep is None else args.keep
-    work.mkdir(parents=True, exist_ok=True)
-    home = work / "tlcli-home"
-    train_csv, test_csv = write_csv(work / "train.csv", train), write_csv(work / "test.csv", test)
-    print(f"{len(rows)} lines, {len(labels)} classes; train {len(train)} ({args.shots} per class), test {len(test)}",
-          file=sys.stderr, flush=True)
-    results = []
+    print(f"{len(rows)} lines, {len(labels)} classes", file=sys.stderr, flush=True)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    per_seed = [run_seed(rows, labels, args.shots, seed, args.epochs, work / f"seed-{seed}") for seed in seeds]
 
-    started = time.time()
-    zero = tlcli("text", "zeroshot", "--input", str(test_csv), "--labels", ",".join(labels),
-                 "--label-template", LABEL_TEMPLATE, home=home)[:-1]
-    results.append(("zero-shot (label similarity)", 0, accuracy(zero, gold), time.time() - started))
-    print(f"zero-shot done ({results[-1][3]:.0f}s)", file=sys.stderr, flush=True)
-
-    started = time.time()
-    probe = tlcli("text", "probe", str(train_csv), "--val-split", "0.5", "--seed", str(args.seed),
-                  "--out", str(work / "probe"), home=home)[-1]
-    probe_predictions = tlcli("text", "predict", str(work / "probe"), "--input", str(test_csv),
-                              home=home)[:-1]
-    results.append((f"linear probe (weight decay {probe['weight_decay']:g})", probe["dim"] * len(labels) + len(labels),
-                    accuracy(probe_predictions, gold), time.time() - started))
-    print(f"probe done ({results[-1][3]:.0f}s)", file=sys.stderr, flush=True)
-
-    started = time.time()
-    tuned = tlcli("prompt-tune", str(train_csv), "--virtual-tokens", "10", "--init-text", PROMPT_INIT,
-                  "--epochs", str(args.epochs), "--batch-size", "10", "--val-split", "0", "--seed", str(args.seed),
-                  "--device", "cpu", "--precision", "fp32", "--quiet", "--out", str(work / "prompt-tune"),
-                  home=home)[-1]
-    tuned_predictions = tlcli("prompt-tune", "predict", str(work / "prompt-tune"), "--input", str(test_csv),
-                              home=home)[:-1]
-    results.append(("soft prompt, 10 tokens + head", tuned["trainable_params"], accuracy(tuned_predictions, gold),
-                    time.time() - started))
-    print(f"prompt tuning done ({results[-1][3]:.0f}s)", file=sys.stderr, flush=True)
-
-    header = ["method (all-MiniLM-L6-v2, frozen)", "trainable", "test accuracy", "wall"]
-    table = [[name, f"{params:,}", f"{acc:.3f}", f"{wall:.0f}s"] for name, params, acc, wall in results]
+    test_lines = len(rows) - args.shots * len(labels)
+    header = ["method (all-MiniLM-L6-v2, frozen)", "trainable", "test accuracy", "per seed", "wall"]
+    table = []
+    for i, (name, params, _, _) in enumerate(per_seed[0]):
+        accuracies = [results[i][2] for results in per_seed]
+        mean = statistics.fmean(accuracies)
+        spread = f" ± {statistics.stdev(accuracies):.3f}" if len(accuracies) > 1 else ""
+        wall = statistics.fmean(results[i][3] for results in per_seed)
+        table.append([name, f"{params:,}", f"{mean:.3f}{spread}", ", ".join(f"{a:.3f}" for a in accuracies),
+                      f"{wall:.0f}s"])
     widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    print(f"\ntext transfer: {len(train)} training lines, {len(test)} test lines, {len(labels)} classes")
+    print(f"\ntext transfer: {args.shots * len(labels)} training lines, {test_lines} test lines, {len(labels)} "
+          f"classes; seeds {', '.join(map(str, seeds))} (mean ± sample std; wall: mean per seed)")
     for row in [header, ["-" * w for w in widths], *table]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     if args.keep is None:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"run folders: {work}/seed-N/ (probe/, prompt-tune/)")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def test_agents_demo(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert out.startswith("scripted model answers: no language model is available offline")
+    assert out.startswith("scripted model answers: the offline tiny model")
     assert "status solved after 8 turns; answer: 23 pens (17 cents each) and one paper bag (4 cents) cost 395 cents." in out
     assert "replay without a model: exact (12 messages, answer identical)" in out
     assert "--max-turns 4: status budget_exhausted after 4 turns" in out and "'23 pens cost 391 cents.'" in out

@@ -54,7 +54,7 @@ def build_app() -> typer.Typer:
         cls=LazyGroup,
         help=HELP,
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,
         pretty_exceptions_enable=False,
         rich_markup_mode="rich",
         context_settings={"help_option_names": ["-h", "--help"]},

@@ -48,3 +48,24 @@ def build_tiny_causal_lm(folder: Path, n_layer: int = 2, n_embd: int = 64, n_hea
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tlcli.llm.tiny DIR``: write the tiny model to DIR, for ``--llm hf:DIR`` with no download."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tlcli.llm.tiny", description=main.__doc__.split(":", 1)[1])
+    parser.add_argument("folder", type=Path, help="where to write it (must not exist or be empty)")
+    parser.add_argument("--positions", type=int, default=2048, help="context length (agents' prompts are long)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.folder.exists() and (not args.folder.is_dir() or any(args.folder.iterdir())):
+        parser.error(f"{args.folder} exists and is not an empty folder; name a new one")  # exit 2
+    build_tiny_causal_lm(args.folder, n_positions=args.positions, seed=args.seed)
+    print(f"wrote a tiny random-weight GPT-2 to {args.folder}: use --llm hf:{args.folder} "
+          "(its text is gibberish; every command runs end to end)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
