@@ -1,78 +1,16 @@
-"""`tlcli finetune --seeds 1,2,3`: one training per seed, each a run of its own in ``RUN_DIR/seed-N/``, and the
-mean and std of their best validation accuracy (adversarial training varies from seed to seed).
-
-``--resume RUN_DIR`` reads back the seeds that finished (their metrics.json, not retrained), continues the
-seed in progress from its last checkpoint and runs the rest, so the summary equals an uninterrupted run's.
+"""`tlcli finetune --seeds 1,2,3`: one training per seed (``tlcli.cli.seeds``), each a run of its own in
+``RUN_DIR/seed-N/``, and the mean and std of their best validation accuracy (adversarial training varies from
+seed to seed). The set's summary also names the model and the domain adaptation.
 """
 
 from __future__ import annotations
 
-import statistics
-from pathlib import Path
-
-from tlcli.cli.report import rounded
-from tlcli.engine.checkpoint import latest_checkpoint
-from tlcli.runs.run import Run
-from tlcli_finetune.job import train_one
-
-COMMAND = "finetune"
-
-
-def seed_folder(run_dir: Path, seed: int) -> Path:
-    return Path(run_dir) / f"seed-{seed}"
+from tlcli.cli import seeds
 
 
 def run_seeds(cfg, run, report) -> dict:
-    """Train once per seed of ``cfg.seeds``; the summary lists each seed's run (``seeds``) with the ``mean``
-    and ``std`` of their best ``val_accuracy`` beside. A seed that does not finish (stop request, SIGTERM)
-    ends the set: the rest wait for --resume."""
-    run.start({"seeds": cfg.seeds, "resumed": run.resumed})
-    runs = []
-    for seed in cfg.seeds:
-        summary = _one_seed(cfg, seed, run, report)
-        runs.append({"seed": seed, "run_dir": summary.get("run_dir"), "status": summary.get("status"),
-                     "best": summary.get("best"), "metrics": summary.get("metrics") or {}})
-        if summary.get("status") != "finished":
-            break
-    values = [r["best"]["value"] for r in runs if r["best"] and r["best"].get("value") is not None]
-    mean = statistics.fmean(values) if values else None
-    std = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
-    done = len(runs) == len(cfg.seeds) and all(r["status"] == "finished" for r in runs)
-    last = runs[-1]["status"] if runs else "stopped"
-    status = "finished" if done else ("interrupted" if last == "interrupted" else "stopped")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    report.table(f"finetune over {len(runs)} of {len(cfg.seeds)} seeds", ["seed", "run", "best val acc"],
-                 [[r["seed"], r["run_dir"], fmt((r["best"] or {}).get("value"))] for r in runs]
-                 + [["mean ± std", str(run.path), "-" if mean is None else f"{mean:.4f} ± {std:.4f}"]])
-    return {"status": status, "metric": cfg.monitor, "seeds": runs, "mean": mean, "std": std,
-            "model": cfg.model, "domain_adapt": cfg.domain_adapt,
-            "dann_weight": cfg.dann_weight if cfg.domain_adapt else None}
+    from tlcli_finetune.job import train_one
 
-
-def _one_seed(cfg, seed: int, run, report) -> dict:
-    """The summary of one seed's run: read back if it finished before, else trained (continued from its
-    checkpoint when a resume finds one)."""
-    folder = seed_folder(run.path, seed)
-    seed_cfg = cfg.model_copy(update={"seed": seed, "seeds": None})
-    started = run.resumed and folder.is_dir() and any(folder.iterdir())
-    if started:
-        before = Run.open(folder)
-        if before.status == "finished" and before.metrics.get("status") == "finished":
-            run.log("info", f"seed {seed}: finished before the resume; read back, not retrained")
-            return before.metrics
-        if latest_checkpoint(before.checkpoints_dir)[0] is not None:
-            with Run.resume(folder, COMMAND, COMMAND) as seed_run:
-                seed_run.report_to(seed_cfg.report_to, seed_cfg.model_dump(mode="json"))  # the set's, as resumed
-                return _trained(seed_cfg, seed_run, report, run)
-    # New, or killed before its first checkpoint: (re)start it. Only a run of ours is ever replaced.
-    with Run.create(COMMAND, folder, overwrite=started, plugin=COMMAND,
-                    config=seed_cfg.model_dump(mode="json")) as seed_run:
-        return _trained(seed_cfg, seed_run, report, run)
-
-
-def _trained(seed_cfg, seed_run, report, outer) -> dict:
-    """One seed trained in ``seed_run``, finished with its summary (its metrics.json, as a plain run's)."""
-    summary = train_one(seed_cfg, seed_run, report, outer_runs=(outer.path,))
-    summary = rounded({"command": COMMAND, "status": summary["status"], "run_dir": str(seed_run.path), **summary})
-    seed_run.finish(summary["status"], summary)
-    return summary
+    return seeds.run_seeds(cfg, run, report, command="finetune", plugin="finetune", train_one=train_one,
+                           extra={"model": cfg.model, "domain_adapt": cfg.domain_adapt,
+                                  "dann_weight": cfg.dann_weight if cfg.domain_adapt else None})

@@ -3,7 +3,7 @@ and the mean and std of their best validation metric.
 
 ``--resume RUN_DIR`` reads back the seeds that finished (their metrics.json, not retrained), continues the
 seed in progress from its last checkpoint and runs the rest, so the summary equals an uninterrupted run's.
-(The text plugin's ``text finetune`` uses it; ``finetune`` has its own copy in tlcli_finetune/seeds.py.)
+(``finetune`` and ``text finetune`` use it.)
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def seed_folder(run_dir: Path, seed: int) -> Path:
     return Path(run_dir) / f"seed-{seed}"
 
 
-def run_seeds(cfg, run, report, *, command: str, plugin: str, train_one: TrainOne) -> dict:
+def run_seeds(cfg, run, report, *, command: str, plugin: str, train_one: TrainOne,
+              extra: dict | None = None) -> dict:
     """Train once per seed of ``cfg.seeds``; the summary lists each seed's run (``seeds``) with the ``mean``
     and ``std`` of their best ``cfg.monitor`` beside. A seed that does not finish (stop request, SIGTERM)
     ends the set: the rest wait for --resume."""
@@ -45,7 +46,7 @@ def run_seeds(cfg, run, report, *, command: str, plugin: str, train_one: TrainOn
     report.table(f"{command} over {len(runs)} of {len(cfg.seeds)} seeds", ["seed", "run", f"best {cfg.monitor}"],
                  [[r["seed"], r["run_dir"], fmt((r["best"] or {}).get("value"))] for r in runs]
                  + [["mean ± std", str(run.path), "-" if mean is None else f"{mean:.4f} ± {std:.4f}"]])
-    return {"status": status, "metric": cfg.monitor, "seeds": runs, "mean": mean, "std": std}
+    return {"status": status, "metric": cfg.monitor, "seeds": runs, "mean": mean, "std": std, **(extra or {})}
 
 
 def _one_seed(cfg, seed: int, run, report, command: str, plugin: str, train_one: TrainOne) -> dict:
@@ -63,6 +64,7 @@ def _one_seed(cfg, seed: int, run, report, command: str, plugin: str, train_one:
             return before.metrics
         if latest_checkpoint(before.checkpoints_dir)[0] is not None:
             with Run.resume(folder, command, plugin) as seed_run:
+                seed_run.report_to(seed_cfg.report_to, seed_cfg.model_dump(mode="json"))  # the set's, as resumed
                 return _trained(seed_cfg, seed_run, report, run, command, train_one)
     # New, or killed before its first checkpoint: (re)start it. Only a run of ours is ever replaced.
     with Run.create(command, folder, overwrite=started, plugin=plugin,
