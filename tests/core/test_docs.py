@@ -52,6 +52,8 @@ def test_every_top_level_command_has_a_row_and_a_page():
         assert re.search(rf"`tlcli {re.escape(name)}[` ]", table), f"the README's command table lacks {name}"
 
 
+@pytest.mark.skipif(not (ROOT / "examples" / "digits_transfer" / "results-fp32.json").is_file(),
+                    reason="the five-seed digits results are not committed yet (issue 25): the README says so")
 def test_readme_states_what_the_digits_example_printed():
     """The headline numbers are the ones in the committed results of examples/digits_transfer/run.py."""
     text = README.read_text(encoding="utf-8")
