@@ -35,6 +35,7 @@ invocation on one machine; on a machine shared with other jobs the absolute figu
 
 Usage: python benchmarks/lora.py [--steps 5] [--warmup 2] [--rank 8] [--vit-batch 8] [--vit-size 224]
        [--text-batch 32] [--seq 128] [--only vit|minilm] [--json]
+       python benchmarks/lora.py --table RUN.json      (the table of a saved --json run)
 """
 
 from __future__ import annotations
@@ -234,10 +235,14 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--only", choices=["vit", "minilm"])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--table", metavar="FILE", help="print the table of a saved --json run and exit")
     parser.add_argument("--worker", choices=["vit", "minilm"], help=argparse.SUPPRESS)
     parser.add_argument("--part", choices=["time", "memory"], help=argparse.SUPPRESS)
     parser.add_argument("--method", choices=["full", "lora"], default="full", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.table:
+        print_table(json.loads(Path(args.table).read_text()))
+        return
     if args.worker:
         print(json.dumps(timing(args) if args.part == "time" else memory(args)))
         return
@@ -270,6 +275,13 @@ def main() -> None:
     if args.json:
         print(json.dumps({"machine": machine, "settings": settings, "results": results}))
         return
+    print_table({"machine": machine, "settings": settings, "results": results})
+
+
+def print_table(data: dict) -> None:
+    """The Markdown table and the checks of one run's JSON (``--json``, or ``--table FILE``)."""
+    machine, results = data["machine"], data["results"]
+    args = argparse.Namespace(**data["settings"])
     shape = {"vit": f"ViT-B/16, batch {args.vit_batch} at {args.vit_size}px",
              "minilm": f"MiniLM-L6, batch {args.text_batch} x {args.seq} tokens"}
     print(f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
