@@ -113,6 +113,7 @@ class Variant:
     overlap: int | None = None
     heading: str = "library"  # what is embedded with a chunk: library | path | none
     merge: bool | None = None  # small sections share a chunk (None: the library's default)
+    collapse: bool = False  # a hit whose text equals a higher one's is dropped from the results
 
     def describe(self) -> str:
         return self.name
@@ -133,6 +134,23 @@ def variants(defaults) -> dict[str, Variant]:
     out.append(Variant("sections merged", merge=True))
     out.append(Variant("sections kept apart", merge=False))
     return {v.name: v for v in out}
+
+
+def parse_variant(spec: str, table: dict[str, Variant]) -> Variant:
+    """A variant by name, or spelled ``TOKENS/OVERLAP`` with optional words ``merged``, ``apart`` (sections
+    kept apart), ``no-heading``, ``collapsed`` (identical hits shown once): e.g. ``128/32 merged``."""
+    spec = spec.strip()
+    if spec in table:
+        return table[spec]
+    words = spec.split()
+    try:
+        tokens, overlap = (int(x) for x in words[0].split("/"))
+    except ValueError:
+        raise SystemExit(f"unknown variant {spec!r}: one of {', '.join(table)}, or TOKENS/OVERLAP [merged|apart] "
+                         "[no-heading]") from None
+    merge = True if "merged" in words else False if "apart" in words else None
+    return Variant(spec, chunk_tokens=tokens, overlap=overlap, merge=merge, collapse="collapsed" in words,
+                   heading="none" if "no-heading" in words else "library")
 
 
 def library_defaults() -> dict:
@@ -219,7 +237,8 @@ class QueryVectors:
 
 # --- one variant over one corpus --------------------------------------------------------------------
 
-def evaluate(folder: Path, chunk_lists, texts, documents, questions, encoder, k: int = 10) -> dict:
+def evaluate(folder: Path, chunk_lists, texts, documents, questions, encoder, k: int = 10,
+             collapse: bool = False) -> dict:
     from tlcli_rag.search import Searcher
     from tlcli_rag.store import FileRecord, IndexWriter, Manifest, model_digest
     from tlcli.models.text import model_key
@@ -240,11 +259,22 @@ def evaluate(folder: Path, chunk_lists, texts, documents, questions, encoder, k:
     searcher._embedder = QueryVectors(encoder)
     out = {}
     for mode in MODES:
-        results = searcher.search([q.query for q in questions], k=k, mode=mode)
+        results = searcher.search([q.query for q in questions], k=2 * k if collapse else k, mode=mode)
+        if collapse:
+            results = [_collapsed(hits)[:k] for hits in results]
         ranks = [next((h.rank for h in hits if relevant(h, q)), None) for hits, q in zip(results, questions)]
         out[mode] = {"recall@3": sum(1 for r in ranks if r and r <= 3), "mrr@10": sum(1 / r for r in ranks if r),
                      "ranks": ranks}
     searcher.reader.close()
+    return out
+
+
+def _collapsed(hits: list) -> list:
+    seen, out = set(), []
+    for hit in hits:
+        if hit.text not in seen:
+            seen.add(hit.text)
+            out.append(replace(hit, rank=len(out) + 1))
     return out
 
 
@@ -266,7 +296,7 @@ def main() -> None:
     max_seq = encoder.embedder.max_seq_length
     defaults = library_defaults()
     table = variants(defaults)
-    chosen = [table[name.strip()] for name in args.variants.split(",")] if args.variants else list(table.values())
+    chosen = [parse_variant(name, table) for name in args.variants.split(",")] if args.variants else list(table.values())
     per_corpus = {name: [q for q in questions if q.corpus == name] for name in documents}
     print(f"# {len(questions)} questions ({', '.join(f'{n} {len(qs)}' for n, qs in per_corpus.items())}); "
           f"{sum(len(d) for d in documents.values())} documents; model {MODEL} {encoder.precision}; "
@@ -283,7 +313,7 @@ def main() -> None:
             counts["chunks"] += len(texts)
             counts["tokens"] += sum(len(ids) for ids in encoder.embedder.fast_tokenizer.ids(texts))
             scores = evaluate(work / "index" / re.sub(r"\W+", "-", variant.name) / corpus, chunk_lists, texts,
-                              docs, per_corpus[corpus], encoder)
+                              docs, per_corpus[corpus], encoder, collapse=variant.collapse)
             for mode in MODES:
                 per_mode[mode]["recall@3"] += scores[mode]["recall@3"]
                 per_mode[mode]["mrr@10"] += scores[mode]["mrr@10"]

@@ -170,6 +170,19 @@ def test_chunks_never_cross_sections(tmp_path):
                                                                       (("B",), "beta words here.")]
 
 
+def test_merged_sections_share_a_chunk_under_their_common_heading(tmp_path):
+    path = tmp_path / "log.md"
+    path.write_text("# Changes\n\n## 1.1\n\nfixed a.\n\n## 1.0\n\nadded b.\n\n## 0.9\n\n" + "word " * 60 + "\n")
+    apart = chunk_documents([load(path)], WhitespaceTokenizer(), max_tokens=40, overlap=5)[0]
+    merged = chunk_documents([load(path)], WhitespaceTokenizer(), max_tokens=40, overlap=5, merge_sections=True)[0]
+    assert [c.heading for c in apart[:3]] == [("Changes",), ("Changes", "1.1"), ("Changes", "1.0")]
+    # "# Changes", "## 1.1" and "## 1.0" fit in 40 words together; "## 0.9" (62 words) is windowed alone.
+    assert merged[0].heading == ("Changes",) and merged[0].text.startswith("# Changes")
+    assert merged[0].text.endswith("added b.") and "fixed a." in merged[0].text
+    assert all(c.heading == ("Changes", "0.9") for c in merged[1:]) and len(merged) == len(apart) - 2
+    assert all(len(c.text.split()) <= 40 for c in merged)
+
+
 def test_walk_stays_inside_roots_caps_size_and_names_what_it_skips(tmp_path):
     root = tmp_path / "docs"
     (root / "sub").mkdir(parents=True)

@@ -552,9 +552,12 @@ class WhitespaceTokenizer(Tokenizer):
 
 
 def chunk_documents(
-    documents: Iterable[Document], tokenizer: Tokenizer, *, max_tokens: int = 200, overlap: int = 30
+    documents: Iterable[Document], tokenizer: Tokenizer, *, max_tokens: int = 200, overlap: int = 30,
+    merge_sections: bool = False,
 ) -> list[list[Chunk]]:
-    """The chunks of each document (one list per document, in order)."""
+    """The chunks of each document (one list per document, in order). ``merge_sections``: consecutive
+    sections that fit in one chunk together share it, under their common heading path (`rag index` keeps
+    sections apart: merging measured no better, docs/rag-benchmarks.md)."""
     if max_tokens < 8:
         raise ValueError("max_tokens must be at least 8")
     if not 0 <= overlap < max_tokens // 2:
@@ -562,12 +565,14 @@ def chunk_documents(
     documents = list(documents)
     pieces = [(d_i, s) for d_i, d in enumerate(documents) for s in d.sections]
     spans = tokenizer.spans([documents[d_i].text[s.start:s.end] for d_i, s in pieces]) if pieces else []
-    out: list[list[Chunk]] = [[] for _ in documents]
-    line_starts = [_line_starts(d.text) for d in documents]
+    sections: list[list[tuple[Section, list[tuple[int, int]]]]] = [[] for _ in documents]
     for (d_i, section), token_spans in zip(pieces, spans):
-        document = documents[d_i]
-        for a, b in _windows(document.text[section.start:section.end], token_spans, max_tokens, overlap):
-            start, end = section.start + a, section.start + b
+        sections[d_i].append((section, token_spans))
+    out: list[list[Chunk]] = [[] for _ in documents]
+    for d_i, document in enumerate(documents):
+        line_starts = _line_starts(document.text)
+        for start, end, heading in _section_windows(document.text, sections[d_i], max_tokens, overlap,
+                                                    merge_sections):
             text = document.text[start:end]
             stripped = text.strip()
             if not stripped:
@@ -576,11 +581,49 @@ def chunk_documents(
             end = start + len(stripped)
             out[d_i].append(Chunk(
                 source=document.source, start=start, end=end,
-                line_start=bisect.bisect_right(line_starts[d_i], start),
-                line_end=bisect.bisect_right(line_starts[d_i], max(start, end - 1)),
-                heading=section.heading, text=stripped,
+                line_start=bisect.bisect_right(line_starts, start),
+                line_end=bisect.bisect_right(line_starts, max(start, end - 1)),
+                heading=heading, text=stripped,
             ))
     return out
+
+
+def _section_windows(text: str, sections: list[tuple[Section, list[tuple[int, int]]]], max_tokens: int,
+                     overlap: int, merge: bool) -> list[tuple[int, int, tuple[str, ...]]]:
+    """``(start, end, heading)`` of each chunk of one document: every section windowed on its own, or with
+    ``merge`` runs of consecutive sections that fit in ``max_tokens`` together as one chunk."""
+    out: list[tuple[int, int, tuple[str, ...]]] = []
+    pack: list[Section] = []
+    packed_tokens = 0
+
+    def close_pack() -> None:
+        nonlocal pack, packed_tokens
+        if pack:
+            out.append((pack[0].start, pack[-1].end, _common_heading([s.heading for s in pack])))
+        pack, packed_tokens = [], 0
+
+    for section, token_spans in sections:
+        if merge and len(token_spans) <= max_tokens:
+            if packed_tokens + len(token_spans) > max_tokens:
+                close_pack()
+            pack.append(section)
+            packed_tokens += len(token_spans)
+            continue
+        close_pack()
+        out += [(section.start + a, section.start + b, section.heading)
+                for a, b in _windows(text[section.start:section.end], token_spans, max_tokens, overlap)]
+    close_pack()
+    return out
+
+
+def _common_heading(headings: list[tuple[str, ...]]) -> tuple[str, ...]:
+    common = headings[0]
+    for heading in headings[1:]:
+        n = 0
+        while n < min(len(common), len(heading)) and common[n] == heading[n]:
+            n += 1
+        common = common[:n]
+    return common
 
 
 def _line_starts(text: str) -> list[int]:
