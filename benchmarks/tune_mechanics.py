@@ -8,10 +8,15 @@ tokenizer): the mechanics work: they are not a language model's skill.
    ``--llm hf:RUN`` (tlcli's hf backend, as every command loads a tuned model), before (the random model,
    prompted with the same template) and after.
 2. DPO on the SFT model, with LoRA (the reference is the SFT model: its adapters switched off), on pairs that
-   prefer one of the two styles the SFT model has: chosen "w1 w2 w3." (the full stop), rejected "w1 w2 w3". Measured on held-out triples, before and after: the share of pairs the policy prefers
+   prefer one of the two styles the SFT model has: chosen "w1 w2 w3" (no full stop), rejected "w1 w2 w3.".
+   Measured on held-out triples, before and after: the share of pairs the policy prefers
    (log p(chosen) > log p(rejected)), DPO's reward accuracy (after; before it is 0 by definition, the policy
-   being its reference), the share of greedy replies in the preferred style (ending with "."), and the share
-   still repeating the right words.
+   being its reference), the share of greedy replies in the preferred style (the bare words), and the share
+   still repeating the right words (either style).
+
+   (Preferring the full stop instead, in a trial, made DPO push the end-of-text token down after the words
+   without raising the full stop enough: the replies stopped ending. DPO lowers the rejected reply's
+   likelihood more readily than it raises the chosen one's; this direction asks it to raise end-of-text.)
 
 Every step runs the real command line (``python -m tlcli``) in a fresh process; --seeds repeats it all with
 another tiny model and another data order. Prints a table (or --json) and the CPU.
@@ -66,18 +71,27 @@ def question(triple: str) -> str:
     return f"repeat: {triple}"
 
 
-def preferred(triple: str) -> str:
-    """The answer style DPO is taught to prefer (SFT taught the bare triple)."""
+def stopped(triple: str) -> str:
+    """The other answer style SFT teaches (half its examples): a full stop before the end."""
     return f"{triple}."
 
 
+def preferred(triple: str) -> str:
+    """The answer style DPO is taught to prefer: the bare words."""
+    return triple
+
+
+def rejected(triple: str) -> str:
+    return stopped(triple)
+
+
 def in_style(reply: str) -> bool:
-    return reply.endswith(".")
+    return not reply.endswith(".")
 
 
 def correct(reply: str, triple: str) -> bool:
     """Exact match in either style."""
-    return reply in (triple, preferred(triple))
+    return reply in (triple, stopped(triple))
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -115,7 +129,7 @@ def preferences(model: Path, triples_: list[str]) -> float:
     prepare_tokenizer(loaded.tokenizer, loaded.model.config)
     fmt = ChatFormat(loaded.tokenizer)
     rows = [fmt.pair(Pair([{"role": "user", "content": question(t)}], [{"role": "assistant", "content": preferred(t)}],
-                          [{"role": "assistant", "content": t}])) for t in triples_]
+                          [{"role": "assistant", "content": rejected(t)}])) for t in triples_]
     batch = collate_pairs([(*r, torch.zeros(2)) for r in rows], loaded.tokenizer.pad_token_id)
     with torch.inference_mode():
         lm = TunedLM(loaded.model).eval()
@@ -148,12 +162,12 @@ def one_seed(seed: int, work: Path) -> dict:
     words = vocabulary(AutoTokenizer.from_pretrained(tiny))
     train, held = triples(words, seed)
     styles = random.Random(seed + 50)
-    data = write_jsonl(work / f"sft-{seed}.jsonl", [{"prompt": question(t), "completion": preferred(t)
+    data = write_jsonl(work / f"sft-{seed}.jsonl", [{"prompt": question(t), "completion": stopped(t)
                                                      if styles.random() < 0.5 else t} for t in train])
     before_model = with_plain_template(tiny, work / f"tiny-{seed}-template")
     before = sum(correct(r, t) for r, t in zip(replies(before_model, held), held)) / len(held)
     started = time.time()
-    sft = tlcli("sft", data, "--model", tiny, "--epochs", "3", "--batch-size", "16", "--lr", "3e-3", "--seed", seed,
+    sft = tlcli("sft", data, "--model", tiny, "--epochs", "4", "--batch-size", "16", "--lr", "3e-3", "--seed", seed,
                 "--scheduler", "constant",
                 "--precision", "fp32", "--device", "cpu", "--val-split", "0.05", "--out", work / f"sft-run-{seed}")
     sft_s = time.time() - started
@@ -162,10 +176,10 @@ def one_seed(seed: int, work: Path) -> dict:
     after = sum(correct(r, t) for r, t in zip(after_replies, held)) / len(held)
 
     rng = random.Random(seed + 100)
-    pair_rows = [{"prompt": question(t), "chosen": preferred(t), "rejected": t} for t in rng.sample(train, PAIRS)]
+    pair_rows = [{"prompt": question(t), "chosen": preferred(t), "rejected": rejected(t)} for t in rng.sample(train, PAIRS)]
     pairs = write_jsonl(work / f"pairs-{seed}.jsonl", pair_rows)
     val = write_jsonl(work / f"pairs-held-{seed}.jsonl",
-                      [{"prompt": question(t), "chosen": preferred(t), "rejected": t} for t in held])
+                      [{"prompt": question(t), "chosen": preferred(t), "rejected": rejected(t)} for t in held])
     prefer_before = preferences(sft_run, held)
     style_before = sum(in_style(r) for r in after_replies) / len(held)
     started = time.time()

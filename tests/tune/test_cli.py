@@ -154,5 +154,8 @@ def test_generate_takes_any_llm_spec_and_reads_stdin(cli, tmp_path):
     result = cli("generate", f"scripted:{replies}", "-", "--json", input="hello\n")
     record = result.json_lines()[0]
     assert result.exit_code == 0 and record["text"] == "a scripted reply" and record["prompt"] == "hello\n"
+    streamed = cli("generate", f"scripted:{replies}", "hi")  # for people: the reply as it comes, on stdout
+    assert streamed.exit_code == 0 and streamed.stdout == "a scripted reply\n"
+    assert "scripted LLM" in streamed.stderr  # never passed off as a model's reply
     refused = cli("generate", f"scripted:{replies}", "hi", "--raw")
     assert refused.exit_code == 2 and "--raw" in refused.stderr
