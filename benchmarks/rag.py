@@ -140,7 +140,8 @@ def onnx_models(folder: Path) -> dict[str, Path]:
     ``torch.onnx.export`` (the TorchScript exporter: the dynamo one needs onnxscript, not installed) with
     dynamic batch and sequence axes; the same graph after ONNX Runtime's BERT fusion (``optimize_model``:
     attention, embedding + LayerNorm, bias + GELU, skip + LayerNorm fused); and that one quantised by
-    ``onnxruntime.quantization.quantize_dynamic`` (int8 weights, activations quantised per call)."""
+    ``onnxruntime.quantization.quantize_dynamic`` (int8 weights per output channel, activations quantised
+    per call)."""
     import warnings
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -181,7 +182,8 @@ def onnx_models(folder: Path) -> dict[str, Path]:
     fused = optimize_model(str(paths[ONNX_FP32]), model_type="bert", num_heads=config.num_attention_heads,
                            hidden_size=config.hidden_size)
     fused.save_model_to_file(str(paths[ONNX_FUSED]))
-    quantize_dynamic(str(paths[ONNX_FUSED]), str(paths[ONNX_INT8]), weight_type=QuantType.QInt8,
+    # Weights per output channel: per tensor (the default), the cosine to fp32 is 0.94 on the pydoc chunks.
+    quantize_dynamic(str(paths[ONNX_FUSED]), str(paths[ONNX_INT8]), weight_type=QuantType.QInt8, per_channel=True,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # fused ops have no shape info
     return paths
 
