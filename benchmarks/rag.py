@@ -8,7 +8,10 @@ Every figure is a ratio or a comparison measured in this one run, so a busy mach
    model cast to bf16 (what a user of the library would do for speed), so bf16 is compared with bf16; the
    cosine agreement of the vectors with the library's fp32 ones; and the model's linear layers alone on the
    same tokens, the bound no exact fp32 speed-up can pass on this machine. ``default`` names the precision
-   ``--precision auto`` picks here;
+   ``--precision auto`` picks here. Beside them ONNX Runtime (CPU execution provider) on MiniLM exported
+   with ``torch.onnx.export``: the plain export, after ORT's BERT fusion, and that quantised with
+   ``quantize_dynamic`` (int8), fed the same token batches (fastembed, which ships such models, is not
+   installed, and its models would be downloaded: nothing here uses the network);
 2. query latency p50/p99 (one query at a time) and recall@10 at --n chunks for Flat, HNSW and IVF-PQ
    (faiss, inside IndexIDMap2 as the index stores them) against NumPy brute force; the vectors are the
    real MiniLM vectors of the docs chunks plus synthetic ones drawn from a Gaussian with their mean and
@@ -16,10 +19,11 @@ Every figure is a ratio or a comparison measured in this one run, so a busy mach
 3. re-index of an unchanged --files-file corpus: the index state is written directly (random vectors: an
    unchanged re-run never embeds, so the vectors do not matter), then `build_index` runs for real;
 4. bytes per chunk of each index type (faiss's serialised index) and of the SQLite sidecar;
-5. recall@10 of int8 (and bf16) indexes of the pydoc chunks against the fp32 index, the tests' pydoc
-   questions as queries; and the cold start of `tlcli rag search` against `python -c "import torch"`.
+5. recall@10 of int8 (and bf16, and ONNX Runtime's) indexes of the pydoc chunks against the fp32 index,
+   the tests' pydoc questions as queries; the cold start of `tlcli rag search` against `python -c "import
+   torch"`; and `tlcli rag serve` driven by an MCP client: start to ready, ready to the first search.
 
-    .venv/bin/python benchmarks/rag.py [--n 100000] [--files 10000] [--rounds 3] [--json]
+    .venv/bin/python benchmarks/rag.py [--n 100000] [--files 10000] [--rounds 3] [--skip PART] [--json]
 """
 
 from __future__ import annotations
@@ -57,15 +61,18 @@ def docs_chunks(limit: int | None = None) -> list[str]:
     from tlcli.models.embedder import TextEmbedder
 
     documents = [_load_plain(text, name) for name, text in topics.items()]
+    from tlcli_rag.config import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP
+
     tokenizer = TextEmbedder("all-MiniLM-L6-v2").chunk_tokenizer
-    chunks = [c for cs in chunk_documents(documents, tokenizer, max_tokens=200, overlap=30) for c in cs]
+    chunks = [c for cs in chunk_documents(documents, tokenizer, max_tokens=DEFAULT_CHUNK_TOKENS,
+                                          overlap=DEFAULT_OVERLAP) for c in cs]
     texts = [f"{c.heading_text}\n{c.text}" for c in chunks]
     return texts[:limit] if limit else texts
 
 
 # --- 1. embedding ---------------------------------------------------------------------------------
 
-def bench_embedding(texts: list[str], rounds: int) -> dict:
+def bench_embedding(texts: list[str], rounds: int, onnx_dir: Path | None = None) -> dict:
     import copy
 
     import torch
@@ -87,6 +94,9 @@ def bench_embedding(texts: list[str], rounds: int) -> dict:
             copy.deepcopy(library).to(torch.bfloat16))
         runs["tlcli bf16"] = TextEmbedder("all-MiniLM-L6-v2", precision="bf16").encode
     runs["tlcli int8"] = TextEmbedder("all-MiniLM-L6-v2", precision="int8").encode
+    if onnx_dir is not None:
+        for name, path in onnx_models(onnx_dir).items():
+            runs[name] = OnnxEncoder(path, fp32).encode
     short = texts[:32]  # warm-up: first calls allocate and pick kernels
     for run in runs.values():
         run(short)
@@ -111,8 +121,99 @@ def bench_embedding(texts: list[str], rounds: int) -> dict:
            "speedup_median": {k: round(statistics.median(a / b for a, b in zip(library_s, v)), 2)
                               for k, v in seconds.items()},
            "speedup_best": {k: round(min(library_s) / min(v), 2) for k, v in seconds.items()},
-           "min_cosine_vs_library": {k: float(np.min(np.sum(v * reference, axis=1))) for k, v in vectors.items()}}
+           "min_cosine_vs_library": {k: float(np.min(np.sum(v * reference, axis=1))) for k, v in vectors.items()},
+           "mean_cosine_vs_library": {k: round(float(np.mean(np.sum(v * reference, axis=1))), 5)
+                                      for k, v in vectors.items()}}
     return out
+
+
+# --- ONNX Runtime ---------------------------------------------------------------------------------
+
+ONNX_FP32 = "onnxruntime fp32"
+ONNX_FUSED = "onnxruntime fp32, BERT fusion"
+ONNX_INT8 = "onnxruntime int8 (quantize_dynamic)"
+
+
+def onnx_models(folder: Path) -> dict[str, Path]:
+    """MiniLM as ONNX, made once in ``folder``: the library's BertModel (eager attention, so ONNX Runtime's
+    transformer optimizer can fuse it) with mean pooling and normalisation in the graph, exported by
+    ``torch.onnx.export`` (the TorchScript exporter: the dynamo one needs onnxscript, not installed) with
+    dynamic batch and sequence axes; the same graph after ONNX Runtime's BERT fusion (``optimize_model``:
+    attention, embedding + LayerNorm, bias + GELU, skip + LayerNorm fused); and that one quantised by
+    ``onnxruntime.quantization.quantize_dynamic`` (int8 weights per output channel, activations quantised
+    per call)."""
+    import warnings
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {ONNX_FP32: folder / "minilm.onnx", ONNX_FUSED: folder / "minilm.fused.onnx",
+             ONNX_INT8: folder / "minilm.fused.int8.onnx"}
+    if all(path.exists() for path in paths.values()):
+        return paths
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+    from transformers import BertModel
+
+    from tlcli.models.text import resolve_text_model
+
+    bert = BertModel.from_pretrained(resolve_text_model("all-MiniLM-L6-v2"), attn_implementation="eager").eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    ids = torch.tensor([[101, 7592, 2088, 102, 0, 0], [101, 2023, 2003, 1037, 3231, 102]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation note
+        torch.onnx.export(Pooled().eval(), (ids, (ids != 0).long()), str(paths[ONNX_FP32]), dynamo=False,
+                          input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
+                                        "attention_mask": {0: "batch", 1: "sequence"}, "embedding": {0: "batch"}},
+                          opset_version=17)
+    config = bert.config
+    fused = optimize_model(str(paths[ONNX_FP32]), model_type="bert", num_heads=config.num_attention_heads,
+                           hidden_size=config.hidden_size)
+    fused.save_model_to_file(str(paths[ONNX_FUSED]))
+    # Weights per output channel: per tensor (the default), the cosine to fp32 is 0.94 on the pydoc chunks.
+    quantize_dynamic(str(paths[ONNX_FUSED]), str(paths[ONNX_INT8]), weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # fused ops have no shape info
+    return paths
+
+
+class OnnxEncoder:
+    """An ONNX Runtime session fed exactly like tlcli's encoder: the same token ids, longest first, the same
+    batches (``like``: a TextEmbedder whose tokenizer and batching it borrows), rows back in input order."""
+
+    def __init__(self, path: Path, like):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.like = like
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        tokenizer = self.like.fast_tokenizer
+        ids = tokenizer.ids(list(texts))
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out = np.empty((len(ids), 384), dtype=np.float32)
+        for batch in self.like._batches(order, ids):
+            width = max(len(ids[i]) for i in batch)
+            rows = np.full((len(batch), width), tokenizer.pad_token_id, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for r, i in enumerate(batch):
+                rows[r, :len(ids[i])] = ids[i]
+                mask[r, :len(ids[i])] = 1
+            out[batch] = self.session.run(None, {"input_ids": rows, "attention_mask": mask})[0]
+        return out
 
 
 LINEAR_BOUND = "linear layers alone (a bound)"
@@ -203,22 +304,31 @@ def _row(name, times, found, exact, build_s, size) -> dict:
 
 # --- int8 against fp32 ----------------------------------------------------------------------------
 
-def bench_int8_recall(texts: list[str], k: int = 10) -> dict:
+def bench_int8_recall(texts: list[str], k: int = 10, onnx_dir: Path | None = None) -> dict:
     """recall@10 of an int8 index (chunks and queries embedded with --precision int8) against the fp32
-    index, on the pydoc chunks with the tests' 50 pydoc questions as queries."""
+    index, on the pydoc chunks with the tests' 50 pydoc questions as queries; the same for bf16 and, with
+    ``onnx_dir``, for ONNX Runtime's int8 and fused fp32 models. Also the mean cosine of each to fp32."""
     from tlcli.models.embedder import TextEmbedder
 
     questions = [json.loads(line)["query"] for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
-    out = {}
-    exact = None
-    for precision in ("fp32", "int8", "bf16"):
-        embedder = TextEmbedder("all-MiniLM-L6-v2", precision=precision)
-        top = np.argsort(-(embedder.encode(questions) @ embedder.encode(texts).T), axis=1)[:, :k]
+    fp32 = TextEmbedder("all-MiniLM-L6-v2", precision="fp32")
+    encoders = {"fp32": fp32.encode, "int8": TextEmbedder("all-MiniLM-L6-v2", precision="int8").encode,
+                "bf16": TextEmbedder("all-MiniLM-L6-v2", precision="bf16").encode}
+    if onnx_dir is not None:
+        for name, path in onnx_models(onnx_dir).items():
+            if name != ONNX_FP32:  # the plain export computes what the fused one does
+                encoders[name] = OnnxEncoder(path, fp32).encode
+    out, cosine = {}, {}
+    exact = reference = None
+    for name, encode in encoders.items():
+        chunks = encode(texts)
+        top = np.argsort(-(encode(questions) @ chunks.T), axis=1)[:, :k]
         if exact is None:
-            exact = top
+            exact, reference = top, chunks
             continue
-        out[precision] = round(float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top, exact)])), 4)
-    return {"chunks": len(texts), "queries": len(questions), "recall@10_vs_fp32": out}
+        out[name] = round(float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top, exact)])), 4)
+        cosine[name] = round(float(np.mean(np.sum(chunks * reference, axis=1))), 5)
+    return {"chunks": len(texts), "queries": len(questions), "recall@10_vs_fp32": out, "mean_cosine_vs_fp32": cosine}
 
 
 QUESTIONS = Path(__file__).resolve().parents[1] / "tests" / "rag" / "pydoc_questions.jsonl"
@@ -352,18 +462,22 @@ def main() -> None:
     parser.add_argument("--recall-texts", type=int, default=0, help="pydoc chunks in the int8 recall check (0: all)")
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--skip", action="append", default=[],
-                        help="embedding | int8 | coldstart | serve | queries | reindex")
+                        help="embedding | onnx | int8 | coldstart | serve | queries | reindex")
+    parser.add_argument("--onnx-dir", type=Path, help="keep the exported ONNX models here (made once)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report: dict = {"machine": machine()}
     print(f"# {report['machine']}", flush=True)
     texts = docs_chunks()
+    # ONNX Runtime's models are exported once per run (or kept in --onnx-dir), for speed and for recall.
+    onnx_dir = None if "onnx" in args.skip else (args.onnx_dir or Path(tempfile.mkdtemp(prefix="tlcli-onnx-")))
     if "embedding" not in args.skip:
-        report["embedding"] = bench_embedding(texts[:args.embed_texts], args.rounds)
+        report["embedding"] = bench_embedding(texts[:args.embed_texts], args.rounds, onnx_dir)
         print(json.dumps(report["embedding"]), flush=True)
     if "int8" not in args.skip:
-        report["int8"] = bench_int8_recall(texts[:args.recall_texts] if args.recall_texts else texts)
+        report["int8"] = bench_int8_recall(texts[:args.recall_texts] if args.recall_texts else texts,
+                                           onnx_dir=onnx_dir)
         print(json.dumps(report["int8"]), flush=True)
     if "coldstart" not in args.skip:
         report["coldstart"] = bench_cold_start()

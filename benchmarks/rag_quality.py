@@ -1,6 +1,7 @@
 """Retrieval quality of `tlcli rag` by chunking: recall@3 and MRR@10 of dense, lexical and hybrid search.
 
-    python benchmarks/rag_quality.py [--variants NAME,...] [--precision fp32] [--cache FILE] [--json]
+    python benchmarks/rag_quality.py [--variants NAME|TOKENS/OVERLAP [merged|no-heading|collapsed],...]
+                                     [--precision fp32] [--cache FILE] [--ranks] [--json]
 
 Two corpora, made here from what is installed (nothing is downloaded): Python's documentation topics
 (``pydoc_data.topics``, one file per topic) and the READMEs of 14 installed packages
@@ -14,7 +15,8 @@ Each variant chunks both corpora, embeds the chunks with the real all-MiniLM-L6-
 default fp32, so the table does not depend on the CPU's bf16), writes a real index (SQLite FTS5 + FAISS
 flat, tlcli_rag.store) and searches it with tlcli_rag.search.Searcher -- the code `tlcli rag search`
 runs. ``default`` is what `tlcli rag index` does now; the other variants change one thing at a time
-(chunk size, overlap, what is embedded with the heading, whether small sections share a chunk).
+(chunk size -- the overlap scaled with it --, overlap, whether the heading path is embedded with the
+text, whether small sections share a chunk, whether identical hits are shown once).
 Deterministic: the same corpus, model and precision give the same table. ``--cache`` keeps embeddings
 between runs (keyed by text and precision).
 """
@@ -111,7 +113,7 @@ class Variant:
     name: str
     chunk_tokens: int | None = None  # None: the index's default
     overlap: int | None = None
-    heading: str = "library"  # what is embedded with a chunk: library | path | none
+    heading: str = "library"  # what is embedded with a chunk: library (its heading path, then its text) | none
     merge: bool | None = None  # small sections share a chunk (None: the library's default)
     collapse: bool = False  # a hit whose text equals a higher one's is dropped from the results
 
@@ -130,9 +132,8 @@ def variants(defaults) -> dict[str, Variant]:
         if lap != overlap and lap < size // 2:
             out.append(Variant(f"overlap {lap}", overlap=lap))
     out.append(Variant("no heading embedded", heading="none"))
-    out.append(Variant("heading path embedded", heading="path"))
     out.append(Variant("sections merged", merge=True))
-    out.append(Variant("sections kept apart", merge=False))
+    out.append(Variant("identical hits collapsed", collapse=True))
     return {v.name: v for v in out}
 
 
@@ -154,10 +155,15 @@ def parse_variant(spec: str, table: dict[str, Variant]) -> Variant:
 
 
 def library_defaults() -> dict:
-    from tlcli_rag.config import IndexConfig
+    """A new index's chunking (`tlcli rag index` without --chunk-tokens/--overlap)."""
+    try:
+        from tlcli_rag.config import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP
+    except ImportError:  # before the defaults were constants: the flags' own defaults
+        from tlcli_rag.config import IndexConfig
 
-    fields = IndexConfig.model_fields
-    return {"chunk_tokens": fields["chunk_tokens"].default, "overlap": fields["overlap"].default}
+        fields = IndexConfig.model_fields
+        return {"chunk_tokens": fields["chunk_tokens"].default, "overlap": fields["overlap"].default}
+    return {"chunk_tokens": DEFAULT_CHUNK_TOKENS, "overlap": DEFAULT_OVERLAP}
 
 
 def chunk(variant: Variant, documents: list, tokenizer, max_seq: int, defaults: dict):
@@ -177,12 +183,7 @@ def chunk(variant: Variant, documents: list, tokenizer, max_seq: int, defaults: 
     chunk_lists = chunk_documents(documents, tokenizer, max_tokens=min(tokens, max_seq - 2), overlap=overlap,
                                   **options)
     chunks = [c for cs in chunk_lists for c in cs]
-    if variant.heading == "library":
-        texts = [build._embedding_text(c) for c in chunks]
-    elif variant.heading == "path":
-        texts = [f"{c.heading_text}\n{c.text}" if c.heading else c.text for c in chunks]
-    else:
-        texts = [c.text for c in chunks]
+    texts = [build._embedding_text(c) if variant.heading == "library" else c.text for c in chunks]
     return chunk_lists, texts
 
 

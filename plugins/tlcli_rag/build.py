@@ -18,9 +18,10 @@ from tlcli.data.documents import (DocumentError, FoundFile, chunk_documents,
                                   file_sha256, find_documents, load_document)
 from tlcli.console.errors import UsageError
 from tlcli.console.output import display_path
-from tlcli_rag.config import IndexConfig  # the options of `tlcli rag index` are what a build takes
+# The options of `tlcli rag index` are what a build takes.
+from tlcli_rag.config import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP, IndexConfig
 from tlcli_rag.store import (BUILDS, FileRecord, IndexWriter, Manifest, check_index_folder, check_model,
-                             check_model_unchanged, choose_index_type, model_digest)
+                             check_model_unchanged, choose_index_type, model_digest, read_manifest)
 
 EMBED_GROUP = 1024  # chunks embedded and added per step: bounded memory, regular progress events
 
@@ -74,8 +75,13 @@ def prepare_build(config: IndexConfig, out: Path | None) -> Path:
     ran from)."""
     import time as clock
 
-    check_paths(config.paths)
     folder = Path(config.index)
+    try:
+        existing = read_manifest(folder) if folder.is_dir() else None
+    except UsageError:  # a damaged index: the build says so (or --reembed replaces it)
+        existing = None
+    chunking(config, existing)
+    check_paths(config.paths)
     check_index_folder(folder)
     if out is not None:
         return Path(out)
@@ -85,6 +91,16 @@ def prepare_build(config: IndexConfig, out: Path | None) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
+
+
+def chunking(config: IndexConfig, old: Manifest | None) -> tuple[int, int]:
+    """``(chunk tokens, overlap)`` of this build: the flags given, else the index's own, else the defaults
+    for a new index; the overlap must be under half a chunk."""
+    tokens = config.chunk_tokens or (old.chunk_tokens if old is not None else DEFAULT_CHUNK_TOKENS)
+    overlap = config.overlap if config.overlap is not None else (old.overlap if old is not None else DEFAULT_OVERLAP)
+    if overlap >= tokens // 2:
+        raise UsageError(f"--overlap {overlap} must be under half of --chunk-tokens ({tokens})")
+    return tokens, overlap
 
 
 def check_paths(paths: list[str]) -> None:
@@ -104,8 +120,6 @@ def build_index(config: IndexConfig, progress: Progress | None = None, make_embe
     started = time.perf_counter()
     progress = progress or (lambda event: None)
     folder = Path(config.index)
-    if config.overlap >= config.chunk_tokens // 2:
-        raise UsageError(f"--overlap {config.overlap}: must be under half of --chunk-tokens ({config.chunk_tokens})")
     check_paths(config.paths)
     bad = BadFiles()
     found, skipped = find_documents(config.paths, max_bytes=int(config.max_file_mb * 1e6))
@@ -115,6 +129,7 @@ def build_index(config: IndexConfig, progress: Progress | None = None, make_embe
     with IndexWriter(folder, rebuild=config.reembed) as writer:
         old = writer.manifest
         model = _model_for_update(config, old, folder)
+        config = config.model_copy(update=dict(zip(("chunk_tokens", "overlap"), chunking(config, old))))
         fresh = old is None or config.reembed
         # Hash everything first: an unchanged corpus stops here.
         plan = plan_update(found, {} if fresh else writer.indexed_files(), config.paths, bad)
@@ -153,8 +168,9 @@ def _model_for_update(config: IndexConfig, old: Manifest | None, folder: Path) -
         if config.index_type not in ("auto", old.index_type):
             raise UsageError(f"--index-type {config.index_type}: {display_path(folder)} is a {old.index_type} "
                              "index; add --reembed to rebuild it as another type")
-        if (old.chunk_tokens, old.overlap) != (config.chunk_tokens, config.overlap):
-            raise UsageError(f"--chunk-tokens/--overlap {config.chunk_tokens}/{config.overlap}: the index was "
+        tokens, overlap = chunking(config, old)
+        if (old.chunk_tokens, old.overlap) != (tokens, overlap):
+            raise UsageError(f"--chunk-tokens/--overlap {tokens}/{overlap}: the index was "
                              f"chunked with {old.chunk_tokens}/{old.overlap}; add --reembed to re-chunk it")
     return config.model or (old.model if old is not None else DEFAULT_TEXT_MODEL)
 

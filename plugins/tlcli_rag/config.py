@@ -10,6 +10,10 @@ from tlcli.data.documents import DEFAULT_MAX_FILE_BYTES
 from tlcli.fields import PANEL_PLACEMENT, LLMOptions, MaxBadShare, Options, Placement, option
 
 DEFAULT_INDEX = ".tlcli-index"
+# A new index's chunking, chosen by benchmarks/rag_quality.py (docs/rag-benchmarks.md); an existing index
+# keeps its own unless --chunk-tokens/--overlap and --reembed say otherwise.
+DEFAULT_CHUNK_TOKENS = 200
+DEFAULT_OVERLAP = 15
 MODES = ("dense", "lexical", "hybrid")
 Mode = Literal["dense", "lexical", "hybrid"]
 FILTER_HELP = ("source=GLOB, heading=GLOB (or !=), mtime>DATE (> >= < <=); repeatable, all must hold. Applied "
@@ -39,8 +43,10 @@ class IndexConfig(OnIndex):
                                "all-MiniLM-L6-v2, offline, for a new index).", short="-m")
     index_type: Literal["auto", "flat", "hnsw", "ivf-pq"] = option(
         "auto", "auto (flat up to 50k chunks, else hnsw) | flat | hnsw | ivf-pq.")
-    chunk_tokens: int = option(200, "Longest chunk, in the model's tokens.", ge=16, le=8192)
-    overlap: int = option(30, "Tokens repeated between neighbouring chunks.", ge=0)
+    chunk_tokens: int | None = option(None, f"Longest chunk, in the model's tokens (default: the index's own; "
+                                      f"{DEFAULT_CHUNK_TOKENS} for a new index).", ge=16, le=8192)
+    overlap: int | None = option(None, f"Most tokens repeated between neighbouring chunks (default: the index's "
+                                 f"own; {DEFAULT_OVERLAP} for a new index).", ge=0)
     text_field: str = option("text", "The field holding the text in .json/.jsonl records.")
     reembed: bool = option(False, "Rebuild the whole index (another model, chunk size or type).")
     max_file_mb: float = option(DEFAULT_MAX_FILE_BYTES / 1e6, "Skip (and name) larger files.", gt=0)
@@ -51,7 +57,8 @@ class IndexConfig(OnIndex):
 
     @model_validator(mode="after")
     def _overlap_under_half_a_chunk(self):
-        if self.overlap >= self.chunk_tokens // 2:
+        # With one of the two left to the index, the check waits for the index (tlcli_rag.build.chunking).
+        if self.overlap is not None and self.chunk_tokens is not None and self.overlap >= self.chunk_tokens // 2:
             raise ValueError(f"--overlap {self.overlap} must be under half of --chunk-tokens ({self.chunk_tokens})")
         return self
 

@@ -82,6 +82,27 @@ def test_incremental_add_change_delete_then_nothing(in_small, cli):
     assert (again["added"], again["updated"], again["removed"], again["unchanged"], again["embedded"]) == (0, 0, 0, 5, 0)
 
 
+def test_an_index_keeps_its_own_chunking(in_small, cli):
+    from tlcli_rag.config import DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP
+
+    info = cli("rag", "info", "--json").json_lines()[-1]
+    assert (info["chunk_tokens"], info["overlap"]) == (DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP)  # a new index
+    assert cli("rag", "index", "docs", "notes", "--reembed", "--overlap", "30").exit_code == 0
+    (in_small / "docs/new.md").write_text("# Zebras\n\nZebras have black and white stripes.\n")
+    # No flags: the update chunks the new file as the index was chunked (an index made before the
+    # defaults changed goes on working), not with the defaults for a new index.
+    again = cli("rag", "index", "docs", "notes", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.json_lines()[-1]["added"] == 1
+    info = cli("rag", "info", "--json").json_lines()[-1]
+    assert (info["chunk_tokens"], info["overlap"]) == (DEFAULT_CHUNK_TOKENS, 30)
+    refused = cli("rag", "index", "docs", "notes", "--overlap", str(DEFAULT_OVERLAP))
+    assert refused.exit_code == 2 and f"chunked with {DEFAULT_CHUNK_TOKENS}/30" in refused.stderr
+    assert "--reembed" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    too_big = cli("rag", "index", "docs", "--chunk-tokens", "40")  # the index's overlap (30) is too big for it
+    assert too_big.exit_code == 2 and "--overlap 30 must be under half of --chunk-tokens (40)" in too_big.stderr
+
+
 def test_unchanged_reindex_loads_no_model(small_copy):
     code = ("import sys; from tlcli_rag.build import IndexConfig, build_index; "
             "s = build_index(IndexConfig(paths=['docs', 'notes'], index='.tlcli-index')); "
