@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,25 +11,11 @@ import numpy as np
 
 from tlcli.cli.report import Report, rounded
 from tlcli.data.bad_files import BadFiles
-from tlcli.data.labelled import class_names_of
+from tlcli.data.labelled import class_names_of, k_shot
 from tlcli.data.sources import LabelledSample, load_labelled, stratified_split
 from tlcli.data.tables import columns_of, default_validation
 from tlcli.console.errors import UsageError
 from tlcli.runs.run import Run
-
-def k_shot(samples: list[LabelledSample], shots: int | None, seed: int) -> list[LabelledSample]:
-    """At most ``shots`` samples of each class, drawn by ``seed``; input order kept."""
-    if shots is None:
-        return list(samples)
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for index, sample in enumerate(samples):
-        by_label[sample.label].append(index)
-    rng = random.Random(seed * 31 + 7)
-    chosen: set[int] = set()
-    for label in sorted(by_label):
-        indices = by_label[label]
-        chosen.update(indices if len(indices) <= shots else rng.sample(indices, shots))
-    return [s for i, s in enumerate(samples) if i in chosen]
 
 
 def shots_used(samples: list[LabelledSample], shots: int | None) -> dict:

@@ -19,36 +19,22 @@ once for all rows are not counted.
 from __future__ import annotations
 
 import copy
-import random
 import statistics
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from tlcli.console.errors import UsageError
 from tlcli.console.output import display_path
-from tlcli.data.labelled import stratified_split, training_classes
+from tlcli.data.labelled import k_shot, stratified_split, training_classes
 from tlcli.data.texts import TextSample, read_labelled_texts
 from tlcli_text.config import PromptTuneConfig, TextCompareConfig, TextFinetuneConfig
 
 PROMPT_TOKENS = 20  # the soft prompt's virtual tokens (prompt-tune's default)
 
-
-def k_shot(samples: list[TextSample], shots: int, seed: int) -> list[TextSample]:
-    """At most ``shots`` texts of each class, drawn by ``seed``; input order kept."""
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for index, sample in enumerate(samples):
-        by_label[sample.label].append(index)
-    rng = random.Random(seed * 31 + 7)
-    chosen: set[int] = set()
-    for label in sorted(by_label):
-        indices = by_label[label]
-        chosen.update(indices if len(indices) <= shots else rng.sample(indices, shots))
-    return [s for i, s in enumerate(samples) if i in chosen]
 
 
 class PeakMemory:

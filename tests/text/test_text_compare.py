@@ -64,7 +64,7 @@ def test_usage_errors(cli, topics_csv):
 
 def test_k_shot_draws_per_class_and_per_seed():
     from tlcli.data.texts import TextSample
-    from tlcli_text.compare import k_shot
+    from tlcli.data.labelled import k_shot
 
     samples = [TextSample(f"{label} {i}", label) for label in ("a", "b") for i in range(10)] + [TextSample("c 0", "c")]
     drawn = k_shot(samples, 3, seed=0)

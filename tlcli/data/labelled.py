@@ -242,6 +242,21 @@ def stratified_split(
     return train, val
 
 
+def k_shot(samples: Sequence[_Sample], shots: int | None, seed: int) -> list[_Sample]:
+    """At most ``shots`` samples of each class (images or texts), drawn by ``seed``; input order kept."""
+    if shots is None:
+        return list(samples)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, sample in enumerate(samples):
+        by_label[sample.label].append(index)
+    rng = random.Random(seed * 31 + 7)
+    chosen: set[int] = set()
+    for label in sorted(by_label):  # sorted: the draw must not depend on which class came first
+        indices = by_label[label]
+        chosen.update(indices if len(indices) <= shots else rng.sample(indices, shots))
+    return [s for i, s in enumerate(samples) if i in chosen]
+
+
 def _class_folder_names(root: Path) -> list[str]:
     try:
         with os.scandir(root) as listing:
