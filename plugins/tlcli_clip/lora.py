@@ -32,10 +32,10 @@ from tlcli.console.errors import UsageError
 from tlcli.data.bad_files import BadFiles
 from tlcli.engine.callbacks import standard_callbacks
 from tlcli.engine.loop import fit
-from tlcli.engine.task import ClassifierTask
 from tlcli.models.clip import ClipModel, load_clip
 from tlcli_clip.common import k_shot, model_reference, shots_used, report_short_shots, split_of
 from tlcli_clip.text import SINGLE_TEMPLATE, fill
+from tlcli_clip.vprompt import PixelsTask
 
 MODEL_KIND = "clip-lora"
 ROOT = "clip"  # the open_clip model inside ClipLoRA: what the adapter folder is keyed on
@@ -88,17 +88,10 @@ def build_clip_lora(clip: ClipModel, classes: list[str], template: str = SINGLE_
     return ClipLoRA(clip.model, tokens, clip.logit_scale(), clip.logit_bias() or 0.0)
 
 
-class ClipLoRATask(ClassifierTask):
-    def __init__(self, cfg, classes: list[str], build, train, val, to_batch, export):
-        self.cfg, self.classes, self._build = cfg, classes, build
-        self.train, self.val, self.to_batch, self._export = train, val, to_batch, export
-
+class ClipLoRATask(PixelsTask):
     def describe(self) -> dict:
         return {"command": "coop", "plugin": "clip", "model": self.cfg.model, "classes": self.classes,
                 "method": "clip-lora", "lora": lora_settings(self.cfg)}
-
-    def build_model(self):
-        return self._build()
 
     def adapters(self, model) -> list[str]:
         """--lora-targets as given (names as the whole model has them: clip.visual.transformer...), else
@@ -108,18 +101,6 @@ class ClipLoRATask(ClassifierTask):
         if self.cfg.lora_targets:
             return resolve_targets(model, self.cfg.lora_targets)
         return attention_targets(model, ROOT + ".")
-
-    def train_dataset(self):
-        return self.train
-
-    def val_dataset(self):
-        return self.val
-
-    def collate(self, items):
-        return self.to_batch([x for x, _ in items]), torch.tensor([y for _, y in items], dtype=torch.long)
-
-    def export(self, model, run_dir: Path, result) -> None:
-        self._export(model)
 
 
 def run_clip_lora(cfg, run, report) -> dict:

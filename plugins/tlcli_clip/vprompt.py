@@ -128,27 +128,16 @@ def decode_pixels(clip: ClipModel, paths: list[Path], bad: BadFiles, workers: in
 
 # --- the task ----------------------------------------------------------------------------------------------------
 
-class VPromptTask(ClassifierTask):
-    def __init__(self, cfg: VPromptConfig, classes: list[str], build, train: Pixels, val: Pixels | None,
-                 to_batch, export):
+class PixelsTask(ClassifierTask):
+    """A CLIP task trained on decoded pixels (vprompt, CLIP-LoRA): the model builder, the datasets, the batching
+    and the export are given; subclasses say what trains."""
+
+    def __init__(self, cfg, classes: list[str], build, train: Pixels, val: Pixels | None, to_batch, export):
         self.cfg, self.classes, self._build = cfg, classes, build
         self.train, self.val, self.to_batch, self._export = train, val, to_batch, export
 
-    def describe(self) -> dict:
-        return {"command": "vprompt", "plugin": "clip", "model": self.cfg.model, "classes": self.classes,
-                "pad": self.cfg.pad}
-
     def build_model(self):
         return self._build()
-
-    def frozen_modules(self, model) -> list[str]:
-        return ["visual"]
-
-    def blocks(self, model):
-        return [Block("prompt", dict(model.prompter.named_parameters(prefix="prompter")), [])]
-
-    def param_groups(self, model, blocks, include_frozen: bool):
-        return [ParamGroup("prompt", list(model.prompter.parameters()), self.cfg.lr, self.cfg.weight_decay)]
 
     def train_dataset(self):
         return self.train
@@ -161,6 +150,21 @@ class VPromptTask(ClassifierTask):
 
     def export(self, model, run_dir: Path, result) -> None:
         self._export(model)
+
+
+class VPromptTask(PixelsTask):
+    def describe(self) -> dict:
+        return {"command": "vprompt", "plugin": "clip", "model": self.cfg.model, "classes": self.classes,
+                "pad": self.cfg.pad}
+
+    def frozen_modules(self, model) -> list[str]:
+        return ["visual"]
+
+    def blocks(self, model):
+        return [Block("prompt", dict(model.prompter.named_parameters(prefix="prompter")), [])]
+
+    def param_groups(self, model, blocks, include_frozen: bool):
+        return [ParamGroup("prompt", list(model.prompter.parameters()), self.cfg.lr, self.cfg.weight_decay)]
 
 
 def build_prompted(clip: ClipModel, head: torch.Tensor, pad: int, tensors: dict | None = None) -> PromptedClip:
