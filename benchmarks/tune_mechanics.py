@@ -168,7 +168,7 @@ def one_seed(seed: int, work: Path) -> dict:
     before = sum(correct(r, t) for r, t in zip(replies(before_model, held), held)) / len(held)
     started = time.time()
     sft = tlcli("sft", data, "--model", tiny, "--epochs", "4", "--batch-size", "16", "--lr", "3e-3", "--seed", seed,
-                "--scheduler", "constant",
+                "--scheduler", "cosine", "--warmup", "0.1",
                 "--precision", "fp32", "--device", "cpu", "--val-split", "0.05", "--out", work / f"sft-run-{seed}")
     sft_s = time.time() - started
     sft_run = work / f"sft-run-{seed}"
@@ -183,7 +183,7 @@ def one_seed(seed: int, work: Path) -> dict:
     prefer_before = preferences(sft_run, held)
     style_before = sum(in_style(r) for r in after_replies) / len(held)
     started = time.time()
-    dpo = tlcli("dpo", pairs, "--model", sft_run, "--val", val, "--lora", "8", "--lr", "1e-3", "--beta", "0.1",
+    dpo = tlcli("dpo", pairs, "--model", sft_run, "--val", val, "--lora", "8", "--lr", "5e-4", "--beta", "0.1",
                 "--epochs", "1", "--batch-size", "8", "--seed", seed, "--precision", "fp32", "--device", "cpu",
                 "--out", work / f"dpo-run-{seed}")
     dpo_s = time.time() - started
