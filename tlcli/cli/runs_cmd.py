@@ -20,6 +20,7 @@ from pydantic import BeforeValidator
 from tlcli.cli.command import Command
 from tlcli.console.errors import UsageError
 from tlcli.fields import Options, option
+from tlcli.tui.format import duration
 
 RUNS_ROOT = "runs"
 Status = Literal["running", "finished", "stopped", "interrupted", "failed", "new"]
@@ -107,17 +108,6 @@ class ExportConfig(Options):
 
 # --- list ----------------------------------------------------------------------------------------------------
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
 def _clock(when: float | None, with_date: bool = True) -> str:
     if when is None:
         return "-"
@@ -160,7 +150,7 @@ def run_list(cfg: ListConfig, run, report) -> dict:
     if infos:
         report.table(None, ["name", "command", "status", "best", "steps", "started", "wall", "model"],
                      [[i.name, i.command or "-", i.status, _best_cell(i.best), i.steps if i.steps is not None else "-",
-                       _clock(i.started), _age(i.wall_s), i.model or "-"] for i in infos])
+                       _clock(i.started), duration(i.wall_s), i.model or "-"] for i in infos])
     else:
         report.info(f"no runs under {cfg.folder}" + (" that match" if cfg.status or cfg.command else ""))
     counts: dict[str, int] = {}
@@ -214,7 +204,7 @@ def timeline(events) -> list[dict]:
         elif kind == "run_end":
             what = str(data.get("status") or "ended")
             if isinstance(data.get("wall_s"), (int, float)):
-                what += f" after {_age(data['wall_s'])}"
+                what += f" after {duration(data['wall_s'])}"
             if data.get("error"):
                 what += f": {data['error']}"
         if what is None:
@@ -238,7 +228,7 @@ def run_show(cfg: ShowConfig, run, report) -> dict:
     report.table(f"run {info.name}", ["", ""], [
         ["path", str(path)], ["command", info.command or "-"], ["status", info.status
                                                                  + (f" ({info.holder})" if info.holder else "")],
-        ["model", info.model or "-"], ["started", _clock(info.started)], ["wall", _age(info.wall_s)],
+        ["model", info.model or "-"], ["started", _clock(info.started)], ["wall", duration(info.wall_s)],
         ["steps", info.steps if info.steps is not None else "-"], ["best", _best_cell(info.best)]])
     if info.config:
         report.table("options (config.json)", ["option", "value"],
@@ -252,7 +242,7 @@ def run_show(cfg: ShowConfig, run, report) -> dict:
         start = entries[0]["time"]
         report.table("timeline", ["time", "stage", "step", "event"],
                      [[_clock(e["time"], with_date=False) if start is None or e["time"] is None
-                       else f"+{_age(e['time'] - start)}", e["stage"] or "", e["step"], e["what"]] for e in entries])
+                       else f"+{duration(e['time'] - start)}", e["stage"] or "", e["step"], e["what"]] for e in entries])
     return {"status": "finished", "run_dir": str(path), "run": info.record(), "config": info.config,
             "summary": info.summary, "timeline": len(entries)}
 
@@ -314,7 +304,7 @@ def run_compare(cfg: CompareConfig, run, report) -> dict:
     report.table("runs", ["", *labels], [
         ["command", *[i.command or "-" for i in infos]], ["status", *[i.status for i in infos]],
         ["best", *[_best_cell(i.best) for i in infos]],
-        ["steps", *[cell(i.steps) for i in infos]], ["wall", *[_age(i.wall_s) for i in infos]],
+        ["steps", *[cell(i.steps) for i in infos]], ["wall", *[duration(i.wall_s) for i in infos]],
         ["samples/s", *[cell(i.summary.get("train_samples_per_s")) for i in infos]],
         *[[f"last {name}", *[cell(values.get(name)) for values in evals]] for name in metric_names]])
     if shown_keys:

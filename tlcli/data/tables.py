@@ -36,6 +36,7 @@ from typing import Callable, Iterator, Sequence
 from tlcli.console.errors import UsageError
 from tlcli.console.output import display_path, info
 from tlcli.data.common import IMAGE_EXTENSIONS, BadImage, warn_verbatim
+from tlcli.runs.events import writer_alive
 
 TABLE_SUFFIXES = (".parquet", ".arrow")
 HF_PREFIX = "hf:"
@@ -586,19 +587,9 @@ def _sweep_temporaries(folder: Path) -> None:
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             match = re.fullmatch(r"\..*\.tmp-(\d+)", entry.name)
-            if match and not _alive(int(match.group(1))):
+            if match and not writer_alive(int(match.group(1))):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 # --- texts -------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 from tlcli.console.errors import UsageError
 from tlcli.console.output import display_path
 from tlcli.export.spec import MARKER
+from tlcli.runs.events import writer_alive
 
 SUFFIXES = {"onnx": (".onnx",), "torchscript": (".pt", ".torchscript")}
 DEFAULT_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
@@ -132,13 +133,7 @@ def remove_leftovers(path: Path) -> None:
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # an earlier export of this process that failed: ours to clear
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
+    return writer_alive(pid)
 
 
 def write_export(path: Path, data: bytes, sidecar: dict, tokenizer_files: dict[str, bytes]) -> None:
