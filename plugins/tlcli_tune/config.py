@@ -73,6 +73,9 @@ class DPOConfig(TuneOptions):
                                 le=100.0, panel=PANEL_PREFERENCE)
     simpo_gamma: float = option(1.0, "SimPO's target reward margin gamma.", ge=0.0, le=100.0,
                                 panel=PANEL_PREFERENCE)
+    sft_weight: float = option(0.0, "Add this weight times the chosen replies' negative log-likelihood per token "
+                               "(RPO; TRL's loss_type [..., \"sft\"]): keeps the chosen replies likely while the "
+                               "preference moves.", ge=0.0, le=100.0, panel=PANEL_PREFERENCE)
     cache: bool = option(True, "Read and write the cache of reference log-probabilities.", panel=PANEL_PREFERENCE)
 
     DEFAULT_LR: ClassVar[tuple[float, float]] = (1e-6, 1e-5)

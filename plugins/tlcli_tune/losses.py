@@ -7,6 +7,9 @@
 - ``simpo`` (Meng et al. 2024; TRL's CPO trainer with ``loss_type="simpo"``, ``cpo_alpha=0``): no reference;
   ``-log σ(β (avg log π(chosen) - avg log π(rejected)) - γ)``, log-probabilities averaged per token.
 
+``sft`` (TRL's ``loss_type "sft"``, added with a weight as RPO does, Pang et al. 2024): the chosen replies'
+negative log-likelihood per token, over all chosen tokens of the batch.
+
 Rewards, for the logs: ``β Δ`` (dpo, ipo: TRL's ``rewards/chosen``) or ``β · average log π`` (simpo).
 """
 
@@ -48,3 +51,9 @@ def preference_loss(kind: str, beta: float, chosen_logps: torch.Tensor, rejected
     else:
         raise ValueError(f"unknown preference loss {kind!r}; one of {', '.join(LOSSES)}")
     return PreferenceOutput(losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach())
+
+
+def chosen_nll(chosen_logps: torch.Tensor, chosen_tokens: torch.Tensor) -> torch.Tensor:
+    """The chosen replies' negative log-likelihood per token, over all their tokens in the batch (TRL's "sft"
+    term: the mean of the chosen completion tokens' log-probabilities, negated)."""
+    return -chosen_logps.sum() / chosen_tokens.sum().clamp(min=1)

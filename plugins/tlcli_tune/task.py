@@ -228,7 +228,8 @@ class DPOTask(_TuneTask):
         return batch["reference"].shape[0]
 
     def _forward(self, model, batch):
-        from tlcli_tune.losses import preference_loss
+        """(per-pair output, the batch's loss, chosen and rejected summed log-probs, detached)."""
+        from tlcli_tune.losses import chosen_nll, preference_loss
 
         labels = batch["labels"]
         logps = model(input_ids=batch["input_ids"], labels=labels, attention_mask=batch["attention_mask"])
@@ -237,7 +238,10 @@ class DPOTask(_TuneTask):
         ref = batch["reference"].to(sums.dtype)
         out = preference_loss(self.cfg.loss, self.cfg.beta, sums[:half], sums[half:], tokens[:half], tokens[half:],
                               ref[:, 0], ref[:, 1], gamma=self.cfg.simpo_gamma)
-        return out, sums[:half].detach(), sums[half:].detach()
+        loss = out.losses.mean()
+        if self.cfg.sft_weight:
+            loss = loss + self.cfg.sft_weight * chosen_nll(sums[:half], tokens[:half])
+        return out, loss, sums[:half].detach(), sums[half:].detach()
 
     @staticmethod
     def _pair_sums(out, chosen, rejected) -> dict[str, float]:
@@ -247,12 +251,12 @@ class DPOTask(_TuneTask):
                 "logps_chosen": float(chosen.sum()), "logps_rejected": float(rejected.sum())}
 
     def training_step(self, model, batch):
-        out, chosen, rejected = self._forward(model, batch)
+        out, loss, chosen, rejected = self._forward(model, batch)
         if torch.is_grad_enabled():  # not the engine's no-grad re-check of a step (--skip-nonfinite)
             for key, value in self._pair_sums(out, chosen, rejected).items():
                 self._sums[key] += value
             self._count += int(chosen.shape[0])
-        return out.losses.mean()
+        return loss
 
     def log_metrics(self) -> dict[str, float]:
         if not self._count:
@@ -262,7 +266,7 @@ class DPOTask(_TuneTask):
         return metrics
 
     def validation_step(self, model, batch):
-        out, chosen, rejected = self._forward(model, batch)
+        out, loss, chosen, rejected = self._forward(model, batch)
         sums = {f"val_{key}": value for key, value in self._pair_sums(out, chosen, rejected).items()}
-        sums["val_loss"] = float(out.losses.sum())
+        sums["val_loss"] = float(loss) * int(chosen.shape[0])  # summed per pair: the engine divides by the count
         return sums, int(chosen.shape[0])

@@ -4,6 +4,7 @@ these runs check the mechanics: run folders, exports that load back, the referen
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,12 @@ def test_lora_sft_then_lora_dpo_with_a_cached_reference(cli, tiny_lm_dir, tmp_pa
                          *FAST))
     assert again["reference"]["cached"] == 10 and again["reference"]["computed"] == 0
     assert again["metrics"] == first["metrics"]  # the cached reference gives the same run
+    # --sft-weight adds the chosen replies' NLL: at the first step DPO's own loss is log 2 in both runs
+    cli("dpo", pairs, "--model", "runs/s", "--lora", "4", "--val-split", "0.2", "--out", "runs/d3", "--sft-weight",
+        "1", *FAST)
+    rpo = [e["data"] for e in _events(Path("runs/d3")) if e["kind"] == "metric"]
+    assert abs(steps[0]["loss"] - math.log(2)) < 1e-4
+    assert rpo[0]["loss"] > steps[0]["loss"] + 0.5  # a random model's NLL per token is several nats
 
     # DPO's adapter sits on SFT's adapter: hf: loads the chain (base, + sft, + dpo)
     chained = json.loads(Path("runs/d/model/adapter_config.json").read_text())["base_model_name_or_path"]

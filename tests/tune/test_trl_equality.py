@@ -14,7 +14,7 @@ from support.tune import CHATS, PAIRS, gpt2
 
 from tlcli_tune.chat import ChatFormat
 from tlcli_tune.data import Pair
-from tlcli_tune.losses import preference_loss
+from tlcli_tune.losses import chosen_nll, preference_loss
 from tlcli_tune.model import TunedLM, pad_batch, row_sums
 from tlcli_tune.task import collate_pairs
 
@@ -98,8 +98,10 @@ def _policy_and_reference(tokenizer):
     return policy, reference
 
 
-@pytest.mark.parametrize("loss, trl_loss_type", [("dpo", "sigmoid"), ("ipo", "ipo")])
-def test_dpo_and_ipo_tokens_loss_and_gradients_equal_trl(tokenizer, tmp_path, loss, trl_loss_type):
+@pytest.mark.parametrize("loss, trl_loss_type, sft_weight", [("dpo", "sigmoid", 0.0), ("ipo", "ipo", 0.0),
+                                                              ("dpo", "sigmoid", 0.5)])
+def test_dpo_and_ipo_tokens_loss_and_gradients_equal_trl(tokenizer, tmp_path, loss, trl_loss_type, sft_weight):
+    """--sft-weight W is TRL's loss_type [LOSS, "sft"] with loss_weights [1, W] (RPO)."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -108,7 +110,9 @@ def test_dpo_and_ipo_tokens_loss_and_gradients_equal_trl(tokenizer, tmp_path, lo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = DPOTrainer(model=theirs, ref_model=their_ref,
-                             args=DPOConfig(**_common_args(tmp_path), beta=0.3, loss_type=[trl_loss_type],
+                             args=DPOConfig(**_common_args(tmp_path), beta=0.3,
+                                            loss_type=[trl_loss_type, "sft"] if sft_weight else [trl_loss_type],
+                                            loss_weights=[1.0, sft_weight] if sft_weight else None,
                                             precompute_ref_log_probs=False, max_length=None),
                              train_dataset=Dataset.from_list(PAIRS), processing_class=tokenizer)
     fmt = ChatFormat(tokenizer)
@@ -135,7 +139,7 @@ def test_dpo_and_ipo_tokens_loss_and_gradients_equal_trl(tokenizer, tmp_path, lo
     sums, tokens = row_sums(logps, our_batch["labels"])
     n = len(rows)
     out = preference_loss(loss, 0.3, sums[:n], sums[n:], tokens[:n], tokens[n:], ref[:, 0], ref[:, 1])
-    our_value = out.losses.mean()
+    our_value = out.losses.mean() + sft_weight * chosen_nll(sums[:n], tokens[:n])
     our_value.backward()
 
     assert abs(our_value.item() - trl_value.item()) < TOL
