@@ -153,7 +153,7 @@ def with_plain_template(source: Path, out: Path) -> Path:
     return out
 
 
-def one_seed(seed: int, work: Path) -> dict:
+def one_seed(seed: int, work: Path, dpo_lr: float = 5e-4, sft_weight: float = 0.0) -> dict:
     from transformers import AutoTokenizer
 
     from tlcli.llm.tiny import build_tiny_causal_lm
@@ -183,9 +183,9 @@ def one_seed(seed: int, work: Path) -> dict:
     prefer_before = preferences(sft_run, held)
     style_before = sum(in_style(r) for r in after_replies) / len(held)
     started = time.time()
-    dpo = tlcli("dpo", pairs, "--model", sft_run, "--val", val, "--lora", "8", "--lr", "5e-4", "--beta", "0.1",
-                "--epochs", "1", "--batch-size", "8", "--seed", seed, "--precision", "fp32", "--device", "cpu",
-                "--out", work / f"dpo-run-{seed}")
+    dpo = tlcli("dpo", pairs, "--model", sft_run, "--val", val, "--lora", "8", "--lr", dpo_lr, "--beta", "0.1",
+                "--sft-weight", sft_weight, "--epochs", "1", "--batch-size", "8", "--seed", seed, "--precision",
+                "fp32", "--device", "cpu", "--out", work / f"dpo-run-{seed}")
     dpo_s = time.time() - started
     dpo_run = work / f"dpo-run-{seed}"
     dpo_replies = replies(dpo_run, held)
@@ -211,13 +211,15 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--dpo-lr", type=float, default=5e-4)
+    parser.add_argument("--sft-weight", type=float, default=0.0, help="tlcli dpo --sft-weight")
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in [int(s) for s in options.seeds.split(",")]:
-            results.append(one_seed(seed, Path(tmp)))
+            results.append(one_seed(seed, Path(tmp), options.dpo_lr, options.sft_weight))
             if not options.json:
                 print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     keys = [("sft", "exact_match_before"), ("sft", "exact_match_after"), ("dpo", "prefers_chosen_before"),
