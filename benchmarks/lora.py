@@ -54,13 +54,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from tlcli.hardware import cpu_model
+
+    return cpu_model() or platform.processor() or platform.machine()
 
 
 # --- one measurement, in its own process -----------------------------------------------------------------------

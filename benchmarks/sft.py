@@ -39,13 +39,9 @@ WORDS = ("the river stone light garden window paper music table yellow orange qu
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from tlcli.hardware import cpu_model
+
+    return cpu_model() or platform.processor() or platform.machine()
 
 
 def make_data(path: Path, examples: int, seed: int = 0) -> None:
