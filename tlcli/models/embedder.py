@@ -12,7 +12,8 @@ imports. Its results equal the library's (cosine >= 0.9999 in fp32; tests/rag/te
 - every text is tokenised once, up front, then batched longest first so each batch pads to lengths close
   to its own; a batch holds at most ``token_budget`` tokens, so short texts go in big batches;
 - the precision comes from tlcli.device (``encode_texts``: bf16 where this CPU measured faster and as
-  exact; ``int8``: dynamically quantised linears, when asked); pooling and normalisation run in float32.
+  exact; ``int8``: int8 linears with per-token activations, tlcli.models.int8, when asked); pooling and
+  normalisation run in float32.
 
 Any other model (another architecture, a Dense layer, a hub name not on disk) goes through
 ``SentenceTransformer.encode``.
@@ -260,60 +261,6 @@ CALIBRATION_TEXTS = (
 )
 
 
-def quantize_int8(encoder, calibrate: Callable[[], None], alpha: float = 0.7, keep: tuple[str, ...] = (".down",)):
-    """``encoder`` with torch's dynamic int8 linears (weights per output channel, activations per tensor),
-    smoothed as in SmoothQuant: each linear's input feature j is divided by s_j = a_j^alpha / w_j^(1-alpha)
-    (a_j: its largest magnitude over ``calibrate()``'s forward, w_j: the weight column's) and the weight
-    column multiplied by it, so outlier features no longer set the one activation scale. Each feed-forward's
-    second linear stays fp32 (``keep``: name suffixes left in fp32): its post-GELU input defeats per-tensor
-    int8 even smoothed. Measured on the tests' texts, the cosine to fp32 rose from 0.80 (plain dynamic int8)
-    to 0.993; on 48 pydoc chunks it is 0.998 on average (alpha 0.5: 0.9979, 0.85: 0.9978; keeping the
-    query/key/value product in fp32 too: 0.9991), recall@10 against the fp32 index 0.956 (benchmarks/rag.py)."""
-    import warnings
-
-    import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    targets = {name: module for name, module in encoder.named_modules()
-               if type(module) is torch.nn.Linear and not name.endswith(keep)}
-    peaks: dict[str, torch.Tensor] = {}
-
-    def record(name):
-        def hook(module, args):
-            x = args[0].detach().abs().reshape(-1, module.in_features).amax(0)
-            peaks[name] = torch.maximum(peaks[name], x) if name in peaks else x
-        return hook
-
-    hooks = [module.register_forward_pre_hook(record(name)) for name, module in targets.items()]
-    try:
-        calibrate()
-    finally:
-        for hook in hooks:
-            hook.remove()
-
-    class Smoothed(torch.nn.Module):
-        def __init__(self, inverse: torch.Tensor, inner: torch.nn.Module):
-            super().__init__()
-            self.register_buffer("inverse", inverse)
-            self.inner = inner
-
-        def forward(self, x):
-            return self.inner(x * self.inverse)
-
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # torch's deprecation note on quantised tensors
-        for name, linear in targets.items():
-            weight_peak = linear.weight.abs().amax(0).clamp(min=1e-5)
-            scale = (peaks[name].clamp(min=1e-5) ** alpha / weight_peak ** (1 - alpha)).clamp(min=1e-5)
-            linear.weight.mul_(scale)
-            quantized = quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear: per_channel_dynamic_qconfig},
-                                         dtype=torch.qint8)[0]
-            parent_name, _, child = name.rpartition(".")
-            setattr(encoder.get_submodule(parent_name) if parent_name else encoder, child,
-                    Smoothed(1.0 / scale, quantized))
-    return encoder
-
-
 # --- the encoder ---------------------------------------------------------------------------------
 
 class TextEmbedder:
@@ -407,7 +354,10 @@ class TextEmbedder:
 
         encoder = load_bert_encoder(self.layout, self._tensors)
         if self.precision == "int8":
-            return quantize_int8(encoder, lambda: self._forward(encoder, self.fast_tokenizer.ids(list(CALIBRATION_TEXTS))))
+            from tlcli.models.int8 import keep_freed_memory, quantize_linears
+
+            keep_freed_memory()
+            return quantize_linears(encoder, lambda: self._forward(encoder, self.fast_tokenizer.ids(list(CALIBRATION_TEXTS))))
         dtype = self.placement.dtype
         encoder = encoder.to(self.device, dtype)
         from tlcli.models.packed import pack_for_inference, packing_available
