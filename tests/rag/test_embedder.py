@@ -71,6 +71,14 @@ def test_int8_stays_close_to_fp32(reference):
         assert np.mean(cosines) >= 0.997 and np.min(cosines) >= 0.994
 
 
+def test_int8_without_an_int8_product_in_torch_is_a_one_line_error(monkeypatch):
+    import tlcli.models.int8 as int8
+
+    monkeypatch.setattr(int8, "int8_available", lambda: False)
+    with pytest.raises(UsageError, match="--precision int8: this torch build has no CPU int8 matrix product"):
+        TextEmbedder("all-MiniLM-L6-v2", precision="int8").encode(["hello"])
+
+
 def test_int8_runs_every_linear_in_int8_with_the_gelu_inside_and_layernorm_inputs_smoothed():
     import torch
 

@@ -354,8 +354,11 @@ class TextEmbedder:
 
         encoder = load_bert_encoder(self.layout, self._tensors)
         if self.precision == "int8":
-            from tlcli.models.int8 import keep_freed_memory, quantize_linears
+            from tlcli.models.int8 import int8_available, keep_freed_memory, quantize_linears
 
+            if not int8_available():
+                raise UsageError("--precision int8: this torch build has no CPU int8 matrix product "
+                                 "(torch._int_mm); use fp32 or bf16")
             keep_freed_memory()
             return quantize_linears(encoder, lambda: self._forward(encoder, self.fast_tokenizer.ids(list(CALIBRATION_TEXTS))))
         dtype = self.placement.dtype
