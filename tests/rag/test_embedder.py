@@ -62,13 +62,13 @@ def test_bf16_with_cpu_kernels_stays_within_the_precision_bar(reference):
 
 
 def test_int8_stays_close_to_fp32(reference):
-    from tlcli.models.int8 import weight_levels
+    from tlcli.models.int8 import activation_steps
 
     cosines = np.sum(TextEmbedder("all-MiniLM-L6-v2", precision="int8").encode(TEXTS) * reference, axis=1)
-    if weight_levels() == 127:  # 8-bit weights (VNNI): the empty text 0.9981, real ones 0.9992 and up
+    if activation_steps() > 200:  # 8-bit activations (VNNI): the empty text 0.9981, real ones 0.9992 and up
         assert np.mean(cosines) >= 0.999 and np.min(cosines) >= 0.997
-    else:  # 7-bit weights where the int8 product saturates (AVX2): mean 0.9978, lowest 0.9957
-        assert np.mean(cosines) >= 0.997 and np.min(cosines) >= 0.994
+    else:  # 7-bit activations where the int8 product saturates (AVX2): mean 0.9975, lowest 0.9943
+        assert np.mean(cosines) >= 0.997 and np.min(cosines) >= 0.993
 
 
 def test_int8_without_an_int8_product_in_torch_is_a_one_line_error(monkeypatch):

@@ -6,24 +6,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tlcli.models.int8 import Int8Linear, int8_available, quantize_linears, weight_levels
+from tlcli.models.int8 import Int8Linear, activation_steps, int8_available, quantize_linears
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="this torch has no CPU int8 matrix product")
 
 
 def expected(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, group: int) -> torch.Tensor:
-    """Weights rounded symmetrically per row and group of inputs (8 bits, or 7 where the CPU's int8 product
-    saturates), each token rounded asymmetrically over its own range in 254.9 steps, multiplied in float64."""
+    """Weights rounded symmetrically per row and group of inputs, each token rounded asymmetrically over its
+    own range in 254.9 steps (126.9 where the CPU's int8 product saturates), multiplied in float64."""
     x, weight, bias = x.double(), weight.double(), bias.double()
-    levels = weight_levels()
     blocks = weight.reshape(weight.shape[0], -1, group)
-    scales = blocks.abs().amax(-1, keepdim=True) / levels
-    dequantised = ((blocks / scales).round().clamp(-levels, levels) * scales).reshape(weight.shape)
+    scales = blocks.abs().amax(-1, keepdim=True) / 127
+    dequantised = ((blocks / scales).round().clamp(-127, 127) * scales).reshape(weight.shape)
     low, high = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
-    step = (high - low).clamp(min=1e-8) / 254.9
+    step = (high - low).clamp(min=1e-8) / activation_steps()
     offset = low + 128 * step
     codes = ((x - offset) / step).round()
-    assert codes.min() >= -128 and codes.max() <= 127
+    assert codes.min() >= -128 and codes.max() <= (127 if activation_steps() > 200 else -1)
     return (codes * step + offset) @ dequantised.t() + bias
 
 
@@ -40,12 +39,13 @@ def test_int8_linear_computes_the_promised_rounding(group):
     assert F.cosine_similarity(out, F.linear(x, weight, bias), dim=1).min() > 0.999
 
 
-def test_the_int8_product_is_exact_at_the_weight_range_in_use():
-    levels = weight_levels()
-    codes = torch.full((4, 512), 127, dtype=torch.int8)
-    weights = torch.full((512, 8), levels, dtype=torch.int8)
-    assert int(torch._int_mm(codes, weights)[0, 0]) == 512 * 127 * levels
-    assert int(torch._int_mm(-codes - 1, -weights)[0, 0]) == 512 * 128 * levels
+def test_the_int8_product_is_exact_over_the_codes_in_use():
+    top = 127 if activation_steps() > 200 else -1
+    weights = torch.full((512, 8), 127, dtype=torch.int8)
+    for code in (top, -128):
+        codes = torch.full((4, 512), code, dtype=torch.int8)
+        assert int(torch._int_mm(codes, weights)[0, 0]) == 512 * code * 127
+        assert int(torch._int_mm(codes, -weights)[0, 0]) == -512 * code * 127
 
 
 def test_smoothing_moves_scale_between_inputs_and_weights_without_changing_the_product():
