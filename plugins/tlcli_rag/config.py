@@ -30,7 +30,8 @@ class OnIndex(IndexFolder):
     device: Literal["auto", "cpu", "cuda", "mps"] = Placement.model_fields["device"]
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = option(
         "auto", "auto | fp32 | bf16 | fp16 | int8 (auto: bf16 on a GPU or where this CPU measured it faster, see "
-        "`tlcli doctor`; int8: int8 linears with per-token activations on a CPU, about 0.9995 cosine to fp32).", panel=PANEL_PLACEMENT)
+        "`tlcli doctor`; int8: int8 linears with per-token activations on a CPU, about 0.9995 cosine to fp32).",
+        panel=PANEL_PLACEMENT)
 
 
 class IndexConfig(OnIndex):

@@ -14,7 +14,8 @@ benchmarks/rag.py and docs/rag-benchmarks.md):
   longer spend each token's range; and the feed-forward's second linear (``down``, 1536 inputs) gets one
   weight scale per 256 inputs instead of one per row. Together: mean cosine 0.9995.
 
-On a CPU without VNNI the activations get 7 bits instead of 8 (:func:`activation_steps`). Each linear's zero-point share (the token's offset times the quantised weight row's sum) is added in float32.
+On a CPU without VNNI the activations get 7 bits instead of 8 (:func:`activation_steps`). Each linear's
+zero-point share (the token's offset times the quantised weight row's sum) is added in float32.
 """
 
 from __future__ import annotations
@@ -148,8 +149,9 @@ def quantize_linears(encoder: nn.Module, calibrate: Callable[[], None], alpha: f
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed blocks for reuse instead of handing them back to the system: the
     int8 forward makes many short-lived activation-sized tensors, and with glibc's defaults each new one
-    costs page faults (blocks up to 32 MB, glibc's largest dynamic threshold, now come from the heap) (MiniLM int8 encoding 1.2x fp32's speed with the defaults, 1.6x with this, 2-core
-    AMD EPYC). Process-wide, and only where glibc is the allocator; False elsewhere."""
+    costs page faults: MiniLM int8 encoding ran at 1.2x fp32's speed with the defaults, 1.6x with this
+    (2-core AMD EPYC). Blocks up to 32 MB (glibc's largest dynamic threshold) then come from the heap.
+    Process-wide, and only where glibc is the allocator; False elsewhere."""
     import ctypes
     import ctypes.util
     import platform
