@@ -160,10 +160,9 @@ def _torch_modules():
         def forward(self, ids, valid):
             x = self.word(ids) + self.position.weight[:ids.shape[1]] + self.token_type.weight[0]
             x = self.norm(x)
-            # Additive mask, one row per text, broadcast over heads and query positions.
-            mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device)
-            mask.masked_fill_(~valid, torch.finfo(x.dtype).min)
-            mask = mask[:, None, None, :]
+            # Which keys each text attends to, broadcast over heads and query positions. A boolean mask,
+            # not an additive one: the CPU attention kernel skips the add (3-4% of a forward, bf16 and fp32).
+            mask = valid[:, None, None, :]
             for layer in self.layers:
                 x = layer(x, mask)
             return x
