@@ -35,7 +35,7 @@ from tlcli.engine.loop import fit
 from tlcli.models.clip import ClipModel, load_clip
 from tlcli_clip.common import k_shot, model_reference, shots_used, report_short_shots, split_of
 from tlcli_clip.text import SINGLE_TEMPLATE, fill
-from tlcli_clip.vprompt import PixelsTask
+from tlcli_clip.vprompt import PixelsTask, pixel_datasets
 
 MODEL_KIND = "clip-lora"
 ROOT = "clip"  # the open_clip model inside ClipLoRA: what the adapter folder is keyed on
@@ -106,7 +106,6 @@ class ClipLoRATask(PixelsTask):
 def run_clip_lora(cfg, run, report) -> dict:
     """The job of `tlcli coop --lora RANK`: decoded pixels, CLIP with adapters in both towers, the engine."""
     from tlcli.adapters.run_folder import write_adapted_model
-    from tlcli_clip.vprompt import Pixels, decode_pixels
 
     started = time.time()
     bad = BadFiles()
@@ -121,16 +120,7 @@ def run_clip_lora(cfg, run, report) -> dict:
     report.info(f"coop --lora {cfg.lora} (CLIP-LoRA): {len(train_samples)} train / {len(split.val)} val images, "
                 f"{len(classes)} classes")
     report_short_shots(used, report)
-    index = {c: i for i, c in enumerate(classes)}
-    kept, items, to_batch = decode_pixels(clip, [s.path for s in train_samples], bad, cfg.workers)
-    train = Pixels(items, [index[train_samples[i].label] for i in kept], train=True)
-    val = None
-    if split.val:
-        kept_val, val_items, _ = decode_pixels(clip, [s.path for s in split.val], bad, cfg.workers)
-        val = Pixels(val_items, [index[split.val[i].label] for i in kept_val], train=False)
-    bad.check(len(train_samples) + len(split.val), cfg.max_bad)
-    if len(train) < 2:
-        raise UsageError(f"{cfg.data}: fewer than two readable training images")
+    train, val, to_batch = pixel_datasets(clip, train_samples, split.val, classes, bad, cfg)
     model_ref, pretrained_ref = model_reference(cfg.model, cfg.pretrained)
     zero_shot = _zero_shot_accuracy(build_clip_lora(clip, classes), val, to_batch, cfg.batch_size or 32) \
         if val is not None and len(val) else None

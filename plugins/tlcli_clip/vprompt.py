@@ -126,6 +126,23 @@ def decode_pixels(clip: ClipModel, paths: list[Path], bad: BadFiles, workers: in
     return kept, items, to_batch
 
 
+def pixel_datasets(clip: ClipModel, train_samples: list, val_samples: list, classes: list[str], bad: BadFiles, cfg):
+    """The training and validation images decoded once and labelled by their index in ``classes``:
+    (train, val or None, collate). Unreadable files count against --max-bad; fewer than two readable
+    training images is a usage error."""
+    index = {c: i for i, c in enumerate(classes)}
+    kept, items, to_batch = decode_pixels(clip, [s.path for s in train_samples], bad, cfg.workers)
+    train = Pixels(items, [index[train_samples[i].label] for i in kept], train=True)
+    val = None
+    if val_samples:
+        kept_val, val_items, _ = decode_pixels(clip, [s.path for s in val_samples], bad, cfg.workers)
+        val = Pixels(val_items, [index[val_samples[i].label] for i in kept_val], train=False)
+    bad.check(len(train_samples) + len(val_samples), cfg.max_bad)
+    if len(train) < 2:
+        raise UsageError(f"{cfg.data}: fewer than two readable training images")
+    return train, val, to_batch
+
+
 # --- the task ----------------------------------------------------------------------------------------------------
 
 class PixelsTask(ClassifierTask):
@@ -186,16 +203,7 @@ def run_vprompt(cfg: VPromptConfig, run, report) -> dict:
     head = torch.from_numpy(label_embeddings(clip, classes, templates, cfg.cache))
     report.info(f"vprompt: {len(train_samples)} train / {len(split.val)} val images, {len(classes)} classes, "
                 f"pad {cfg.pad}px of {image_size_of(clip)}px")
-    index = {c: i for i, c in enumerate(classes)}
-    kept, items, to_batch = decode_pixels(clip, [s.path for s in train_samples], bad, cfg.workers)
-    train = Pixels(items, [index[train_samples[i].label] for i in kept], train=True)
-    val = None
-    if split.val:
-        kept_val, val_items, _ = decode_pixels(clip, [s.path for s in split.val], bad, cfg.workers)
-        val = Pixels(val_items, [index[split.val[i].label] for i in kept_val], train=False)
-    bad.check(len(train_samples) + len(split.val), cfg.max_bad)
-    if len(train) < 2:
-        raise UsageError(f"{cfg.data}: fewer than two readable training images")
+    train, val, to_batch = pixel_datasets(clip, train_samples, split.val, classes, bad, cfg)
     model_ref, pretrained_ref = model_reference(cfg.model, cfg.pretrained)
 
     def export(model: PromptedClip) -> None:
