@@ -106,6 +106,19 @@ def labelled_features(clip, samples: list[LabelledSample], classes: list[str], b
     return LabelledFeatures(result.array, labels, [samples[i].path for i in result.kept])
 
 
+def train_and_val_features(clip, train_samples: list[LabelledSample], val_samples: list[LabelledSample],
+                           classes: list[str], bad: BadFiles, cfg, quiet: bool, stats: dict,
+                           min_train: int = 2) -> tuple[LabelledFeatures, LabelledFeatures]:
+    """Features of the training and validation samples; unreadable files count against --max-bad, and
+    fewer than ``min_train`` readable training images is a usage error."""
+    train = labelled_features(clip, train_samples, classes, bad, cfg, quiet, stats)
+    val = labelled_features(clip, val_samples, classes, bad, cfg, quiet, stats)
+    bad.check(len(train_samples) + len(val_samples), cfg.max_bad)
+    if len(train.y) < min_train:
+        raise UsageError(f"{cfg.data}: fewer than two readable training images")
+    return train, val
+
+
 def model_reference(model: str, pretrained: str | None) -> tuple[str, str | None]:
     """``--model``/``--pretrained`` as a run folder stores them: local files made absolute."""
     if model.startswith("local-dir:"):

@@ -16,7 +16,7 @@ from tlcli.classify import probe as linear
 from tlcli.data.bad_files import BadFiles
 from tlcli.console.errors import UsageError
 from tlcli.models.clip import load_clip
-from tlcli_clip.common import k_shot, labelled_features, split_of, sub_run
+from tlcli_clip.common import k_shot, split_of, sub_run, train_and_val_features
 from tlcli_clip.config import CompareConfig, CoopConfig
 from tlcli_clip.text import label_embeddings, resolve_templates, zero_shot_probs
 
@@ -37,9 +37,8 @@ def run_compare(cfg: CompareConfig, run, report) -> dict:
     largest = max(cfg.shots)
     pool = k_shot(split.train, largest, cfg.seed)  # every k-shot set is drawn from the same pool order
     report.info(f"compare on {len(split.val)} held-out images, {len(classes)} classes, shots {cfg.shots}")
-    train_all = labelled_features(clip, pool, classes, bad, cfg, report.progress_quiet, stats)
-    val = labelled_features(clip, split.val, classes, bad, cfg, report.progress_quiet, stats)
-    bad.check(len(pool) + len(split.val), cfg.max_bad)
+    train_all, val = train_and_val_features(clip, pool, split.val, classes, bad, cfg, report.progress_quiet, stats,
+                                            min_train=0)
     features_s = time.time() - started
     val_x = linear.normalize(val.x.astype(np.float64))
     row_of = {path: i for i, path in enumerate(train_all.paths)}

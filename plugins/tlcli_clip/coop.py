@@ -25,7 +25,8 @@ from tlcli.engine.params import Block, ParamGroup
 from tlcli.engine.task import ClassifierTask
 from tlcli.console.errors import UsageError
 from tlcli.models.clip import ClipModel, load_clip
-from tlcli_clip.common import k_shot, labelled_features, model_reference, report_short_shots, shots_used, split_of
+from tlcli_clip.common import (k_shot, model_reference, report_short_shots, shots_used, split_of,
+                               train_and_val_features)
 from tlcli_clip.config import CoopConfig
 from tlcli_clip.text import SINGLE_TEMPLATE, label_embeddings, zero_shot_probs
 
@@ -222,11 +223,8 @@ def run_coop(cfg: CoopConfig, run, report) -> dict:
     report.info(f"coop: {len(train_samples)} train / {len(split.val)} val images, {len(split.classes)} classes")
     report_short_shots(used, report)
     stats: dict = {}
-    train = labelled_features(clip, train_samples, split.classes, bad, cfg, report.progress_quiet, stats)
-    val = labelled_features(clip, split.val, split.classes, bad, cfg, report.progress_quiet, stats)
-    bad.check(len(train_samples) + len(split.val), cfg.max_bad)
-    if len(train.labels) < 2:
-        raise UsageError(f"{cfg.data}: fewer than two readable training images")
+    train, val = train_and_val_features(clip, train_samples, split.val, split.classes, bad, cfg,
+                                        report.progress_quiet, stats)
     zero_shot = None
     if len(val.labels):
         head = label_embeddings(clip, split.classes, [SINGLE_TEMPLATE], cfg.cache)

@@ -13,9 +13,9 @@ import numpy as np
 
 from tlcli.classify import probe as linear
 from tlcli.data.bad_files import BadFiles
-from tlcli.console.errors import UsageError
 from tlcli.models.clip import ClipModel, load_clip
-from tlcli_clip.common import k_shot, labelled_features, model_reference, report_short_shots, shots_used, split_of
+from tlcli_clip.common import (k_shot, model_reference, report_short_shots, shots_used, split_of,
+                               train_and_val_features)
 from tlcli_clip.config import ProbeConfig
 
 MODEL_KIND = "clip-probe"
@@ -39,11 +39,8 @@ def run_probe(cfg: ProbeConfig, run, report) -> dict:
                 f"{clip.spec['model']} ({clip.spec['precision']})")
     report_short_shots(used, report)
     stats: dict = {}
-    train = labelled_features(clip, train_samples, split.classes, bad, cfg, report.progress_quiet, stats)
-    val = labelled_features(clip, split.val, split.classes, bad, cfg, report.progress_quiet, stats)
-    bad.check(len(train_samples) + len(split.val), cfg.max_bad)
-    if len(train.y) < 2:
-        raise UsageError(f"{cfg.data}: fewer than two readable training images")
+    train, val = train_and_val_features(clip, train_samples, split.val, split.classes, bad, cfg,
+                                        report.progress_quiet, stats)
     features_s = time.time() - started
 
     run.start({"model": clip.spec["model"], "train_samples": len(train.y), "val_samples": len(val.y)})

@@ -202,3 +202,24 @@ def test_probe_with_a_separate_val_folder(cli, image_folder, tiny_config, model_
     wrong = make_images(tmp_path / "wrong", per_class=1, classes={"cow": (1, 2, 3), "cat": (200, 0, 0)})
     refused = cli("probe", image_folder, "--val", wrong, *model_args(tiny_config), "--out", "q")
     assert refused.exit_code == 2 and "cow" in refused.stderr and not Path("q").exists()
+
+
+@pytest.mark.parametrize("command", [["vprompt", "--pad", "4", "--epochs", "1", "--val-split", "0"],
+                                     ["coop", "--lora", "2", "--epochs", "1", "--val-split", "0"],
+                                     ["coop", "--epochs", "1", "--val-split", "0"], ["probe", "--val", "IMAGES"]])
+def test_too_few_readable_training_images_is_a_one_line_usage_error(cli, image_folder, tiny_config, model_args,
+                                                                    command, tmp_path):
+    data = tmp_path / "data"
+    for label in ("cat", "dog", "fish"):  # the classes of image_folder, which probe's --val reads
+        (data / label).mkdir(parents=True)
+        for i in range(4):
+            (data / label / f"broken-{i}.jpg").write_bytes(b"not an image")
+    good = sorted((image_folder / "cat").iterdir())[0]
+    (data / "cat" / good.name).write_bytes(good.read_bytes())
+    options = [str(image_folder) if option == "IMAGES" else option for option in command[1:]]
+    result = cli(command[0], data, *options, *model_args(tiny_config),
+                 "--max-bad", "100%", "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 2, result.stderr
+    *warnings, error = result.stderr.strip().splitlines()
+    assert error.startswith("tlcli: error:") and "fewer than two readable training images" in error
+    assert len(warnings) == 12 and all(line.startswith("warning: skipped") for line in warnings)  # no traceback
