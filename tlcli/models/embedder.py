@@ -161,7 +161,8 @@ def _torch_modules():
             x = self.word(ids) + self.position.weight[:ids.shape[1]] + self.token_type.weight[0]
             x = self.norm(x)
             # Which keys each text attends to, broadcast over heads and query positions. A boolean mask,
-            # not an additive one: the CPU attention kernel skips the add (3-4% of a forward, bf16 and fp32).
+            # not an additive one: torch's CPU attention kernel is faster with it (3-4% of a forward, bf16 and
+            # fp32, docs/rag-benchmarks.md).
             mask = valid[:, None, None, :]
             for layer in self.layers:
                 x = layer(x, mask)
