@@ -48,7 +48,8 @@ def main() -> None:
     args = parser.parse_args()
     from pydoc_data.topics import topics
 
-    work = args.keep or Path(tempfile.mkdtemp(prefix="tlcli-rag-demo-"))
+    # Absolute: the tlcli commands below run inside it, so a relative --keep would point elsewhere.
+    work = (args.keep or Path(tempfile.mkdtemp(prefix="tlcli-rag-demo-"))).resolve()
     (work / "topics").mkdir(parents=True, exist_ok=True)
     chosen = {name: text for name, text in topics.items() if args.all or name not in LARGEST}
     for name, text in chosen.items():
