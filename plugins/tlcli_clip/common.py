@@ -108,13 +108,13 @@ def labelled_features(clip, samples: list[LabelledSample], classes: list[str], b
 
 def train_and_val_features(clip, train_samples: list[LabelledSample], val_samples: list[LabelledSample],
                            classes: list[str], bad: BadFiles, cfg, quiet: bool, stats: dict,
-                           min_train: int = 2) -> tuple[LabelledFeatures, LabelledFeatures]:
+                           need_two: bool = True) -> tuple[LabelledFeatures, LabelledFeatures]:
     """Features of the training and validation samples; unreadable files count against --max-bad, and
-    fewer than ``min_train`` readable training images is a usage error."""
+    (with ``need_two``) fewer than two readable training images is a usage error."""
     train = labelled_features(clip, train_samples, classes, bad, cfg, quiet, stats)
     val = labelled_features(clip, val_samples, classes, bad, cfg, quiet, stats)
     bad.check(len(train_samples) + len(val_samples), cfg.max_bad)
-    if len(train.y) < min_train:
+    if need_two and len(train.y) < 2:
         raise UsageError(f"{cfg.data}: fewer than two readable training images")
     return train, val
 

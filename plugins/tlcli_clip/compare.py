@@ -38,7 +38,7 @@ def run_compare(cfg: CompareConfig, run, report) -> dict:
     pool = k_shot(split.train, largest, cfg.seed)  # every k-shot set is drawn from the same pool order
     report.info(f"compare on {len(split.val)} held-out images, {len(classes)} classes, shots {cfg.shots}")
     train_all, val = train_and_val_features(clip, pool, split.val, classes, bad, cfg, report.progress_quiet, stats,
-                                            min_train=0)
+                                            need_two=False)
     features_s = time.time() - started
     val_x = linear.normalize(val.x.astype(np.float64))
     row_of = {path: i for i, path in enumerate(train_all.paths)}

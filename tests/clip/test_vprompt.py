@@ -99,4 +99,3 @@ def test_compare_gains_a_vprompt_row(cli, image_folder, tiny_config, tiny_weight
     assert vprompt[0]["trainable_params"] == 3 * (32 * 32 - 24 * 24)
     assert 0.0 <= vprompt[0]["accuracy"] <= 1.0
     assert (tmp_path / "cmp" / "vprompt-4shot" / "model" / "prompt.safetensors").is_file()
-
